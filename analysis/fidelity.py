@@ -1,0 +1,142 @@
+"""`nasdun fidelity`: does a cheap protocol rank architectures like an expensive one?
+
+N random genotypes plus the hand designs are trained under a reference protocol (cached in
+``OUT/<reference>/`` and reused when the same candidates, setting and seed are asked again)
+and under each cheaper protocol. A cheap protocol's ranking orders candidates by the rung they
+reached (deeper first; successive halving) and then by validation nmse_db; the reference
+ranks by validation nmse_db. Reported per cheap protocol: Spearman's rho and Kendall's tau-b
+against the reference, the overlap of the top-25% sets, whether the reference's top 5 all
+sit inside the cheap top 25%, and the cost ratio (reference candidate-steps / cheap ones).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.plots import scatter_figure
+from nasdun.errors import NasdunError
+from nasdun.results import read_table
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rho: Pearson correlation of average ranks."""
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def kendall(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-b (ties in either ranking are accounted for)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    dx = np.sign(x[:, None] - x[None, :])
+    dy = np.sign(y[:, None] - y[None, :])
+    iu = np.triu_indices(len(x), 1)
+    s, tx, ty = (dx * dy)[iu].sum(), (dx != 0)[iu].sum(), (dy != 0)[iu].sum()
+    return float(s / math.sqrt(tx * ty)) if tx and ty else math.nan
+
+
+def cheap_rank(df: pd.DataFrame) -> pd.Series:
+    """1 = best: deeper rung first, then lower validation nmse_db; failures last."""
+    rung = df["rung"].fillna(0) if "rung" in df.columns else pd.Series(0, index=df.index)
+    val = df["val_nmse_db"].where(df["status"] != "failed", np.inf).fillna(np.inf)
+    order = sorted(df.index, key=lambda i: (-rung[i], val[i], i))
+    return pd.Series({i: r for r, i in enumerate(order, start=1)}).reindex(df.index)
+
+
+def _name(protocol: str) -> str:
+    return Path(protocol).stem if protocol.endswith((".yaml", ".yml")) else protocol
+
+
+def _cached(run_dir: Path, archs: list[tuple[str, Any]], setting: str, seed: int) -> bool:
+    if not (run_dir / "results.csv").is_file() or not (run_dir / "run.json").is_file():
+        return False
+    meta = json.loads((run_dir / "run.json").read_text())
+    same_archs = meta.get("archs") == {n: g.to_dict() for n, g in archs}
+    return same_archs and meta.get("setting", {}).get("name") == setting and meta.get("seed") == seed
+
+
+def run_fidelity(
+    n_genotypes: int,
+    setting: str,
+    layers: int,
+    reference: str,
+    protocols: Sequence[str],
+    seed: int,
+    out: str | Path,
+    device: str = "auto",
+    compile: bool = False,
+) -> pd.DataFrame:
+    from nasdun.train import run_train
+    from search_spaces.genotype import SearchSpace
+    from search_spaces.presets import PRESETS, preset
+
+    if n_genotypes < 0:
+        raise NasdunError(f"--genotypes {n_genotypes}; expected an integer >= 0")
+    if not protocols:
+        raise NasdunError("--protocols names no cheaper protocol to compare with the reference")
+    space = SearchSpace(layers=layers)
+    rng = np.random.default_rng(seed)
+    archs = [(f"r{i:03d}", space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()})) for i in range(n_genotypes)]
+    archs += [(name, preset(name, layers)) for name in PRESETS.names() if name != "meng2021" or layers <= 16]
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for proto in [reference, *protocols]:
+        run_dir = out_dir / _name(proto)
+        if _cached(run_dir, archs, setting, seed):
+            print(f"fidelity: {_name(proto)}: reusing {run_dir}", flush=True)
+        else:
+            print(f"fidelity: training {len(archs)} networks with {_name(proto)}", flush=True)
+            run_train(archs, setting, proto, seed, run_dir, device=device, overwrite=True, compile=compile)
+        tables[proto] = read_table(run_dir).set_index("name").loc[[n for n, _ in archs]]
+    ref = tables[reference]
+    ref_rank = cheap_rank(ref)
+    quarter = max(1, math.ceil(len(archs) / 4))
+    ref_top = set(ref_rank[ref_rank <= quarter].index)
+    ref_top5 = set(ref_rank[ref_rank <= 5].index)
+    rows = []
+    for proto in protocols:
+        cheap = tables[proto]
+        rank = cheap_rank(cheap)
+        top = set(rank[rank <= quarter].index)
+        rows.append(
+            {
+                "protocol": _name(proto),
+                "reference": _name(reference),
+                "candidates": len(archs),
+                "spearman": spearman(ref_rank, rank),
+                "kendall": kendall(ref_rank, rank),
+                "top25_overlap": len(top & ref_top) / quarter,
+                "ref_top5_in_cheap_top25": int(len(ref_top5 & top)),
+                "cost_ratio": float(ref["iterations"].sum() / max(1, cheap["iterations"].sum())),
+                "ref_candidate_steps": int(ref["iterations"].sum()),
+                "cheap_candidate_steps": int(cheap["iterations"].sum()),
+            }
+        )
+        both = pd.DataFrame({"reference val_nmse_db": ref["val_nmse_db"], f"{_name(proto)} rank": rank, "reference rank": ref_rank})
+        both["kind"] = ["random" if n.startswith("r") and n[1:].isdigit() else "hand design" for n in both.index]
+        scatter_figure(both, "reference rank", f"{_name(proto)} rank", "kind", out_dir / "figures", f"rank_{_name(proto)}",
+                       f"{_name(proto)} vs {_name(reference)} ranks")  # fmt: skip
+    table = pd.DataFrame(rows)
+    table.to_csv(out_dir / "fidelity.csv", index=False)
+    lines = ["| protocol | Spearman | Kendall | top-25% overlap | ref top-5 in cheap top-25% | cost ratio |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [
+            f"{r['spearman']:.3f}",
+            f"{r['kendall']:.3f}",
+            f"{r['top25_overlap']:.2f}",
+            f"{r['ref_top5_in_cheap_top25']}/5",
+            f"{r['cost_ratio']:.2f}",
+        ]
+        lines.append(f"| {r['protocol']} | {' | '.join(cells)} |")
+    (out_dir / "fidelity.md").write_text(
+        f"Ranking agreement with `{_name(reference)}` over {len(archs)} networks ({n_genotypes} random + hand designs), "
+        f"setting `{setting}`, K = {layers}, seed {seed}.\n\n" + "\n".join(lines) + "\n"
+    )
+    return table

@@ -1,0 +1,129 @@
+"""Figures at paper size (seaborn on the Agg backend); every figure is written as PNG and SVG.
+
+Each ``*_figure`` function returns the matrix (a DataFrame) it drew, so tests can check that
+a figure shows exactly the numbers computed elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.average import Frequencies
+
+PAPER_WIDTH = 6.75  # inches: a two-column paper's text width
+
+
+def _plt():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(context="paper", style="white", font_scale=0.9)
+    return plt, sns
+
+
+def save(fig: object, out_dir: Path, name: str) -> list[Path]:
+    plt, _ = _plt()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=200, bbox_inches="tight")  # type: ignore[attr-defined]
+    fig.savefig(paths[1], bbox_inches="tight")  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    return paths
+
+
+def connectivity_matrix(freq: Frequencies) -> pd.DataFrame:
+    """Destination layer rows (2..K), origin layer columns (1..K-1); entries above the diagonal are NaN."""
+    K = freq.layers
+    mat = np.full((K - 1, K - 1), np.nan)
+    for k in range(2, K + 1):
+        mat[k - 2, : k - 1] = freq.conn[k - 1, : k - 1]
+    return pd.DataFrame(mat, index=pd.Index(range(2, K + 1), name="layer"), columns=pd.Index(range(1, K), name="origin"))
+
+
+def connectivity_figure(freq: Frequencies, out_dir: Path, name: str, title: str, diverging: bool = False) -> pd.DataFrame:
+    """Heatmap of connection frequencies (or differences); the immediate predecessor shows as 1."""
+    plt, sns = _plt()
+    mat = connectivity_matrix(freq)
+    K = freq.layers
+    size = min(PAPER_WIDTH, 0.38 * K + 1.5)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    kw = {"cmap": "RdBu_r", "vmin": -1, "vmax": 1, "center": 0} if diverging else {"cmap": "Blues", "vmin": 0, "vmax": 1}
+    sns.heatmap(mat, ax=ax, annot=K <= 16, fmt=".2f", annot_kws={"size": 5 if K > 10 else 7}, square=True, linewidths=0.3,
+                cbar_kws={"shrink": 0.7}, mask=mat.isna(), **kw)  # fmt: skip
+    ax.set_title(title)
+    ax.set_xlabel("origin layer i (reads x(i))")
+    ax.set_ylabel("destination layer k")
+    save(fig, out_dir, name)
+    return mat
+
+
+def lag_figure(freq: Frequencies, out_dir: Path, name: str, title: str) -> pd.DataFrame:
+    plt, sns = _plt()
+    J = freq.lags.shape[1]
+    mat = pd.DataFrame(freq.lags, index=pd.Index(range(1, freq.layers + 1), name="layer"), columns=pd.Index(range(1, J + 1), name="lag"))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * J, 0.3 * freq.layers + 1))
+    sns.heatmap(mat, ax=ax, annot=True, fmt=".2f", cmap="Greens", vmin=0, vmax=1, linewidths=0.3, annot_kws={"size": 7})
+    ax.set_title(title)
+    save(fig, out_dir, name)
+    return mat
+
+
+def neuron_figure(freq: Frequencies, out_dir: Path, name: str, title: str) -> pd.DataFrame:
+    plt, _ = _plt()
+    mat = pd.DataFrame(freq.neurons, index=pd.Index(range(1, freq.layers + 1), name="layer"), columns=list(freq.neuron_names))
+    fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.6, 2.2))
+    mat.plot.bar(stacked=True, ax=ax, width=0.85, colormap="Set2")
+    ax.set_ylabel("share of top-k")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(ncol=len(mat.columns), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
+    save(fig, out_dir, name)
+    return mat
+
+
+def curves_figure(curves: Mapping[str, Sequence[float]], out_dir: Path, name: str, title: str, ylabel: str) -> pd.DataFrame:
+    """NMSE versus layer, one line per network (the HNO paper's Figure 3 form)."""
+    plt, _ = _plt()
+    df = pd.DataFrame({k: pd.Series(list(v), index=range(1, len(v) + 1)) for k, v in curves.items()})
+    df.index.name = "layer"
+    fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.55, 2.6))
+    for col in df.columns:
+        ax.plot(df.index, df[col], marker="o", markersize=2.5, linewidth=1.1, label=col)
+    ax.set_xlabel("layer k")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6.5, frameon=False)
+    save(fig, out_dir, name)
+    return df
+
+
+def best_so_far_figure(series: Mapping[str, Sequence[float]], out_dir: Path, name: str) -> pd.DataFrame:
+    plt, _ = _plt()
+    df = pd.DataFrame({k: pd.Series(list(v), index=range(1, len(v) + 1)) for k, v in series.items()})
+    df.index.name = "candidates trained"
+    fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.55, 2.6))
+    for col in df.columns:
+        ax.step(df.index, df[col], where="post", label=col, linewidth=1.2)
+    ax.set_xlabel("candidates trained")
+    ax.set_ylabel("best validation nmse_db")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    save(fig, out_dir, name)
+    return df
+
+
+def scatter_figure(df: pd.DataFrame, x: str, y: str, hue: str | None, out_dir: Path, name: str, title: str) -> None:
+    plt, sns = _plt()
+    fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.55, 2.6))
+    sns.scatterplot(data=df, x=x, y=y, hue=hue, ax=ax, s=14, linewidth=0)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    save(fig, out_dir, name)

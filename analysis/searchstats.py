@@ -1,0 +1,48 @@
+"""Sampler and search analysis: best-so-far curves, top-k agreement of two runs, NMSE vs connections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.average import frequencies, top_k
+from analysis.heatmaps import check_same_size, conn_vector
+from analysis.plots import best_so_far_figure, scatter_figure
+from search_spaces.genotype import Genotype
+
+
+def best_so_far(df: pd.DataFrame) -> dict[str, list[float]]:
+    """Per sampler: the best validation nmse_db after each trained candidate (in trial order)."""
+    out: dict[str, list[float]] = {}
+    order = "trial_number" if "trial_number" in df.columns else None
+    for sampler, rows in df.groupby(df["sampler"] if "sampler" in df.columns else pd.Series("run", index=df.index)):
+        rows = rows.sort_values(order) if order else rows
+        vals = np.where((rows["status"] == "ok") & np.isfinite(rows["val_nmse_db"].astype(float)), rows["val_nmse_db"].astype(float), np.inf)
+        out[str(sampler)] = np.minimum.accumulate(vals).tolist()
+    return out
+
+
+def topk_agreement(a: pd.DataFrame, b: pd.DataFrame, k: int) -> dict[str, Any]:
+    """Overlap of two runs' top-k genotype sets and the correlation of their connection frequencies."""
+    ta, tb = top_k(a, k), top_k(b, k)
+    fa = frequencies([Genotype.from_json(g) for g in ta["genotype"]])
+    fb = frequencies([Genotype.from_json(g) for g in tb["genotype"]])
+    check_same_size(fa, fb)
+    va, vb = conn_vector(fa), conn_vector(fb)
+    corr = float(np.corrcoef(va, vb)[0, 1]) if va.std() > 0 and vb.std() > 0 else float("nan")
+    shared = set(ta["hash"]) & set(tb["hash"])
+    return {"k": k, "overlap": len(shared), "overlap_fraction": len(shared) / k, "conn_freq_pearson": corr}
+
+
+def search_figures(df: pd.DataFrame, out_dir: Path) -> dict[str, Any]:
+    """Best-so-far per sampler and NMSE versus extra connections; returns the data drawn."""
+    curves = best_so_far(df)
+    best_so_far_figure(curves, out_dir, "best_so_far")
+    ok = df[(df["status"] == "ok")].copy()
+    ok["lm_lags"] = [sum(len(q) for q in Genotype.from_json(g).lags) for g in ok["genotype"]]
+    scatter_figure(ok, "n_extra", "val_nmse_db", "sampler" if "sampler" in ok.columns else None, out_dir, "nmse_vs_connections",
+                   "validation nmse_db vs extra connections")  # fmt: skip
+    return {"best_so_far": curves, "scatter": ok[["n_extra", "lm_lags", "val_nmse_db"]]}

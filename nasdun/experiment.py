@@ -1,0 +1,181 @@
+"""The experiment directory on the driver: Optuna study and results table, kept in step.
+
+See :mod:`nasdun.search` for the layout; rows are written before the study is told, so a
+driver killed at any moment is settled by :meth:`Experiment.recover`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from nasdun.errors import NasdunError
+from nasdun.searchconfig import SearchConfig
+from search_spaces.genotype import Genotype
+
+STUDY_NAME = "nasdun"
+
+
+class Experiment:
+    """The experiment directory: configuration, Optuna study and results table, kept in step."""
+
+    def __init__(self, out_dir: Path, cfg: SearchConfig) -> None:
+        import optuna
+
+        from nasdun.results import read_table
+        from nasdun.samplers import make_sampler
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.dir, self.cfg = out_dir, cfg
+        self.space = cfg.space()
+        self.decisions = self.space.decisions()
+        self.storage_url = cfg.storage or f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
+        self.sampler = make_sampler(cfg.sampler, self.decisions, cfg.seed, cfg.options_for(cfg.sampler))
+        try:
+            storage = optuna.storages.RDBStorage(self.storage_url, engine_kwargs=_engine_kwargs(self.storage_url))
+        except Exception as err:  # SQLAlchemy raises many types; the user needs one line
+            raise NasdunError(f"--storage {self.storage_url!r} cannot be opened: {str(err).splitlines()[0]}") from None
+        self.study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=self.sampler, direction="minimize", load_if_exists=True)
+        self.rows: list[dict[str, Any]] = []
+        if (out_dir / "results.csv").is_file():
+            self.rows = [dict(r) for r in read_table(out_dir).to_dict("records")]
+        self.by_hash = {str(r["hash"]): r for r in self.rows}
+        asked = (int(t.user_attrs["cohort"]) for t in self.study.get_trials(deepcopy=False) if "cohort" in t.user_attrs)
+        self.next_cohort = 1 + max((*asked, *(int(r["cohort"]) for r in self.rows)), default=-1)
+        self._asked: dict[int, Any] = {}  # trial number -> optuna.Trial asked in this session
+        self.pending: list[tuple[int, list[tuple[int, Genotype]]]] = []  # interrupted cohorts to redo
+
+    @property
+    def trained(self) -> int:
+        return len(self.by_hash)
+
+    def recover(self) -> dict[str, int]:
+        """Settle trials a killed driver left open: tell them from the table, or queue their cohort again.
+
+        An interrupted cohort is redone whole, with the same members in the same order, so a
+        cohort that halves (successive halving is relative to the cohort) reaches the same rungs
+        and survivors. The redone trials get new numbers and a ``redo_of`` attribute.
+        """
+        from optuna.trial import TrialState
+
+        told = redone = 0
+        cohorts: dict[int, list[Any]] = {}
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("hash") in self.by_hash:
+                self._tell_from_row(t.number, self.by_hash[t.user_attrs["hash"]])
+                told += 1
+            else:
+                cohorts.setdefault(int(t.user_attrs.get("cohort", -1)), []).append(t)
+        for old_cohort in sorted(cohorts):
+            members = []
+            for t in sorted(cohorts[old_cohort], key=lambda t: t.number):
+                self.study.enqueue_trial(t.params, user_attrs={"redo_of": t.number}, skip_if_exists=False)
+                self.study.tell(t.number, state=TrialState.FAIL)
+                trial = self.study.ask()  # the trial just enqueued, with the same decisions
+                g = self._decode(trial)
+                trial.set_user_attr("cohort", self.next_cohort)
+                self._asked[trial.number] = trial
+                members.append((trial.number, g))
+                redone += 1
+            self.pending.append((self.next_cohort, members))
+            self.next_cohort += 1
+        return {"told_from_table": told, "requeued": redone}
+
+    def _decode(self, trial: Any) -> Genotype:
+        params = {d.name: trial.suggest_categorical(d.name, list(d.choices)) for d in self.decisions}
+        g = self.space.decode(params)
+        trial.set_user_attr("hash", g.hash)
+        consumed = getattr(self.sampler, "consumed", None)
+        if consumed is not None:  # a history sampler's proposal is a function of the study's first `consumed` trials
+            trial.set_user_attr("sampler_history", int(consumed))
+        return g
+
+    def _tell_from_row(self, number: int, row: dict[str, Any]) -> None:
+        """COMPLETE with the validation nmse_db; a candidate stopped by successive halving is PRUNED
+        with its rung's value as intermediate value (step = the layer it reached); failures FAIL."""
+        import optuna
+        from optuna.trial import TrialState
+
+        raw = row.get("val_nmse_db")
+        value = math.nan if raw is None else float(raw)
+        finite = math.isfinite(value)
+        if row.get("status") == "ok" and finite:
+            self.study.tell(number, value)
+        elif row.get("status") == "stopped" and finite:
+            trial = self._asked.pop(number, None) or optuna.trial.Trial(self.study, self.study.trials[number]._trial_id)
+            trial.report(value, step=int(row.get("rung_layer") or 0))
+            self.study.tell(number, state=TrialState.PRUNED)
+        else:
+            self.study.tell(number, state=TrialState.FAIL)
+
+    def ask_cohort(self, size: int, inflight: set[str]) -> list[tuple[int, Genotype]]:
+        """Up to ``size`` fresh candidates; duplicates are answered from the table, not trained."""
+        from optuna.trial import TrialState
+
+        picked: list[tuple[int, Genotype]] = []
+        for _ in range(20 * size):
+            if len(picked) == size:
+                break
+            trial = self.study.ask()
+            g = self._decode(trial)
+            if g.hash in self.by_hash and not self.cfg.retrain_duplicates:
+                trial.set_user_attr("cached_from", str(self.by_hash[g.hash]["name"]))
+                self._tell_from_row(trial.number, self.by_hash[g.hash])
+            elif g.hash in inflight or any(g.hash == other.hash for _, other in picked):
+                trial.set_user_attr("duplicate_of_inflight", True)
+                self.study.tell(trial, state=TrialState.FAIL)
+            else:
+                trial.set_user_attr("cohort", self.next_cohort)
+                self._asked[trial.number] = trial
+                picked.append((trial.number, g))
+        if picked:
+            self.next_cohort += 1
+        return picked
+
+    def complete(self, cohort: int, members: list[tuple[int, Genotype]], report: dict[str, Any] | None, error: str = "") -> None:
+        """Rows first (atomically), then the study: a kill in between is settled by :meth:`recover`."""
+        from nasdun.results import candidate_row, write_table
+
+        context = {
+            "sampler": self.cfg.sampler,
+            "cohort": cohort,
+            "setting": self.cfg.setting,
+            "protocol": self.cfg.protocol,
+            "seed": self.cfg.seed,
+            "device": (report or {}).get("device", ""),
+        }
+        metrics = (report or {}).get("candidates") or [{"status": "failed", "reason": f"worker error: {error}"}] * len(members)
+        new = [
+            candidate_row(f"t{number:05d}", g, {**_NAN_METRICS, **m}, trial_number=number, **context)
+            for (number, g), m in zip(members, metrics, strict=True)
+        ]
+        self.rows.extend(new)
+        write_table(self.dir, self.rows)
+        for row in new:
+            self.by_hash[str(row["hash"])] = row
+            self._tell_from_row(int(row["trial_number"]), row)
+
+    def best(self) -> float:
+        vals = [float(r["val_nmse_db"]) for r in self.rows if r.get("status") == "ok"]
+        vals = [v for v in vals if math.isfinite(v)]
+        return min(vals) if vals else math.nan
+
+
+_NAN_METRICS = {
+    "status": "failed",
+    "reason": "",
+    "iterations": 0,
+    "wall_s": 0.0,
+    "rung": 0,
+    "rung_layer": 0,
+    "val_nmse_db": math.nan,
+    "val_nmse_db_mean": math.nan,
+    "test_nmse_db": math.nan,
+    "test_nmse_db_mean": math.nan,
+    "curves": {},
+}
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}

@@ -1,0 +1,129 @@
+"""The results table and trained parameters on disk: what `train`, `search` and `retrain` write.
+
+A run directory holds ``results.csv`` (one row per network; also ``results.parquet`` when
+pyarrow is installed), ``curves.csv`` (per-layer NMSE, long form), ``params.pt`` (trained
+parameters by row name, loadable again with :func:`load_network`) and ``run.json`` (the
+configuration that reproduces the run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nasdun.errors import NasdunError
+from search_spaces.genotype import Genotype
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+COLUMNS = [
+    "name", "hash", "status", "reason",
+    "test_nmse_db", "test_nmse_db_mean", "val_nmse_db", "val_nmse_db_mean",
+    "iterations", "wall_s", "n_extra", "setting", "protocol", "seed", "layers", "device", "genotype",
+]  # fmt: skip
+
+
+def candidate_row(name: str, genotype: Genotype, metrics: Mapping[str, Any], **context: Any) -> dict[str, Any]:
+    """One results-table row from a candidate's metrics (``CandidateResult.metrics()``);
+    ``context`` adds run-level columns (setting, protocol, seed, sampler, cohort, ...)."""
+    row: dict[str, Any] = {"name": name, "hash": genotype.hash}
+    row.update({k: v for k, v in metrics.items() if k != "curves"})
+    row["wall_s"] = round(float(metrics.get("wall_s", 0.0)), 3)
+    row.update({"n_extra": genotype.n_extra, "layers": genotype.layers, "genotype": genotype.to_json()})
+    row["curves"] = json.dumps(metrics.get("curves") or {})
+    row.update(context)
+    return row
+
+
+def curve_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Long-form per-layer curves from table rows (their ``curves`` JSON column)."""
+    out = []
+    for row in rows:
+        curves = json.loads(row["curves"]) if row.get("curves") else {}
+        for key, values in curves.items():
+            split, metric = key.split("_", 1)
+            for layer, value in enumerate(values, start=1):
+                out.append({"name": row["name"], "hash": row["hash"], "split": split, "metric": metric, "layer": layer, "value": value})
+    return out
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_table(out_dir: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Write ``results.csv`` (and Parquet when possible) atomically; returns the frame."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    ordered = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]
+    df = df[ordered]
+    _atomic_write(out_dir / "results.csv", lambda p: df.to_csv(p, index=False))
+    try:
+        import pyarrow  # noqa: F401
+
+        _atomic_write(out_dir / "results.parquet", lambda p: df.to_parquet(p, index=False))
+    except ImportError:
+        pass
+    curves = pd.DataFrame(curve_rows(rows))
+    _atomic_write(out_dir / "curves.csv", lambda p: curves.to_csv(p, index=False))
+    return df
+
+
+def read_table(run_dir: str | Path) -> pd.DataFrame:
+    import pandas as pd
+
+    path = Path(run_dir) / "results.csv"
+    if not path.is_file():
+        raise NasdunError(f"no results table at {str(path)!r}; expected a run directory written by nasdun")
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def save_params(out_dir: Path, named: Mapping[str, tuple[Genotype, dict[str, torch.Tensor]]], meta: Mapping[str, Any]) -> None:
+    import torch
+
+    blob = {"meta": dict(meta), "networks": {name: {"genotype": g.to_json(), "params": p} for name, (g, p) in named.items()}}
+    _atomic_write(out_dir / "params.pt", lambda path: torch.save(blob, path))
+
+
+def load_network(run_dir: str | Path, name: str, device: str = "cpu") -> Any:
+    """The trained network ``name`` of a run as an :class:`~trainers.model.UnrolledLISTA` with P = 1."""
+    import torch
+
+    from trainers.model import UnrolledLISTA
+    from trainers.problems import make_problem
+
+    path = Path(run_dir) / "params.pt"
+    if not path.is_file():
+        raise NasdunError(f"no saved parameters at {str(path)!r}")
+    blob = torch.load(path, map_location=device, weights_only=True)
+    nets = blob["networks"]
+    if name not in nets:
+        raise NasdunError(f"no network {name!r} in {str(path)!r}; expected one of: {', '.join(nets)}")
+    meta = blob["meta"]
+    problem = make_problem(meta["setting"], int(meta["seed"]), batch_size=1, device=device)
+    model = UnrolledLISTA([Genotype.from_json(nets[name]["genotype"])], problem.D, lam=meta["lam"], coef_init=meta["coef_init"])
+    model.load_candidate_state(0, nets[name]["params"])
+    return model
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True, default=str)))
+
+
+def prepare_out_dir(out: str | Path, overwrite: bool = False, hint: str = "or pass --overwrite") -> Path:
+    """Create ``out``; refuse a non-empty one unless ``overwrite`` (nothing is lost silently)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise NasdunError(f"--out {str(path)!r} is a file; expected a directory")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise NasdunError(f"--out {str(path)!r} is not empty; choose a new directory ({hint})")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,96 @@
+"""What a nasdun sampler learns from: the finished trials of a study, in a replayable order.
+
+A sampler's state is a deterministic function of its config and this history, so a sampler
+rebuilt on a resumed study (after the driver was killed) continues exactly where the old one
+stood. Trials are consumed in trial-number order, and only as a contiguous prefix of finished
+trials: a later trial waits until every earlier one has finished, so that the order in which
+results arrive (which depends on timing) never changes the state.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from search_spaces.genotype import Choice, Decision
+
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One finished trial: its decisions and its value (validation nmse_db; None if it failed).
+
+    A trial pruned by successive halving carries the value it reached at its last rung (its
+    last intermediate value), so samplers learn from the fidelity the candidate was trained to.
+    """
+
+    number: int
+    params: dict[str, Choice]
+    value: float | None
+
+
+class HistorySampler(BaseSampler, abc.ABC):
+    """Base of the nasdun samplers: all decisions sampled jointly from a replayable history.
+
+    Subclasses implement :meth:`observe` (fold one finished trial into the state) and
+    :meth:`propose` (the decisions of a new trial, from a generator seeded by the trial
+    number). Decisions the sampler does not know fall back to uniform sampling.
+    """
+
+    def __init__(self, decisions: tuple[Decision, ...], seed: int = 0) -> None:
+        self.decisions = decisions
+        self.seed = seed
+        self.consumed = 0  # trials 0..consumed-1 have been observed
+        self._space = {d.name: CategoricalDistribution(list(d.choices)) for d in decisions}
+
+    # -- what subclasses implement -------------------------------------------------------------
+    @abc.abstractmethod
+    def observe(self, obs: Observation) -> None: ...
+
+    @abc.abstractmethod
+    def propose(self, rng: np.random.Generator, number: int) -> dict[str, Choice]: ...
+
+    # -- Optuna's sampler interface ------------------------------------------------------------
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return dict(self._space)
+
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        self.catch_up(study)
+        proposal = self.propose(self.rng(trial.number), trial.number)
+        return {name: proposal[name] for name in search_space if name in proposal}
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        if not isinstance(param_distribution, CategoricalDistribution):
+            raise ValueError(f"nasdun samplers handle categorical decisions only; {param_name} is {param_distribution}")
+        choices = param_distribution.choices
+        return choices[int(self.rng(trial.number, 1).integers(len(choices)))]
+
+    # -- history -------------------------------------------------------------------------------
+    def rng(self, number: int, stream: int = 0) -> np.random.Generator:
+        return np.random.default_rng([self.seed, number, stream])
+
+    def random_params(self, rng: np.random.Generator) -> dict[str, Choice]:
+        return {d.name: d.choices[int(rng.integers(len(d.choices)))] for d in self.decisions}
+
+    def catch_up(self, study: Study) -> None:
+        """Observe the newly finished prefix of the study's trials, in number order."""
+        trials = study.get_trials(deepcopy=False)
+        by_number: Mapping[int, FrozenTrial] = {t.number: t for t in trials}
+        while self.consumed in by_number and by_number[self.consumed].state in FINISHED:
+            t = by_number[self.consumed]
+            value = t.value if t.state == TrialState.COMPLETE else None
+            if t.state == TrialState.PRUNED and t.intermediate_values:
+                value = t.intermediate_values[max(t.intermediate_values)]
+            params = {k: v for k, v in t.params.items() if k in self._space}
+            if len(params) == len(self._space):  # trials of another space are skipped
+                self.observe(Observation(t.number, params, value))
+            self.consumed += 1

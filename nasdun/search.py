@@ -1,0 +1,305 @@
+"""`nasdun search`: sampler asks -> cohorts -> Ray Tune trials -> population trainer -> results.
+
+One experiment directory holds everything a search needs to resume:
+
+* ``search.yaml``   the resolved configuration (a resume reads it back);
+* ``optuna.db``     the Optuna study (or any SQLAlchemy URL given with ``--storage``);
+* ``results.csv``   one row per trained candidate, rewritten atomically as each cohort ends;
+* ``tune/``         Ray Tune's own state, one run folder per driver session;
+* ``search.json``   timing and overhead figures of the last session.
+
+A Ray Tune trial trains one *cohort* of candidates with the population trainer. The searcher
+runs in the driver: it asks the study for candidates, skips genotypes already trained in
+this experiment (their cached value is told to the study instead), and on completion writes
+the rows first and tells the study second, so a driver killed at any moment loses at most
+the cohorts in flight. On resume, trials left running are either told from the table (their
+rows were written) or re-enqueued with the same decisions and trained again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+from nasdun.config import from_mapping, load_yaml
+from nasdun.errors import NasdunError
+from nasdun.experiment import Experiment
+from nasdun.progress import ProgressLine
+from nasdun.searchconfig import SearchConfig, load_config
+from search_spaces.genotype import Genotype
+
+__all__ = ["Experiment", "SearchConfig", "load_config", "run_search", "train_cohort"]
+
+
+# -- the Ray side: one cohort on one worker ------------------------------------------------------
+_PROBLEMS: dict[tuple[str, int, int, str], Any] = {}
+
+
+def train_cohort(config: dict[str, Any]) -> None:
+    """Ray Tune trainable: train the cohort in ``config`` and report every candidate's result."""
+    import ray
+    import torch
+    from ray import tune
+
+    from trainers.population import train_population
+    from trainers.problems import make_problem
+    from trainers.protocols import get_protocol
+
+    torch.set_num_threads(max(1, int(config["cpus"])))
+    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    proto = get_protocol(config["protocol"])
+    key = (config["setting"], int(config["seed"]), proto.batch_size, device)
+    if key not in _PROBLEMS:  # a worker process keeps its data between cohorts
+        _PROBLEMS[key] = make_problem(config["setting"], int(config["seed"]), batch_size=proto.batch_size, device=device)
+    genotypes = [Genotype.from_json(g) for g in config["genotypes"]]
+    t0 = time.perf_counter()
+    results = train_population(genotypes, _PROBLEMS[key], proto, compile=bool(config["compile"]))
+    wall = time.perf_counter() - t0
+    tune.report(
+        {
+            "trainer_wall_s": wall,
+            "device": device,
+            "host": os.uname().nodename,
+            "candidates": [r.metrics() for r in results],
+        }
+    )
+
+
+def _make_searcher(exp: Experiment, progress: ProgressLine, stats: dict[str, Any]) -> Any:
+    from ray.tune.search import Searcher
+
+    cfg = exp.cfg
+
+    class CohortSearcher(Searcher):
+        """Turns sampler asks into cohorts and tells each candidate's result back."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inflight: dict[str, tuple[int, list[tuple[int, Genotype]]]] = {}
+            self.start = time.perf_counter()
+            self.start_trained = exp.trained
+
+        def _inflight_candidates(self) -> int:
+            return sum(len(m) for _, m in self.inflight.values())
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | None:  # or Searcher.FINISHED
+            if exp.pending:  # cohorts a killed driver left unfinished come first, unchanged
+                cohort, members = exp.pending.pop(0)
+            else:
+                remaining = cfg.budget - exp.trained - self._inflight_candidates()
+                if remaining <= 0:
+                    return Searcher.FINISHED if not self.inflight else None  # type: ignore[return-value]
+                busy = {g.hash for _, members in self.inflight.values() for _, g in members}
+                members = exp.ask_cohort(min(cfg.cohort, remaining), busy)
+                if not members:
+                    if self.inflight:
+                        return None
+                    stats["stopped_early"] = "the sampler proposed only genotypes already trained in this experiment"
+                    return Searcher.FINISHED  # type: ignore[return-value]
+                cohort = exp.next_cohort - 1
+            self.inflight[trial_id] = (cohort, members)
+            return {
+                "cohort": cohort,
+                "genotypes": [g.to_json() for _, g in members],
+                "setting": cfg.setting,
+                "protocol": cfg.protocol,
+                "seed": cfg.seed,
+                "cpus": cfg.cpus_per_trial,
+                "compile": cfg.compile,
+            }
+
+        def save(self, checkpoint_path: str) -> None:
+            """The search state lives in the Optuna study and the results table; Tune keeps a note."""
+            Path(checkpoint_path).write_text(f"study {exp.storage_url}; inflight cohorts {sorted(c for c, _ in self.inflight.values())}\n")
+
+        def restore(self, checkpoint_path: str) -> None:
+            """Resuming goes through `nasdun search --resume`, which rebuilds from the study and table."""
+
+        def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+            if trial_id not in self.inflight:
+                return
+            cohort, members = self.inflight.pop(trial_id)
+            ok = result is not None and not error and "candidates" in result
+            exp.complete(cohort, members, result if ok else None, error="" if ok else "the cohort's Ray trial failed")
+            if ok:
+                stats["trainer_s"] += float(result["trainer_wall_s"])  # type: ignore[index]
+            stats["cohorts"] += 1
+            done = exp.trained - self.start_trained
+            mins = (time.perf_counter() - self.start) / 60
+            progress.show(
+                f"{exp.trained}/{cfg.budget} candidates | best val nmse_db {exp.best():.2f} | {done / max(mins, 1e-9):.1f} candidates/min",
+                force=True,
+            )
+
+    return CohortSearcher()
+
+
+def _start_ray(address: str | None, num_cpus: int | None) -> None:
+    import ray
+
+    if address and address != "auto" and not address.startswith("ray://"):
+        _check_reachable(address)
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the results table is ours
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+        raise NasdunError(f"could not reach a Ray cluster at --address {address!r}: {str(err).splitlines()[0]}") from None
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, with one line, where ray.init would retry for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise NasdunError(f"--address {address!r}; expected auto, ray://host:port or host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise NasdunError(f"could not reach a Ray cluster at --address {address!r}: {err.strerror or err}") from None
+
+
+def _check_resources(cfg: SearchConfig, autoscaling: bool) -> None:
+    """A local Ray that can never place one cohort would wait forever: say so instead.
+
+    A cluster given with ``--address`` may autoscale, so there a shortfall is only reported."""
+    import ray
+
+    res = ray.cluster_resources()
+    short = [
+        f"{kind}={need} per trial but the cluster has {res.get(key, 0):g}"
+        for kind, key, need in (("cpus_per_trial", "CPU", cfg.cpus_per_trial), ("gpus_per_trial", "GPU", cfg.gpus_per_trial))
+        if need > res.get(key, 0)
+    ]
+    if short and not autoscaling:
+        raise NasdunError(f"{'; '.join(short)}; lower them in the config or run on a cluster that has them (--address)")
+    if short:
+        print(f"nasdun: waiting for the cluster to provide {'; '.join(short)}", flush=True)
+
+
+def _concurrency(cfg: SearchConfig) -> int:
+    import ray
+
+    if cfg.max_concurrent:
+        return cfg.max_concurrent
+    res = ray.cluster_resources()
+    by_cpu = int(res.get("CPU", 1) // cfg.cpus_per_trial)
+    by_gpu = int(res.get("GPU", 0) // cfg.gpus_per_trial) if cfg.gpus_per_trial > 0 else by_cpu
+    return max(1, min(by_cpu, by_gpu))
+
+
+RESUMABLE = {"budget"}
+
+
+def run_search(
+    out: str | Path,
+    cfg: SearchConfig | None = None,
+    resume: bool = False,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a search into ``out``; returns the session's figures (also ``search.json``)."""
+    import yaml
+
+    from nasdun.results import prepare_out_dir, write_json
+
+    out_dir = Path(out)
+    if resume:
+        if not (out_dir / "search.yaml").is_file():
+            raise NasdunError(f"--resume {str(out_dir)!r} holds no search.yaml; expected a directory written by nasdun search")
+        saved = from_mapping(SearchConfig, load_yaml(out_dir / "search.yaml"), str(out_dir / "search.yaml"))
+        changed = {k: v for k, v in (overrides or {}).items() if v is not None and getattr(saved, k) != v}
+        bad = sorted(set(changed) - RESUMABLE)
+        if bad:
+            raise NasdunError(f"{', '.join('--' + b for b in bad)} cannot change on --resume (only --budget can)")
+        cfg = replace(saved, **changed)
+        if cfg.budget < saved.budget:
+            raise NasdunError(f"--budget {cfg.budget} is below the resumed search's budget {saved.budget}")
+    else:
+        if cfg is None:
+            raise NasdunError("run_search needs a config unless resuming")
+        cfg.validate()
+        if out_dir.is_dir() and any(out_dir.iterdir()):
+            prepare_out_dir(out_dir, hint="or --resume it")  # raises: nothing is overwritten
+    _start_ray(address, num_cpus)  # before writing: an unreachable cluster leaves no half-made directory
+    _check_resources(cfg, autoscaling=bool(address))
+    if not resume:
+        prepare_out_dir(out_dir)
+    (out_dir / "search.yaml").write_text(yaml.safe_dump(_plain(cfg), sort_keys=False))
+
+    exp = Experiment(out_dir, cfg)
+    recovered = exp.recover() if resume else {"told_from_table": 0, "requeued": 0}
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+
+    concurrency = _concurrency(cfg)
+    progress = ProgressLine("search")
+    stats: dict[str, Any] = {"trainer_s": 0.0, "cohorts": 0}
+    searcher = _make_searcher(exp, progress, stats)
+    trainable = tune.with_resources(train_cohort, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+    session = 1 + len(list((out_dir / "tune").glob("session-*"))) if (out_dir / "tune").is_dir() else 1
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=-1,
+            max_concurrent_trials=concurrency,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            callbacks=[JsonLoggerCallback()],
+            storage_path=str((out_dir / "tune").resolve()),
+            name=f"session-{session}",
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+        ),
+    )
+    start = time.perf_counter()
+    start_trained = exp.trained
+    tuner.fit()
+    wall = time.perf_counter() - start
+    progress.close()
+    trained_now = exp.trained - start_trained
+    figures = {
+        "session": session,
+        "resumed": resume,
+        "recovered": recovered,
+        "concurrency": concurrency,
+        "cohorts": stats["cohorts"],
+        "candidates_trained": trained_now,
+        "candidates_total": exp.trained,
+        "budget": cfg.budget,
+        "wall_s": wall,
+        "trainer_s": stats["trainer_s"],
+        "overhead": wall / (stats["trainer_s"] / concurrency) if stats["trainer_s"] else math.nan,
+        "candidates_per_min": trained_now / (wall / 60) if wall else math.nan,
+        "best_val_nmse_db": exp.best(),
+        "stopped_early": stats.get("stopped_early", ""),
+        "storage": exp.storage_url,
+    }
+    write_json(out_dir / "search.json", figures)
+    return figures
+
+
+def _trial_name(trial: Any) -> str:
+    return f"cohort-{trial.config.get('cohort', 'x')}-{trial.trial_id}"
+
+
+def _plain(cfg: SearchConfig) -> dict[str, Any]:
+    data = asdict(cfg)
+    data["neurons"] = list(cfg.neurons)
+    return {f.name: data[f.name] for f in fields(cfg)}

@@ -1,0 +1,278 @@
+"""The genotype: one point of the unrolled-LISTA design space, as frozen, validated data.
+
+Layer ``k`` (1-based, 1..K) computes ``x(k)`` from earlier outputs (DESIGN.md section 2):
+
+* ``inputs[k-1]`` is the LWA origin set P(k): layer 1 reads ``(0,)`` (x(0) = 0); layer
+  k >= 2 reads a sorted subset of 1..k-1 that always holds k-1.
+* ``neurons[k-1]`` is the neuron type (a name in :data:`search_spaces.neurons.NEURONS`).
+* ``lags[k-1]`` is the sorted set of open LM lags j in 1..J with k-1-j >= 0.
+
+A sampler sees the genotype as a flat list of named categorical decisions
+(``conn_k_i``, ``neuron_k``, ``lag_k_j``); see :class:`SearchSpace`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nasdun.errors import NasdunError
+from search_spaces.neurons import NEURONS
+
+Choice = int | str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One categorical decision of the search space: a stable name and its finite choices."""
+
+    name: str
+    choices: tuple[Choice, ...]
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """An unrolled network of ``layers`` layers; see the module docstring for the fields."""
+
+    inputs: tuple[tuple[int, ...], ...]
+    neurons: tuple[str, ...]
+    lags: tuple[tuple[int, ...], ...]
+    max_lag: int = 2
+
+    def __post_init__(self) -> None:
+        k_total = len(self.inputs)
+        if k_total < 1:
+            raise NasdunError("a genotype needs at least 1 layer; got 0")
+        if not isinstance(self.max_lag, int) or self.max_lag < 0:
+            raise NasdunError(f"max_lag must be an integer >= 0; got {self.max_lag!r}")
+        if len(self.neurons) != k_total:
+            raise NasdunError(f"genotype has {k_total} layers but {len(self.neurons)} neuron types; expected {k_total}")
+        if len(self.lags) != k_total:
+            raise NasdunError(f"genotype has {k_total} layers but {len(self.lags)} lag sets; expected {k_total}")
+        for k, origins in enumerate(self.inputs, start=1):
+            _check_origins(k, origins)
+        for k, name in enumerate(self.neurons, start=1):
+            if name not in NEURONS:
+                raise NasdunError(f"layer {k}: unknown neuron {name!r}; expected one of: {', '.join(NEURONS.names())}")
+        for k, lags in enumerate(self.lags, start=1):
+            _check_lags(k, lags, self.max_lag)
+
+    # -- views ------------------------------------------------------------------------------
+    @property
+    def layers(self) -> int:
+        return len(self.inputs)
+
+    def extra_inputs(self, k: int) -> tuple[int, ...]:
+        """Origins of layer k (1-based) beyond its immediate predecessor."""
+        return tuple(i for i in self.inputs[k - 1] if i != k - 1)
+
+    @property
+    def n_extra(self) -> int:
+        """Number of open optional LWA connections."""
+        return sum(len(self.extra_inputs(k)) for k in range(1, self.layers + 1))
+
+    def order(self, k: int) -> int:
+        """LM order of layer k: 1 + the number of open lags."""
+        return 1 + len(self.lags[k - 1])
+
+    # -- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layers": self.layers,
+            "max_lag": self.max_lag,
+            "inputs": [list(o) for o in self.inputs],
+            "neurons": list(self.neurons),
+            "lags": [list(q) for q in self.lags],
+        }
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys, no spaces): the basis of :attr:`hash`."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def hash(self) -> str:
+        """Stable 12-hex-digit identity of the architecture."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Genotype:
+        if not isinstance(data, Mapping):
+            raise NasdunError(f"a genotype must be a JSON object; got {type(data).__name__}")
+        known = {"layers", "max_lag", "inputs", "neurons", "lags"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise NasdunError(f"unknown genotype key(s) {unknown}; expected keys: {sorted(known)}")
+        missing = sorted({"inputs", "neurons", "lags"} - set(data))
+        if missing:
+            raise NasdunError(f"genotype is missing key(s) {missing}")
+        try:
+            inputs = tuple(tuple(int(i) for i in o) for o in data["inputs"])
+            lags = tuple(tuple(int(j) for j in q) for q in data["lags"])
+            neurons = tuple(str(s) for s in data["neurons"])
+            max_lag = int(data.get("max_lag", 2))
+        except (TypeError, ValueError) as err:
+            raise NasdunError(f"malformed genotype: {err}") from None
+        if "layers" in data and data["layers"] != len(inputs):
+            raise NasdunError(f"genotype says layers={data['layers']!r} but lists {len(inputs)} input sets")
+        return cls(inputs=inputs, neurons=neurons, lags=lags, max_lag=max_lag)
+
+    @classmethod
+    def from_json(cls, text: str) -> Genotype:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise NasdunError(f"genotype is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    # -- the reference code's integer string --------------------------------------------------
+    def to_arch_string(self) -> str:
+        """The design-space paper's code format: one integer per layer, ``_``-joined.
+
+        For 0-based layer ``k``, bit ``b`` set means it also reads the output of 0-based layer
+        ``k-2-b``; in 1-based terms layer ``L`` reads extra origin ``i = L-2-b``.
+        """
+        codes = []
+        for k in range(1, self.layers + 1):
+            codes.append(sum(1 << (k - 2 - i) for i in self.extra_inputs(k)))
+        return "_".join(str(c) for c in codes)
+
+    @classmethod
+    def from_arch_string(cls, text: str, neurons: str = "soft", max_lag: int = 2) -> Genotype:
+        """Parse the integer string (soft neurons, no LM lags unless told otherwise)."""
+        try:
+            codes = [int(tok) for tok in text.strip().split("_")]
+        except ValueError:
+            raise NasdunError(f"bad architecture string {text!r}; expected integers joined by '_'") from None
+        inputs: list[tuple[int, ...]] = []
+        for k, code in enumerate(codes, start=1):
+            if code < 0 or code >= (1 << max(k - 2, 0)):
+                raise NasdunError(f"architecture string {text!r}: layer {k} has code {code}, expected 0..{(1 << max(k - 2, 0)) - 1}")
+            extra = [k - 2 - b for b in range(k) if code >> b & 1]
+            inputs.append((0,) if k == 1 else tuple(sorted({*extra, k - 1})))
+        return cls(inputs=tuple(inputs), neurons=(neurons,) * len(codes), lags=((),) * len(codes), max_lag=max_lag)
+
+    @classmethod
+    def build(
+        cls,
+        layers: int,
+        extra: Mapping[int, Sequence[int]] | None = None,
+        neurons: str | Sequence[str] = "soft",
+        lags: Mapping[int, Sequence[int]] | None = None,
+        max_lag: int = 2,
+    ) -> Genotype:
+        """Convenience constructor from extra origins and open lags per 1-based layer."""
+        if not isinstance(layers, int) or layers < 1:
+            raise NasdunError(f"layers must be an integer >= 1; got {layers!r}")
+        extra = extra or {}
+        lags = lags or {}
+        inputs = tuple((0,) if k == 1 else tuple(sorted({*extra.get(k, ()), k - 1})) for k in range(1, layers + 1))
+        neuron_list = (neurons,) * layers if isinstance(neurons, str) else tuple(neurons)
+        lag_sets = tuple(tuple(sorted(lags.get(k, ()))) for k in range(1, layers + 1))
+        return cls(inputs=inputs, neurons=neuron_list, lags=lag_sets, max_lag=max_lag)
+
+
+def _check_origins(k: int, origins: tuple[int, ...]) -> None:
+    if k == 1:
+        if tuple(origins) != (0,):
+            raise NasdunError(f"layer 1 reads only x(0); got inputs {list(origins)}, expected [0]")
+        return
+    for i in origins:
+        if i >= k:
+            raise NasdunError(f"layer {k} reads layer {i}, a later layer; expected origins in 1..{k - 1}")
+        if i < 1:
+            raise NasdunError(f"layer {k} reads origin {i}; expected origins in 1..{k - 1} (x(0) = 0 carries nothing)")
+    if list(origins) != sorted(set(origins)):
+        raise NasdunError(f"layer {k}: inputs {list(origins)} must be sorted and without repeats")
+    if k - 1 not in origins:
+        raise NasdunError(f"layer {k}: inputs {list(origins)} close the immediate predecessor {k - 1}, which is always open")
+
+
+def _check_lags(k: int, lags: tuple[int, ...], max_lag: int) -> None:
+    if list(lags) != sorted(set(lags)):
+        raise NasdunError(f"layer {k}: lags {list(lags)} must be sorted and without repeats")
+    for j in lags:
+        if not 1 <= j <= min(max_lag, k - 1):
+            raise NasdunError(f"layer {k}: lag {j} is not available; expected lags in 1..{min(max_lag, k - 1)}")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Which decisions are searched, at which size; unsearched families keep their defaults.
+
+    Size at K = 16, J = 2 with everything searched: 2^105 x 3^16 x 2^29.
+    """
+
+    layers: int = 16
+    max_lag: int = 2
+    neurons: tuple[str, ...] = ("soft", "relu", "lrelu")
+    search_conn: bool = True
+    search_neurons: bool = True
+    search_lags: bool = True
+    default_neuron: str = "soft"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.layers, int) or self.layers < 1:
+            raise NasdunError(f"search space layers must be an integer >= 1; got {self.layers!r}")
+        if not isinstance(self.max_lag, int) or self.max_lag < 0:
+            raise NasdunError(f"search space max_lag must be an integer >= 0; got {self.max_lag!r}")
+        for name in (*self.neurons, self.default_neuron):
+            NEURONS.get(name)
+
+    def decisions(self) -> tuple[Decision, ...]:
+        out: list[Decision] = []
+        if self.search_conn:
+            out += [Decision(f"conn_{k}_{i}", (0, 1)) for k in range(3, self.layers + 1) for i in range(1, k - 1)]
+        if self.search_neurons:
+            out += [Decision(f"neuron_{k}", tuple(self.neurons)) for k in range(1, self.layers + 1)]
+        if self.search_lags:
+            out += [Decision(f"lag_{k}_{j}", (0, 1)) for k in range(1, self.layers + 1) for j in range(1, self.max_lag + 1) if k - 1 - j >= 0]
+        return tuple(out)
+
+    def decode(self, values: Mapping[str, Choice]) -> Genotype:
+        """Decisions -> genotype; every decision of the space must be given, and nothing else."""
+        names = {d.name: d for d in self.decisions()}
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise NasdunError(f"unknown decision(s) {unknown[:5]} for this search space")
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise NasdunError(f"missing decision(s) {missing[:5]} ({len(missing)} in all)")
+        for name, value in values.items():
+            if value not in names[name].choices:
+                raise NasdunError(f"decision {name}={value!r}; expected one of {list(names[name].choices)}")
+        extra = {k: [i for i in range(1, k - 1) if values.get(f"conn_{k}_{i}", 0)] for k in range(1, self.layers + 1)}
+        neurons = [str(values.get(f"neuron_{k}", self.default_neuron)) for k in range(1, self.layers + 1)]
+        lags = {k: [j for j in range(1, self.max_lag + 1) if values.get(f"lag_{k}_{j}", 0)] for k in range(1, self.layers + 1)}
+        return Genotype.build(self.layers, extra, neurons, lags, self.max_lag)
+
+    def encode(self, genotype: Genotype) -> dict[str, Choice]:
+        """Genotype -> decisions; refuses a genotype this space cannot express."""
+        if genotype.layers != self.layers or genotype.max_lag != self.max_lag:
+            raise NasdunError(f"genotype has K={genotype.layers}, J={genotype.max_lag}; this space has K={self.layers}, J={self.max_lag}")
+        values: dict[str, Choice] = {}
+        for d in self.decisions():
+            kind, *idx = d.name.split("_")
+            k = int(idx[0])
+            if kind == "conn":
+                values[d.name] = int(int(idx[1]) in genotype.inputs[k - 1])
+            elif kind == "neuron":
+                values[d.name] = genotype.neurons[k - 1]
+            else:
+                values[d.name] = int(int(idx[1]) in genotype.lags[k - 1])
+        if self.decode(values) != genotype:
+            raise NasdunError(f"genotype {genotype.hash} uses choices outside this search space")
+        return values
+
+
+def common_size(genotypes: Sequence[Genotype], what: str) -> tuple[int, int]:
+    """(K, J) shared by all ``genotypes``; ``what`` names the group in the error (e.g. "the cohort")."""
+    if not genotypes:
+        raise NasdunError(f"{what} has no genotype")
+    K, J = genotypes[0].layers, genotypes[0].max_lag
+    for g in genotypes:
+        if (g.layers, g.max_lag) != (K, J):
+            raise NasdunError(f"genotype {g.hash} has K={g.layers}, J={g.max_lag}; {what} has K={K}, J={J}")
+    return K, J

@@ -1,0 +1,97 @@
+"""Hand designs as points of the design space: each preset maps (K, J) to a Genotype."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nasdun.errors import NasdunError
+from nasdun.registry import Registry
+from search_spaces.genotype import Genotype
+
+PresetFn = Callable[[int, int], Genotype]
+PRESETS: Registry[PresetFn] = Registry("preset")  # each maps (layers, max_lag) to a Genotype
+
+#: The design-space paper's published searched network (K = 16), in its code's format.
+MENG2021_ARCH = "0_0_0_2_1_3_14_42_48_249_284_4_152_328_4888_12193"
+
+
+@PRESETS.register("lista")
+def lista(layers: int, max_lag: int = 2) -> Genotype:
+    """LISTA: no extra connections, soft thresholds, order 1."""
+    return Genotype.build(layers, max_lag=max_lag)
+
+
+@PRESETS.register("lfista")
+def lfista(layers: int, max_lag: int = 2) -> Genotype:
+    """LFISTA: layer k >= 3 also reads x(k-2) (c initialised to 1 as in the reference code)."""
+    return Genotype.build(layers, {k: [k - 2] for k in range(3, layers + 1)}, max_lag=max_lag)
+
+
+@PRESETS.register("dense", aliases=("dense-lista",))
+def dense(layers: int, max_lag: int = 2) -> Genotype:
+    """Dense-LISTA: every layer reads every earlier output."""
+    return Genotype.build(layers, {k: list(range(1, k - 1)) for k in range(3, layers + 1)}, max_lag=max_lag)
+
+
+@PRESETS.register("2no", aliases=("2no-lista",))
+def two_no(layers: int, max_lag: int = 2) -> Genotype:
+    """2NO-LISTA (HNO paper): lag 1 open for k >= 2, layer 1 plain."""
+    if max_lag < 1:
+        raise NasdunError(f"2no needs max_lag >= 1; got {max_lag}")
+    return Genotype.build(layers, lags={k: [1] for k in range(2, layers + 1)}, max_lag=max_lag)
+
+
+@PRESETS.register("3no", aliases=("3no-lista",))
+def three_no(layers: int, max_lag: int = 2) -> Genotype:
+    """3NO-LISTA (HNO paper): lag 1 for k >= 2, lag 2 for k >= 3."""
+    if max_lag < 2:
+        raise NasdunError(f"3no needs max_lag >= 2; got {max_lag}")
+    return Genotype.build(layers, lags={k: [1, 2][: k - 1] for k in range(2, layers + 1)}, max_lag=max_lag)
+
+
+@PRESETS.register("meng2021")
+def meng2021(layers: int, max_lag: int = 2) -> Genotype:
+    """The design-space paper's searched network; for K < 16 its first K layers (documented)."""
+    full = Genotype.from_arch_string(MENG2021_ARCH, max_lag=max_lag)
+    if layers > full.layers:
+        raise NasdunError(f"meng2021 is defined for at most {full.layers} layers; got layers={layers}")
+    return Genotype(full.inputs[:layers], full.neurons[:layers], full.lags[:layers], max_lag)
+
+
+def preset(name: str, layers: int = 16, max_lag: int = 2) -> Genotype:
+    """The hand design ``name`` at K = ``layers``."""
+    return PRESETS.get(name)(layers, max_lag)
+
+
+def resolve_arch(token: str, layers: int = 16, max_lag: int = 2) -> tuple[str, Genotype]:
+    """A preset name or a genotype JSON file -> (row name, genotype at K = ``layers``)."""
+    from pathlib import Path
+
+    token = token.strip()
+    if token.endswith(".json"):
+        path = Path(token)
+        if not path.is_file():
+            raise NasdunError(f"architecture file {token!r} does not exist")
+        import json
+
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise NasdunError(f"architecture file {token!r} is not valid JSON: {err}") from None
+        g = Genotype.from_dict(data.get("genotype", data) if isinstance(data, dict) else data)
+        if g.layers != layers:
+            raise NasdunError(f"architecture file {token!r} has {g.layers} layers; expected {layers} (--layers)")
+        return path.stem, g
+    return PRESETS.canonical(token), preset(token, layers, max_lag)
+
+
+def resolve_archs(spec: str, layers: int = 16, max_lag: int = 2) -> list[tuple[str, Genotype]]:
+    """A comma-separated list of preset names and genotype JSON files; names must be unique."""
+    items = [resolve_arch(tok, layers, max_lag) for tok in spec.split(",") if tok.strip()]
+    if not items:
+        raise NasdunError(f"--arch {spec!r} names no architecture; expected e.g. lista,2no or a file.json")
+    names = [n for n, _ in items]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise NasdunError(f"--arch names {dup} more than once")
+    return items

@@ -1,0 +1,190 @@
+"""Averages, heatmaps, retraining tables and reports, from results tables on disk."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.average import average, frequencies, load_runs, threshold_genotype, top_k
+from analysis.heatmaps import genotype_heatmap, run_heatmaps
+from analysis.report import build_report
+from analysis.retrain import run_retrain
+from analysis.searchstats import best_so_far, topk_agreement
+from nasdun.cli import main
+from nasdun.errors import NasdunError
+from nasdun.results import write_table
+from search_spaces import Genotype, preset
+
+K = 4
+# Top-3 by val (A, B, C); D and E are worse. Designed frequencies over the top 3:
+#   conn 3<-1: A,B -> 2/3 ; 4<-1: A -> 1/3 ; 4<-2: A,B,C -> 1
+#   lag 2/1: B,C -> 2/3 ; lag 3/2: C -> 1/3
+#   neurons layer 1: relu,relu,soft -> relu ; layer 2: soft,relu,lrelu -> tie -> soft (registered first)
+A = Genotype.build(K, {3: [1], 4: [1, 2]}, ["relu", "soft", "soft", "soft"])
+B = Genotype.build(K, {3: [1], 4: [2]}, ["relu", "relu", "soft", "soft"], {2: [1]})
+C = Genotype.build(K, {4: [2]}, ["soft", "lrelu", "soft", "soft"], {2: [1], 3: [2]})
+D = Genotype.build(K, {3: [1], 4: [1, 2]}, ["lrelu"] * 4, {2: [1], 3: [1, 2], 4: [1, 2]})
+E = preset("dense", K)
+
+
+def table(tmp_path, rows, name="run"):
+    out = tmp_path / name
+    out.mkdir()
+    recs = [
+        {"name": f"t{i}", "hash": g.hash, "status": status, "val_nmse_db": v, "test_nmse_db": v - 0.1, "test_nmse_db_mean": v - 0.2,
+         "n_extra": g.n_extra, "genotype": g.to_json(), "sampler": sampler, "trial_number": i, "curves": "{}"}
+        for i, (g, v, status, sampler) in enumerate(rows)
+    ]  # fmt: skip
+    write_table(out, recs)
+    return out
+
+
+@pytest.fixture
+def run(tmp_path):
+    return table(tmp_path, [(D, -10.0, "ok", "rl"), (A, -30.0, "ok", "rl"), (E, -5.0, "ok", "evolution"), (C, -20.0, "ok", "evolution"),
+                            (B, -25.0, "ok", "rl"), (A, -1.0, "failed", "rl")])  # fmt: skip
+
+
+def test_top_k_frequencies_and_thresholded_genotype(run):
+    df = load_runs([run])
+    g, freq, members = average(df, 3, 0.5)
+    assert list(members["hash"]) == [A.hash, B.hash, C.hash]
+    assert freq.conn[2, 0] == pytest.approx(2 / 3) and freq.conn[3, 0] == pytest.approx(1 / 3) and freq.conn[3, 1] == 1
+    assert freq.conn[1, 0] == freq.conn[2, 1] == freq.conn[3, 2] == 1  # immediate predecessors
+    assert freq.lags[1, 0] == pytest.approx(2 / 3) and freq.lags[2, 1] == pytest.approx(1 / 3) and freq.lags[3].sum() == 0
+    assert g == Genotype.build(K, {3: [1], 4: [2]}, ["relu", "soft", "soft", "soft"], {2: [1]})
+    # threshold edge: a frequency equal to the threshold is kept
+    assert 1 in threshold_genotype(freq, 1 / 3).inputs[3] and threshold_genotype(freq, 1 / 3).lags[2] == (2,)
+    assert threshold_genotype(freq, 0.67).inputs[2] == (2,)
+    assert threshold_genotype(freq, 1.0).lags == ((), (), (), ())
+
+
+def test_ties_and_limits(run, tmp_path):
+    tied = table(tmp_path, [(B, -20.0, "ok", "rl"), (A, -20.0, "ok", "rl"), (C, -5.0, "ok", "rl")], "tied")
+    members = top_k(load_runs([tied]), 1)
+    assert list(members["hash"]) == [min(A.hash, B.hash)]  # equal NMSE: the smaller hash first
+    with pytest.raises(NasdunError, match="--top-k 6 exceeds the 5 successfully trained distinct genotypes"):
+        top_k(load_runs([run]), 6)
+    assert list(top_k(load_runs([run], sampler="evolution"), 2)["hash"]) == [C.hash, E.hash]
+    with pytest.raises(NasdunError, match="no rows of sampler 'tpe'"):
+        load_runs([run], sampler="tpe")
+    with pytest.raises(NasdunError, match="no results table"):
+        load_runs([tmp_path / "missing"])
+    with pytest.raises(NasdunError, match="threshold 1.5"):
+        threshold_genotype(frequencies([A]), 1.5)
+
+
+def test_heatmap_data_equals_frequencies_and_files_are_valid(run, tmp_path):
+    out = tmp_path / "figs"
+    mats = run_heatmaps([run], out, top=3, diff=2)
+    _, freq, _ = average(load_runs([run]), 3)
+    _, freq2, _ = average(load_runs([run]), 2)
+    for k in range(2, K + 1):
+        for i in range(1, K):
+            want = freq.conn[k - 1, i - 1] if i < k else np.nan
+            np.testing.assert_equal(mats["conn"].loc[k, i], want)
+            if i < k:
+                assert mats["diff"].loc[k, i] == pytest.approx(freq.conn[k - 1, i - 1] - freq2.conn[k - 1, i - 1])
+    np.testing.assert_array_equal(mats["lags"].to_numpy(), freq.lags)
+    np.testing.assert_array_equal(mats["neurons"].to_numpy(), freq.neurons)
+    for stem in ("conn_top3", "lags_top3", "neurons_top3", "conn_top3_minus_top2"):
+        assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert ET.parse(out / f"{stem}.svg").getroot().tag.endswith("svg")
+    mat = genotype_heatmap(preset("lfista", 6), "lfista", out)
+    assert mat.loc[5, 3] == 1 and mat.loc[5, 2] == 0 and mat.loc[5, 4] == 1
+
+
+def test_search_statistics(run, tmp_path):
+    curves = best_so_far(load_runs([run]))
+    assert curves["rl"] == [-10.0, -30.0, -30.0, -30.0]  # the failed row does not count
+    assert curves["evolution"] == [-5.0, -20.0]
+    other = table(tmp_path, [(A, -9.0, "ok", "rl"), (B, -8.0, "ok", "rl"), (D, -7.0, "ok", "rl")], "other")
+    agree = topk_agreement(load_runs([run]), load_runs([other]), 2)
+    assert agree["overlap"] == 2 and agree["conn_freq_pearson"] == pytest.approx(1.0)
+
+
+def test_average_cli_writes_a_file_train_reads(run, tmp_path, capsys):
+    out = tmp_path / "avg.json"
+    assert main(["average", str(run), "--top-k", "3", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert Genotype.from_dict(data["genotype"]).hash == data["hash"]
+    assert [m["hash"] for m in data["members"]] == [A.hash, B.hash, C.hash]
+    assert data["frequencies"]["conn"][2][0] == pytest.approx(2 / 3, abs=1e-6)
+    assert main(["average", str(run), "--top-k", "99"]) == 2
+    assert "exceeds" in capsys.readouterr().err
+
+
+def test_retrain_table_matches_its_runs_and_report_includes_it(tmp_path, run):
+    avg = tmp_path / "avg.json"
+    g = Genotype.build(3, {3: [1]}, "soft", {2: [1]})
+    avg.write_text(json.dumps({"genotype": g.to_dict()}))
+    out = tmp_path / "rt"
+    tables = run_retrain(str(avg), "lista,2no", ["small", "small_snr20"], 2, "smoke", 3, out, device="cpu")
+    t1 = tables["table1"].set_index("setting")
+    assert list(t1.index) == ["small", "small_snr20"]
+    for setting in ("small", "small_snr20"):
+        runs = [pd.read_csv(out / "runs" / setting / f"seed{s}" / "results.csv").set_index("name") for s in (0, 1)]
+        for net in ("avg", "lista", "2no"):
+            vals = [r.loc[net, "test_nmse_db_mean"] for r in runs]
+            assert t1.loc[setting, f"{net}_mean"] == pytest.approx(np.mean(vals))
+            assert t1.loc[setting, f"{net}_std"] == pytest.approx(np.std(vals, ddof=1))
+        best = min(("avg", "lista", "2no"), key=lambda n: t1.loc[setting, f"{n}_mean"])
+        assert t1.loc[setting, "best"] == best
+    md = (out / "table1.md").read_text()
+    assert "| small_snr20 |" in md and md.count("**") == 4
+    assert (out / "figures" / "nmse_vs_layer_small.png").is_file()
+
+    html_path, md_path = build_report(run, tmp_path / "rep", top=3, retrain=out)
+    text = html_path.read_text()
+    assert "data:image/png;base64," in text and "<table>" in text and "small_snr20" in text
+    assert "conn_top3" in md_path.read_text() and (tmp_path / "rep" / "figures" / "conn_top3.png").is_file()
+    assert "| small |" in md_path.read_text()
+
+
+def test_report_errors(tmp_path, run):
+    with pytest.raises(NasdunError, match="no results table"):
+        build_report(tmp_path / "nothing")
+    with pytest.raises(NasdunError, match="holds no table1.md"):
+        build_report(run, retrain=tmp_path)
+
+
+def test_rank_correlations_against_hand_computed_values():
+    from analysis.fidelity import kendall, spearman
+
+    assert spearman([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(0.8)  # 1 - 6*4/(5*24)
+    assert kendall([1, 2, 3, 4], [2, 1, 3, 4]) == pytest.approx(4 / 6)  # 5 concordant, 1 discordant
+    assert kendall([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / np.sqrt(3 * 2))  # tau-b with a tie
+
+
+def test_fidelity_study_tables_costs_and_cache(tmp_path):
+    from analysis.fidelity import run_fidelity
+
+    sh = tmp_path / "sh.yaml"
+    sh.write_text("patience: 20\nmax_iters: 40\nbatch_size: 64\nrungs: [1]\neta: 2\n")
+    short = tmp_path / "short.yaml"
+    short.write_text("patience: 10\nmax_iters: 10\nbatch_size: 64\n")
+    out = tmp_path / "fid"
+    table = run_fidelity(3, "small", 3, "smoke", [str(sh), str(short)], 0, out, device="cpu").set_index("protocol")
+    ref = pd.read_csv(out / "smoke" / "results.csv")
+    assert len(ref) == 3 + 6  # random genotypes plus every hand design
+    for name in ("sh", "short"):
+        cheap = pd.read_csv(out / name / "results.csv")
+        assert table.loc[name, "cost_ratio"] == pytest.approx(ref["iterations"].sum() / cheap["iterations"].sum())
+        assert -1 <= table.loc[name, "spearman"] <= 1 and -1 <= table.loc[name, "kendall"] <= 1
+    assert table.loc["short", "cost_ratio"] == pytest.approx(4.0)  # 10 vs 40 iterations per stage, every stage capped
+    assert (pd.read_csv(out / "sh" / "results.csv")["status"] == "stopped").sum() == 4  # 9 -> ceil(9/2) = 5 survive
+    assert "| sh |" in (out / "fidelity.md").read_text() and (out / "figures" / "rank_sh.png").is_file()
+    stamp = (out / "smoke" / "results.csv").stat().st_mtime_ns
+    run_fidelity(3, "small", 3, "smoke", [str(short)], 0, out, device="cpu")
+    assert (out / "smoke" / "results.csv").stat().st_mtime_ns == stamp  # the reference was reused
+
+
+def test_report_compares_other_runs(run, tmp_path):
+    other = table(tmp_path, [(A, -9.0, "ok", "tpe"), (B, -8.0, "ok", "tpe"), (D, -7.0, "ok", "tpe")], "other")
+    _, md_path = build_report(run, tmp_path / "rep", top=2, others=[other])
+    text = md_path.read_text()
+    assert "## Agreement with other runs (top-k)" in text and "| other | 2 | 2 | 1.000 |" in text

@@ -1,0 +1,92 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from nasdun.cli import main
+from nasdun.results import load_network
+from trainers.population import evaluate
+from trainers.problems import make_problem
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nasdun.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    proc = run_cli("train", "--arch", "lista,2no,meng2021", "--layers", "3", "--protocol", "smoke", "--device", "cpu", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_train_writes_table_curves_params(trained):
+    out, proc = trained
+    df = pd.read_csv(out / "results.csv")
+    assert list(df["name"]) == ["lista", "2no", "meng2021"]
+    assert (df["status"] == "ok").all()
+    for col in ("hash", "genotype", "test_nmse_db", "test_nmse_db_mean", "val_nmse_db", "val_nmse_db_mean", "iterations", "wall_s"):
+        assert df[col].notna().all(), col
+    assert "lista" in proc.stdout and "ISTA, 3 iterations" in proc.stdout
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves["layer"]) == {1, 2, 3} and set(curves["split"]) == {"val", "test"}
+    run = json.loads((out / "run.json").read_text())
+    assert run["protocol"]["name"] == "smoke" and run["seed"] == 0
+
+
+def test_saved_parameters_reload_to_the_same_nmse(trained):
+    out, _ = trained
+    df = pd.read_csv(out / "results.csv").set_index("name")
+    model = load_network(out, "2no")
+    problem = make_problem("small", 0, batch_size=64)
+    got = float(evaluate(model, problem.test).nmse_db()[-1, 0])
+    assert got == pytest.approx(df.loc["2no", "test_nmse_db"], abs=1e-5)
+    assert torch.is_tensor(model.Wx) and model.P == 1
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--arch", "lista,nosuch"], "unknown preset 'nosuch'"),
+        (["train", "--setting", "nosuch"], "unknown setting 'nosuch'"),
+        (["train", "--protocol", "nosuch"], "unknown protocol 'nosuch'"),
+        (["train", "--protocol", "missing.yaml"], "config file 'missing.yaml' does not exist"),
+        (["train", "--layers", "0"], "0 must be >= 1"),
+        (["train", "--arch", "missing.json"], "architecture file 'missing.json' does not exist"),
+        (["train", "--device", "tpu"], "--device 'tpu'"),
+        (["nosuchcommand"], "invalid choice"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(args, fragment, capsys, tmp_path):
+    code = main([*args, "--out", str(tmp_path / "o")] if args[0] == "train" else args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert fragment in err
+    assert err.count("\n") == 1 and err.startswith("nasdun: error:")
+
+
+def test_bad_genotype_file_and_non_empty_out(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"inputs": [[0], [1], [1]], "neurons": ["soft"] * 3, "lags": [[], [], []]}))
+    assert main(["train", "--arch", str(bad), "--layers", "3", "--out", str(tmp_path / "o")]) == 2
+    assert "immediate predecessor 2" in capsys.readouterr().err
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "results.csv").write_text("keep me")
+    assert main(["train", "--layers", "3", "--protocol", "smoke", "--out", str(full)]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert (full / "results.csv").read_text() == "keep me"
+
+
+def test_bad_protocol_yaml(tmp_path, capsys):
+    y = tmp_path / "p.yaml"
+    y.write_text("patience: 10\nlearning_rate: 3\n")
+    assert main(["train", "--protocol", str(y), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown key(s) ['learning_rate']" in capsys.readouterr().err
+    y.write_text("patience: ten\n")
+    assert main(["train", "--protocol", str(y), "--out", str(tmp_path / "o")]) == 2
+    assert "patience='ten'; expected an integer" in capsys.readouterr().err

@@ -1,0 +1,115 @@
+"""The batched model against independent float64 numpy references."""
+
+import numpy as np
+import pytest
+import torch
+
+from search_spaces import NEURONS, Genotype, SearchSpace, preset
+from trainers.model import UnrolledLISTA, lipschitz
+
+NP_NEURONS = {
+    "soft": lambda z, th: np.sign(z) * np.maximum(np.abs(z) - th, 0),
+    "relu": lambda z, th: np.maximum(z - th, 0),
+    "lrelu": lambda z, th: np.where(z - th > 0, z - th, 0.1 * (z - th)),
+}
+
+
+def ista(D, b, L, lam, K):
+    x = np.zeros((b.shape[0], D.shape[1]))
+    for _ in range(K):
+        v = x + (b - x @ D.T) @ D / L
+        x = np.sign(v) * np.maximum(np.abs(v) - lam / L, 0)
+    return x
+
+
+def reference_forward(g: Genotype, params: dict, b: np.ndarray) -> list:
+    """DESIGN.md section 2 written out literally, one sample batch, float64."""
+    Wb, Wx, theta, c, h, beta = (params[k] for k in ("Wb", "Wx", "theta", "coef", "h", "beta"))
+    xs = [np.zeros((b.shape[0], Wb.shape[0]))]
+    for k in range(1, g.layers + 1):
+        origins = [i for i in g.inputs[k - 1] if i >= 1]
+        xt = sum(c[k - 1, i - 1] * xs[i] for i in origins) / len(g.inputs[k - 1]) if origins else 0 * xs[0]
+        z = b @ Wb.T + xt @ Wx.T
+        u = NP_NEURONS[g.neurons[k - 1]](z, theta[k - 1])
+        lags = g.lags[k - 1]
+        if not lags:
+            xs.append(u)
+            continue
+        hk = h[k - 1]
+        first = 1 - hk - sum(beta[k - 1, j - 1] for j in lags)
+        xs.append(first * xs[k - 1] + sum(beta[k - 1, j - 1] * xs[k - 1 - j] for j in lags) + hk * u)
+    return xs[1:]
+
+
+def test_neuron_registry_matches_numpy_definitions():
+    z = torch.linspace(-2, 2, 41, dtype=torch.float64)
+    for name in NEURONS.names():
+        for th in (0.3, -0.2):
+            got = NEURONS.get(name)(z, torch.tensor(th, dtype=torch.float64)).numpy()
+            np.testing.assert_allclose(got, NP_NEURONS[name](z.numpy(), th), atol=1e-15, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_untrained_lista_is_k_ista_iterations(small_problem, dtype, tol):
+    D = small_problem.D.to(dtype)
+    b = small_problem.val.b[:256].to(dtype)
+    K = 8
+    with torch.no_grad():
+        out = UnrolledLISTA([preset("lista", K)], D)(b)[-1][0].double().numpy()
+    ref = ista(D.double().numpy(), b.double().numpy(), lipschitz(D), 0.4, K)
+    assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < tol
+
+
+def test_untrained_2no_with_unit_h_zero_beta_equals_lista(small_problem):
+    D, b = small_problem.D.double(), small_problem.val.b[:128].double()
+    model = UnrolledLISTA([preset("2no", 6), preset("3no", 6), preset("lista", 6)], D)
+    with torch.no_grad():
+        model.beta.zero_()
+        out = model(b)[-1]
+    torch.testing.assert_close(out[0], out[2], rtol=0, atol=1e-14)
+    torch.testing.assert_close(out[1], out[2], rtol=0, atol=1e-14)
+    with torch.no_grad():  # with the HNO init beta = -0.5 they are different networks
+        model.beta.fill_(-0.5)
+        assert (model(b)[-1][0] - out[2]).abs().max() > 1e-3
+
+
+def test_identity_init_makes_every_genotype_start_as_ista(small_problem):
+    D, b = small_problem.D.double(), small_problem.val.b[:64].double()
+    with torch.no_grad():
+        out = UnrolledLISTA([preset("dense", 6), preset("meng2021", 6)], D, coef_init="identity")(b)[-1]
+    ref = ista(D.numpy(), b.numpy(), lipschitz(D), 0.4, 6)
+    np.testing.assert_allclose(out[0].numpy(), ref, atol=1e-12)
+    np.testing.assert_allclose(out[1].numpy(), ref, atol=1e-12)
+
+
+def test_closed_gate_coefficient_has_no_effect(small_problem):
+    D, b = small_problem.D.double(), small_problem.val.b[:64].double()
+    model = UnrolledLISTA([preset("lfista", 6)], D)
+    with torch.no_grad():
+        before = model(b)[-1].clone()
+        model.coef[0, 5, 0] = 123.0  # layer 6 <- layer 1: closed in LFISTA
+        model.coef[0, 4, 2] = -7.0  # layer 5 <- layer 3: open in LFISTA
+        after = model(b)[-1]
+        model.coef[0, 4, 2] = 1.0
+        back = model(b)[-1]
+    assert (after - before).abs().max() > 1e-3
+    torch.testing.assert_close(back, before, rtol=0, atol=0)
+
+
+def test_batched_random_genotypes_match_literal_reference(small_problem):
+    """Random genotypes with random parameters: every candidate equals the literal formula."""
+    space = SearchSpace(layers=6, max_lag=2)
+    rng = np.random.default_rng(3)
+    gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(5)]
+    D, b = small_problem.D.double(), small_problem.val.b[:32].double()
+    model = UnrolledLISTA(gs, D)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        out = model(b)
+    for p, g in enumerate(gs):
+        params = {k: v.numpy() for k, v in model.candidate_state(p).items()}
+        ref = reference_forward(g, params, b.numpy())
+        for k in range(6):
+            np.testing.assert_allclose(out[k][p].numpy(), ref[k], rtol=1e-10, atol=1e-12, err_msg=f"cand {p} layer {k + 1}")

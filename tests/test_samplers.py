@@ -1,0 +1,107 @@
+"""Every sampler through the same checks, via Optuna directly (no Ray, no training)."""
+
+import numpy as np
+import optuna
+import pytest
+import torch
+
+from nasdun.errors import NasdunError
+from nasdun.samplers import SAMPLERS, make_sampler
+from search_spaces import SearchSpace
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+USABLE = [n for n in SAMPLERS.names() if n != "cmaes"]
+SPACE = SearchSpace(layers=8)
+DECISIONS = SPACE.decisions()
+OPTIONS = {"evolution": {"population_size": 20, "sample_size": 5}, "rl": {"batch_size": 8, "lr": 0.02}}
+
+
+def target_objective(seed: int = 123):
+    """A cheap objective with a known optimum: minus the decisions matching a hidden genotype."""
+    rng = np.random.default_rng(seed)
+    target = {d.name: d.choices[rng.integers(len(d.choices))] for d in DECISIONS}
+
+    def objective(trial: optuna.Trial) -> float:
+        return -float(sum(trial.suggest_categorical(d.name, list(d.choices)) == target[d.name] for d in DECISIONS))
+
+    return objective
+
+
+def run(name: str, seed: int, n: int) -> optuna.Study:
+    study = optuna.create_study(sampler=make_sampler(name, DECISIONS, seed, OPTIONS.get(name)))
+    study.optimize(target_objective(), n_trials=n)
+    return study
+
+
+@pytest.mark.parametrize("name", USABLE)
+def test_sampler_gives_valid_decisions_and_is_seeded(name):
+    a, b = run(name, 3, 25), run(name, 3, 25)
+    for t in a.trials:
+        SPACE.decode(t.params)  # every decision present and valid
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+    assert [t.params for t in run(name, 4, 25).trials] != [t.params for t in a.trials]
+
+
+def test_evolution_and_rl_beat_random_on_a_known_optimum():
+    """Best-of-200 over 42 decisions, seeds 0-2 (fixed, so it cannot flake). Measured means:
+    random -27.7, evolution -36.7, rl -36.3 matches; asserted margin: 5 matches."""
+    best = {name: np.mean([run(name, s, 200).best_value for s in range(3)]) for name in ("random", "evolution", "rl")}
+    assert best["evolution"] <= best["random"] - 5
+    assert best["rl"] <= best["random"] - 5
+
+
+def test_evolution_state_is_rebuilt_from_the_study():
+    study = run("evolution", 0, 60)
+    study.sampler.catch_up(study)  # the original catches up when next asked
+    fresh = make_sampler("evolution", DECISIONS, 0, OPTIONS["evolution"])
+    fresh.catch_up(study)
+    assert [o.number for o in fresh.population] == [o.number for o in study.sampler.population]
+    assert [o.number for o in fresh.population] == list(range(40, 60))
+    # a rebuilt sampler proposes exactly what the original would
+    assert fresh.propose(fresh.rng(60), 60) == study.sampler.propose(study.sampler.rng(60), 60)
+
+
+def test_evolution_child_is_a_mutated_tournament_winner():
+    study = run("evolution", 1, 40)
+    sampler = study.sampler
+    child = sampler.propose(sampler.rng(40), 40)
+    diffs = [sum(child[k] != o.params[k] for k in child) for o in sampler.population]
+    assert min(diffs) == 1  # one decision changed from some member (mutations=1)
+
+
+def test_rl_controller_is_rebuilt_by_replay():
+    study = run("rl", 0, 40)
+    study.sampler.catch_up(study)
+    fresh = make_sampler("rl", DECISIONS, 0, OPTIONS["rl"])
+    fresh.catch_up(study)
+    assert fresh.updates == study.sampler.updates == 5
+    assert fresh.baseline == pytest.approx(study.sampler.baseline)
+    for (k, v), w in zip(fresh.controller.state_dict().items(), study.sampler.controller.state_dict().values(), strict=True):
+        torch.testing.assert_close(v, w, rtol=0, atol=0, msg=k)
+    untrained = make_sampler("rl", DECISIONS, 0, OPTIONS["rl"])
+    assert not torch.equal(untrained.controller.head.weight, fresh.controller.head.weight)
+
+
+def test_history_waits_for_earlier_trials():
+    study = optuna.create_study(sampler=make_sampler("evolution", DECISIONS, 0, {"population_size": 2, "sample_size": 1}))
+    first, second = study.ask(), study.ask()
+    for t in (first, second):
+        for d in DECISIONS:
+            t.suggest_categorical(d.name, list(d.choices))
+    study.tell(second, -1.0)  # trial 1 finished before trial 0
+    study.sampler.catch_up(study)
+    assert study.sampler.consumed == 0
+    study.tell(first, -2.0)
+    study.sampler.catch_up(study)
+    assert study.sampler.consumed == 2 and [o.number for o in study.sampler.population] == [0, 1]
+
+
+def test_bad_sampler_names_and_options():
+    with pytest.raises(NasdunError, match="unknown sampler 'annealing'; expected one of: rl, evolution"):
+        make_sampler("annealing", DECISIONS)
+    with pytest.raises(NasdunError, match="cmaes.*categorical"):
+        make_sampler("cmaes", DECISIONS)
+    with pytest.raises(NasdunError, match="sampler 'rl': bad option"):
+        make_sampler("rl", DECISIONS, 0, {"population_size": 3})
+    with pytest.raises(NasdunError, match="sample_size=9"):
+        make_sampler("evolution", DECISIONS, 0, {"population_size": 4, "sample_size": 9})

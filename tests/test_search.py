@@ -1,0 +1,205 @@
+"""`nasdun search` on a real local Ray (2 CPUs) with a real SQLite Optuna study."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from nasdun.cli import main
+from nasdun.samplers import make_sampler
+from nasdun.search import SearchConfig, load_config, run_search
+from search_spaces import Genotype
+
+MINI = {"budget": 4, "cohort": 2, "setting": "small", "protocol": "smoke", "layers": 3, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def study_of(out: Path) -> optuna.Study:
+    return optuna.load_study(study_name="nasdun", storage=f"sqlite:///{out / 'optuna.db'}")
+
+
+@pytest.mark.parametrize("sampler", ["rl", "evolution", "random", "tpe"])
+def test_mini_search_fills_table_and_study_with_the_same_candidates(sampler, ray_local, tmp_path):
+    cfg = SearchConfig(sampler=sampler, sampler_options={"rl": {"batch_size": 2}, "evolution": {"population_size": 2, "sample_size": 1}}, **MINI)
+    fig = run_search(tmp_path / "exp", cfg)
+    out = tmp_path / "exp"
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 4 and df["hash"].nunique() == 4 and fig["candidates_total"] == 4
+    assert (df["status"] == "ok").all() and (df["sampler"] == sampler).all()
+    trials = {t.number: t for t in study_of(out).trials}
+    for row in df.itertuples():
+        t = trials[row.trial_number]
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        assert t.value == pytest.approx(row.val_nmse_db)
+        assert t.user_attrs["hash"] == row.hash == Genotype.from_json(row.genotype).hash
+        assert cfg.space().decode(t.params) == Genotype.from_json(row.genotype)
+    trained = {t.user_attrs["hash"] for t in trials.values() if t.state.name == "COMPLETE" and "cached_from" not in t.user_attrs}
+    assert trained == set(df["hash"])
+    assert json.loads((out / "search.json").read_text())["cohorts"] == 2
+    assert yaml.safe_load((out / "search.yaml").read_text())["sampler"] == sampler
+
+
+def test_already_trained_genotypes_are_not_trained_again(ray_local, tmp_path):
+    """A space of two genotypes (one optional connection): a budget of 5 trains 2 and says why it stopped."""
+    cfg = SearchConfig(sampler="random", search_neurons=False, search_lags=False, **{**MINI, "budget": 5})
+    fig = run_search(tmp_path / "exp", cfg)
+    df = pd.read_csv(tmp_path / "exp" / "results.csv")
+    assert len(df) == 2 and df["hash"].nunique() == 2
+    assert "only genotypes already trained" in fig["stopped_early"]
+    cached = [t for t in study_of(tmp_path / "exp").trials if "cached_from" in t.user_attrs]
+    assert cached and all(t.value == pytest.approx(float(df.set_index("name").loc[t.user_attrs["cached_from"], "val_nmse_db"])) for t in cached)
+
+
+def test_resume_after_sigkill_finishes_the_budget_and_continues_evolution(tmp_path):
+    out = tmp_path / "exp"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {**MINI, "layers": 4, "budget": 14, "sampler": "evolution", "sampler_options": {"evolution": {"population_size": 4, "sample_size": 2}}}
+        )
+    )
+    cmd = [sys.executable, "-m", "nasdun.cli", "search", "--config", str(config), "--out", str(out), "--num-cpus", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if (out / "results.csv").is_file() and len(pd.read_csv(out / "results.csv")) >= 6:
+                break
+            assert proc.poll() is None, "search ended before it could be killed"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, at whatever point it has reached
+        proc.wait()
+    finally:
+        time.sleep(1)
+        try:  # Ray helpers the dead driver left behind
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    before = pd.read_csv(out / "results.csv")
+    assert 6 <= len(before) < 14
+    n_before = len(study_of(out).trials)
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "nasdun.cli", "search", "--resume", str(out), "--num-cpus", "2"], capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = pd.read_csv(out / "results.csv")
+    assert len(after) == 14 and after["hash"].nunique() == 14
+    pd.testing.assert_frame_equal(after.iloc[: len(before)], before)  # finished rows untouched
+    fig = json.loads((out / "search.json").read_text())
+    assert fig["resumed"] and fig["candidates_trained"] == 14 - len(before) and fig["session"] == 2
+
+    # The resumed sampler continued the old one: it had seen at least every trial the killed
+    # driver's sampler had seen, and its first new proposal is exactly what an evolution sampler
+    # rebuilt from that recorded history prefix proposes (which trials were finished at the
+    # ask depends on timing; the prefix each ask used is recorded in the trial).
+    study = study_of(out)
+    seen_before_kill = max(int(t.user_attrs.get("sampler_history", 0)) for t in study.trials[:n_before])
+    first_new = next(t for t in study.trials[n_before:] if "redo_of" not in t.user_attrs)
+    history = int(first_new.user_attrs["sampler_history"])
+    assert seen_before_kill <= history <= first_new.number
+    old = optuna.create_study()
+    for t in study.trials[:history]:
+        old.add_trial(t)
+    rebuilt = make_sampler("evolution", SearchConfig(**{**MINI, "layers": 4}).space().decisions(), 0, {"population_size": 4, "sample_size": 2})
+    rebuilt.catch_up(old)
+    assert rebuilt.consumed == history and len(rebuilt.population) == 4
+    assert first_new.params == rebuilt.propose(rebuilt.rng(first_new.number), first_new.number)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["search", "--sampler", "annealing"], "unknown sampler 'annealing'"),
+        (["search", "--budget", "0"], "0 must be >= 1"),
+        (["search", "--config", "nosuch.yaml"], "config 'nosuch.yaml' not found"),
+        (["search", "--address", "127.0.0.1:1"], "could not reach a Ray cluster at --address '127.0.0.1:1'"),
+        (["search", "--setting", "huge"], "unknown setting 'huge'"),
+        (["search", "--resume", "/nonexistent/dir"], "holds no search.yaml"),
+        (["search", "--config", "paper"], "gpus_per_trial=1.0 per trial but the cluster has 0"),
+    ],
+)
+def test_bad_search_inputs(args, fragment, capsys, tmp_path):
+    code = main([*args, "--out", str(tmp_path / "o")] if "--resume" not in args else args)
+    err = capsys.readouterr().err
+    ours = [line for line in err.splitlines() if line.startswith("nasdun:")]
+    assert code == 2 and len(ours) == 1 and fragment in ours[0]  # Ray itself may log a line on start
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_config_and_non_empty_out(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampler: evolution\nbudjet: 3\n")
+    assert main(["search", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown key(s) ['budjet']" in capsys.readouterr().err
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "results.csv").write_text("precious")
+    assert main(["search", "--out", str(full), "--budget", "2"]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert (full / "results.csv").read_text() == "precious"
+    with pytest.raises(Exception, match="budget=0"):
+        load_config(None, {"budget": 0})
+
+
+def test_halving_search_prunes_in_the_study(ray_local, tmp_path):
+    """`--protocol` with rungs: stopped candidates are PRUNED with their rung value as intermediate value."""
+    proto = tmp_path / "sh.yaml"
+    proto.write_text("patience: 20\nmax_iters: 40\nbatch_size: 64\nrungs: [1]\neta: 2\n")
+    cfg = SearchConfig(**{**MINI, "cohort": 4, "protocol": str(proto)})
+    run_search(tmp_path / "exp", cfg)
+    df = pd.read_csv(tmp_path / "exp" / "results.csv")
+    assert sorted(df["status"]) == ["ok", "ok", "stopped", "stopped"]
+    assert set(df.loc[df["status"] == "stopped", "rung_layer"]) == {1} and set(df.loc[df["status"] == "ok", "rung"]) == {1}
+    trials = {t.number: t for t in study_of(tmp_path / "exp").trials}
+    for row in df.itertuples():
+        t = trials[row.trial_number]
+        if row.status == "stopped":
+            assert t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values == {1: pytest.approx(row.val_nmse_db)}
+        else:
+            assert t.state == optuna.trial.TrialState.COMPLETE
+    sampler = make_sampler("evolution", cfg.space().decisions(), 0, {"population_size": 4, "sample_size": 2})
+    sampler.catch_up(study_of(tmp_path / "exp"))
+    assert len(sampler.population) == 4  # pruned candidates join the population with their rung value
+
+
+def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
+    """After a kill, each in-flight cohort is queued again with the same members in the same order."""
+    from nasdun.search import Experiment
+
+    cfg = SearchConfig(sampler="random", **{**MINI, "layers": 5, "budget": 10})
+    out = tmp_path / "exp"
+    out.mkdir()
+    first = Experiment(out, cfg)
+    a = first.ask_cohort(3, set())
+    b = first.ask_cohort(2, set())
+    done = a[1]  # its row was written just before the kill, the study was not told
+    from nasdun.results import candidate_row, write_table
+
+    write_table(out, [candidate_row("t00001", done[1], {"status": "ok", "val_nmse_db": -3.0, "curves": {}}, trial_number=done[0], cohort=0)])
+    del first  # the driver dies: trials stay RUNNING
+
+    again = Experiment(out, cfg)
+    rec = again.recover()
+    assert rec == {"told_from_table": 1, "requeued": 4}
+    assert [[g.hash for _, g in members] for _, members in again.pending] == [[a[0][1].hash, a[2][1].hash], [g.hash for _, g in b]]
+    assert [c for c, _ in again.pending] == [2, 3]
+    trials = study_of(out).trials
+    assert trials[done[0]].state.name == "COMPLETE" and trials[done[0]].value == -3.0
+    assert {trials[n].user_attrs["redo_of"] for _, m in again.pending for n, _ in m} == {a[0][0], a[2][0], b[0][0], b[1][0]}

@@ -1,0 +1,1 @@
+"""Problems, the batched model and the stage-wise population trainer (no Ray code here)."""

@@ -1,0 +1,373 @@
+"""The stage-wise population trainer: P candidates trained at once, each as if alone.
+
+Every candidate p carries its own layer ``t[p]``, stage ``s[p]``, iteration counters,
+patience counter, Adam state and best-so-far parameters. Candidate p's training batch at
+its own iteration i is the batch the problem serves for iteration i, so its data stream does
+not depend on the cohort; one step runs the batched forward up to the deepest active layer
+and takes for each candidate the squared error of its own x(t[p]):
+
+.. math::  \\ell_p = \\frac{1}{2B}\\sum_{s=1}^{B} \\|x_s(t_p) - x^*_s\\|^2, \\qquad
+           \\mathcal L = \\sum_{p\\ \\mathrm{active}} \\ell_p .
+
+Candidates share no parameters, so :math:`\\partial\\mathcal L/\\partial\\phi_p =
+\\partial\\ell_p/\\partial\\phi_p`: the gradient each candidate sees is the one it would see
+alone. Adam is applied per element with per-candidate step counts, learning rates and a
+trainable mask (the parameters its stage may move), and is reset at each stage start (the
+reference code builds a fresh optimizer per stage). At each stage start and every
+``val_every`` iterations the candidate's x(t[p]) is scored on the validation set
+(``nmse_db``); the best parameters of a stage are restored when the stage ends.
+
+**Successive halving** (a protocol with ``rungs``): a candidate that finishes the last stage
+of a rung layer waits; when every live candidate waits, the best ``ceil(n / eta)`` (at least
+``min_survivors``) by validation nmse_db continue and the rest are ``stopped``. Candidates
+that no longer train (finished, failed, stopped) are compacted out of the batched tensors,
+so they cost nothing afterwards; a survivor's numbers are unchanged by either, since its
+data, validations and decisions depend only on its own counters.
+
+The trainer knows nothing of Ray and returns metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from nasdun.errors import NasdunError
+from search_spaces.genotype import Genotype
+from trainers.model import UnrolledLISTA
+from trainers.problems import Problem
+from trainers.protocols import Protocol
+from trainers.scoring import CandidateResult, Progress, evaluate
+
+__all__ = ["CandidateResult", "PopulationTrainer", "Progress", "evaluate", "train_population"]
+
+BETAS = (0.9, 0.999)
+EPS = 1e-8
+COMPACT_FRACTION = 0.25  # compact once this share of the slots no longer trains
+
+
+class PopulationTrainer:
+    """Trains P genotypes on one problem with one protocol; see the module docstring.
+
+    Slots (the leading axis of every tensor) are compacted as candidates stop training;
+    ``ids[slot]`` is the candidate's index in ``genotypes`` and in :attr:`results`.
+    """
+
+    def __init__(
+        self,
+        genotypes: Sequence[Genotype],
+        problem: Problem,
+        protocol: Protocol,
+        lr_scale: Sequence[float] | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        compile: bool = False,
+    ) -> None:
+        if problem.batch_size != protocol.batch_size:
+            raise NasdunError(f"problem batch size {problem.batch_size} differs from protocol {protocol.name}'s {protocol.batch_size}")
+        self.problem, self.protocol, self.progress, self.compile = problem, protocol, progress, compile
+        self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=compile)
+        self.model = self.model.to(problem.D.device)
+        K, P, dev = self.model.K, self.model.P, problem.D.device
+        bad_rungs = [r for r in protocol.rungs if not 1 <= r < K]
+        if bad_rungs:
+            raise NasdunError(f"protocol {protocol.name}: rungs {bad_rungs} are not layers 1..{K - 1} of this K={K} cohort")
+        scale = [1.0] * P if lr_scale is None else list(lr_scale)
+        if len(scale) != P:
+            raise NasdunError(f"lr_scale has {len(scale)} entries; expected one per candidate ({P})")
+        self.lr_scale = torch.tensor(scale, dtype=problem.D.dtype, device=dev)
+        self.lrs = torch.tensor(protocol.lrs, dtype=problem.D.dtype, device=dev)
+        self._bind_params()
+        self.best = {k: v.detach().clone() for k, v in self.params.items()}
+        self.m = {k: torch.zeros_like(v) for k, v in self.params.items()}
+        self.v = {k: torch.zeros_like(v) for k, v in self.params.items()}
+        self.step = torch.zeros(P, dtype=problem.D.dtype, device=dev)
+        self.stage_iter = torch.zeros(P, dtype=torch.long, device=dev)
+        self.best_val = torch.full((P,), math.inf, dtype=torch.float64, device=dev)
+        self.best_at = torch.zeros(P, dtype=torch.long, device=dev)
+        self.bad = torch.zeros(P, dtype=torch.bool, device=dev)  # non-finite training loss seen
+        # Control state lives on the host (it changes only at validations, which read the
+        # device anyway); _sync_state mirrors it to the device and rebuilds the per-stage
+        # caches, so a training step needs no host-device synchronisation.
+        self.ids = np.arange(P)
+        self.t_h = np.ones(P, dtype=np.int64)  # current layer, 1-based
+        self.s_h = np.zeros(P, dtype=np.int64)  # current stage, 0-based
+        self.it_h = np.zeros(P, dtype=np.int64)  # the candidate's own training iterations
+        self.active_h = np.ones(P, dtype=bool)
+        self.waiting_h = np.zeros(P, dtype=bool)  # at a rung, waiting for the others
+        self.results = [CandidateResult(g) for g in genotypes]
+        self.iteration = 0  # steps taken by the cohort
+        self._sync_state()
+
+    def _bind_params(self) -> None:
+        self.params = dict(self.model.named_parameters())
+        self.layer_of = self.model.param_layers()
+
+    def _sync_state(self) -> None:
+        dev = self.step.device
+        self.t = torch.as_tensor(self.t_h, device=dev)
+        self.s = torch.as_tensor(self.s_h, device=dev)
+        self.active = torch.as_tensor(self.active_h, device=dev)
+        self._active_f = self.active.to(self.step.dtype)
+        self._lr = self.lrs[self.s.clamp(max=len(self.protocol.lrs) - 1)] * self.lr_scale * self._active_f
+        live = self.t_h[self.active_h]
+        self._T = int(live.max()) if live.size else 1
+        self._loss_layers = {int(k): (self.active & (self.t == int(k))) for k in np.unique(live)}
+        self._wm, self._wv = {}, {}
+        for name, p in self.params.items():
+            mask = self._trainable(name, p).to(p.dtype)
+            self._wm[name], self._wv[name] = (1 - BETAS[0]) * mask, (1 - BETAS[1]) * mask
+
+    def jump_to(self, layer: int, stage: int) -> None:
+        """Put every active candidate at (layer, stage) with fresh moments (benchmarks, tests)."""
+        if not (1 <= layer <= self.model.K and 0 <= stage < self.protocol.stages_per_layer):
+            raise NasdunError(f"jump_to({layer}, {stage}) is outside layers 1..{self.model.K}, stages 0..{self.protocol.stages_per_layer - 1}")
+        self.t_h[self.active_h], self.s_h[self.active_h] = layer, stage
+        self._sync_state()
+        self._reset_moments(self.active)
+
+    # -- one iteration ------------------------------------------------------------------------
+    def _bc(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return v.view(-1, *([1] * (like.dim() - 1)))
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each active candidate's batch of its own iteration: shared (B, .) while they agree."""
+        its = np.unique(self.it_h[self.active_h])
+        if its.size == 1:
+            return self.problem.train_batch(int(its[0]))
+        pairs = {int(i): self.problem.train_batch(int(i)) for i in np.unique(self.it_h)}
+        b = torch.stack([pairs[int(i)][0] for i in self.it_h])  # (P, B, m)
+        x = torch.stack([pairs[int(i)][1] for i in self.it_h])  # (P, B, n)
+        return b, x
+
+    def train_step(self) -> None:
+        b, x = self._batch()
+        outs = self.model(b, self._T)
+        loss_p = torch.zeros_like(self.step)
+        for k, sel in self._loss_layers.items():  # usually one or two distinct layers
+            err = 0.5 * (outs[k - 1] - x).pow(2).sum((-2, -1)) / x.shape[-2]  # (P,)
+            loss_p = torch.where(sel, err, loss_p)
+        self.bad |= self.active & ~torch.isfinite(loss_p)
+        grads = torch.autograd.grad(loss_p.sum(), list(self.params.values()), materialize_grads=True)
+        self._adam(grads)
+        self.iteration += 1
+        self.it_h += self.active_h
+        self.stage_iter += self.active.long()
+
+    def _adam(self, grads: Sequence[torch.Tensor]) -> None:
+        """Per-element Adam with per-candidate step counts and learning rates.
+
+        Moments are reset at every stage start and only move where the stage's mask is on, so
+        a frozen element has m = 0 and its update is exactly zero.
+        """
+        self.step += self._active_f
+        step = self.step.clamp(min=1)
+        lr_t = self._lr / (1 - BETAS[0] ** step)
+        corr2 = 1 - BETAS[1] ** step
+        with torch.no_grad():
+            for (name, p), g in zip(self.params.items(), grads, strict=True):
+                m, v = self.m[name], self.v[name]
+                m.lerp_(g, self._wm[name])
+                v.lerp_(g * g, self._wv[name])
+                denom = (v / self._bc(corr2, p)).sqrt_().add_(EPS)
+                p.addcdiv_(m * self._bc(lr_t, p), denom, value=-1.0)
+
+    def _trainable(self, name: str, p: torch.Tensor) -> torch.Tensor:
+        """Elements candidate q may move: its layer t's new parameters in stage 0, else layers <= t."""
+        layer = self.layer_of[name].unsqueeze(0)
+        t = self._bc(self.t, layer.expand(p.shape))
+        s0 = self._bc(self.s == 0, layer.expand(p.shape))
+        act = self._bc(self.active, layer.expand(p.shape))
+        return act & torch.where(s0, layer == t, layer <= t)
+
+    # -- validation and stage logic ----------------------------------------------------------
+    def _validate(self) -> torch.Tensor:
+        """Validation nmse_db of each candidate's x(t[p]), shape (P,)."""
+        return evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T)).nmse_db()
+
+    def _record_best(self, val: torch.Tensor, mask: torch.Tensor) -> None:
+        improved = mask & (val < self.best_val)
+        self.best_val = torch.where(improved, val, self.best_val)
+        self.best_at = torch.where(improved, self.stage_iter, self.best_at)
+        with torch.no_grad():
+            for name, p in self.params.items():
+                self.best[name].copy_(torch.where(self._bc(improved, p), p, self.best[name]))
+
+    def _reset_moments(self, mask: torch.Tensor) -> None:
+        self.step = torch.where(mask, 0, self.step)
+        for name in self.params:
+            keep = ~self._bc(mask, self.m[name])
+            self.m[name].mul_(keep)
+            self.v[name].mul_(keep)
+
+    def _start_stage(self, mask: torch.Tensor) -> None:
+        """Fresh optimizer and patience for the candidates in ``mask``; score their starting point."""
+        self.stage_iter = torch.where(mask, 0, self.stage_iter)
+        self.best_val = torch.where(mask, math.inf, self.best_val)
+        self.best_at = torch.where(mask, 0, self.best_at)
+        self._reset_moments(mask)
+        self._record_best(self._validate(), mask)
+
+    def _restore_best(self, p: int) -> None:
+        with torch.no_grad():
+            for name, t in self.params.items():
+                t[p].copy_(self.best[name][p])
+
+    def _after_validation(self, val: torch.Tensor, elapsed: float) -> None:
+        proto = self.protocol
+        diverged = self.active & (self.bad | ~torch.isfinite(val) | (val > proto.diverge_db))
+        self._record_best(val, self.active & ~diverged)
+        stale = (self.stage_iter - self.best_at >= proto.patience) | (self.stage_iter >= proto.max_iters)
+        ended = self.active & ~diverged & stale
+        if not bool((diverged | ended).any()):
+            return
+        host = torch.stack([diverged.long(), ended.long(), self.bad.long(), self.stage_iter]).cpu().numpy()
+        val_h, best_h = val.cpu().numpy(), self.best_val.cpu().numpy()
+        started = np.zeros_like(self.active_h)
+        for p in map(int, np.flatnonzero(host[0] | host[1])):
+            r, t, s = self.results[self.ids[p]], int(self.t_h[p]), int(self.s_h[p])
+            self._restore_best(p)  # best of the stage; for a failed candidate, finite numbers
+            if host[0][p]:
+                why = "non-finite training loss" if host[2][p] else f"validation nmse_db {val_h[p]:.4g} (limit {proto.diverge_db})"
+                r.status, r.reason = "failed", f"diverged at layer {t} stage {s + 1}: {why}"
+                r.iterations = int(self.it_h[p])
+            else:
+                r.stages.append({"layer": t, "stage": s + 1, "iters": int(host[3][p]), "best_val_nmse_db": float(best_h[p])})
+                last_stage = s + 1 == proto.stages_per_layer
+                if last_stage and t in proto.rungs:
+                    self.waiting_h[p] = True  # at a rung: wait for the rest of the cohort
+                elif last_stage and t == self.model.K:
+                    r.iterations = int(self.it_h[p])
+                else:
+                    self.t_h[p], self.s_h[p] = (t, s + 1) if not last_stage else (t + 1, 0)
+                    started[p] = True
+                    continue
+            r.wall_s = elapsed
+            self.active_h[p] = False
+        self._sync_state()
+        if started.any():
+            self._start_stage(torch.as_tensor(started, device=self.step.device))
+        if self.waiting_h.any() and not self.active_h.any():
+            self._halve(elapsed)
+        elif self.active_h.any() and (~self.active_h & ~self.waiting_h).mean() >= COMPACT_FRACTION:
+            self._compact()
+
+    def _halve(self, elapsed: float) -> None:
+        """Every live candidate waits at the same rung: keep the best ceil(n / eta), stop the rest."""
+        proto = self.protocol
+        waiting = np.flatnonzero(self.waiting_h)
+        layer = int(self.t_h[waiting[0]])
+        rung = proto.rungs.index(layer) + 1
+        scores = self.best_val.cpu().numpy()
+        # rank by the rung's validation nmse_db; ties go to the earlier candidate of the cohort
+        order = sorted(waiting, key=lambda p: (scores[p], self.ids[p]))
+        keep = max(proto.min_survivors, math.ceil(len(order) / proto.eta))
+        for rank, p in enumerate(order):
+            r = self.results[self.ids[p]]
+            r.rung, r.rung_layer = rung, layer
+            if rank >= keep:
+                r.status = "stopped"
+                r.reason = f"stopped at rung {rung} (layer {layer}): rank {rank + 1} of {len(order)}, kept {keep}"
+                r.iterations, r.wall_s = int(self.it_h[p]), elapsed
+        survivors = np.array(order[:keep])
+        self.waiting_h[:] = False
+        self.t_h[survivors], self.s_h[survivors] = layer + 1, 0
+        self.active_h[survivors] = True
+        self._compact()
+        self._start_stage(self.active.clone())
+
+    def _compact(self) -> None:
+        """Score and drop the slots that no longer train; every per-candidate tensor shrinks."""
+        keep = np.flatnonzero(self.active_h | self.waiting_h)
+        drop = np.flatnonzero(~(self.active_h | self.waiting_h))
+        if drop.size == 0:
+            return
+        self._store(drop)
+        idx = torch.as_tensor(keep, device=self.step.device)
+        old = self.params
+        self.model = UnrolledLISTA(
+            [self.results[i].genotype for i in self.ids[keep]], self.problem.D, self.protocol.lam, self.protocol.coef_init, self.compile
+        ).to(self.problem.D.device)
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                p.copy_(old[name].index_select(0, idx))
+        self._bind_params()
+        for store in (self.best, self.m, self.v):
+            for name in store:
+                store[name] = store[name].index_select(0, idx)
+        for attr in ("step", "stage_iter", "best_val", "best_at", "bad", "lr_scale"):
+            setattr(self, attr, getattr(self, attr).index_select(0, idx))
+        for attr in ("ids", "t_h", "s_h", "it_h", "active_h", "waiting_h"):
+            setattr(self, attr, getattr(self, attr)[keep])
+        self._sync_state()
+
+    def _store(self, slots: np.ndarray) -> None:
+        """Final parameters and per-layer curves of ``slots``, into their results."""
+        val, test = evaluate(self.model, self.problem.val), evaluate(self.model, self.problem.test)
+        curves = {
+            "val_nmse_db": val.nmse_db(),
+            "val_nmse_db_mean": val.nmse_db_mean(),
+            "test_nmse_db": test.nmse_db(),
+            "test_nmse_db_mean": test.nmse_db_mean(),
+        }
+        for p in map(int, slots):
+            r = self.results[self.ids[p]]
+            r.params = self.model.candidate_state(p)
+            if r.status == "failed":
+                continue
+            if r.status == "ok":
+                r.rung = len(self.protocol.rungs)
+            depth = r.rung_layer if r.status == "stopped" else self.model.K
+            r.rung_layer = depth
+            r.curves = {key: [float(v) for v in c[:depth, p]] for key, c in curves.items()}
+            r.val_nmse_db, r.val_nmse_db_mean = r.curves["val_nmse_db"][-1], r.curves["val_nmse_db_mean"][-1]
+            r.test_nmse_db, r.test_nmse_db_mean = r.curves["test_nmse_db"][-1], r.curves["test_nmse_db_mean"][-1]
+
+    # -- the whole run ------------------------------------------------------------------------
+    def run(self) -> list[CandidateResult]:
+        start = time.perf_counter()
+        self._start_stage(self.active.clone())
+        while self.active_h.any():
+            for _ in range(self.protocol.val_every):
+                self.train_step()
+            elapsed = time.perf_counter() - start
+            self._after_validation(self._validate(), elapsed)
+            if self.progress is not None:
+                self._report(elapsed)
+        self._store(np.arange(len(self.ids)))
+        return self.results
+
+    def _report(self, elapsed: float) -> None:
+        assert self.progress is not None
+        status = [r.status for r in self.results]
+        n_active = int(self.active_h.sum())
+        self.progress(
+            Progress(
+                iteration=self.iteration,
+                active=n_active,
+                done=len(status) - n_active - int(self.waiting_h.sum()) - status.count("failed"),
+                failed=status.count("failed"),
+                total=len(status),
+                best_layer=self._T if n_active else self.model.K,
+                elapsed_s=elapsed,
+            )
+        )
+
+
+def train_population(
+    genotypes: Sequence[Genotype],
+    problem: Problem,
+    protocol: Protocol,
+    lr_scale: Sequence[float] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    compile: bool = False,
+) -> list[CandidateResult]:
+    """Train ``genotypes`` together under ``protocol``; one result per genotype, in order.
+
+    ``compile`` fuses each layer's pointwise work with torch.compile (same maths; faster on
+    long runs, ~30 s of compilation on a 2-core CPU).
+    """
+    return PopulationTrainer(genotypes, problem, protocol, lr_scale, progress, compile).run()

@@ -1,0 +1,89 @@
+"""Scoring a batched model (both NMSE definitions) and the per-candidate result record."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nasdun.errors import NasdunError
+from search_spaces.genotype import Genotype
+from trainers.metrics import NmseAccumulator
+from trainers.model import UnrolledLISTA
+from trainers.problems import Split
+
+EVAL_FLOATS = 1 << 26  # per evaluation chunk: candidates x samples x n x layers (256 MiB in fp32)
+
+
+@dataclass
+class CandidateResult:
+    """What the trainer reports for one candidate.
+
+    NMSE values are at layer K, except for a candidate ``stopped`` by successive halving:
+    its values are at ``rung_layer``, the last layer it was trained to. ``rung`` counts the
+    rungs it passed (a candidate trained to the end of a halving protocol has passed them all).
+    """
+
+    genotype: Genotype
+    status: str = "ok"  # "ok", "failed" or "stopped" (successive halving)
+    reason: str = ""
+    rung: int = 0
+    rung_layer: int = 0
+    iterations: int = 0
+    wall_s: float = 0.0
+    val_nmse_db: float = math.nan
+    val_nmse_db_mean: float = math.nan
+    test_nmse_db: float = math.nan
+    test_nmse_db_mean: float = math.nan
+    curves: dict[str, list[float]] = field(default_factory=dict)  # "{split}_{metric}" -> per layer
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, Any]:
+        """The plain-data part (what a results-table row and a Ray report carry)."""
+        keys = (
+            "status", "reason", "iterations", "wall_s", "rung", "rung_layer",
+            "val_nmse_db", "val_nmse_db_mean", "test_nmse_db", "test_nmse_db_mean", "curves",
+        )  # fmt: skip
+        return {k: getattr(self, k) for k in keys}
+
+
+@dataclass
+class Progress:
+    """A snapshot passed to the progress callback at each validation."""
+
+    iteration: int
+    active: int
+    done: int
+    failed: int
+    total: int
+    best_layer: int
+    elapsed_s: float
+
+
+def evaluate(model: UnrolledLISTA, split: Split, upto: int | None = None, layer: torch.Tensor | None = None) -> NmseAccumulator:
+    """Both NMSE sums for every layer 1..upto and every candidate: shapes (upto, P).
+
+    With ``layer`` (P,) of 1-based layers, only candidate p's x(layer[p]) is scored: shapes (P,).
+    """
+    T = (model.K if layer is None else int(layer.max())) if upto is None else upto
+    n = split.x.shape[1]
+    chunk = max(1, EVAL_FLOATS // max(1, model.P * n * T))
+    acc = NmseAccumulator()
+    layers = sorted({int(v) for v in layer.tolist()}) if layer is not None else []
+    if layers and layers[-1] != T:
+        raise NasdunError(f"evaluate: the deepest selected layer is {layers[-1]}, but upto={T}")
+    with torch.no_grad():
+        for start in range(0, split.x.shape[0], chunk):
+            b, x = split.b[start : start + chunk], split.x[start : start + chunk]
+            outs = model(b, T)
+            if layer is None:
+                acc.add(torch.stack(outs), x)  # (T, P, N, n)
+                continue
+            sel = outs[T - 1]
+            for k in layers[:-1]:  # each candidate's own x(layer[p]), (P, N, n)
+                sel = torch.where((layer == k).view(-1, 1, 1), outs[k - 1], sel)
+            acc.add(sel, x)
+    return acc
