@@ -39,6 +39,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
 def _nonneg_int(text: str) -> int:
     try:
         value = int(text)
@@ -70,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--sampler", default=None, help="rl, evolution, random, tpe, nsga2")
     se.add_argument("--budget", type=_positive_int, default=None, help="distinct candidates to train")
     se.add_argument("--cohort", type=_positive_int, default=None, help="candidates per Ray Tune trial")
+    se.add_argument("--minutes", type=_nonneg_float, default=None, help="start no new cohort after this many minutes (0: no limit)")
     se.add_argument("--setting", default=None)
     se.add_argument("--protocol", default=None)
     se.add_argument("--layers", type=_positive_int, default=None)
@@ -173,7 +184,7 @@ def _search(args: argparse.Namespace) -> int:
 
     from nasdun.search import load_config, run_search
 
-    overrides = {k: getattr(args, k) for k in ("sampler", "budget", "cohort", "setting", "protocol", "layers", "seed", "storage")}
+    overrides = {k: getattr(args, k) for k in ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage")}
     if args.resume:
         if args.config:
             raise NasdunError("--config cannot be combined with --resume (the directory's search.yaml is used)")

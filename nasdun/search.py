@@ -91,7 +91,10 @@ def _make_searcher(exp: Experiment, progress: ProgressLine, stats: dict[str, Any
                 cohort, members = exp.pending.pop(0)
             else:
                 remaining = cfg.budget - exp.trained - self._inflight_candidates()
-                if remaining <= 0:
+                out_of_time = cfg.minutes > 0 and time.perf_counter() - self.start >= 60 * cfg.minutes
+                if out_of_time and remaining > 0:
+                    stats["stopped_early"] = f"the time limit of {cfg.minutes:g} min was reached"
+                if remaining <= 0 or out_of_time:
                     return Searcher.FINISHED if not self.inflight else None  # type: ignore[return-value]
                 busy = {g.hash for _, members in self.inflight.values() for _, g in members}
                 members = exp.ask_cohort(min(cfg.cohort, remaining), busy)
@@ -200,7 +203,7 @@ def _concurrency(cfg: SearchConfig) -> int:
     return max(1, min(by_cpu, by_gpu))
 
 
-RESUMABLE = {"budget"}
+RESUMABLE = {"budget", "minutes"}
 
 
 def run_search(
@@ -224,7 +227,7 @@ def run_search(
         changed = {k: v for k, v in (overrides or {}).items() if v is not None and getattr(saved, k) != v}
         bad = sorted(set(changed) - RESUMABLE)
         if bad:
-            raise NasdunError(f"{', '.join('--' + b for b in bad)} cannot change on --resume (only --budget can)")
+            raise NasdunError(f"{', '.join('--' + b for b in bad)} cannot change on --resume (only --budget and --minutes can)")
         cfg = replace(saved, **changed)
         if cfg.budget < saved.budget:
             raise NasdunError(f"--budget {cfg.budget} is below the resumed search's budget {saved.budget}")

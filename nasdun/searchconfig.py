@@ -21,6 +21,7 @@ class SearchConfig:
     sampler: str = "evolution"
     sampler_options: dict[str, Any] = field(default_factory=dict)  # sampler name -> its options
     budget: int = 24  # distinct trained candidates
+    minutes: float = 0.0  # > 0: no new cohort is started after this many minutes of a session (in-flight ones finish)
     cohort: int = 6  # candidates per Ray Tune trial (one population-trainer run)
     setting: str = "small"
     protocol: str = "search"
@@ -42,6 +43,8 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.budget < 1:
             raise NasdunError(f"budget={self.budget}; expected an integer >= 1 (candidates to train)")
+        if not self.minutes >= 0:
+            raise NasdunError(f"minutes={self.minutes}; expected a number >= 0 (0: no time limit)")
         if self.cohort < 1:
             raise NasdunError(f"cohort={self.cohort}; expected an integer >= 1")
         if self.cpus_per_trial < 1 or self.gpus_per_trial < 0 or self.max_concurrent < 0 or self.max_failures < 0:

@@ -1,7 +1,10 @@
 """Neuron types: pure functions ``f(z, theta) -> u``, the one place where a new type is added.
 
-They use only tensor methods (no torch import), so the genotype can validate names without
-loading torch. ``theta`` broadcasts against ``z`` and may be negative.
+They use only tensor methods (torch is imported only when one is called), so the genotype can
+validate names without loading torch. ``theta`` broadcasts against ``z`` and may be negative.
+Each is written with the ops whose backward is one fused kernel (``relu``, ``leaky_relu``):
+``clamp`` gives the same values, but its backward is several times slower on CPU
+(benchmarks/NOTES.md, row 6).
 """
 
 from __future__ import annotations
@@ -18,17 +21,18 @@ LEAKY_SLOPE = 0.1
 @NEURONS.register("soft")
 def soft(z: Any, theta: Any) -> Any:
     r"""Soft threshold (ISTA's proximal map): :math:`\eta_\theta(z) = \mathrm{sign}(z)\max(|z|-\theta, 0)`."""
-    return z.sign() * (z.abs() - theta).clamp(min=0)
+    return z.sign().detach() * (z.abs() - theta).relu()  # sign has zero derivative a.e.: no backward for it
 
 
 @NEURONS.register("relu")
 def relu(z: Any, theta: Any) -> Any:
     r"""Shifted ReLU: :math:`\max(z - \theta, 0)`."""
-    return (z - theta).clamp(min=0)
+    return (z - theta).relu()
 
 
 @NEURONS.register("lrelu")
 def lrelu(z: Any, theta: Any) -> Any:
     r"""Shifted LeakyReLU, slope 0.1: :math:`\max(w, 0) + 0.1\min(w, 0)`, :math:`w = z - \theta`."""
-    w = z - theta
-    return w.clamp(min=0) + LEAKY_SLOPE * w.clamp(max=0)
+    import torch.nn.functional as F
+
+    return F.leaky_relu(z - theta, LEAKY_SLOPE)

@@ -203,3 +203,15 @@ def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
     trials = study_of(out).trials
     assert trials[done[0]].state.name == "COMPLETE" and trials[done[0]].value == -3.0
     assert {trials[n].user_attrs["redo_of"] for _, m in again.pending for n, _ in m} == {a[0][0], a[2][0], b[0][0], b[1][0]}
+
+
+def test_time_limit_stops_new_cohorts_and_resume_lifts_it(ray_local, tmp_path):
+    """`minutes`: no cohort starts after the limit; a resume with --minutes 0 finishes the budget."""
+    out = tmp_path / "exp"
+    fig = run_search(out, SearchConfig(sampler="random", minutes=1e-6, **MINI))
+    assert fig["candidates_total"] == 0 and "time limit of 1e-06 min" in fig["stopped_early"]
+    fig = run_search(out, resume=True, overrides={"minutes": 0.0})
+    assert fig["candidates_total"] == 4 and not fig["stopped_early"]
+    assert len(pd.read_csv(out / "results.csv")) == 4
+    with pytest.raises(Exception, match="minutes=-1"):
+        SearchConfig(minutes=-1)

@@ -53,6 +53,39 @@ def fused_layer(names: tuple[str, ...]) -> Callable[..., torch.Tensor]:
     return layer
 
 
+class _Combine(torch.autograd.Function):
+    """``out[p] = sum_j c[p, j] * xs[j][p]``: per-candidate weighted sum of (P, ...) tensors.
+
+    The LWA pre-mix and the LM post-mix are both this. Autograd through ``stack`` + ``einsum``
+    (a batched matmul with an inner dimension of one in its backward) or through a chain of
+    ``addcmul`` is several times slower on CPU than this forward (in-place ``addcmul_`` into one
+    buffer, nothing copied or saved but references) and backward (``c[p, j] * g`` for each
+    input, ``vecdot`` for each coefficient): benchmarks/NOTES.md, row 8.
+    """
+
+    @staticmethod
+    def forward(ctx, c: torch.Tensor, *xs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(c, *xs)
+        out = xs[0] * c[:, 0].view(-1, *([1] * (xs[0].dim() - 1)))
+        for j in range(1, len(xs)):
+            out.addcmul_(xs[j], c[:, j].view(-1, *([1] * (xs[j].dim() - 1))))
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        c, *xs = ctx.saved_tensors
+        P = g.shape[0]
+        flat = g.reshape(P, -1)
+        gc = torch.stack([torch.linalg.vecdot(flat, x.reshape(P, -1)) for x in xs], dim=1) if ctx.needs_input_grad[0] else None
+        gxs = [g * c[:, j].view(-1, *([1] * (g.dim() - 1))) if ctx.needs_input_grad[j + 1] else None for j in range(len(xs))]
+        return (gc, *gxs)
+
+
+def combine(c: torch.Tensor, xs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``sum_j c[:, j] * xs[j]`` over the leading candidate axis (see :class:`_Combine`)."""
+    return _Combine.apply(c, *xs)  # type: ignore[no-any-return]
+
+
 class UnrolledLISTA(nn.Module):
     """P unrolled networks in stacked tensors; see the module docstring for the update rule."""
 
@@ -143,8 +176,7 @@ class UnrolledLISTA(nn.Module):
             if k == 1:
                 z = Bb
             else:
-                hist = torch.stack(xs[1:k], dim=1)  # (P, k-1, B, n)
-                xt = torch.einsum("pi,pibn->pbn", w[:, k - 1, : k - 1], hist)
+                xt = combine(w[:, k - 1, : k - 1], xs[1:k])  # (P, B, n)
                 z = torch.baddbmm(Bb, xt, WxT)
             if self._fused is not None:
                 lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
@@ -169,11 +201,9 @@ class UnrolledLISTA(nn.Module):
             return u  # order 1 for every candidate: the forward-Euler step x(k) = u(k)
         q = qb[:, k - 1]  # (P, J)
         first = 1.0 - hk[:, k - 1] - q.sum(-1)
-        out = torch.addcmul(hk[:, k - 1, None, None] * u, first[:, None, None], xs[k - 1])
-        for j in lags:
-            if k - 1 - j > 0:  # x(0) = 0 adds nothing (its beta still enters `first`)
-                out = torch.addcmul(out, q[:, j - 1, None, None], xs[k - 1 - j])
-        return out
+        used = [j for j in lags if k - 1 - j > 0]  # x(0) = 0 adds nothing (its beta still enters `first`)
+        coefs = torch.stack([hk[:, k - 1], first, *(q[:, j - 1] for j in used)], dim=1)
+        return combine(coefs, [u, xs[k - 1], *(xs[k - 1 - j] for j in used)])
 
     def candidate_state(self, p: int) -> dict[str, torch.Tensor]:
         """Parameters of candidate p (no P axis), on the CPU."""

@@ -14,7 +14,10 @@ from trainers.metrics import NmseAccumulator
 from trainers.model import UnrolledLISTA
 from trainers.problems import Split
 
-EVAL_FLOATS = 1 << 26  # per evaluation chunk: candidates x samples x n x layers (256 MiB in fp32)
+# Per evaluation chunk: candidates x samples x n x layers. Small enough that a chunk's pointwise
+# work stays in cache on a CPU (a 1,024-sample validation of 16 candidates at `small`: 80 -> 46 ms,
+# benchmarks/NOTES.md row 7); on a GPU a chunk is still tens of thousands of rows.
+EVAL_FLOATS = 1 << 21
 
 
 @dataclass
