@@ -31,6 +31,7 @@ from nasdun.experiment import Experiment
 from nasdun.progress import ProgressLine
 from nasdun.searchconfig import SearchConfig, load_config
 from search_spaces.genotype import Genotype
+from trainers.protocols import get_protocol
 
 __all__ = ["Experiment", "SearchConfig", "load_config", "run_search", "train_cohort"]
 
@@ -47,11 +48,11 @@ def train_cohort(config: dict[str, Any]) -> None:
 
     from trainers.population import train_population
     from trainers.problems import make_problem
-    from trainers.protocols import get_protocol
+    from trainers.protocols import Protocol, get_protocol
 
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    proto = get_protocol(config["protocol"])
+    proto = get_protocol(config["protocol"]) if isinstance(config["protocol"], str) else Protocol(**config["protocol"])
     key = (config["setting"], int(config["seed"]), proto.batch_size, device)
     if key not in _PROBLEMS:  # a worker process keeps its data between cohorts
         _PROBLEMS[key] = make_problem(config["setting"], int(config["seed"]), batch_size=proto.batch_size, device=device)
@@ -73,6 +74,8 @@ def _make_searcher(exp: Experiment, progress: ProgressLine, stats: dict[str, Any
     from ray.tune.search import Searcher
 
     cfg = exp.cfg
+    # The protocol travels as data: a worker on another machine need not have the YAML file.
+    protocol = {**asdict(get_protocol(cfg.protocol))}
 
     class CohortSearcher(Searcher):
         """Turns sampler asks into cohorts and tells each candidate's result back."""
@@ -109,7 +112,7 @@ def _make_searcher(exp: Experiment, progress: ProgressLine, stats: dict[str, Any
                 "cohort": cohort,
                 "genotypes": [g.to_json() for _, g in members],
                 "setting": cfg.setting,
-                "protocol": cfg.protocol,
+                "protocol": protocol,
                 "seed": cfg.seed,
                 "cpus": cfg.cpus_per_trial,
                 "compile": cfg.compile,

@@ -46,6 +46,21 @@ def test_stage_records_follow_the_protocol(together):
         assert r.stages[-1]["best_val_nmse_db"] == pytest.approx(r.val_nmse_db, abs=1e-5)
 
 
+def test_a_two_stage_protocol_runs_two_stages_per_layer_and_equals_the_first_two_of_three(small_problem, together):
+    """Screening protocols may drop the fine-tuning stage: stages follow ``lrs``; the first two
+    stages are exactly those of the three-stage protocol (same data, same decisions)."""
+    from dataclasses import replace
+
+    gs, res = together
+    two = replace(SMOKE, name="two", lrs=SMOKE.lrs[:2])
+    tr = PopulationTrainer(gs[:1], small_problem, two)
+    out = tr.run()[0]
+    assert [(s["layer"], s["stage"]) for s in out.stages] == [(t, s) for t in range(1, 5) for s in (1, 2)]
+    assert out.stages[:2] == res[0].stages[:2]  # layer 1 is trained identically before stage 3 differs
+    with pytest.raises(NasdunError, match=r"lrs=\[\]; expected one or more positive learning rates"):
+        Protocol(name="none", lrs=())
+
+
 def test_diverging_candidate_fails_alone(small_problem, together):
     gs, res = together
     broken = train_population(gs, small_problem, SMOKE, lr_scale=[1.0, 1e6, 1.0, 1.0])

@@ -147,6 +147,8 @@ class UnrolledLISTA(nn.Module):
         self.register_buffer("neuron_inv", torch.argsort(perm, dim=1))
         counts = [torch.bincount(types[:, k], minlength=len(self.neuron_names)).tolist() for k in range(K)]
         self._neuron_groups = [[(t, c) for t, c in enumerate(counts[k]) if c] for k in range(K)]
+        # Per layer, the origins some candidate's gate opens (layer 1 reads x(0) = 0 and has none).
+        self._layer_inputs = [[i for i in range(1, k) if gate[:, k - 1, i - 1].any()] for k in range(1, K + 1)]
         self._layer_lags = [[j for j in range(1, J + 1) if lag[:, k - 1, j - 1].any()] for k in range(1, K + 1)]  # validated: j <= k-1
         # Optional: neuron + LM mix of a layer as one torch.compile'd pointwise kernel (same maths).
         self._fused = torch.compile(fused_layer(tuple(self.neuron_names)), dynamic=False) if compile else None
@@ -176,7 +178,8 @@ class UnrolledLISTA(nn.Module):
             if k == 1:
                 z = Bb
             else:
-                xt = combine(w[:, k - 1, : k - 1], xs[1:k])  # (P, B, n)
+                origins = self._layer_inputs[k - 1]  # closed for every candidate: no work
+                xt = combine(w[:, k - 1, [i - 1 for i in origins]], [xs[i] for i in origins])  # (P, B, n)
                 z = torch.baddbmm(Bb, xt, WxT)
             if self._fused is not None:
                 lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
