@@ -37,6 +37,17 @@ def topk_agreement(a: pd.DataFrame, b: pd.DataFrame, k: int) -> dict[str, Any]:
     return {"k": k, "overlap": len(shared), "overlap_fraction": len(shared) / k, "conn_freq_pearson": corr}
 
 
+def best_trained(df: pd.DataFrame) -> dict[str, Any]:
+    """The run's best candidate trained to the end of its protocol (status ``ok``; with successive
+    halving, the top rung), chosen by validation nmse_db, and how many candidates it took."""
+    ok = df[(df["status"] == "ok") & np.isfinite(df["val_nmse_db"].astype(float))]
+    counts = {"trained": len(df), "fully_trained": len(ok), "stopped": int((df["status"] == "stopped").sum())}
+    if ok.empty:
+        return {**counts, "name": None, "val_nmse_db": float("nan"), "test_nmse_db": float("nan")}
+    best = ok.loc[ok["val_nmse_db"].astype(float).idxmin()]
+    return {**counts, "name": str(best["name"]), "val_nmse_db": float(best["val_nmse_db"]), "test_nmse_db": float(best["test_nmse_db"])}
+
+
 def search_figures(df: pd.DataFrame, out_dir: Path) -> dict[str, Any]:
     """Best-so-far per sampler and NMSE versus extra connections; returns the data drawn."""
     curves = best_so_far(df)

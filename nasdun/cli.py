@@ -258,9 +258,16 @@ def _report(args: argparse.Namespace) -> int:
 @command("compare")
 def _compare(args: argparse.Namespace) -> int:
     from analysis.average import load_runs
-    from analysis.searchstats import topk_agreement
+    from analysis.searchstats import best_trained, topk_agreement
 
-    res = topk_agreement(load_runs([args.run_a]), load_runs([args.run_b]), args.top_k)
+    runs = {run: load_runs([run]) for run in (args.run_a, args.run_b)}
+    for run, df in runs.items():
+        b = best_trained(df)
+        print(
+            f"{run}: {b['trained']} candidates, {b['fully_trained']} trained to the end ({b['stopped']} stopped early); "
+            f"best by validation {b['name']}: val nmse_db {b['val_nmse_db']:.2f}, test nmse_db {b['test_nmse_db']:.2f}"
+        )
+    res = topk_agreement(*runs.values(), args.top_k)
     share = f"{res['overlap']} shared genotypes ({100 * res['overlap_fraction']:.0f}%)"
     print(f"top-{res['k']}: {share}; connection-frequency Pearson r = {res['conn_freq_pearson']:.3f}")
     return 0

@@ -176,11 +176,25 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
         assert table.loc[name, "cost_ratio"] == pytest.approx(ref["iterations"].sum() / cheap["iterations"].sum())
         assert -1 <= table.loc[name, "spearman"] <= 1 and -1 <= table.loc[name, "kendall"] <= 1
     assert table.loc["short", "cost_ratio"] == pytest.approx(4.0)  # 10 vs 40 iterations per stage, every stage capped
+    randoms = ["r000", "r001", "r002"]  # rho without the hand designs: Pearson of the validation ranks
+    val_ref = ref.set_index("name").loc[randoms, "val_nmse_db"]
+    val_short = pd.read_csv(out / "short" / "results.csv").set_index("name").loc[randoms, "val_nmse_db"]
+    assert table.loc["short", "spearman_random"] == pytest.approx(val_ref.rank().corr(val_short.rank()))
     assert (pd.read_csv(out / "sh" / "results.csv")["status"] == "stopped").sum() == 4  # 9 -> ceil(9/2) = 5 survive
     assert "| sh |" in (out / "fidelity.md").read_text() and (out / "figures" / "rank_sh.png").is_file()
     stamp = (out / "smoke" / "results.csv").stat().st_mtime_ns
     run_fidelity(3, "small", 3, "smoke", [str(short)], 0, out, device="cpu")
     assert (out / "smoke" / "results.csv").stat().st_mtime_ns == stamp  # the reference was reused
+
+
+def test_compare_names_each_runs_best_fully_trained_candidate(run, tmp_path, capsys):
+    other = table(tmp_path, [(A, -40.0, "stopped", "tpe"), (B, -8.0, "ok", "tpe"), (D, -7.0, "ok", "tpe")], "other")
+    assert main(["compare", str(run), str(other), "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # run: A (-30) is the best ok row; its test value is -30.1. other: the stopped A is not eligible.
+    assert lines[0].endswith("6 candidates, 5 trained to the end (0 stopped early); best by validation t1: val nmse_db -30.00, test nmse_db -30.10")
+    assert lines[1].endswith("3 candidates, 2 trained to the end (1 stopped early); best by validation t1: val nmse_db -8.00, test nmse_db -8.10")
+    assert lines[2].startswith("top-2: ")
 
 
 def test_report_compares_other_runs(run, tmp_path):
