@@ -267,7 +267,7 @@ def _compare(args: argparse.Namespace) -> int:
             f"{run}: {b['trained']} candidates, {b['fully_trained']} trained to the end ({b['stopped']} stopped early); "
             f"best by validation {b['name']}: val nmse_db {b['val_nmse_db']:.2f}, test nmse_db {b['test_nmse_db']:.2f}"
         )
-    res = topk_agreement(*runs.values(), args.top_k)
+    res = topk_agreement(runs[args.run_a], runs[args.run_b], args.top_k)
     share = f"{res['overlap']} shared genotypes ({100 * res['overlap_fraction']:.0f}%)"
     print(f"top-{res['k']}: {share}; connection-frequency Pearson r = {res['conn_freq_pearson']:.3f}")
     return 0
