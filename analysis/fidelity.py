@@ -72,7 +72,10 @@ def run_fidelity(
     out: str | Path,
     device: str = "auto",
     compile: bool = False,
+    genotype_seed: int | None = None,
 ) -> pd.DataFrame:
+    """Train, rank, compare; ``seed`` fixes the data and training, ``genotype_seed`` (default:
+    ``seed``) the random genotypes, so one set of genotypes can be studied on other data."""
     from nasdun.train import run_train
     from search_spaces.genotype import SearchSpace
     from search_spaces.presets import PRESETS, preset
@@ -82,7 +85,7 @@ def run_fidelity(
     if not protocols:
         raise NasdunError("--protocols names no cheaper protocol to compare with the reference")
     space = SearchSpace(layers=layers)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if genotype_seed is None else genotype_seed)
     archs = [(f"r{i:03d}", space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()})) for i in range(n_genotypes)]
     archs += [(name, preset(name, layers)) for name in PRESETS.names() if name != "meng2021" or layers <= 16]
     out_dir = Path(out)
@@ -145,6 +148,7 @@ def run_fidelity(
         lines.append(f"| {r['protocol']} | {' | '.join(cells)} |")
     (out_dir / "fidelity.md").write_text(
         f"Ranking agreement with `{_name(reference)}` over {len(archs)} networks ({n_genotypes} random + hand designs), "
-        f"setting `{setting}`, K = {layers}, seed {seed}.\n\n" + "\n".join(lines) + "\n"
+        f"setting `{setting}`, K = {layers}, seed {seed}"
+        f"{'' if genotype_seed in (None, seed) else f' (genotypes drawn with seed {genotype_seed})'}.\n\n" + "\n".join(lines) + "\n"
     )
     return table

@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--layers", type=_positive_int, default=8)
     fi.add_argument("--reference", default="paper", help="the expensive protocol (trained once, cached in OUT)")
     fi.add_argument("--protocols", default="search", help="comma list of cheaper protocols")
-    fi.add_argument("--seed", type=_nonneg_int, default=0)
+    fi.add_argument("--seed", type=_nonneg_int, default=0, help="data and training seed")
+    fi.add_argument("--genotype-seed", type=_nonneg_int, default=None, help="seed of the random genotypes (default: --seed)")
     fi.add_argument("--device", default="auto")
     fi.add_argument("--compile", action="store_true")
     fi.add_argument("--out", required=True)
@@ -278,7 +279,9 @@ def _fidelity(args: argparse.Namespace) -> int:
     from analysis.fidelity import run_fidelity
 
     protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
-    run_fidelity(args.genotypes, args.setting, args.layers, args.reference, protocols, args.seed, args.out, args.device, args.compile)
+    run_fidelity(
+        args.genotypes, args.setting, args.layers, args.reference, protocols, args.seed, args.out, args.device, args.compile, args.genotype_seed
+    )
     print((Path(args.out) / "fidelity.md").read_text())
     return 0
 
