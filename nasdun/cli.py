@@ -117,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--compile", action="store_true")
     rt.add_argument("--out", required=True)
 
+    pm = sub.add_parser("promote", help="train a (screening) run's top-k under a longer protocol, on the run's setting and seed")
+    pm.add_argument("run")
+    pm.add_argument("--top-k", type=_positive_int, default=8)
+    pm.add_argument("--protocol", default="paper")
+    pm.add_argument("--device", default="auto")
+    pm.add_argument("--compile", action="store_true")
+    pm.add_argument("--out", required=True)
+
     rp = sub.add_parser("report", help="HTML + Markdown report of a run (and of a retraining)")
     rp.add_argument("run")
     rp.add_argument("--top-k", type=_positive_int, default=50)
@@ -244,6 +252,15 @@ def _retrain(args: argparse.Namespace) -> int:
     tables = run_retrain(args.arch, args.against, settings, args.seeds, args.protocol, args.layers, args.out, args.device, args.compile)
     print((Path(args.out) / "table1.md").read_text())
     print(f"tables, curves and per-run results in {args.out} ({len(tables['table1'])} settings)")
+    return 0
+
+
+@command("promote")
+def _promote(args: argparse.Namespace) -> int:
+    from analysis.promote import run_promote
+
+    run_promote(args.run, args.top_k, args.protocol, args.out, args.device, args.compile)
+    print((Path(args.out) / "promote.md").read_text())
     return 0
 
 

@@ -209,3 +209,27 @@ def test_report_compares_other_runs(run, tmp_path):
     _, md_path = build_report(run, tmp_path / "rep", top=2, others=[other])
     text = md_path.read_text()
     assert "## Agreement with other runs (top-k)" in text and "| other | 2 | 2 | 1.000 |" in text
+
+
+def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
+    from analysis.promote import run_promote
+    from nasdun.train import run_train
+
+    screen = tmp_path / "screen"
+    gs = [("lista", preset("lista", 3)), ("2no", preset("2no", 3)), ("dense", preset("dense", 3)), ("lfista", preset("lfista", 3))]
+    first = run_train(gs, "small", "smoke", 1, screen, device="cpu").set_index("name")
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("patience: 20\nmax_iters: 60\nbatch_size: 64\n")
+    table = run_promote(screen, 2, str(longer), tmp_path / "prom", device="cpu").set_index("name")
+    best2 = list(first["val_nmse_db"].astype(float).sort_values().index[:2])
+    assert list(table.index) == best2 and list(table["screen_rank"]) == [1, 2]
+    # independently: the same two genotypes trained alone with that protocol on seed 1's data
+    alone = run_train([(n, dict(gs)[n]) for n in best2], "small", str(longer), 1, tmp_path / "alone", device="cpu").set_index("name")
+    for n in best2:
+        assert table.loc[n, "val_nmse_db"] == pytest.approx(float(alone.loc[n, "val_nmse_db"]), abs=1e-6)
+        assert table.loc[n, "test_nmse_db"] == pytest.approx(float(alone.loc[n, "test_nmse_db"]), abs=1e-6)
+    md = (tmp_path / "prom" / "promote.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| name")]
+    assert [line.split("|")[1].strip() for line in rows] == best2
+    with pytest.raises(NasdunError, match="has setting values \\[\\]; expected exactly one"):
+        run_promote(run, 2, str(longer), tmp_path / "p2", device="cpu")
