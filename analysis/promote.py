@@ -56,9 +56,9 @@ def run_promote(run: str | Path, k: int, protocol: str, out: str | Path, device:
         "|---|---|---|---|---|---|",
     ]
     for name, r in table.iterrows():
-        lines.append(
-            f"| {name} | {r['screen_val_nmse_db']:.2f} | {r['screen_rank']} | {r['val_nmse_db']:.2f} | {r['test_nmse_db']:.2f} | {r['rank']} |"
-        )
+        values = f"{r['screen_val_nmse_db']:.2f}", f"{r['val_nmse_db']:.2f}", f"{r['test_nmse_db']:.2f}"
+        cells = [values[0], str(int(r["screen_rank"])), values[1], values[2], str(int(r["rank"]))]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
     (Path(out) / "promote.md").write_text("\n".join(lines) + "\n")
     table.reset_index().to_csv(Path(out) / "promote.csv", index=False)
     return table.reset_index()
