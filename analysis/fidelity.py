@@ -74,8 +74,10 @@ def run_fidelity(
     compile: bool = False,
     genotype_seed: int | None = None,
 ) -> pd.DataFrame:
-    """Train, rank, compare; ``seed`` fixes the data and training, ``genotype_seed`` (default:
-    ``seed``) the random genotypes, so one set of genotypes can be studied on other data."""
+    """Train, rank, compare; ``seed`` is the run seed (training set and batch order; the
+    dictionary, validation and test sets belong to the setting), ``genotype_seed`` (default:
+    ``seed``) draws the random genotypes, so one set of genotypes can be studied under other
+    training randomness."""
     from nasdun.train import run_train
     from search_spaces.genotype import SearchSpace
     from search_spaces.presets import PRESETS, preset

@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--layers", type=_positive_int, default=8)
     fi.add_argument("--reference", default="paper", help="the expensive protocol (trained once, cached in OUT)")
     fi.add_argument("--protocols", default="search", help="comma list of cheaper protocols")
-    fi.add_argument("--seed", type=_nonneg_int, default=0, help="data and training seed")
+    fi.add_argument("--seed", type=_nonneg_int, default=0, help="run seed: training set and batch order")
     fi.add_argument("--genotype-seed", type=_nonneg_int, default=None, help="seed of the random genotypes (default: --seed)")
     fi.add_argument("--device", default="auto")
     fi.add_argument("--compile", action="store_true")

@@ -185,7 +185,7 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
     stamp = (out / "smoke" / "results.csv").stat().st_mtime_ns
     run_fidelity(3, "small", 3, "smoke", [str(short)], 0, out, device="cpu")
     assert (out / "smoke" / "results.csv").stat().st_mtime_ns == stamp  # the reference was reused
-    # the same genotypes on other data: --seed 1 --genotype-seed 0
+    # the same genotypes under other training data and order: --seed 1 --genotype-seed 0
     run_fidelity(3, "small", 3, "smoke", [str(short)], 1, tmp_path / "fid1", device="cpu", genotype_seed=0)
     other = pd.read_csv(tmp_path / "fid1" / "smoke" / "results.csv").set_index("name")
     first = ref.set_index("name")
