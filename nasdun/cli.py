@@ -29,34 +29,24 @@ class _Parser(argparse.ArgumentParser):
         raise NasdunError(f"{self.prog}: {message}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
+def _number(cast: Callable[[str], Any], low: float, kind: str) -> Callable[[str], Any]:
+    """An argparse type: ``cast`` of the text, at least ``low``; a one-line error otherwise."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not value >= low:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"{value} must be >= {low:g}")
+        return value
+
+    return parse
 
 
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
+_positive_int = _number(int, 1, "an integer")
+_nonneg_int = _number(int, 0, "an integer")
+_nonneg_float = _number(float, 0, "a number")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -179,7 +179,8 @@ class UnrolledLISTA(nn.Module):
                 z = Bb
             else:
                 origins = self._layer_inputs[k - 1]  # closed for every candidate: no work
-                xt = combine(w[:, k - 1, [i - 1 for i in origins]], [xs[i] for i in origins])  # (P, B, n)
+                cols = slice(0, k - 1) if len(origins) == k - 1 else [i - 1 for i in origins]  # a view when all are open
+                xt = combine(w[:, k - 1, cols], [xs[i] for i in origins])  # (P, B, n)
                 z = torch.baddbmm(Bb, xt, WxT)
             if self._fused is not None:
                 lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
