@@ -66,14 +66,16 @@ def test_already_trained_genotypes_are_not_trained_again(ray_local, tmp_path):
     assert cached and all(t.value == pytest.approx(float(df.set_index("name").loc[t.user_attrs["cached_from"], "val_nmse_db"])) for t in cached)
 
 
-def test_resume_after_sigkill_finishes_the_budget_and_continues_evolution(tmp_path):
+@pytest.mark.parametrize("halving", [False, True], ids=["smoke", "halving"])
+def test_resume_after_sigkill_finishes_the_budget_and_continues_evolution(tmp_path, halving):
     out = tmp_path / "exp"
     config = tmp_path / "c.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {**MINI, "layers": 4, "budget": 14, "sampler": "evolution", "sampler_options": {"evolution": {"population_size": 4, "sample_size": 2}}}
-        )
-    )
+    protocol = "smoke"
+    if halving:  # cohorts of 2 halve after layer 1: one survivor, one stopped, also in redone cohorts
+        protocol = str(tmp_path / "sh.yaml")
+        (tmp_path / "sh.yaml").write_text("patience: 20\nmax_iters: 40\nbatch_size: 64\nrungs: [1]\neta: 2\n")
+    options = {"evolution": {"population_size": 4, "sample_size": 2}}
+    config.write_text(yaml.safe_dump({**MINI, "layers": 4, "budget": 14, "sampler": "evolution", "sampler_options": options, "protocol": protocol}))
     cmd = [sys.executable, "-m", "nasdun.cli", "search", "--config", str(config), "--out", str(out), "--num-cpus", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -104,6 +106,8 @@ def test_resume_after_sigkill_finishes_the_budget_and_continues_evolution(tmp_pa
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)  # finished rows untouched
     fig = json.loads((out / "search.json").read_text())
     assert fig["resumed"] and fig["candidates_trained"] == 14 - len(before) and fig["session"] == 2
+    if halving:
+        assert all(sorted(group["status"]) == ["ok", "stopped"] for _, group in after.groupby("cohort"))
 
     # The resumed sampler continued the old one: it had seen at least every trial the killed
     # driver's sampler had seen, and its first new proposal is exactly what an evolution sampler
