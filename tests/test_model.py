@@ -142,3 +142,24 @@ def test_combine_and_whole_model_gradients_pass_gradcheck():
         return sum((o * o).sum() * (k + 1) for k, o in enumerate(outs))
 
     assert torch.autograd.gradcheck(loss, start, atol=1e-6, rtol=1e-5)
+
+
+def test_chunked_evaluation_equals_one_shot(small_problem, monkeypatch):
+    """Evaluation splits samples into chunks sized per device; the sums do not depend on the split
+    (float64, so that BLAS blocking for another row count cannot differ in the last bits)."""
+    import trainers.scoring as scoring
+    from trainers.problems import Split
+
+    space = SearchSpace(layers=4)
+    rng = np.random.default_rng(2)
+    model = UnrolledLISTA(
+        [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(3)], small_problem.D.double()
+    )
+    split = Split(small_problem.val.b[:50].double(), small_problem.val.x[:50].double())
+    one_shot = scoring.evaluate(model, split)
+    monkeypatch.setitem(scoring.EVAL_FLOATS, "cpu", 3 * 100 * 4 * 7)  # 7 samples per chunk: 8 uneven chunks
+    chunked = scoring.evaluate(model, split)
+    torch.testing.assert_close(chunked.nmse_db(), one_shot.nmse_db(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(chunked.nmse_db_mean(), one_shot.nmse_db_mean(), rtol=1e-12, atol=1e-12)
+    layer = torch.tensor([2, 4, 3])
+    torch.testing.assert_close(scoring.evaluate(model, split, layer=layer).nmse_db(), one_shot.nmse_db()[layer - 1, torch.arange(3)])

@@ -14,10 +14,11 @@ from trainers.metrics import NmseAccumulator
 from trainers.model import UnrolledLISTA
 from trainers.problems import Split
 
-# Per evaluation chunk: candidates x samples x n x layers. Small enough that a chunk's pointwise
-# work stays in cache on a CPU (a 1,024-sample validation of 16 candidates at `small`: 80 -> 46 ms,
-# benchmarks/NOTES.md row 7); on a GPU a chunk is still tens of thousands of rows.
-EVAL_FLOATS = 1 << 21
+# Per evaluation chunk: candidates x samples x n x layers. On a CPU, small enough that a chunk's
+# pointwise work stays in cache (a 1,024-sample validation of 16 candidates at `small`: 80 -> 46 ms,
+# benchmarks/NOTES.md row 7); on a GPU, large enough to fill it (256 MiB in fp32: at paper size
+# with P = 128, 16 samples per chunk would be 2 under the CPU budget).
+EVAL_FLOATS = {"cpu": 1 << 21, "cuda": 1 << 26}
 
 
 @dataclass
@@ -73,7 +74,8 @@ def evaluate(model: UnrolledLISTA, split: Split, upto: int | None = None, layer:
     """
     T = (model.K if layer is None else int(layer.max())) if upto is None else upto
     n = split.x.shape[1]
-    chunk = max(1, EVAL_FLOATS // max(1, model.P * n * T))
+    budget = EVAL_FLOATS.get(split.x.device.type, EVAL_FLOATS["cuda"])
+    chunk = max(1, budget // max(1, model.P * n * T))
     acc = NmseAccumulator()
     layers = sorted({int(v) for v in layer.tolist()}) if layer is not None else []
     if layers and layers[-1] != T:
