@@ -52,9 +52,15 @@ def load_runs(runs: Sequence[str | Path], sampler: str | None = None) -> pd.Data
     return df
 
 
+def trained_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows trained to the end of their protocol (status ``ok``; with successive halving, the
+    top rung) with a finite validation nmse_db: the only rows rankings and averages use."""
+    return df[(df["status"] == "ok") & np.isfinite(df["val_nmse_db"].astype(float))]
+
+
 def top_k(df: pd.DataFrame, k: int) -> pd.DataFrame:
     """The k best distinct genotypes by validation nmse_db (see the module docstring for ties)."""
-    ok = df[(df["status"] == "ok") & np.isfinite(df["val_nmse_db"].astype(float))]
+    ok = trained_rows(df)
     ok = ok.sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash", keep="first")
     if k < 1:
         raise NasdunError(f"--top-k {k}; expected an integer >= 1")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.average import frequencies, top_k
+from analysis.average import frequencies, top_k, trained_rows
 from analysis.heatmaps import check_same_size, conn_vector
 from analysis.plots import best_so_far_figure, scatter_figure
 from search_spaces.genotype import Genotype
@@ -40,7 +40,7 @@ def topk_agreement(a: pd.DataFrame, b: pd.DataFrame, k: int) -> dict[str, Any]:
 def best_trained(df: pd.DataFrame) -> dict[str, Any]:
     """The run's best candidate trained to the end of its protocol (status ``ok``; with successive
     halving, the top rung), chosen by validation nmse_db, and how many candidates it took."""
-    ok = df[(df["status"] == "ok") & np.isfinite(df["val_nmse_db"].astype(float))]
+    ok = trained_rows(df)
     counts = {"trained": len(df), "fully_trained": len(ok), "stopped": int((df["status"] == "stopped").sum())}
     if ok.empty:
         return {**counts, "name": None, "val_nmse_db": float("nan"), "test_nmse_db": float("nan")}

@@ -48,11 +48,11 @@ def train_cohort(config: dict[str, Any]) -> None:
 
     from trainers.population import train_population
     from trainers.problems import make_problem
-    from trainers.protocols import Protocol, get_protocol
+    from trainers.protocols import Protocol
 
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    proto = get_protocol(config["protocol"]) if isinstance(config["protocol"], str) else Protocol(**config["protocol"])
+    proto = Protocol(**config["protocol"])  # sent as data by the searcher
     key = (config["setting"], int(config["seed"]), proto.batch_size, device)
     if key not in _PROBLEMS:  # a worker process keeps its data between cohorts
         _PROBLEMS[key] = make_problem(config["setting"], int(config["seed"]), batch_size=proto.batch_size, device=device)
@@ -75,7 +75,7 @@ def _make_searcher(exp: Experiment, progress: ProgressLine, stats: dict[str, Any
 
     cfg = exp.cfg
     # The protocol travels as data: a worker on another machine need not have the YAML file.
-    protocol = {**asdict(get_protocol(cfg.protocol))}
+    protocol = asdict(get_protocol(cfg.protocol))
 
     class CohortSearcher(Searcher):
         """Turns sampler asks into cohorts and tells each candidate's result back."""
