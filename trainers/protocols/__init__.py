@@ -19,8 +19,8 @@ class Protocol:
     For each layer t = 1..K, one stage per learning rate in ``lrs``: the first trains layer t's
     new parameters, every later one all parameters of layers 1..t (the reference code has
     three: 5e-4, 1e-4, 1e-5; a screening protocol may drop the fine-tuning stages).
-    Validation every ``val_every`` iterations; a stage ends when its best validation NMSE is ``patience`` iterations old or
-    after ``max_iters``; a candidate whose validation NMSE is non-finite or above
+    Validation every ``val_every`` iterations; a stage ends when its best validation NMSE is
+    ``patience`` iterations old or after ``max_iters``; a candidate whose validation NMSE is non-finite or above
     ``diverge_db`` (or whose training loss is non-finite) fails. With ``rungs``, successive
     halving: after the last stage of each rung layer the cohort keeps its best
     ``ceil(n / eta)`` (at least ``min_survivors``) and stops the rest.
