@@ -55,11 +55,14 @@ class Experiment:
 
         An interrupted cohort is redone whole, with the same members in the same order, so a
         cohort that halves (successive halving is relative to the cohort) reaches the same rungs
-        and survivors. The redone trials get new numbers and a ``redo_of`` attribute.
+        and survivors. The redone trials get new numbers and a ``redo_of`` attribute. A cohort
+        whose asking was cut short (no member carries the ``cohort_size`` mark that
+        :meth:`ask_cohort` sets after the last ask) never reached a worker: its trials are
+        failed and the budget asks afresh, so no cohort is redone short of members.
         """
         from optuna.trial import TrialState
 
-        told = redone = 0
+        told = redone = dropped = 0
         cohorts: dict[int, list[Any]] = {}
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("hash") in self.by_hash:
@@ -68,6 +71,11 @@ class Experiment:
             else:
                 cohorts.setdefault(int(t.user_attrs.get("cohort", -1)), []).append(t)
         for old_cohort in sorted(cohorts):
+            if not any("cohort_size" in t.user_attrs for t in cohorts[old_cohort]):
+                for t in cohorts[old_cohort]:
+                    self.study.tell(t.number, state=TrialState.FAIL)
+                    dropped += 1
+                continue
             members = []
             for t in sorted(cohorts[old_cohort], key=lambda t: t.number):
                 self.study.enqueue_trial(t.params, user_attrs={"redo_of": t.number}, skip_if_exists=False)
@@ -78,9 +86,15 @@ class Experiment:
                 self._asked[trial.number] = trial
                 members.append((trial.number, g))
                 redone += 1
+            self._mark_asked(members)
             self.pending.append((self.next_cohort, members))
             self.next_cohort += 1
-        return {"told_from_table": told, "requeued": redone}
+        return {"told_from_table": told, "requeued": redone, "dropped_unasked": dropped}
+
+    def _mark_asked(self, members: list[tuple[int, Genotype]]) -> None:
+        """Mark a cohort as wholly asked (see :meth:`recover`); set only after its last member."""
+        for number, _ in members:
+            self._asked[number].set_user_attr("cohort_size", len(members))
 
     def _decode(self, trial: Any) -> Genotype:
         params = {d.name: trial.suggest_categorical(d.name, list(d.choices)) for d in self.decisions}
@@ -130,6 +144,7 @@ class Experiment:
                 self._asked[trial.number] = trial
                 picked.append((trial.number, g))
         if picked:
+            self._mark_asked(picked)
             self.next_cohort += 1
         return picked
 

@@ -247,7 +247,7 @@ def run_search(
     (out_dir / "search.yaml").write_text(yaml.safe_dump(_plain(cfg), sort_keys=False))
 
     exp = Experiment(out_dir, cfg)
-    recovered = exp.recover() if resume else {"told_from_table": 0, "requeued": 0}
+    recovered = exp.recover() if resume else {"told_from_table": 0, "requeued": 0, "dropped_unasked": 0}
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 

@@ -36,3 +36,17 @@ def lrelu(z: Any, theta: Any) -> Any:
     import torch.nn.functional as F
 
     return F.leaky_relu(z - theta, LEAKY_SLOPE)
+
+
+# Every built-in type is one point of a two-parameter family, so a fused kernel can evaluate a
+# layer whose candidates mix types in one pass, with no per-type grouping:
+#     u = s * relu(s * z - theta) + slope * min(z - theta, 0),   s = sign(z) if symmetric else 1
+# (``s`` is piecewise constant: its derivative is 0 a.e., as in ``soft``). name -> (symmetric, slope).
+# A type missing here is still trainable; cohorts that use it take the per-type path.
+PIECEWISE: dict[str, tuple[float, float]] = {"soft": (1.0, 0.0), "relu": (0.0, 0.0), "lrelu": (0.0, LEAKY_SLOPE)}
+
+
+def piecewise(z: Any, theta: Any, symmetric: Any, slope: Any) -> Any:
+    """The family above; ``symmetric`` and ``slope`` broadcast against ``z`` (one value per candidate)."""
+    s = (z.sign() * symmetric + (1 - symmetric)).detach()
+    return s * (s * z - theta).relu() + slope * (z - theta).clamp(max=0)

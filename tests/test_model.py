@@ -49,6 +49,41 @@ def test_neuron_registry_matches_numpy_definitions():
             np.testing.assert_allclose(got, NP_NEURONS[name](z.numpy(), th), atol=1e-15, err_msg=name)
 
 
+def test_piecewise_family_equals_each_neuron_it_names():
+    """The fused kernel's one formula, at each type's (symmetric, slope), is that type (both signs of theta)."""
+    from search_spaces.neurons import PIECEWISE, piecewise
+
+    z = torch.linspace(-2, 2, 41, dtype=torch.float64)
+    assert set(PIECEWISE) == set(NEURONS.names())  # a new type that fits the family should join it
+    for name, (sym, slope) in PIECEWISE.items():
+        for th in (0.3, -0.2):
+            got = piecewise(z, torch.tensor(th, dtype=torch.float64), sym, slope).numpy()
+            np.testing.assert_allclose(got, NP_NEURONS[name](z.numpy(), th), atol=1e-15, err_msg=name)
+
+
+def test_compiled_layers_equal_eager_in_values_and_gradients(small_problem):
+    """``compile=True`` (neuron + LM mix as one torch.compile'd kernel) is the same maths as eager."""
+    space = SearchSpace(layers=5, max_lag=2)
+    rng = np.random.default_rng(7)
+    gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(6)]
+    assert {n for g in gs for n in g.neurons} == {"soft", "relu", "lrelu"} and any(any(g.lags) for g in gs)
+    b = small_problem.val.b[:64]
+    grads, outs = [], []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = UnrolledLISTA(gs, small_problem.D, compile=compiled)
+        with torch.no_grad():
+            for prm in model.parameters():
+                prm.add_(0.02 * torch.randn(prm.shape))
+        out = model(b)
+        sum((o * o).sum() * (k + 1) for k, o in enumerate(out)).backward()
+        outs.append(torch.stack(out).detach())
+        grads.append([prm.grad for prm in model.parameters()])
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6)
+    for eager, fused in zip(*grads, strict=True):
+        torch.testing.assert_close(fused, eager, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_untrained_lista_is_k_ista_iterations(small_problem, dtype, tol):
     D = small_problem.D.to(dtype)

@@ -107,7 +107,8 @@ def test_resume_after_sigkill_finishes_the_budget_and_continues_evolution(tmp_pa
     fig = json.loads((out / "search.json").read_text())
     assert fig["resumed"] and fig["candidates_trained"] == 14 - len(before) and fig["session"] == 2
     if halving:
-        assert all(sorted(group["status"]) == ["ok", "stopped"] for _, group in after.groupby("cohort"))
+        statuses = {c: sorted(g["status"]) for c, g in after.groupby("cohort")}
+        assert all(s == ["ok", "stopped"] for s in statuses.values()), statuses
 
     # The resumed sampler continued the old one: it had seen at least every trial the killed
     # driver's sampler had seen, and its first new proposal is exactly what an evolution sampler
@@ -193,6 +194,10 @@ def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
     first = Experiment(out, cfg)
     a = first.ask_cohort(3, set())
     b = first.ask_cohort(2, set())
+    cut = first.study.ask()  # killed inside ask_cohort: one member asked, the cohort never sent
+    first._decode(cut)
+    cut.set_user_attr("cohort", first.next_cohort)
+    first._decode(first.study.ask())  # killed before its cohort was even set
     done = a[1]  # its row was written just before the kill, the study was not told
     from nasdun.results import candidate_row, write_table
 
@@ -201,11 +206,13 @@ def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
 
     again = Experiment(out, cfg)
     rec = again.recover()
-    assert rec == {"told_from_table": 1, "requeued": 4}
+    assert rec == {"told_from_table": 1, "requeued": 4, "dropped_unasked": 2}
     assert [[g.hash for _, g in members] for _, members in again.pending] == [[a[0][1].hash, a[2][1].hash], [g.hash for _, g in b]]
-    assert [c for c, _ in again.pending] == [2, 3]
+    assert [c for c, _ in again.pending] == [3, 4]  # cohort 2 was cut short; its number is not reused
     trials = study_of(out).trials
     assert trials[done[0]].state.name == "COMPLETE" and trials[done[0]].value == -3.0
+    assert trials[cut.number].state.name == trials[cut.number + 1].state.name == "FAIL"
+    assert all(trials[n].user_attrs["cohort_size"] == len(m) for _, m in again.pending for n, _ in m)
     assert {trials[n].user_attrs["redo_of"] for _, m in again.pending for n, _ in m} == {a[0][0], a[2][0], b[0][0], b[1][0]}
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype, common_size
-from search_spaces.neurons import NEURONS
+from search_spaces.neurons import NEURONS, PIECEWISE, piecewise
 
 COEF_INITS = ("ones", "identity")
 
@@ -36,15 +36,21 @@ def lipschitz(D: torch.Tensor) -> float:
 def fused_layer(names: tuple[str, ...]) -> Callable[..., torch.Tensor]:
     """Neuron choice and LM post-mix of one layer as a single pointwise function (for torch.compile).
 
-    Same maths as the eager path: every neuron type is evaluated and each candidate takes its
-    own; with no open lag h = 1 and beta = 0, so x(k) = 0 * x(k-1) + u(k) = u(k).
+    Same maths as the eager path. When every type in ``names`` is in the piecewise-linear family
+    (:data:`search_spaces.neurons.PIECEWISE`) each candidate's type is two numbers and one
+    formula serves them all; otherwise every type is evaluated and each candidate takes its own.
+    With no open lag h = 1 and beta = 0, so x(k) = 0 * x(k-1) + u(k) = u(k).
     """
     fns = [NEURONS.get(name) for name in names]
+    family = all(name in PIECEWISE for name in names)
 
-    def layer(z, theta, onehot, hk, q, xprev, *xlags):  # type: ignore[no-untyped-def]
-        u = fns[0](z, theta)
-        for t in range(1, len(fns)):
-            u = torch.where(onehot[:, t, None, None] > 0, fns[t](z, theta), u)
+    def layer(z, theta, kind, hk, q, xprev, *xlags):  # type: ignore[no-untyped-def]
+        if family:  # kind = (symmetric, slope) per candidate
+            u = piecewise(z, theta, kind[:, 0, None, None], kind[:, 1, None, None])
+        else:  # kind = one-hot neuron type per candidate
+            u = fns[0](z, theta)
+            for t in range(1, len(fns)):
+                u = torch.where(kind[:, t, None, None] > 0, fns[t](z, theta), u)
         out = (1.0 - hk - q.sum(-1))[:, None, None] * xprev + hk[:, None, None] * u
         for j, xl in enumerate(xlags):
             out = out + q[:, j, None, None] * xl
@@ -94,6 +100,7 @@ class UnrolledLISTA(nn.Module):
     lag: torch.Tensor
     has_lag: torch.Tensor
     onehot: torch.Tensor
+    neuron_kind: torch.Tensor
     neuron_perm: torch.Tensor
     neuron_inv: torch.Tensor
 
@@ -123,6 +130,13 @@ class UnrolledLISTA(nn.Module):
         self.register_buffer("lag", lag)
         self.register_buffer("has_lag", lag.sum(-1) > 0)
         self.register_buffer("onehot", onehot)
+        # For the fused kernel: each candidate's neuron per layer as (symmetric, slope), when the
+        # cohort's types are all in the piecewise-linear family; else the one-hot itself.
+        if all(name in PIECEWISE for name in self.neuron_names):
+            table = torch.tensor([PIECEWISE[name] for name in self.neuron_names], dtype=dtype)
+            self.register_buffer("neuron_kind", torch.einsum("pkt,tc->pkc", onehot, table))
+        else:
+            self.register_buffer("neuron_kind", onehot)
 
         L = lipschitz(D)
         Dd = D.double()
@@ -184,7 +198,7 @@ class UnrolledLISTA(nn.Module):
                 z = torch.baddbmm(Bb, xt, WxT)
             if self._fused is not None:
                 lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
-                xs.append(self._fused(z, self.theta[:, k - 1, None, None], self.onehot[:, k - 1], hk[:, k - 1], qb[:, k - 1], xs[k - 1], *lags))
+                xs.append(self._fused(z, self.theta[:, k - 1, None, None], self.neuron_kind[:, k - 1], hk[:, k - 1], qb[:, k - 1], xs[k - 1], *lags))
             else:
                 xs.append(self._lm_mix(k, self._neuron(k, z), xs, hk, qb))
         return xs[1:]
