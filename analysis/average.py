@@ -52,6 +52,14 @@ def load_runs(runs: Sequence[str | Path], sampler: str | None = None) -> pd.Data
     return df
 
 
+def only_value(df: pd.DataFrame, column: str, run: str) -> Any:
+    """The one value ``column`` takes in a run's table; a one-line error if it takes none or several."""
+    values = sorted({str(v) for v in df[column].dropna()}) if column in df.columns else []
+    if len(values) != 1:
+        raise NasdunError(f"results table of {run!r} has {column} values {values}; expected exactly one to promote on")
+    return values[0]
+
+
 def trained_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Rows trained to the end of their protocol (status ``ok``; with successive halving, the
     top rung) with a finite validation nmse_db: the only rows rankings and averages use."""

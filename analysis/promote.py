@@ -11,21 +11,12 @@ its promoted value and rank, and Spearman's rho between the two.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from analysis.average import load_runs, top_k
+from analysis.average import load_runs, only_value, top_k
 from analysis.fidelity import spearman
-from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype
-
-
-def _one(df: pd.DataFrame, column: str, run: str) -> Any:
-    values = sorted({str(v) for v in df[column].dropna()}) if column in df.columns else []
-    if len(values) != 1:
-        raise NasdunError(f"results table of {run!r} has {column} values {values}; expected exactly one to promote on")
-    return values[0]
 
 
 def run_promote(run: str | Path, k: int, protocol: str, out: str | Path, device: str = "auto", compile: bool = False) -> pd.DataFrame:
@@ -33,7 +24,7 @@ def run_promote(run: str | Path, k: int, protocol: str, out: str | Path, device:
     from nasdun.train import run_train
 
     df = load_runs([run])
-    setting, seed = _one(df, "setting", str(run)), int(_one(df, "seed", str(run)))
+    setting, seed = only_value(df, "setting", str(run)), int(only_value(df, "seed", str(run)))
     finalists = top_k(df, k)
     archs = [(str(r["name"]), Genotype.from_json(str(r["genotype"]))) for _, r in finalists.iterrows()]
     promoted = run_train(archs, setting, protocol, seed, out, device=device, compile=compile).set_index("name")

@@ -49,6 +49,11 @@ _nonneg_int = _number(int, 0, "an integer")
 _nonneg_float = _number(float, 0, "a number")
 
 
+def _int_list(text: str) -> list[int]:
+    """An argparse type: a comma list of integers >= 0, e.g. ``11,12,13``."""
+    return [_nonneg_int(v.strip()) for v in text.split(",") if v.strip()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nasdun", description="Architecture search over unrolled sparse-recovery networks (LISTA and relatives).")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -114,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--device", default="auto")
     pm.add_argument("--compile", action="store_true")
     pm.add_argument("--out", required=True)
+
+    cf = sub.add_parser("confirm", help="compare runs by their top-k retrained on fresh training seeds (no selection bias)")
+    cf.add_argument("runs", nargs="+")
+    cf.add_argument("--top-k", type=_positive_int, default=3)
+    cf.add_argument("--seeds", type=_int_list, default=[101, 102, 103], help="comma list of fresh run seeds")
+    cf.add_argument("--protocol", required=True, help="the protocol every finalist is retrained with")
+    cf.add_argument("--against", default="", help="comma list of hand designs to train alongside as anchors")
+    cf.add_argument("--device", default="auto")
+    cf.add_argument("--compile", action="store_true")
+    cf.add_argument("--out", required=True)
 
     rp = sub.add_parser("report", help="HTML + Markdown report of a run (and of a retraining)")
     rp.add_argument("run")
@@ -251,6 +266,16 @@ def _promote(args: argparse.Namespace) -> int:
 
     run_promote(args.run, args.top_k, args.protocol, args.out, args.device, args.compile)
     print((Path(args.out) / "promote.md").read_text())
+    return 0
+
+
+@command("confirm")
+def _confirm(args: argparse.Namespace) -> int:
+    from analysis.confirm import run_confirm
+
+    against = [a.strip() for a in args.against.split(",") if a.strip()]
+    run_confirm(args.runs, args.top_k, args.seeds, args.protocol, args.out, against, args.device, args.compile)
+    print((Path(args.out) / "confirm.md").read_text())
     return 0
 
 

@@ -233,3 +233,49 @@ def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
     assert [line.split("|")[1].strip() for line in rows] == best2
     with pytest.raises(NasdunError, match="has setting values \\[\\]; expected exactly one"):
         run_promote(run, 2, str(longer), tmp_path / "p2", device="cpu")
+
+
+def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
+    """Two runs' top 2 (one genotype shared) + an anchor, on two fresh seeds: values equal an
+    independent training on that seed; mean and std are over seeds; a rerun reads, not trains."""
+    from analysis.confirm import run_confirm
+    from nasdun.results import read_table
+    from nasdun.train import run_train
+
+    g = {n: preset(n, 3) for n in ("lista", "2no", "dense", "lfista", "3no")}
+    run_a = run_train([(n, g[n]) for n in ("lista", "2no", "dense")], "small", "smoke", 1, tmp_path / "a", device="cpu")
+    run_b = run_train([(n, g[n]) for n in ("2no", "lfista", "3no")], "small", "smoke", 2, tmp_path / "b", device="cpu")
+    top = {r: list(df.sort_values("val_nmse_db")["name"][:2]) for r, df in (("a", run_a), ("b", run_b))}
+    table_ = run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "smoke", tmp_path / "conf", against=["meng2021"], device="cpu")
+    table_ = table_.set_index("name")
+    finalists = {g[n].hash for r in top for n in top[r]}
+    assert set(table_.index) == finalists | {"meng2021"}
+    assert table_.loc["meng2021", "from"] == "anchor"
+    for r in top:
+        for rank, n in enumerate(top[r], 1):
+            assert f"{r}#{rank}" in table_.loc[g[n].hash, "from"].split()
+    # independently: the first finalist trained alone on seed 6
+    h = next(iter(sorted(finalists)))
+    by_hash = {x.hash: x for x in g.values()}
+    alone = run_train([(h, by_hash[h])], "small", "smoke", 6, tmp_path / "alone", device="cpu")
+    assert table_.loc[h, "test_nmse_db_seed6"] == pytest.approx(float(alone["test_nmse_db"].iloc[0]), abs=1e-6)
+    seeds = {s: read_table(tmp_path / "conf" / f"seed{s}").set_index("name") for s in (5, 6)}
+    per = np.array([[float(seeds[s].loc[n, "test_nmse_db"]) for s in (5, 6)] for n in table_.index])
+    np.testing.assert_allclose(table_["test_nmse_db_mean"], per.mean(1))
+    np.testing.assert_allclose(table_["test_nmse_db_std"], per.std(1, ddof=1))
+    md = (tmp_path / "conf" / "confirm.md").read_text()
+    assert "| a |" in md and "| b |" in md and "meng2021" in md
+    stamp = (tmp_path / "conf" / "seed5" / "results.csv").stat().st_mtime_ns
+    again = run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "smoke", tmp_path / "conf", against=["meng2021"], device="cpu")
+    assert (tmp_path / "conf" / "seed5" / "results.csv").stat().st_mtime_ns == stamp  # read, not trained again
+    pd.testing.assert_frame_equal(again.set_index("name"), table_)
+
+    other = pd.read_csv(tmp_path / "b" / "results.csv").assign(setting="noiseless")
+    (tmp_path / "c").mkdir()
+    other.to_csv(tmp_path / "c" / "results.csv", index=False)
+    with pytest.raises(NasdunError, match=r"runs use settings \['noiseless', 'small'\]"):
+        run_confirm([tmp_path / "a", tmp_path / "c"], 2, [5], "smoke", tmp_path / "c2", device="cpu")
+    with pytest.raises(NasdunError, match=r"--seeds \[5, 5\] must be distinct"):
+        run_confirm([tmp_path / "a"], 2, [5, 5], "smoke", tmp_path / "c3", device="cpu")
+    with pytest.raises(NasdunError, match="holds results of other networks"):
+        run_confirm([tmp_path / "a"], 1, [5], "smoke", tmp_path / "conf", device="cpu")

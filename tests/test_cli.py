@@ -59,6 +59,8 @@ def test_saved_parameters_reload_to_the_same_nmse(trained):
         (["train", "--arch", "missing.json"], "architecture file 'missing.json' does not exist"),
         (["train", "--device", "tpu"], "--device 'tpu'"),
         (["nosuchcommand"], "invalid choice"),
+        (["confirm", "r", "--protocol", "smoke", "--seeds", "1,x", "--out", "o"], "'x' is not an integer"),
+        (["confirm", "/nonexistent/run", "--protocol", "smoke", "--out", "o"], "/nonexistent/run"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(args, fragment, capsys, tmp_path):

@@ -165,7 +165,7 @@ class UnrolledLISTA(nn.Module):
         self._layer_inputs = [[i for i in range(1, k) if gate[:, k - 1, i - 1].any()] for k in range(1, K + 1)]
         self._layer_lags = [[j for j in range(1, J + 1) if lag[:, k - 1, j - 1].any()] for k in range(1, K + 1)]  # validated: j <= k-1
         # Optional: neuron + LM mix of a layer as one torch.compile'd pointwise kernel (same maths).
-        self._fused = torch.compile(fused_layer(tuple(self.neuron_names)), dynamic=False) if compile else None
+        self._fused = torch.compile(fused_layer(tuple(self.neuron_names)), dynamic=None) if compile else None
 
     def param_layers(self) -> dict[str, torch.Tensor]:
         """For each parameter, the layer that adds it, broadcastable to the parameter without P.
