@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--protocol", default=None)
     se.add_argument("--layers", type=_positive_int, default=None)
     se.add_argument("--seed", type=_nonneg_int, default=None)
+    se.add_argument("--start-from", default=None, help="comma list of presets / genotype files proposed first, e.g. lista,2no,3no")
     se.add_argument("--out", default=None, help="experiment directory (default runs/search-<time>)")
     se.add_argument("--address", default=None, help="an existing Ray cluster (e.g. auto or host:6379); default: a local Ray")
     se.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///DIR/optuna.db)")
@@ -199,6 +200,8 @@ def _search(args: argparse.Namespace) -> int:
     from nasdun.search import load_config, run_search
 
     overrides = {k: getattr(args, k) for k in ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage")}
+    if args.start_from is not None:
+        overrides["start_from"] = tuple(t.strip() for t in args.start_from.split(",") if t.strip())
     if args.resume:
         if args.config:
             raise NasdunError("--config cannot be combined with --resume (the directory's search.yaml is used)")

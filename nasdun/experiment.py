@@ -45,6 +45,7 @@ class Experiment:
         self.next_cohort = 1 + max((*asked, *(int(r["cohort"]) for r in self.rows)), default=-1)
         self._asked: dict[int, Any] = {}  # trial number -> optuna.Trial asked in this session
         self.pending: list[tuple[int, list[tuple[int, Genotype]]]] = []  # interrupted cohorts to redo
+        self._start: list[Genotype] | None = None  # start_from genotypes not yet proposed (see ask_cohort)
 
     @property
     def trained(self) -> int:
@@ -63,6 +64,8 @@ class Experiment:
         from optuna.trial import TrialState
 
         told = redone = dropped = 0
+        for _ in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):  # enqueued, never asked
+            self.study.tell(self.study.ask(), state=TrialState.FAIL)
         cohorts: dict[int, list[Any]] = {}
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("hash") in self.by_hash:
@@ -127,10 +130,15 @@ class Experiment:
         """Up to ``size`` fresh candidates; duplicates are answered from the table, not trained."""
         from optuna.trial import TrialState
 
+        if self._start is None:  # after recover(): a start genotype whose trial failed is proposed again
+            present = {t.user_attrs.get("hash") for t in self.study.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
+            self._start = [g for g in self.cfg.start_genotypes() if g.hash not in present]
         picked: list[tuple[int, Genotype]] = []
-        for _ in range(20 * size):
+        for _ in range(20 * size + len(self._start)):
             if len(picked) == size:
                 break
+            if self._start:  # the sampler's own proposals come after the start genotypes
+                self.study.enqueue_trial(self.space.encode(self._start.pop(0)), user_attrs={"start_from": True}, skip_if_exists=False)
             trial = self.study.ask()
             g = self._decode(trial)
             if g.hash in self.by_hash and not self.cfg.retrain_duplicates:

@@ -230,7 +230,7 @@ def run_search(
         changed = {k: v for k, v in (overrides or {}).items() if v is not None and getattr(saved, k) != v}
         bad = sorted(set(changed) - RESUMABLE)
         if bad:
-            raise NasdunError(f"{', '.join('--' + b for b in bad)} cannot change on --resume (only --budget and --minutes can)")
+            raise NasdunError(f"{', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on --resume (only --budget and --minutes can)")
         cfg = replace(saved, **changed)
         if cfg.budget < saved.budget:
             raise NasdunError(f"--budget {cfg.budget} is below the resumed search's budget {saved.budget}")

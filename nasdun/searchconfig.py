@@ -8,7 +8,7 @@ from typing import Any
 
 from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import NasdunError
-from search_spaces.genotype import SearchSpace
+from search_spaces.genotype import Genotype, SearchSpace
 
 HERE = Path(__file__).parent
 CONFIGS = HERE / "configs"
@@ -37,6 +37,7 @@ class SearchConfig:
     max_concurrent: int = 0  # 0: as many as the cluster's resources allow
     max_failures: int = 2  # Ray Tune retries of a cohort whose worker died
     retrain_duplicates: bool = False
+    start_from: tuple[str, ...] = ()  # presets or genotype .json files proposed first (seeds of the initial population)
     compile: bool = False
     storage: str | None = None  # SQLAlchemy URL; default sqlite:///DIR/optuna.db
 
@@ -59,6 +60,20 @@ class SearchConfig:
     def space(self) -> SearchSpace:
         return SearchSpace(self.layers, self.max_lag, tuple(self.neurons), self.search_conn, self.search_neurons, self.search_lags)
 
+    def start_genotypes(self) -> list[Genotype]:
+        """``start_from`` resolved at this K and encoded in this space (a one-line error otherwise)."""
+        from search_spaces.presets import resolve_arch
+
+        space, out = self.space(), []
+        for token in self.start_from:
+            try:
+                g = resolve_arch(token, self.layers, self.max_lag)[1]
+                space.encode(g)
+            except NasdunError as err:
+                raise NasdunError(f"start_from {token!r}: {err}") from None
+            out.append(g)
+        return out
+
     def validate(self) -> None:
         """Resolve every name now, so a bad config fails before Ray starts."""
         from nasdun.samplers import SAMPLERS
@@ -78,6 +93,7 @@ class SearchConfig:
                 raise NasdunError(f"sampler_options.{name}={opts!r}; expected a mapping of option -> value")
         get_setting(self.setting)
         self.space()
+        self.start_genotypes()
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> SearchConfig:

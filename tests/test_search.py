@@ -25,6 +25,8 @@ MINI = {"budget": 4, "cohort": 2, "setting": "small", "protocol": "smoke", "laye
 def ray_local():
     import ray
 
+    if ray.is_initialized():  # a CLI test before this one (with -k) started its own
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
@@ -138,6 +140,8 @@ def test_resume_after_sigkill_finishes_the_budget_and_continues_evolution(tmp_pa
         (["search", "--setting", "huge"], "unknown setting 'huge'"),
         (["search", "--resume", "/nonexistent/dir"], "holds no search.yaml"),
         (["search", "--config", "paper"], "gpus_per_trial=1.0 per trial but the cluster has 0"),
+        (["search", "--start-from", "lista,nosuch"], "start_from 'nosuch': unknown preset 'nosuch'"),
+        (["search", "--start-from", "missing.json"], "start_from 'missing.json': architecture file 'missing.json' does not exist"),
     ],
 )
 def test_bad_search_inputs(args, fragment, capsys, tmp_path):
@@ -226,3 +230,46 @@ def test_time_limit_stops_new_cohorts_and_resume_lifts_it(ray_local, tmp_path):
     assert len(pd.read_csv(out / "results.csv")) == 4
     with pytest.raises(Exception, match="minutes=-1"):
         SearchConfig(minutes=-1)
+
+
+def test_start_from_proposes_the_given_genotypes_first(ray_local, tmp_path):
+    """Hand designs seed the search: proposed first, in order, trained, and in the sampler's population."""
+    from search_spaces import preset
+
+    options = {"evolution": {"population_size": 4, "sample_size": 2}}
+    cfg = SearchConfig(sampler="evolution", sampler_options=options, start_from=("lista", "2no", "3no"), **MINI)
+    run_search(tmp_path / "exp", cfg)
+    df = pd.read_csv(tmp_path / "exp" / "results.csv").sort_values("trial_number")
+    starts = [preset(n, 3).hash for n in ("lista", "2no", "3no")]
+    assert list(df["hash"][:3]) == starts and df["hash"].nunique() == 4
+    assert list(df["cohort"][:2]) == [0, 0] and df["cohort"].iloc[2] == 1
+    trials = study_of(tmp_path / "exp").trials
+    assert [t.user_attrs.get("start_from", False) for t in trials] == [True, True, True, False]
+    sampler = make_sampler("evolution", cfg.space().decisions(), 0, options["evolution"])
+    sampler.catch_up(study_of(tmp_path / "exp"))
+    assert set(starts) <= {cfg.space().decode(obs.params).hash for obs in sampler.population}
+
+    no_lags = SearchConfig(search_lags=False, start_from=("lista", "2no"), **MINI)
+    with pytest.raises(Exception, match="start_from '2no': genotype [0-9a-f]{12} uses choices outside this search space"):
+        no_lags.validate()
+
+
+def test_recover_fails_enqueued_trials_and_proposes_unfinished_start_genotypes(tmp_path):
+    """A kill between enqueue and ask leaves a WAITING trial: it is failed, and the start genotypes
+    that never reached a worker are proposed again, in order."""
+    from nasdun.search import Experiment
+    from search_spaces import preset
+
+    cfg = SearchConfig(sampler="random", start_from=("lista", "2no", "3no"), **MINI)
+    out = tmp_path / "exp"
+    out.mkdir()
+    first = Experiment(out, cfg)
+    lista = first.ask_cohort(1, set())
+    first.study.enqueue_trial(cfg.space().encode(preset("2no", 3)), user_attrs={"start_from": True})  # killed here
+    del first
+    again = Experiment(out, cfg)
+    assert again.recover() == {"told_from_table": 0, "requeued": 1, "dropped_unasked": 0}
+    assert [g.hash for _, g in again.pending[0][1]] == [lista[0][1].hash]
+    nxt = again.ask_cohort(2, {lista[0][1].hash})
+    assert [g.hash for _, g in nxt] == [preset("2no", 3).hash, preset("3no", 3).hash]
+    assert [t.state.name for t in study_of(out).trials[:3]] == ["FAIL", "FAIL", "RUNNING"]
