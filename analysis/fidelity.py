@@ -62,6 +62,43 @@ def _cached(run_dir: Path, archs: list[tuple[str, Any]], setting: str, seed: int
     return same_archs and meta.get("setting", {}).get("name") == setting and meta.get("seed") == seed
 
 
+def rung_study(run_dir: str | Path, randoms: Sequence[str] = ()) -> pd.DataFrame:
+    """How well a halving rung after layer t would rank, read from a stage-wise run (no training).
+
+    A rung after layer t compares each candidate's best validation nmse_db of layer t's last
+    stage (``run.json`` stage records). Per t < K: Spearman and Kendall of that value against
+    the run's final validation nmse_db, Spearman over ``randoms`` alone, and how many of the
+    final top 5 are in the top half at layer t (the survivors of one eta = 2 cut of all of them).
+    """
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "run.json").read_text())
+    final = read_table(run_dir).set_index("name")["val_nmse_db"].astype(float)
+    at: dict[str, dict[int, float]] = {}
+    for name, stages in meta["stages"].items():
+        for st in stages:  # in order: the last record of a layer is its last stage
+            at.setdefault(name, {})[int(st["layer"])] = float(st["best_val_nmse_db"])
+    cohort = list(meta.get("archs", final.index))  # ties go to the earlier network of the cohort, as in halving
+    names = [n for n in cohort if n in final.index and math.isfinite(final[n]) and n in at]
+    K = max(max(v) for v in at.values())
+    final = final[names]
+    top5 = set(final.sort_values(kind="stable").index[:5])
+    rows = []
+    for t in range(1, K):
+        value = pd.Series({n: at[n].get(t, math.nan) for n in names})
+        rnd = [n for n in randoms if n in value.index]
+        half = set(value.sort_values(kind="stable").index[: math.ceil(len(value) / 2)])
+        rows.append(
+            {
+                "layer": t,
+                "spearman": spearman(value, final),
+                "kendall": kendall(value, final),
+                "spearman_random": spearman(value[rnd], final[rnd]) if len(rnd) > 2 else math.nan,
+                "final_top5_in_top_half": len(top5 & half),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def run_fidelity(
     n_genotypes: int,
     setting: str,
@@ -134,6 +171,8 @@ def run_fidelity(
                        f"{_name(proto)} vs {_name(reference)} ranks")  # fmt: skip
     table = pd.DataFrame(rows)
     table.to_csv(out_dir / "fidelity.csv", index=False)
+    rungs = rung_study(out_dir / _name(reference), randoms)
+    rungs.to_csv(out_dir / "rungs.csv", index=False)
     lines = [
         "| protocol | Spearman | Kendall | Spearman, random only | top-25% overlap | ref top-5 in cheap top-25% | cost ratio |",
         "|---|---|---|---|---|---|---|",
@@ -151,6 +190,14 @@ def run_fidelity(
     (out_dir / "fidelity.md").write_text(
         f"Ranking agreement with `{_name(reference)}` over {len(archs)} networks ({n_genotypes} random + hand designs), "
         f"setting `{setting}`, K = {layers}, seed {seed}"
-        f"{'' if genotype_seed in (None, seed) else f' (genotypes drawn with seed {genotype_seed})'}.\n\n" + "\n".join(lines) + "\n"
+        f"{'' if genotype_seed in (None, seed) else f' (genotypes drawn with seed {genotype_seed})'}.\n\n"
+        + "\n".join(lines)
+        + "\n"
+        + f"\nA halving rung after layer t, read from the `{_name(reference)}` run (each network's value at the end of layer t "
+        "against its final value):\n\n| layer | Spearman | Kendall | Spearman, random only | final top 5 in the top half |\n|---|---|---|---|---|\n"
+        + "".join(
+            f"| {r.layer} | {r.spearman:.3f} | {r.kendall:.3f} | {r.spearman_random:.3f} | {r.final_top5_in_top_half}/5 |\n"
+            for r in rungs.itertuples()
+        )
     )
     return table

@@ -182,6 +182,17 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
     assert table.loc["short", "spearman_random"] == pytest.approx(val_ref.rank().corr(val_short.rank()))
     assert (pd.read_csv(out / "sh" / "results.csv")["status"] == "stopped").sum() == 4  # 9 -> ceil(9/2) = 5 survive
     assert "| sh |" in (out / "fidelity.md").read_text() and (out / "figures" / "rank_sh.png").is_file()
+    # rung study: a network's value at the end of layer 1 in the reference's stage records is what
+    # a rung after layer 1 compares (sh is smoke + that rung: its survivors are the top half by it)
+    stages = json.loads((out / "smoke" / "run.json").read_text())["stages"]
+    at1 = pd.Series({n: [st for st in sts if st["layer"] == 1][-1]["best_val_nmse_db"] for n, sts in stages.items()})
+    position = {n: i for i, n in enumerate(ref["name"])}  # ties (same first layer) go to the earlier network
+    sh_rows = pd.read_csv(out / "sh" / "results.csv")
+    assert set(sh_rows.loc[sh_rows["status"] == "ok", "name"]) == set(sorted(at1.index, key=lambda n: (at1[n], position[n]))[:5])
+    rungs = pd.read_csv(out / "rungs.csv").set_index("layer")
+    final = ref.set_index("name")["val_nmse_db"]
+    assert list(rungs.index) == [1, 2] and rungs.loc[1, "spearman"] == pytest.approx(at1.rank().corr(final[at1.index].rank()))
+    assert "A halving rung after layer t" in (out / "fidelity.md").read_text()
     stamp = (out / "smoke" / "results.csv").stat().st_mtime_ns
     run_fidelity(3, "small", 3, "smoke", [str(short)], 0, out, device="cpu")
     assert (out / "smoke" / "results.csv").stat().st_mtime_ns == stamp  # the reference was reused
