@@ -130,13 +130,10 @@ class UnrolledLISTA(nn.Module):
         self.register_buffer("lag", lag)
         self.register_buffer("has_lag", lag.sum(-1) > 0)
         self.register_buffer("onehot", onehot)
-        # For the fused kernel: each candidate's neuron per layer as (symmetric, slope), when the
-        # cohort's types are all in the piecewise-linear family; else the one-hot itself.
-        if all(name in PIECEWISE for name in self.neuron_names):
-            table = torch.tensor([PIECEWISE[name] for name in self.neuron_names], dtype=dtype)
-            self.register_buffer("neuron_kind", torch.einsum("pkt,tc->pkc", onehot, table))
-        else:
-            self.register_buffer("neuron_kind", onehot)
+        if compile:  # the fused kernel's neuron per candidate and layer: (symmetric, slope) in the family, else the one-hot
+            in_family = all(name in PIECEWISE for name in self.neuron_names)
+            table = torch.tensor([PIECEWISE[name] for name in self.neuron_names], dtype=dtype) if in_family else None
+            self.register_buffer("neuron_kind", onehot if table is None else torch.einsum("pkt,tc->pkc", onehot, table))
 
         L = lipschitz(D)
         Dd = D.double()
