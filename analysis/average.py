@@ -56,7 +56,7 @@ def only_value(df: pd.DataFrame, column: str, run: str) -> Any:
     """The one value ``column`` takes in a run's table; a one-line error if it takes none or several."""
     values = sorted({str(v) for v in df[column].dropna()}) if column in df.columns else []
     if len(values) != 1:
-        raise NasdunError(f"results table of {run!r} has {column} values {values}; expected exactly one to promote on")
+        raise NasdunError(f"results table of {run!r} has {column} values {values}; expected exactly one")
     return values[0]
 
 

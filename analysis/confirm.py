@@ -81,6 +81,9 @@ def run_confirm(
         raise NasdunError("confirm needs at least one run")
     if not seeds or len(set(seeds)) != len(seeds):
         raise NasdunError(f"--seeds {seeds} must be distinct and non-empty")
+    from trainers.protocols import get_protocol
+
+    get_protocol(protocol)  # a bad name fails before anything is written
     setting, layers, finalists = _finalists([str(r) for r in runs], k)
     nets: dict[str, Genotype] = {}
     for h, g in zip(finalists["hash"], finalists["genotype"], strict=True):
