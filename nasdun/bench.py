@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from nasdun.errors import NasdunError
+from trainers.host_memory import heap_policy
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def run_bench(size: BenchSize, device: str, batched: list[int], procs: int, seco
         "matmul_tflops": mm,
         "fraction_of_matmul": peak * size.flops_per_step() / 1e12 / mm,
         "peak_memory_mb": peak_memory_mb(device),
+        "cpu_heap": heap_policy(),
     }
 
 

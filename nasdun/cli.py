@@ -352,6 +352,7 @@ def _bench(args: argparse.Namespace) -> int:
         f" {100 * res['fraction_of_matmul']:.1f}% of measured fp32 matmul {res['matmul_tflops']:.3f} TFLOP/s;"
         f" peak memory {res['peak_memory_mb']:.0f} MiB"
     )
+    print(f"CPU heap: {res['cpu_heap']}")
     return 0
 
 

@@ -38,6 +38,7 @@ import torch
 
 from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype
+from trainers.host_memory import keep_freed_memory
 from trainers.model import UnrolledLISTA
 from trainers.problems import Problem
 from trainers.protocols import Protocol
@@ -69,6 +70,8 @@ class PopulationTrainer:
         if problem.batch_size != protocol.batch_size:
             raise NasdunError(f"problem batch size {problem.batch_size} differs from protocol {protocol.name}'s {protocol.batch_size}")
         self.problem, self.protocol, self.progress, self.compile = problem, protocol, progress, compile
+        if problem.D.device.type == "cpu":
+            keep_freed_memory()
         self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=compile)
         self.model = self.model.to(problem.D.device)
         K, P, dev = self.model.K, self.model.P, problem.D.device
