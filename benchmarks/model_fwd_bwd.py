@@ -6,17 +6,21 @@
 ``whole``: torch.compile of the whole forward and loss (an experiment: one compilation per
 depth and frozen set, which the stage-wise protocol cannot afford). Random genotypes of the
 full space at the `small` size, loss = sum of squared outputs of every layer. Needs torch only.
+The trainer's CPU heap policy applies (``NASDUN_CPU_HEAP=system`` for the C library's default:
+NOTES row 12); the minor page faults of the whole run are printed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import numpy as np
 import torch
 
 from search_spaces import SearchSpace
+from trainers.host_memory import keep_freed_memory
 from trainers.model import UnrolledLISTA
 
 
@@ -56,11 +60,13 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args()
+    heap = keep_freed_memory()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, m={args.m} n={args.n} K={args.layers} B={args.batch}")
     for P in (int(p) for p in args.P.split(",")):
         for mode in args.modes.split(","):
             ms, first = fwd_bwd_ms(P, mode, args.m, args.n, args.layers, args.batch)
             print(f"P={P:<4d} {mode:6s} {ms:8.2f} ms fwd+bwd  {ms / P:7.3f} ms per candidate  first call {first:6.1f} s")
+    print(f"heap: {heap}; minor page faults {resource.getrusage(resource.RUSAGE_SELF).ru_minflt}")
 
 
 if __name__ == "__main__":
