@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nasdun.errors import NasdunError
+from trainers.host_memory import requested_policy
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -392,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        requested_policy()  # a bad NASDUN_CPU_HEAP fails here, not inside a Ray worker
         return COMMANDS[args.command](args)
     except NasdunError as err:
         print(f"nasdun: error: {err}", file=sys.stderr)

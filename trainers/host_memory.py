@@ -35,14 +35,20 @@ ENV = "NASDUN_CPU_HEAP"
 _policy: str | None = None
 
 
+def requested_policy() -> str:
+    """``NASDUN_CPU_HEAP`` checked: 'retain' (the default) or 'system'."""
+    choice = os.environ.get(ENV, "retain")
+    if choice not in ("retain", "system"):
+        raise NasdunError(f"{ENV}={choice!r}; expected 'retain' (keep freed buffers in the heap) or 'system'")
+    return choice
+
+
 def keep_freed_memory() -> str:
     """Apply the heap policy once per process; return it (see the module docstring)."""
     global _policy
     if _policy is not None:
         return _policy
-    choice = os.environ.get(ENV, "retain")
-    if choice not in ("retain", "system"):
-        raise NasdunError(f"{ENV}={choice!r}; expected 'retain' (keep freed buffers in the heap) or 'system'")
+    choice = requested_policy()
     _policy = "system default"
     if choice == "retain":
         path = ctypes.util.find_library("c")
