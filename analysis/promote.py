@@ -10,7 +10,10 @@ its promoted value and rank, and Spearman's rho between the two.
 
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -51,5 +54,45 @@ def run_promote(run: str | Path, k: int, protocol: str, out: str | Path, device:
         cells = [values[0], str(int(r["screen_rank"])), values[1], values[2], str(int(r["rank"]))]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     (Path(out) / "promote.md").write_text("\n".join(lines) + "\n")
-    table.reset_index().to_csv(Path(out) / "promote.csv", index=False)
+    table["protocol"] = protocol
+    table.reset_index().to_csv(Path(out) / "promote.csv", index=False)  # written last: the mark of a finished promotion
     return table.reset_index()
+
+
+PROMOTED = "promoted"
+
+
+def promote_search(run: str | Path, k: int, protocol: str, device: str = "auto", compile: bool = False) -> dict[str, Any]:
+    """A search's own second phase (``promote_top`` > 0): its top-``k`` trained under ``protocol`` in RUN/promoted.
+
+    Idempotent, so ``--resume`` can always call it: a finished promotion of the same finalists
+    under the same protocol is read, not redone; a finished one of other finalists (the search
+    went on after it) is kept as ``promoted.N`` and the new top-k promoted; an unfinished one
+    (no ``promote.csv``: nothing of it was written) is redone. Returns the figures that go to
+    ``search.json``: the promoted best by validation, its test value, the phase's wall time.
+    """
+    run, start = Path(run), time.perf_counter()
+    out = run / PROMOTED
+    names = [str(n) for n in top_k(load_runs([run]), k)["name"]]
+    done = out / "promote.csv"
+    reused = False
+    if done.is_file():
+        old = pd.read_csv(done)
+        reused = [str(n) for n in old["name"]] == names and "protocol" in old and set(old["protocol"].astype(str)) == {protocol}
+        if not reused:
+            n = 1 + sum(1 for _ in run.glob(f"{PROMOTED}.*"))
+            out.rename(run / f"{PROMOTED}.{n}")
+    elif out.exists():
+        shutil.rmtree(out)
+    table = pd.read_csv(done) if reused else run_promote(run, k, protocol, out, device, compile)
+    best = table.sort_values(["val_nmse_db", "name"], kind="mergesort").iloc[0]
+    return {
+        "top_k": k,
+        "protocol": protocol,
+        "reused": reused,
+        "wall_s": 0.0 if reused else time.perf_counter() - start,
+        "best": str(best["name"]),
+        "best_val_nmse_db": float(best["val_nmse_db"]),
+        "best_test_nmse_db": float(best["test_nmse_db"]),
+        "spearman_screen_vs_promoted": spearman(table["screen_val_nmse_db"], table["val_nmse_db"]) if len(table) > 2 else float("nan"),
+    }

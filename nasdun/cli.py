@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--layers", type=_positive_int, default=None)
     se.add_argument("--seed", type=_nonneg_int, default=None)
     se.add_argument("--start-from", default=None, help="comma list of presets / genotype files proposed first, e.g. lista,2no,3no")
+    se.add_argument("--promote-top", type=_nonneg_int, default=None, help="when the search ends, train its top-k under --promote-protocol (0: no)")
+    se.add_argument("--promote-protocol", default=None, help="protocol of the promotion phase (default paper)")
     se.add_argument("--out", default=None, help="experiment directory (default runs/search-<time>)")
     se.add_argument("--address", default=None, help="an existing Ray cluster (e.g. auto or host:6379); default: a local Ray")
     se.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///DIR/optuna.db)")
@@ -198,9 +200,11 @@ def _train(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     import time
 
-    from nasdun.search import load_config, run_search
+    from nasdun.config import from_mapping, load_yaml
+    from nasdun.search import SearchConfig, load_config, run_search
 
-    overrides = {k: getattr(args, k) for k in ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage")}
+    names = ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage", "promote_top", "promote_protocol")
+    overrides = {k: getattr(args, k) for k in names}
     if args.start_from is not None:
         overrides["start_from"] = tuple(t.strip() for t in args.start_from.split(",") if t.strip())
     if args.resume:
@@ -222,6 +226,18 @@ def _search(args: argparse.Namespace) -> int:
     if fig["stopped_early"]:
         print(f"stopped early: {fig['stopped_early']}")
     print(f"results in {out}/results.csv; Optuna study in {fig['storage']}")
+    cfg = from_mapping(SearchConfig, load_yaml(Path(out) / "search.yaml"), str(Path(out) / "search.yaml"))  # as run, overrides included
+    if cfg.promote_top:
+        from analysis.promote import PROMOTED, promote_search
+        from nasdun.results import write_json
+
+        promoted = promote_search(out, cfg.promote_top, cfg.promote_protocol, compile=cfg.compile)
+        write_json(Path(out) / "search.json", {**fig, "promoted": promoted})
+        how = "read back (already done)" if promoted["reused"] else f"trained in {promoted['wall_s']:.0f}s"
+        print(
+            f"promoted top {cfg.promote_top} with {cfg.promote_protocol}: {how} | best {promoted['best']}"
+            f" val {promoted['best_val_nmse_db']:.2f} test {promoted['best_test_nmse_db']:.2f} nmse_db | {out}/{PROMOTED}/promote.md"
+        )
     return 0
 
 

@@ -206,7 +206,7 @@ def _concurrency(cfg: SearchConfig) -> int:
     return max(1, min(by_cpu, by_gpu))
 
 
-RESUMABLE = {"budget", "minutes"}
+RESUMABLE = {"budget", "minutes", "promote_top", "promote_protocol"}  # none of them changes a trained candidate
 
 
 def run_search(
@@ -230,8 +230,10 @@ def run_search(
         changed = {k: v for k, v in (overrides or {}).items() if v is not None and getattr(saved, k) != v}
         bad = sorted(set(changed) - RESUMABLE)
         if bad:
-            raise NasdunError(f"{', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on --resume (only --budget and --minutes can)")
+            allowed = ", ".join("--" + r.replace("_", "-") for r in sorted(RESUMABLE))
+            raise NasdunError(f"{', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on --resume (only {allowed} can)")
         cfg = replace(saved, **changed)
+        cfg.validate()
         if cfg.budget < saved.budget:
             raise NasdunError(f"--budget {cfg.budget} is below the resumed search's budget {saved.budget}")
     else:

@@ -40,6 +40,8 @@ class SearchConfig:
     start_from: tuple[str, ...] = ()  # presets or genotype .json files proposed first (seeds of the initial population)
     compile: bool = False
     storage: str | None = None  # SQLAlchemy URL; default sqlite:///DIR/optuna.db
+    promote_top: int = 0  # > 0: when the search ends, its top-k (validation) are trained under promote_protocol (DIR/promoted)
+    promote_protocol: str = "paper"
 
     def __post_init__(self) -> None:
         if self.budget < 1:
@@ -50,6 +52,8 @@ class SearchConfig:
             raise NasdunError(f"cohort={self.cohort}; expected an integer >= 1")
         if self.cpus_per_trial < 1 or self.gpus_per_trial < 0 or self.max_concurrent < 0 or self.max_failures < 0:
             raise NasdunError("cpus_per_trial >= 1, gpus_per_trial >= 0, max_concurrent >= 0 and max_failures >= 0 are expected")
+        if self.promote_top < 0:
+            raise NasdunError(f"promote_top={self.promote_top}; expected an integer >= 0 (0: no promotion phase)")
 
     def options_for(self, sampler: str) -> dict[str, Any]:
         from nasdun.samplers import SAMPLERS
@@ -94,6 +98,8 @@ class SearchConfig:
         get_setting(self.setting)
         self.space()
         self.start_genotypes()
+        if self.promote_top:
+            get_protocol(self.promote_protocol)
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> SearchConfig:

@@ -273,3 +273,36 @@ def test_recover_fails_enqueued_trials_and_proposes_unfinished_start_genotypes(t
     nxt = again.ask_cohort(2, {lista[0][1].hash})
     assert [g.hash for _, g in nxt] == [preset("2no", 3).hash, preset("3no", 3).hash]
     assert [t.state.name for t in study_of(out).trials[:3]] == ["FAIL", "FAIL", "RUNNING"]
+
+
+def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tmp_path, capsys):
+    """`--promote-top 2`: after the search, its top 2 by validation trained with the longer protocol
+    on the search's own data, equal to an independent training of those two; a resume with the same
+    finalists reads the promotion back, a resume that trains more candidates keeps the old one."""
+    from nasdun.train import run_train
+
+    out, longer = tmp_path / "exp", tmp_path / "longer.yaml"
+    longer.write_text("patience: 20\nmax_iters: 60\nbatch_size: 64\n")
+    args = ["--sampler", "random", "--budget", "4", "--cohort", "2", "--setting", "small", "--protocol", "smoke", "--layers", "3"]
+    assert main(["search", *args, "--promote-top", "2", "--promote-protocol", str(longer), "--out", str(out)]) == 0
+    df = pd.read_csv(out / "results.csv").sort_values(["val_nmse_db", "hash"])
+    best2 = list(df["name"][:2])
+    prom = pd.read_csv(out / "promoted" / "promote.csv").set_index("name")
+    assert list(prom.index) == best2
+    finalists = [(n, Genotype.from_json(g)) for n, g in zip(df["name"][:2], df["genotype"][:2], strict=True)]
+    alone = run_train(finalists, "small", str(longer), 0, tmp_path / "alone", device="cpu").set_index("name")
+    for n in best2:
+        assert prom.loc[n, "val_nmse_db"] == pytest.approx(float(alone.loc[n, "val_nmse_db"]), abs=1e-6)
+    fig = json.loads((out / "search.json").read_text())["promoted"]
+    winner = prom["val_nmse_db"].idxmin()
+    assert fig["best"] == winner and fig["best_test_nmse_db"] == pytest.approx(prom.loc[winner, "test_nmse_db"]) and not fig["reused"]
+    assert f"promoted top 2 with {longer}: trained in" in capsys.readouterr().out
+
+    stamp = (out / "promoted" / "params.pt").stat().st_mtime_ns
+    assert main(["search", "--resume", str(out)]) == 0
+    assert json.loads((out / "search.json").read_text())["promoted"]["reused"]
+    assert (out / "promoted" / "params.pt").stat().st_mtime_ns == stamp
+    assert main(["search", "--resume", str(out), "--budget", "8", "--promote-top", "3"]) == 0
+    assert len(pd.read_csv(out / "promoted" / "promote.csv")) == 3
+    assert list(pd.read_csv(out / "promoted.1" / "promote.csv")["name"]) == best2  # the first promotion is kept
+    assert main(["search", "--resume", str(out), "--promote-top", "-1"]) == 2
