@@ -185,6 +185,11 @@ class UnrolledLISTA(nn.Module):
         hk = torch.where(self.has_lag, self.h, torch.ones_like(self.h))
         qb = self.lag * self.beta  # (P, K, J)
         WxT = self.Wx.transpose(1, 2)
+        # The compiled kernel serves training only: evaluation (no grad) is a second set of
+        # compiled variants, and with the shapes and requires-grad patterns of a protocol they
+        # exceed torch.compile's recompile limit, past which it runs the kernel's Python
+        # unfused - slower than the eager path (NOTES row 13).
+        fused = self._fused if torch.is_grad_enabled() else None
         for k in range(1, T + 1):
             if k == 1:
                 z = Bb
@@ -193,9 +198,9 @@ class UnrolledLISTA(nn.Module):
                 cols = slice(0, k - 1) if len(origins) == k - 1 else [i - 1 for i in origins]  # a view when all are open
                 xt = combine(w[:, k - 1, cols], [xs[i] for i in origins])  # (P, B, n)
                 z = torch.baddbmm(Bb, xt, WxT)
-            if self._fused is not None:
+            if fused is not None:
                 lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
-                xs.append(self._fused(z, self.theta[:, k - 1, None, None], self.neuron_kind[:, k - 1], hk[:, k - 1], qb[:, k - 1], xs[k - 1], *lags))
+                xs.append(fused(z, self.theta[:, k - 1, None, None], self.neuron_kind[:, k - 1], hk[:, k - 1], qb[:, k - 1], xs[k - 1], *lags))
             else:
                 xs.append(self._lm_mix(k, self._neuron(k, z), xs, hk, qb))
         return xs[1:]
