@@ -18,6 +18,7 @@ def test_bench_json_has_every_field(capsys):
     assert set(res["batched"]) == {"2", "3"} and all(v > 0 for v in res["batched"].values())
     assert res["single_steps_per_s"] > 0 and res["packing_steps_per_s"] > 0
     assert res["gflop_per_step"] == pytest.approx(BenchSize(10, 20, 3, 16, 64).flops_per_step() / 1e9)
+    assert res["cpu_heap"] != "not set"  # the CPU trainers applied the heap policy (NOTES row 12)
 
 
 def test_flop_count_matches_the_issue_figure():
