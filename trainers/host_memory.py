@@ -14,14 +14,13 @@ step reuses them:
 The cost is that the process keeps its peak heap (the trainer's own peak, which it reaches
 every step anyway). A P = 1 trainer's tensors (51 KB) were below both thresholds already,
 so this changes nothing for it. Set ``NASDUN_CPU_HEAP=system`` to keep the C library's
-defaults; on a C library without ``mallopt`` (macOS, musl) nothing is changed and
-:func:`heap_policy` says so.
+defaults; on another C library (macOS, musl) nothing is changed and :func:`heap_policy`
+says so.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 from nasdun.errors import NasdunError
@@ -48,14 +47,16 @@ def keep_freed_memory() -> str:
     global _policy
     if _policy is not None:
         return _policy
-    choice = requested_policy()
-    _policy = "system default"
-    if choice == "retain":
-        path = ctypes.util.find_library("c")
-        libc = ctypes.CDLL(path) if path else None
-        if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version"):
-            ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-            _policy = f"glibc mallopt: mmap threshold {MMAP_THRESHOLD >> 20} MiB, trim threshold {TRIM_THRESHOLD >> 30} GiB" if ok else _policy
+    if requested_policy() == "system":
+        _policy = "system default"
+        return _policy
+    libc = ctypes.CDLL(None)  # the symbols already loaded into this process, the C library's included
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version")):
+        _policy = "system default (this C library is not glibc)"
+    elif libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
+        _policy = f"glibc mallopt: mmap threshold {MMAP_THRESHOLD >> 20} MiB, trim threshold {TRIM_THRESHOLD >> 30} GiB"
+    else:
+        _policy = "system default (glibc refused the thresholds)"
     return _policy
 
 
