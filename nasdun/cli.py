@@ -50,9 +50,14 @@ _nonneg_int = _number(int, 0, "an integer")
 _nonneg_float = _number(float, 0, "a number")
 
 
+def _names(text: str) -> list[str]:
+    """The items of a comma list, blanks dropped: ``"lista, 2no,"`` -> ``["lista", "2no"]``."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 def _int_list(text: str) -> list[int]:
     """An argparse type: a comma list of integers >= 0, e.g. ``11,12,13``."""
-    return [_nonneg_int(v.strip()) for v in text.split(",") if v.strip()]
+    return [_nonneg_int(v) for v in _names(text)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,7 +211,7 @@ def _search(args: argparse.Namespace) -> int:
     names = ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage", "promote_top", "promote_protocol")
     overrides = {k: getattr(args, k) for k in names}
     if args.start_from is not None:
-        overrides["start_from"] = tuple(t.strip() for t in args.start_from.split(",") if t.strip())
+        overrides["start_from"] = tuple(_names(args.start_from))
     if args.resume:
         if args.config:
             raise NasdunError("--config cannot be combined with --resume (the directory's search.yaml is used)")
@@ -273,7 +278,7 @@ def _heatmap(args: argparse.Namespace) -> int:
 def _retrain(args: argparse.Namespace) -> int:
     from analysis.retrain import run_retrain
 
-    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    settings = _names(args.settings)
     tables = run_retrain(args.arch, args.against, settings, args.seeds, args.protocol, args.layers, args.out, args.device, args.compile)
     print((Path(args.out) / "table1.md").read_text())
     print(f"tables, curves and per-run results in {args.out} ({len(tables['table1'])} settings)")
@@ -293,7 +298,7 @@ def _promote(args: argparse.Namespace) -> int:
 def _confirm(args: argparse.Namespace) -> int:
     from analysis.confirm import run_confirm
 
-    against = [a.strip() for a in args.against.split(",") if a.strip()]
+    against = _names(args.against)
     run_confirm(args.runs, args.top_k, args.seeds, args.protocol, args.out, against, args.device, args.compile)
     print((Path(args.out) / "confirm.md").read_text())
     return 0
@@ -330,7 +335,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _fidelity(args: argparse.Namespace) -> int:
     from analysis.fidelity import run_fidelity
 
-    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    protocols = _names(args.protocols)
     run_fidelity(
         args.genotypes, args.setting, args.layers, args.reference, protocols, args.seed, args.out, args.device, args.compile, args.genotype_seed
     )
