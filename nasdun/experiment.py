@@ -41,9 +41,18 @@ class Experiment:
         if (out_dir / "results.csv").is_file():
             self.rows = [dict(r) for r in read_table(out_dir).to_dict("records")]
         self.by_hash = {str(r["hash"]): r for r in self.rows}
-        asked = (int(t.user_attrs["cohort"]) for t in self.study.get_trials(deepcopy=False) if "cohort" in t.user_attrs)
+        self.round_first: dict[int, int] = {}  # cohort -> number of the first trial asked for it
+        asked = []
+        for t in self.study.get_trials(deepcopy=False):
+            if "ask_round" in t.user_attrs:
+                k = int(t.user_attrs["ask_round"])
+                self.round_first[k] = min(self.round_first.get(k, t.number), t.number)
+            if "cohort" in t.user_attrs:
+                asked.append(int(t.user_attrs["cohort"]))
         self.next_cohort = 1 + max((*asked, *(int(r["cohort"]) for r in self.rows)), default=-1)
+        self.training: set[str] = set()  # hashes of the cohorts asked in this session and not yet completed
         self._asked: dict[int, Any] = {}  # trial number -> optuna.Trial asked in this session
+        self._waiting: dict[str, list[int]] = {}  # hash being trained -> trials that proposed it again
         self.pending: list[tuple[int, list[tuple[int, Genotype]]]] = []  # interrupted cohorts to redo
         self._start: list[Genotype] | None = None  # start_from genotypes not yet proposed (see ask_cohort)
 
@@ -84,10 +93,7 @@ class Experiment:
                 self.study.enqueue_trial(t.params, user_attrs={"redo_of": t.number}, skip_if_exists=False)
                 self.study.tell(t.number, state=TrialState.FAIL)
                 trial = self.study.ask()  # the trial just enqueued, with the same decisions
-                g = self._decode(trial)
-                trial.set_user_attr("cohort", self.next_cohort)
-                self._asked[trial.number] = trial
-                members.append((trial.number, g))
+                members.append((trial.number, self._decode(trial)))
                 redone += 1
             self._mark_asked(members)
             self.pending.append((self.next_cohort, members))
@@ -95,14 +101,20 @@ class Experiment:
         return {"told_from_table": told, "requeued": redone, "dropped_unasked": dropped}
 
     def _mark_asked(self, members: list[tuple[int, Genotype]]) -> None:
-        """Mark a cohort as wholly asked (see :meth:`recover`); set only after its last member."""
+        """Make ``members`` cohort ``next_cohort``; marked wholly asked (see :meth:`recover`) after the last one."""
+        for number, g in members:
+            self._asked[number].set_user_attr("cohort", self.next_cohort)
+            self.training.add(g.hash)
         for number, _ in members:
             self._asked[number].set_user_attr("cohort_size", len(members))
 
     def _decode(self, trial: Any) -> Genotype:
         params = {d.name: trial.suggest_categorical(d.name, list(d.choices)) for d in self.decisions}
         g = self.space.decode(params)
+        self._asked[trial.number] = trial
         trial.set_user_attr("hash", g.hash)
+        trial.set_user_attr("ask_round", self.next_cohort)
+        self.round_first.setdefault(self.next_cohort, trial.number)
         consumed = getattr(self.sampler, "consumed", None)
         if consumed is not None:  # a history sampler's proposal is a function of the study's first `consumed` trials
             trial.set_user_attr("sampler_history", int(consumed))
@@ -117,22 +129,38 @@ class Experiment:
         raw = row.get("val_nmse_db")
         value = math.nan if raw is None else float(raw)
         finite = math.isfinite(value)
+        asked = self._asked.pop(number, None)
         if row.get("status") == "ok" and finite:
             self.study.tell(number, value)
         elif row.get("status") == "stopped" and finite:
-            trial = self._asked.pop(number, None) or optuna.trial.Trial(self.study, self.study.trials[number]._trial_id)
+            trial = asked or optuna.trial.Trial(self.study, self.study.trials[number]._trial_id)
             trial.report(value, step=int(row.get("rung_layer") or 0))
             self.study.tell(number, state=TrialState.PRUNED)
         else:
             self.study.tell(number, state=TrialState.FAIL)
 
-    def ask_cohort(self, size: int, inflight: set[str]) -> list[tuple[int, Genotype]]:
-        """Up to ``size`` fresh candidates; duplicates are answered from the table, not trained."""
+    def ask_cohort(self, size: int, lag: int = 1) -> list[tuple[int, Genotype]]:
+        """Up to ``size`` fresh candidates, proposed from a history fixed by the cohort's number.
+
+        ``lag`` is how many cohorts run at once. Cohort c is asked only when cohorts 0..c-lag
+        have finished (the searcher waits for them), and the sampler sees the trials asked up
+        to cohort c-lag and no later ones, even those that happened to finish: what is proposed
+        does not depend on which running cohort finishes first, so a search with several cohorts
+        in flight is repeatable from its seed, config and ``lag``. A proposal of a genotype
+        trained before is told the table's value (``cached_from``); of one being trained (in
+        flight, or earlier in this cohort) it stays running until that training ends and is then
+        told the same value, so its final state does not depend on timing either.
+        """
         from optuna.trial import TrialState
+
+        from nasdun.samplers._history import HistorySampler
 
         if self._start is None:  # after recover(): a start genotype whose trial failed is proposed again
             present = {t.user_attrs.get("hash") for t in self.study.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
             self._start = [g for g in self.cfg.start_genotypes() if g.hash not in present]
+        if isinstance(self.sampler, HistorySampler):
+            later = [f for k, f in self.round_first.items() if k > self.next_cohort - lag]
+            self.sampler.history_limit = min(later, default=len(self.study.get_trials(deepcopy=False)))
         picked: list[tuple[int, Genotype]] = []
         for _ in range(20 * size + len(self._start)):
             if len(picked) == size:
@@ -141,15 +169,14 @@ class Experiment:
                 self.study.enqueue_trial(self.space.encode(self._start.pop(0)), user_attrs={"start_from": True}, skip_if_exists=False)
             trial = self.study.ask()
             g = self._decode(trial)
-            if g.hash in self.by_hash and not self.cfg.retrain_duplicates:
+            if self.cfg.retrain_duplicates and g.hash not in self.training and all(g.hash != o.hash for _, o in picked):
+                picked.append((trial.number, g))
+            elif g.hash in self.by_hash:
                 trial.set_user_attr("cached_from", str(self.by_hash[g.hash]["name"]))
                 self._tell_from_row(trial.number, self.by_hash[g.hash])
-            elif g.hash in inflight or any(g.hash == other.hash for _, other in picked):
-                trial.set_user_attr("duplicate_of_inflight", True)
-                self.study.tell(trial, state=TrialState.FAIL)
+            elif g.hash in self.training or any(g.hash == o.hash for _, o in picked):
+                self._waiting.setdefault(g.hash, []).append(trial.number)  # told when that training ends
             else:
-                trial.set_user_attr("cohort", self.next_cohort)
-                self._asked[trial.number] = trial
                 picked.append((trial.number, g))
         if picked:
             self._mark_asked(picked)
@@ -177,7 +204,11 @@ class Experiment:
         write_table(self.dir, self.rows)
         for row in new:
             self.by_hash[str(row["hash"])] = row
+            self.training.discard(str(row["hash"]))
             self._tell_from_row(int(row["trial_number"]), row)
+            for number in self._waiting.pop(str(row["hash"]), []):  # proposed again while it trained
+                self._asked[number].set_user_attr("cached_from", str(row["name"]))
+                self._tell_from_row(number, row)
 
     def best(self) -> float:
         vals = [float(r["val_nmse_db"]) for r in self.rows if r.get("status") == "ok"]

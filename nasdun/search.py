@@ -42,16 +42,22 @@ _PROBLEMS: dict[tuple[str, int, int, str], Any] = {}
 
 def train_cohort(config: dict[str, Any]) -> None:
     """Ray Tune trainable: train the cohort in ``config`` and report every candidate's result."""
+    from ray import tune
+
+    tune.report(cohort_report(config))
+
+
+def cohort_report(config: dict[str, Any]) -> dict[str, Any]:
+    """Train the cohort a searcher suggested (``config``) on this process's device; what the trial reports."""
     import ray
     import torch
-    from ray import tune
 
     from trainers.population import train_population
     from trainers.problems import make_problem
     from trainers.protocols import Protocol
 
     torch.set_num_threads(max(1, int(config["cpus"])))
-    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    device = "cuda" if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     proto = Protocol(**config["protocol"])  # sent as data by the searcher
     key = (config["setting"], int(config["seed"]), proto.batch_size, device)
     if key not in _PROBLEMS:  # a worker process keeps its data between cohorts
@@ -59,18 +65,15 @@ def train_cohort(config: dict[str, Any]) -> None:
     genotypes = [Genotype.from_json(g) for g in config["genotypes"]]
     t0 = time.perf_counter()
     results = train_population(genotypes, _PROBLEMS[key], proto, compile=bool(config["compile"]))
-    wall = time.perf_counter() - t0
-    tune.report(
-        {
-            "trainer_wall_s": wall,
-            "device": device,
-            "host": os.uname().nodename,
-            "candidates": [r.metrics() for r in results],
-        }
-    )
+    return {
+        "trainer_wall_s": time.perf_counter() - t0,
+        "device": device,
+        "host": os.uname().nodename,
+        "candidates": [r.metrics() for r in results],
+    }
 
 
-def _make_searcher(exp: Experiment, progress: ProgressLine, stats: dict[str, Any]) -> Any:
+def _make_searcher(exp: Experiment, progress: ProgressLine, stats: dict[str, Any], lag: int) -> Any:
     from ray.tune.search import Searcher
 
     cfg = exp.cfg
@@ -99,8 +102,9 @@ def _make_searcher(exp: Experiment, progress: ProgressLine, stats: dict[str, Any
                     stats["stopped_early"] = f"the time limit of {cfg.minutes:g} min was reached"
                 if remaining <= 0 or out_of_time:
                     return Searcher.FINISHED if not self.inflight else None  # type: ignore[return-value]
-                busy = {g.hash for _, members in self.inflight.values() for _, g in members}
-                members = exp.ask_cohort(min(cfg.cohort, remaining), busy)
+                if any(k <= exp.next_cohort - lag for k, _ in self.inflight.values()):
+                    return None  # cohort c is proposed from cohorts <= c - lag: wait for them (Experiment.ask_cohort)
+                members = exp.ask_cohort(min(cfg.cohort, remaining), lag)
                 if not members:
                     if self.inflight:
                         return None
@@ -256,7 +260,7 @@ def run_search(
     concurrency = _concurrency(cfg)
     progress = ProgressLine("search")
     stats: dict[str, Any] = {"trainer_s": 0.0, "cohorts": 0}
-    searcher = _make_searcher(exp, progress, stats)
+    searcher = _make_searcher(exp, progress, stats, lag=concurrency)
     trainable = tune.with_resources(train_cohort, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     session = 1 + len(list((out_dir / "tune").glob("session-*"))) if (out_dir / "tune").is_dir() else 1
     tuner = tune.Tuner(

@@ -58,13 +58,16 @@ def test_mini_search_fills_table_and_study_with_the_same_candidates(sampler, ray
 
 
 def test_already_trained_genotypes_are_not_trained_again(ray_local, tmp_path):
-    """A space of two genotypes (one optional connection): a budget of 5 trains 2 and says why it stopped."""
+    """A space of two genotypes (one optional connection): a budget of 5 trains 2 and says why it stopped;
+    every repeat proposal (cached, or made while the original trained) ends with the original's value."""
     cfg = SearchConfig(sampler="random", search_neurons=False, search_lags=False, **{**MINI, "budget": 5})
     fig = run_search(tmp_path / "exp", cfg)
     df = pd.read_csv(tmp_path / "exp" / "results.csv")
     assert len(df) == 2 and df["hash"].nunique() == 2
     assert "only genotypes already trained" in fig["stopped_early"]
-    cached = [t for t in study_of(tmp_path / "exp").trials if "cached_from" in t.user_attrs]
+    trials = study_of(tmp_path / "exp").trials
+    assert not [t.number for t in trials if t.state.name == "RUNNING"]  # proposals made while it trained were told too
+    cached = [t for t in trials if "cached_from" in t.user_attrs]
     assert cached and all(t.value == pytest.approx(float(df.set_index("name").loc[t.user_attrs["cached_from"], "val_nmse_db"])) for t in cached)
 
 
@@ -196,8 +199,8 @@ def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
     out = tmp_path / "exp"
     out.mkdir()
     first = Experiment(out, cfg)
-    a = first.ask_cohort(3, set())
-    b = first.ask_cohort(2, set())
+    a = first.ask_cohort(3)
+    b = first.ask_cohort(2)
     cut = first.study.ask()  # killed inside ask_cohort: one member asked, the cohort never sent
     first._decode(cut)
     cut.set_user_attr("cohort", first.next_cohort)
@@ -264,13 +267,13 @@ def test_recover_fails_enqueued_trials_and_proposes_unfinished_start_genotypes(t
     out = tmp_path / "exp"
     out.mkdir()
     first = Experiment(out, cfg)
-    lista = first.ask_cohort(1, set())
+    lista = first.ask_cohort(1)
     first.study.enqueue_trial(cfg.space().encode(preset("2no", 3)), user_attrs={"start_from": True})  # killed here
     del first
     again = Experiment(out, cfg)
     assert again.recover() == {"told_from_table": 0, "requeued": 1, "dropped_unasked": 0}
     assert [g.hash for _, g in again.pending[0][1]] == [lista[0][1].hash]
-    nxt = again.ask_cohort(2, {lista[0][1].hash})
+    nxt = again.ask_cohort(2, lag=2)  # the redone cohort is in flight beside it
     assert [g.hash for _, g in nxt] == [preset("2no", 3).hash, preset("3no", 3).hash]
     assert [t.state.name for t in study_of(out).trials[:3]] == ["FAIL", "FAIL", "RUNNING"]
 
@@ -318,3 +321,43 @@ def test_one_slot_search_is_reproducible_end_to_end(ray_local, tmp_path):
     a, b = (pd.read_csv(tmp_path / name / "results.csv").sort_values("trial_number") for name in ("a", "b"))
     assert list(a["hash"]) == list(b["hash"]) and a["hash"].nunique() == 6
     assert list(a["val_nmse_db"]) == list(b["val_nmse_db"]) and list(a["test_nmse_db"]) == list(b["test_nmse_db"])
+
+
+@pytest.mark.parametrize("sampler", ["evolution", "rl", "random"])
+def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampler, tmp_path):
+    """Two cohorts in flight, completed in submission order in one run and newest-first in the other:
+    the searcher waits where needed and every cohort gets the same genotypes and values in both.
+    (Before cohort histories were fixed by number, the newest-first run proposed cohort 2 from no
+    history and cohort 3 from a different one.) Real trainer; the searcher is driven directly."""
+    from ray.tune.search import Searcher
+
+    from nasdun.progress import ProgressLine
+    from nasdun.search import Experiment, _make_searcher, cohort_report
+
+    options = {"evolution": {"population_size": 2, "sample_size": 2}, "rl": {"batch_size": 2}}.get(sampler, {})
+    cfg = SearchConfig(sampler=sampler, sampler_options={sampler: options} if options else {}, **{**MINI, "budget": 10})
+    runs = {}
+    for order in ("fifo", "newest_first"):
+        out = tmp_path / order
+        out.mkdir()
+        exp = Experiment(out, cfg)
+        searcher = _make_searcher(exp, ProgressLine("test"), {"trainer_s": 0.0, "cohorts": 0}, lag=2)
+        running: list[tuple[str, dict]] = []
+        waited = 0
+        for step in range(100):
+            while len(running) < 2:
+                suggestion = searcher.suggest(f"trial-{step}-{len(running)}")
+                if suggestion is None or suggestion == Searcher.FINISHED:
+                    waited += suggestion is None and exp.trained + 2 * len(running) < cfg.budget
+                    break
+                running.append((f"trial-{step}-{len(running)}", suggestion))
+            if not running:
+                break
+            trial_id, suggestion = running.pop(0 if order == "fifo" else -1)
+            searcher.on_trial_complete(trial_id, cohort_report(suggestion))
+        table = pd.read_csv(out / "results.csv").sort_values("trial_number")
+        runs[order] = (table.groupby("cohort")["hash"].apply(list).to_dict(), dict(zip(table["hash"], table["val_nmse_db"], strict=True)))
+        if order == "newest_first":
+            assert waited > 0  # cohort c waited for cohort c-2 although a slot was free
+    assert runs["fifo"][0] == runs["newest_first"][0] and len(runs["fifo"][0]) == 5
+    assert runs["fifo"][1] == runs["newest_first"][1]

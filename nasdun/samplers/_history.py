@@ -4,7 +4,10 @@ A sampler's state is a deterministic function of its config and this history, so
 rebuilt on a resumed study (after the driver was killed) continues exactly where the old one
 stood. Trials are consumed in trial-number order, and only as a contiguous prefix of finished
 trials: a later trial waits until every earlier one has finished, so that the order in which
-results arrive (which depends on timing) never changes the state.
+results arrive (which depends on timing) never changes the state. The search also sets
+:attr:`HistorySampler.history_limit` before asking each cohort: with several cohorts in flight,
+a cohort is proposed from the trials of the cohorts that must have finished by then, never from
+one that merely happened to finish first (:meth:`nasdun.experiment.Experiment.ask_cohort`).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class HistorySampler(BaseSampler, abc.ABC):
         self.decisions = decisions
         self.seed = seed
         self.consumed = 0  # trials 0..consumed-1 have been observed
+        self.history_limit: int | None = None  # trials numbered >= this are not observed (yet)
         self._space = {d.name: CategoricalDistribution(list(d.choices)) for d in decisions}
 
     # -- what subclasses implement -------------------------------------------------------------
@@ -82,10 +86,11 @@ class HistorySampler(BaseSampler, abc.ABC):
         return {d.name: d.choices[int(rng.integers(len(d.choices)))] for d in self.decisions}
 
     def catch_up(self, study: Study) -> None:
-        """Observe the newly finished prefix of the study's trials, in number order."""
+        """Observe the newly finished prefix of the study's trials below ``history_limit``, in number order."""
         trials = study.get_trials(deepcopy=False)
         by_number: Mapping[int, FrozenTrial] = {t.number: t for t in trials}
-        while self.consumed in by_number and by_number[self.consumed].state in FINISHED:
+        limit = len(trials) if self.history_limit is None else self.history_limit
+        while self.consumed < limit and self.consumed in by_number and by_number[self.consumed].state in FINISHED:
             t = by_number[self.consumed]
             value = t.value if t.state == TrialState.COMPLETE else None
             if t.state == TrialState.PRUNED and t.intermediate_values:
