@@ -153,12 +153,12 @@ class Experiment:
         """
         from optuna.trial import TrialState
 
-        from nasdun.samplers._history import HistorySampler
+        from nasdun.samplers._history import FixedHistory, HistorySampler
 
         if self._start is None:  # after recover(): a start genotype whose trial failed is proposed again
             present = {t.user_attrs.get("hash") for t in self.study.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
             self._start = [g for g in self.cfg.start_genotypes() if g.hash not in present]
-        if isinstance(self.sampler, HistorySampler):
+        if isinstance(self.sampler, HistorySampler | FixedHistory):
             later = [f for k, f in self.round_first.items() if k > self.next_cohort - lag]
             self.sampler.history_limit = min(later, default=len(self.study.get_trials(deepcopy=False)))
         picked: list[tuple[int, Genotype]] = []

@@ -1,7 +1,8 @@
 """Samplers over the genotype's named decisions, each an ``optuna.samplers.BaseSampler``.
 
 ``rl`` and ``evolution`` are nasdun's own (one private file each, sharing the replayable
-history of :mod:`nasdun.samplers._history`); ``random`` and the Optuna built-ins are Optuna's.
+history of :mod:`nasdun.samplers._history`); ``random`` and the Optuna built-ins are Optuna's
+(``tpe`` behind :class:`~nasdun.samplers._history.FixedHistory`, so it reads the same history).
 Make one with :func:`make_sampler`; every name is listed in :data:`SAMPLERS`.
 """
 
@@ -43,7 +44,9 @@ def _random(decisions: tuple[Decision, ...], seed: int, **options: Any) -> Any:
 def _tpe(decisions: tuple[Decision, ...], seed: int, **options: Any) -> Any:
     import optuna
 
-    return optuna.samplers.TPESampler(seed=seed, **{"multivariate": True, "n_startup_trials": 10, **options})
+    from nasdun.samplers._history import FixedHistory
+
+    return FixedHistory(optuna.samplers.TPESampler(seed=seed, **{"multivariate": True, "n_startup_trials": 10, **options}))
 
 
 @SAMPLERS.register("nsga2")

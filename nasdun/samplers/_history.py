@@ -99,3 +99,58 @@ class HistorySampler(BaseSampler, abc.ABC):
             if len(params) == len(self._space):  # trials of another space are skipped
                 self.observe(Observation(t.number, params, value))
             self.consumed += 1
+
+
+class FixedHistory(BaseSampler):
+    """An Optuna sampler that sees only the trials numbered below :attr:`history_limit`.
+
+    Optuna's own model-based samplers (TPE) read every finished trial of the study when asked,
+    so with several cohorts in flight what they propose would depend on which cohort finished
+    first. Wrapped, they read the same fixed history a nasdun sampler does (see
+    :class:`HistorySampler` and :meth:`nasdun.experiment.Experiment.ask_cohort`).
+    """
+
+    def __init__(self, inner: BaseSampler) -> None:
+        self.inner = inner
+        self.history_limit: int | None = None
+
+    def _view(self, study: Study) -> Study:
+        return study if self.history_limit is None else _StudyView(study, self.history_limit)  # type: ignore[return-value]
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.inner.infer_relative_search_space(self._view(study), trial)
+
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self.inner.sample_relative(self._view(study), trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        return self.inner.sample_independent(self._view(study), trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self.inner.before_trial(study, trial)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
+        self.inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.inner.reseed_rng()
+
+
+class _StudyView:
+    """A study whose trial lists stop below ``limit``; everything else is the study's."""
+
+    def __init__(self, study: Study, limit: int) -> None:
+        self._study, self._limit = study, limit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list[FrozenTrial]:
+        return [t for t in self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache) if t.number < self._limit]
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
