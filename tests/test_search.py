@@ -323,7 +323,7 @@ def test_one_slot_search_is_reproducible_end_to_end(ray_local, tmp_path):
     assert list(a["val_nmse_db"]) == list(b["val_nmse_db"]) and list(a["test_nmse_db"]) == list(b["test_nmse_db"])
 
 
-@pytest.mark.parametrize("sampler", ["evolution", "rl", "random", "tpe"])
+@pytest.mark.parametrize("sampler", ["evolution", "rl", "random", "tpe", "nsga2"])
 def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampler, tmp_path):
     """Two cohorts in flight, completed in submission order in one run and newest-first in the other:
     the searcher waits where needed and every cohort gets the same genotypes and values in both.
@@ -334,7 +334,12 @@ def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampl
     from nasdun.progress import ProgressLine
     from nasdun.search import Experiment, _make_searcher, cohort_report
 
-    options = {"evolution": {"population_size": 2, "sample_size": 2}, "rl": {"batch_size": 2}, "tpe": {"n_startup_trials": 2}}.get(sampler, {})
+    options = {
+        "evolution": {"population_size": 2, "sample_size": 2},
+        "rl": {"batch_size": 2},
+        "tpe": {"n_startup_trials": 2},
+        "nsga2": {"population_size": 2},
+    }.get(sampler, {})
     cfg = SearchConfig(sampler=sampler, sampler_options={sampler: options} if options else {}, **{**MINI, "budget": 10})
     runs = {}
     for order in ("fifo", "newest_first"):

@@ -2,7 +2,8 @@
 
 ``rl`` and ``evolution`` are nasdun's own (one private file each, sharing the replayable
 history of :mod:`nasdun.samplers._history`); ``random`` and the Optuna built-ins are Optuna's
-(``tpe`` behind :class:`~nasdun.samplers._history.FixedHistory`, so it reads the same history).
+(``tpe`` and ``nsga2`` behind :class:`~nasdun.samplers._history.FixedHistory`, so they read the same
+history).
 Make one with :func:`make_sampler`; every name is listed in :data:`SAMPLERS`.
 """
 
@@ -53,7 +54,9 @@ def _tpe(decisions: tuple[Decision, ...], seed: int, **options: Any) -> Any:
 def _nsga2(decisions: tuple[Decision, ...], seed: int, **options: Any) -> Any:
     import optuna
 
-    return optuna.samplers.NSGAIISampler(seed=seed, **options)
+    from nasdun.samplers._history import FixedHistory
+
+    return FixedHistory(optuna.samplers.NSGAIISampler(seed=seed, **options))
 
 
 @SAMPLERS.register("cmaes")

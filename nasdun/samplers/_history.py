@@ -104,7 +104,7 @@ class HistorySampler(BaseSampler, abc.ABC):
 class FixedHistory(BaseSampler):
     """An Optuna sampler that sees only the trials numbered below :attr:`history_limit`.
 
-    Optuna's own model-based samplers (TPE) read every finished trial of the study when asked,
+    Optuna's own model-based samplers (TPE, NSGA-II) read every finished trial of the study when asked,
     so with several cohorts in flight what they propose would depend on which cohort finished
     first. Wrapped, they read the same fixed history a nasdun sampler does (see
     :class:`HistorySampler` and :meth:`nasdun.experiment.Experiment.ask_cohort`).
