@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, required=True)
     parser.add_argument("--out", type=Path, required=True)
     a = parser.parse_args()
+    if a.out.exists():
+        raise SystemExit(f"--out {str(a.out)!r} exists; expected a new directory (nothing is overwritten)")
     times = cohort_times(a.run)
     t0 = min(start for start, _ in times.values())
     keep = sorted(c for c, (start, _) in times.items() if start - t0 < 60 * a.minutes)
@@ -45,7 +47,7 @@ def main() -> None:
     table = table[table["cohort"].isin(keep)]
     cfg = yaml.safe_load((a.run / "search.yaml").read_text())
     cfg["minutes"] = a.minutes
-    a.out.mkdir(parents=True, exist_ok=False)
+    a.out.mkdir(parents=True)
     table.to_csv(a.out / "results.csv", index=False)
     (a.out / "search.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     wall = (max(times[c][1] for c in keep) - t0) / 60
