@@ -48,6 +48,7 @@ def _number(cast: Callable[[str], Any], low: float, kind: str) -> Callable[[str]
 _positive_int = _number(int, 1, "an integer")
 _nonneg_int = _number(int, 0, "an integer")
 _nonneg_float = _number(float, 0, "a number")
+_seconds = _number(float, 0.1, "a number of seconds")
 
 
 def _names(text: str) -> list[str]:
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--val", type=_positive_int, default=1024, help="validation samples")
     b.add_argument("--P", default="16", help="comma list of batched cohort sizes")
     b.add_argument("--procs", type=_nonneg_int, default=2, help="processes of the packing baseline (0: skip)")
-    b.add_argument("--seconds", type=float, default=3.0, help="measuring time per configuration")
+    b.add_argument("--seconds", type=_seconds, default=3.0, help="measuring time per configuration")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.add_argument("--compile", action="store_true", help="also measure the torch.compile'd trainer")
 

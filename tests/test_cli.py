@@ -61,6 +61,8 @@ def test_saved_parameters_reload_to_the_same_nmse(trained):
         (["nosuchcommand"], "invalid choice"),
         (["confirm", "r", "--protocol", "smoke", "--seeds", "1,x", "--out", "o"], "'x' is not an integer"),
         (["confirm", "/nonexistent/run", "--protocol", "smoke", "--out", "o"], "/nonexistent/run"),
+        (["bench", "--seconds", "-1"], "--seconds: -1.0 must be >= 0.1"),
+        (["bench", "--seconds", "nan"], "--seconds: nan must be >= 0.1"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(args, fragment, capsys, tmp_path):
