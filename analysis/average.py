@@ -66,6 +66,19 @@ def trained_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["status"] == "ok") & np.isfinite(df["val_nmse_db"].astype(float))]
 
 
+def resolve_top_k(df: pd.DataFrame, k: int) -> tuple[int, str]:
+    """The k that ``average``, ``heatmap``, ``report`` and ``compare`` use: ``k``, or every trained distinct
+    genotype when the runs hold fewer (with a note saying so); a one-line error when they hold none."""
+    if k < 1:
+        raise NasdunError(f"--top-k {k}; expected an integer >= 1")
+    n = int(trained_rows(df)["hash"].nunique())
+    if n == 0:
+        raise NasdunError("the runs hold no candidate trained to the end (status ok); nothing to rank")
+    if k > n:
+        return n, f"--top-k {k}: the runs hold {n} distinct genotypes trained to the end, so the top-{n} (all of them) are used"
+    return k, ""
+
+
 def top_k(df: pd.DataFrame, k: int) -> pd.DataFrame:
     """The k best distinct genotypes by validation nmse_db (see the module docstring for ties)."""
     ok = trained_rows(df)

@@ -53,9 +53,11 @@ def _finalists(runs: list[str], k: int) -> tuple[str, int, pd.DataFrame]:
     return settings[0], layers[0], pd.concat(parts, ignore_index=True)
 
 
-def _train_seed(archs: list[tuple[str, Genotype]], setting: str, protocol: str, seed: int, out: Path, device: str, compile: bool) -> pd.DataFrame:
+def _train_seed(
+    archs: list[tuple[str, Genotype]], setting: str, protocol: str, seed: int, out: Path, device: str, compile: bool, precision: str
+) -> pd.DataFrame:
     from nasdun.results import read_table
-    from nasdun.train import run_train
+    from nasdun.training import run_train
 
     names = [n for n, _ in archs]
     if (out / "results.csv").is_file():
@@ -63,7 +65,7 @@ def _train_seed(archs: list[tuple[str, Genotype]], setting: str, protocol: str, 
         if sorted(done["name"].astype(str)) == sorted(names):
             return done.set_index("name")
         raise NasdunError(f"{out} holds results of other networks than this confirm's; use another --out")
-    return run_train(archs, setting, protocol, seed, out, device=device, compile=compile).set_index("name")
+    return run_train(archs, setting, protocol, seed, out, device=device, compile=compile, precision=precision).set_index("name")
 
 
 def run_confirm(
@@ -75,6 +77,7 @@ def run_confirm(
     against: list[str] | None = None,
     device: str = "auto",
     compile: bool = False,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Retrain the top-``k`` of each run (and ``against`` presets) on each seed; returns the per-network table."""
     if not runs:
@@ -93,7 +96,7 @@ def run_confirm(
     archs = list(nets.items())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    per_seed = {s: _train_seed(archs, setting, protocol, s, out / f"seed{s}", device, compile) for s in seeds}
+    per_seed = {s: _train_seed(archs, setting, protocol, s, out / f"seed{s}", device, compile, precision) for s in seeds}
 
     table = pd.DataFrame({"name": list(nets)}).set_index("name")
     table["from"] = [" ".join(f"{r}#{i}" for r, i in zip(*_origins(finalists, n), strict=True)) or "anchor" for n in table.index]

@@ -110,12 +110,13 @@ def run_fidelity(
     device: str = "auto",
     compile: bool = False,
     genotype_seed: int | None = None,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Train, rank, compare; ``seed`` is the run seed (training set and batch order; the
     dictionary, validation and test sets belong to the setting), ``genotype_seed`` (default:
     ``seed``) draws the random genotypes, so one set of genotypes can be studied under other
     training randomness."""
-    from nasdun.train import run_train
+    from nasdun.training import run_train
     from search_spaces.genotype import SearchSpace
     from search_spaces.presets import PRESETS, preset
 
@@ -136,7 +137,7 @@ def run_fidelity(
             print(f"fidelity: {_name(proto)}: reusing {run_dir}", flush=True)
         else:
             print(f"fidelity: training {len(archs)} networks with {_name(proto)}", flush=True)
-            run_train(archs, setting, proto, seed, run_dir, device=device, overwrite=True, compile=compile)
+            run_train(archs, setting, proto, seed, run_dir, device=device, overwrite=True, compile=compile, precision=precision)
         tables[proto] = read_table(run_dir).set_index("name").loc[[n for n, _ in archs]]
     ref = tables[reference]
     ref_rank = cheap_rank(ref)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analysis.average import Frequencies, average, frequencies, load_runs
+from analysis.average import Frequencies, average, frequencies, load_runs, resolve_top_k, trained_rows
 from analysis.plots import connectivity_figure, lag_figure, neuron_figure
 from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype
@@ -16,27 +17,44 @@ from search_spaces.genotype import Genotype
 
 def run_heatmaps(
     runs: Sequence[str | Path], out: str | Path, top: int = 50, diff: int | None = None, sampler: str | None = None, threshold: float = 0.5
-) -> dict[str, pd.DataFrame]:
-    """Connection, lag and neuron figures of the top-``top`` average; with ``diff``, also top-``top`` minus top-``diff``."""
+) -> dict[str, Any]:
+    """Connection, lag and neuron figures of the top-``top`` average, and the thresholded averaged architecture
+    drawn as a genotype; with ``diff``, also top-``top`` minus top-``diff``. ``top`` above the runs' size uses
+    all of them (``note`` says so, as in ``average`` and ``report``)."""
     df = load_runs(runs, sampler)
-    _, freq, _ = average(df, top, threshold)
+    k, note = resolve_top_k(df, top)
+    g, freq, _ = average(df, k, threshold)
     out_dir = Path(out)
-    tag = f"top{top}"
-    mats = {
-        "conn": connectivity_figure(freq, out_dir, f"conn_{tag}", f"connection frequency, top-{top}"),
-        "lags": lag_figure(freq, out_dir, f"lags_{tag}", f"LM-lag frequency, top-{top}"),
-        "neurons": neuron_figure(freq, out_dir, f"neurons_{tag}", f"neuron types, top-{top}"),
+    trained = int(trained_rows(df)["hash"].nunique())
+    names = ", ".join(Path(r).resolve().name for r in runs) + (f" ({sampler})" if sampler else "")
+    pool = f"{names}: top-{k} of {trained} by validation nmse_db, threshold {threshold:g}"
+    tag = f"top{k}"
+    res: dict[str, Any] = {
+        "k": k,
+        "note": note,
+        "conn": connectivity_figure(freq, out_dir, f"conn_{tag}", f"connection frequency\n{pool}"),
+        "lags": lag_figure(freq, out_dir, f"lags_{tag}", f"LM-lag frequency\n{pool}"),
+        "neurons": neuron_figure(freq, out_dir, f"neurons_{tag}", f"neuron types\n{pool}"),
+        "average": genotype_heatmap(g, f"average_{tag}", out_dir, f"averaged architecture\n{pool}"),
     }
     if diff is not None:
-        _, other, _ = average(df, diff, threshold)
+        kd, _ = resolve_top_k(df, diff)
+        _, other, _ = average(df, kd, threshold)
         delta = Frequencies(freq.conn - other.conn, freq.lags - other.lags, freq.neurons - other.neurons, freq.neuron_names, freq.count)
-        mats["diff"] = connectivity_figure(delta, out_dir, f"conn_top{top}_minus_top{diff}", f"top-{top} minus top-{diff}", diverging=True)
-    return mats
+        res["diff"] = connectivity_figure(delta, out_dir, f"conn_top{k}_minus_top{kd}", f"top-{k} minus top-{kd} connection frequency\n{pool}",
+                                          diverging=True, cbar_label=f"share in top-{k} minus share in top-{kd}")  # fmt: skip
+    return res
 
 
-def genotype_heatmap(genotype: Genotype, name: str, out: str | Path) -> pd.DataFrame:
-    """The connectivity of one genotype (a hand design or a genotype file) as a 0/1 heatmap."""
-    return connectivity_figure(frequencies([genotype]), Path(out), f"conn_{name}", f"connectivity of {name} (K={genotype.layers})")
+def genotype_heatmap(genotype: Genotype, name: str, out: str | Path, title: str | None = None) -> pd.DataFrame:
+    """One genotype (a hand design, a genotype file, an averaged architecture): its connections and
+    lags as 0/1 heatmaps and its neuron per layer; returns the connection matrix."""
+    what = title or f"{name} (K={genotype.layers})"
+    freq = frequencies([genotype])
+    conn = connectivity_figure(freq, Path(out), f"conn_{name}", f"connectivity of {what}", cbar_label="1: connection open")
+    lag_figure(freq, Path(out), f"lags_{name}", f"LM lags of {what}", cbar_label="1: lag open")
+    neuron_figure(freq, Path(out), f"neurons_{name}", f"neurons of {what}")
+    return conn
 
 
 def conn_vector(freq: Frequencies) -> np.ndarray:

@@ -15,6 +15,9 @@ import pandas as pd
 from analysis.average import Frequencies
 
 PAPER_WIDTH = 6.75  # inches: a two-column paper's text width
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]  # Okabe-Ito, colour-blind safe
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+LINESTYLES = ["-", "--", ":"]
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -25,6 +28,7 @@ def _plt():  # type: ignore[no-untyped-def]
     import seaborn as sns
 
     sns.set_theme(context="paper", style="white", font_scale=0.9)
+    matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: editable in a paper, searchable
     return plt, sns
 
 
@@ -47,8 +51,11 @@ def connectivity_matrix(freq: Frequencies) -> pd.DataFrame:
     return pd.DataFrame(mat, index=pd.Index(range(2, K + 1), name="layer"), columns=pd.Index(range(1, K), name="origin"))
 
 
-def connectivity_figure(freq: Frequencies, out_dir: Path, name: str, title: str, diverging: bool = False) -> pd.DataFrame:
-    """Heatmap of connection frequencies (or differences); the immediate predecessor shows as 1."""
+def connectivity_figure(
+    freq: Frequencies, out_dir: Path, name: str, title: str, diverging: bool = False, cbar_label: str = "share of the top-k with this connection"
+) -> pd.DataFrame:
+    """Heatmap of connection frequencies (or differences); the immediate predecessor shows as 1; cells that
+    cannot exist (origin >= destination) are blank."""
     plt, sns = _plt()
     mat = connectivity_matrix(freq)
     K = freq.layers
@@ -56,21 +63,31 @@ def connectivity_figure(freq: Frequencies, out_dir: Path, name: str, title: str,
     fig, ax = plt.subplots(figsize=(size + 0.8, size))
     kw = {"cmap": "RdBu_r", "vmin": -1, "vmax": 1, "center": 0} if diverging else {"cmap": "Blues", "vmin": 0, "vmax": 1}
     sns.heatmap(mat, ax=ax, annot=K <= 16, fmt=".2f", annot_kws={"size": 5 if K > 10 else 7}, square=True, linewidths=0.3,
-                cbar_kws={"shrink": 0.7}, mask=mat.isna(), **kw)  # fmt: skip
-    ax.set_title(title)
+                cbar_kws={"shrink": 0.7, "label": cbar_label}, mask=mat.isna(), **kw)  # fmt: skip
+    ax.set_title(title, fontsize=8)
     ax.set_xlabel("origin layer i (reads x(i))")
     ax.set_ylabel("destination layer k")
     save(fig, out_dir, name)
     return mat
 
 
-def lag_figure(freq: Frequencies, out_dir: Path, name: str, title: str) -> pd.DataFrame:
+def lag_matrix(freq: Frequencies) -> pd.DataFrame:
+    """Layer rows (1..K), lag columns (1..J); a lag j that does not exist at layer k (k - 1 - j < 0) is NaN."""
+    J = freq.lags.shape[1]
+    mat = freq.lags.astype(float).copy()
+    for k in range(1, freq.layers + 1):
+        mat[k - 1, [j - 1 for j in range(1, J + 1) if k - 1 - j < 0]] = np.nan
+    return pd.DataFrame(mat, index=pd.Index(range(1, freq.layers + 1), name="layer"), columns=pd.Index(range(1, J + 1), name="lag"))
+
+
+def lag_figure(freq: Frequencies, out_dir: Path, name: str, title: str, cbar_label: str = "share of the top-k with this lag open") -> pd.DataFrame:
     plt, sns = _plt()
     J = freq.lags.shape[1]
-    mat = pd.DataFrame(freq.lags, index=pd.Index(range(1, freq.layers + 1), name="layer"), columns=pd.Index(range(1, J + 1), name="lag"))
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * J, 0.3 * freq.layers + 1))
-    sns.heatmap(mat, ax=ax, annot=True, fmt=".2f", cmap="Greens", vmin=0, vmax=1, linewidths=0.3, annot_kws={"size": 7})
-    ax.set_title(title)
+    mat = lag_matrix(freq)
+    fig, ax = plt.subplots(figsize=(2.2 + 0.6 * J, 0.3 * freq.layers + 1))
+    sns.heatmap(mat, ax=ax, annot=True, fmt=".2f", cmap="Greens", vmin=0, vmax=1, linewidths=0.3, annot_kws={"size": 7}, mask=mat.isna(),
+                cbar_kws={"label": cbar_label})  # fmt: skip
+    ax.set_title(title, fontsize=8)
     save(fig, out_dir, name)
     return mat
 
@@ -80,9 +97,9 @@ def neuron_figure(freq: Frequencies, out_dir: Path, name: str, title: str) -> pd
     mat = pd.DataFrame(freq.neurons, index=pd.Index(range(1, freq.layers + 1), name="layer"), columns=list(freq.neuron_names))
     fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.6, 2.2))
     mat.plot.bar(stacked=True, ax=ax, width=0.85, colormap="Set2")
-    ax.set_ylabel("share of top-k")
+    ax.set_ylabel("share of the top-k")
     ax.set_ylim(0, 1)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=8)
     ax.legend(ncol=len(mat.columns), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
     save(fig, out_dir, name)
     return mat
@@ -94,8 +111,8 @@ def curves_figure(curves: Mapping[str, Sequence[float]], out_dir: Path, name: st
     df = pd.DataFrame({k: pd.Series(list(v), index=range(1, len(v) + 1)) for k, v in curves.items()})
     df.index.name = "layer"
     fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.55, 2.6))
-    for col in df.columns:
-        ax.plot(df.index, df[col], marker="o", markersize=2.5, linewidth=1.1, label=col)
+    for i, col in enumerate(df.columns):  # a qualitative palette and a marker per line: distinguishable in print too
+        ax.plot(df.index, df[col], marker=MARKERS[i % len(MARKERS)], markersize=3, linewidth=1.1, label=col, color=PALETTE[i % len(PALETTE)])
     ax.set_xlabel("layer k")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -110,8 +127,9 @@ def best_so_far_figure(series: Mapping[str, Sequence[float]], out_dir: Path, nam
     df = pd.DataFrame({k: pd.Series(list(v), index=range(1, len(v) + 1)) for k, v in series.items()})
     df.index.name = "candidates trained"
     fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.55, 2.6))
-    for col in df.columns:
-        ax.step(df.index, df[col], where="post", label=col, linewidth=1.2)
+    for i, col in enumerate(df.columns):
+        style = LINESTYLES[i // len(PALETTE) % len(LINESTYLES)]
+        ax.step(df.index, df[col], where="post", label=col, linewidth=1.2, color=PALETTE[i % len(PALETTE)], linestyle=style)
     ax.set_xlabel("candidates trained")
     ax.set_ylabel("best validation nmse_db")
     ax.grid(alpha=0.3)

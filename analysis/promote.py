@@ -22,15 +22,17 @@ from analysis.fidelity import spearman
 from search_spaces.genotype import Genotype
 
 
-def run_promote(run: str | Path, k: int, protocol: str, out: str | Path, device: str = "auto", compile: bool = False) -> pd.DataFrame:
+def run_promote(
+    run: str | Path, k: int, protocol: str, out: str | Path, device: str = "auto", compile: bool = False, precision: str = "fp32"
+) -> pd.DataFrame:
     """Train the top-``k`` of ``run`` under ``protocol`` into ``out``; returns the comparison table."""
-    from nasdun.train import run_train
+    from nasdun.training import run_train
 
     df = load_runs([run])
     setting, seed = only_value(df, "setting", str(run)), int(only_value(df, "seed", str(run)))
     finalists = top_k(df, k)
     archs = [(str(r["name"]), Genotype.from_json(str(r["genotype"]))) for _, r in finalists.iterrows()]
-    promoted = run_train(archs, setting, protocol, seed, out, device=device, compile=compile).set_index("name")
+    promoted = run_train(archs, setting, protocol, seed, out, device=device, compile=compile, precision=precision).set_index("name")
     table = pd.DataFrame(
         {
             "name": [n for n, _ in archs],

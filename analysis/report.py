@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.average import average, load_runs, write_average
+from analysis.average import average, load_runs, resolve_top_k, write_average
 from analysis.heatmaps import run_heatmaps
 from analysis.searchstats import search_figures, topk_agreement
 from nasdun.errors import NasdunError
@@ -26,65 +26,75 @@ def _md_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
 
 
 def build_report(
-    run: str | Path, out: str | Path | None = None, top: int = 50, retrain: str | Path | None = None, others: Sequence[str | Path] = ()
+    run: str | Path,
+    out: str | Path | None = None,
+    top: int = 50,
+    retrain: str | Path | None = None,
+    others: Sequence[str | Path] = (),
+    force: bool = False,
 ) -> tuple[Path, Path]:
-    """Report on ``run``; ``others`` (e.g. the same search with other samplers) join the
-    best-so-far curves and get a top-k agreement row each."""
+    """Report on ``run``: it opens with the verdict against the hand designs and the retraining table;
+    ``others`` (e.g. the same search with other samplers) join the best-so-far curves, one per run and
+    sampler, and get a top-k agreement row each; the configuration is folded at the end."""
+    from nasdun.results import prepare_out_dir
+    from nasdun.verdict import compare
+
     run_dir = Path(run)
     if not (run_dir / "results.csv").is_file():
         raise NasdunError(f"no results table at {str(run_dir / 'results.csv')!r}; expected a run directory of nasdun search or train")
     if retrain is not None and not (Path(retrain) / "table1.md").is_file():
         raise NasdunError(f"--retrain {str(retrain)!r} holds no table1.md; expected a directory written by nasdun retrain")
-    out_dir = Path(out) if out else run_dir / "report"
-    fig_dir = out_dir / "figures"
     df = load_runs([run_dir])
-    n_ok = int((df["status"] == "ok").sum())
-    if n_ok == 0:
-        raise NasdunError(f"{str(run_dir)!r} has no successfully trained candidate to report on")
-    k = min(top, df[df["status"] == "ok"]["hash"].nunique())
+    k, note = resolve_top_k(df, top)
+    other_dfs = [load_runs([o]) for o in others]
+    out_dir = prepare_out_dir(Path(out) if out else run_dir / "report", force, hint="or pass --force")
+    fig_dir = out_dir / "figures"
     genotype, freq, members = average(df, k)
     write_average(out_dir / "average.json", genotype, freq, members, top_k=k, threshold=0.5, runs=[str(run_dir)])
     run_heatmaps([run_dir], fig_dir, top=k, diff=k // 2 if k >= 4 else None)
-    search_figures(load_runs([run_dir, *others]) if others else df, fig_dir)
+    search_figures(pd.concat([df, *other_dfs], ignore_index=True) if others else df, fig_dir)
     agreement = []
-    for other in others:
-        odf = load_runs([other])
-        kk = min(k, odf[odf["status"] == "ok"]["hash"].nunique())
-        agreement.append({"run": Path(other).name, **topk_agreement(df, odf, kk)})
+    for other, odf in zip(others, other_dfs, strict=True):
+        kk, _ = resolve_top_k(odf, k)
+        agreement.append({"run": Path(other).name, **topk_agreement(df, odf, min(k, kk))})
 
-    summary: dict[str, Any] = {"candidates": len(df), "ok": n_ok, "failed": int((df["status"] != "ok").sum())}
+    n_ok = int((df["status"] == "ok").sum())
+    summary: dict[str, Any] = {"candidates": len(df), "ok": n_ok, "not ok": int((df["status"] != "ok").sum())}
     for name in ("search.json", "run.json"):
         if (run_dir / name).is_file():
             data = json.loads((run_dir / name).read_text())
-            summary.update({key: data[key] for key in ("wall_s", "candidates_per_min", "overhead", "best_val_nmse_db", "budget") if key in data})
+            summary.update({key: data[key] for key in ("wall_s", "candidates_per_min", "overhead", "budget") if key in data})
     config = (run_dir / "search.yaml").read_text() if (run_dir / "search.yaml").is_file() else ""
-    best = df[df["status"] == "ok"].sort_values("val_nmse_db").head(10)
-    best_cols = [c for c in ("name", "hash", "val_nmse_db", "test_nmse_db", "test_nmse_db_mean", "n_extra", "sampler") if c in best.columns]
-    sections: list[tuple[str, str, list[str]]] = [
-        ("Search summary", _md_table(pd.DataFrame([summary])) + (f"\n\nConfiguration:\n\n```yaml\n{config}```" if config else ""), []),
-        ("Best candidates (validation nmse_db)", _md_table(best[best_cols]), []),
+    verdict = compare(df.to_dict("records"))
+    best = df[df["status"] == "ok"].sort_values(["val_nmse_db", "hash"]).head(10)
+    best_cols = [c for c in ("name", "preset", "hash", "val_nmse_db", "test_nmse_db", "test_nmse_db_mean", "n_extra", "sampler") if c in best.columns]
+    sections: list[tuple[str, str, list[str]]] = [("Did the search beat the hand designs?", f"**{verdict['verdict']}**", [])]
+    if retrain is not None:
+        rdir = Path(retrain)
+        figs = []
+        for p in sorted((rdir / "figures").glob("*.png")):
+            (fig_dir / p.name).write_bytes(p.read_bytes())
+            figs.append(p.stem)
+        sections.append(("Retraining against the hand designs", (rdir / "table1.md").read_text(), figs))
+    sections += [
+        ("Best candidates (validation nmse_db)", _md_table(best[best_cols].fillna("")), []),
         (
             f"Averaged architecture (top-{k}, threshold 0.5)",
-            f"hash `{genotype.hash}`, {genotype.n_extra} extra connections, arch string `{genotype.to_arch_string()}`, "
+            (f"{note}. " if note else "")
+            + f"hash `{genotype.hash}`, {genotype.n_extra} extra connections, arch string `{genotype.to_arch_string()}`, "
             f"neurons {', '.join(genotype.neurons)}, LM orders {[genotype.order(j) for j in range(1, genotype.layers + 1)]}.",
-            [f"conn_top{k}", f"lags_top{k}", f"neurons_top{k}"] + ([f"conn_top{k}_minus_top{k // 2}"] if k >= 4 else []),
+            [f"conn_average_top{k}", f"lags_average_top{k}", f"conn_top{k}", f"lags_top{k}", f"neurons_top{k}"]
+            + ([f"conn_top{k}_minus_top{k // 2}"] if k >= 4 else []),
         ),
         (
             "Search progress",
-            "Best validation nmse_db versus candidates trained (per sampler), and NMSE versus extra connections.",
+            "Best validation nmse_db versus candidates trained (one curve per run and sampler), and NMSE versus extra connections.",
             ["best_so_far", "nmse_vs_connections"],
         ),
     ]
     if agreement:
         sections.append(("Agreement with other runs (top-k)", _md_table(pd.DataFrame(agreement), ".3f"), []))
-    if retrain is not None:
-        rdir = Path(retrain)
-        figs = []
-        for p in sorted((rdir / "figures").glob("*.png")):
-            target = fig_dir / p.name
-            target.write_bytes(p.read_bytes())
-            figs.append(p.stem)
-        sections.append(("Retraining against the hand designs", (rdir / "table1.md").read_text(), figs))
+    sections.append(("Run summary", _md_table(pd.DataFrame([summary])), []))
 
     md = [f"# nasdun report: {run_dir.name}\n"]
     body = [f"<h1>nasdun report: {html.escape(run_dir.name)}</h1>"]
@@ -94,7 +104,9 @@ def build_report(
         for f in figs:
             data = base64.b64encode((fig_dir / f"{f}.png").read_bytes()).decode()
             body.append(f'<figure><img alt="{f}" src="data:image/png;base64,{data}"/><figcaption>{f}</figcaption></figure>')
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if config:
+        md += ["## Configuration\n", f"<details><summary>search.yaml</summary>\n\n```yaml\n{config}```\n</details>\n"]
+        body.append(f"<details><summary>Configuration (search.yaml)</summary><pre>{html.escape(config)}</pre></details>")
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text("\n".join(md))
     style = (
@@ -134,5 +146,6 @@ def _md_to_html(text: str) -> str:
             out.append("</table>")
             rows = []
         if line.strip():
-            out.append(f"<p>{html.escape(line).replace('`', '')}</p>")
+            text = html.escape(line).replace("`", "")
+            out.append(f"<p><b>{text[2:-2]}</b></p>" if text.startswith("**") and text.endswith("**") else f"<p>{text}</p>")
     return "\n".join(out)

@@ -35,8 +35,9 @@ def run_retrain(
     out: str | Path,
     device: str = "auto",
     compile: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, pd.DataFrame]:
-    from nasdun.train import run_train
+    from nasdun.training import run_train
     from search_spaces.presets import resolve_archs
     from trainers.problems import get_setting
     from trainers.protocols import get_protocol
@@ -47,11 +48,11 @@ def run_retrain(
         get_setting(s)
     get_protocol(protocol)
     nets = resolve_archs(",".join(t for t in (archs, against) if t), layers)
-    out_dir = prepare_out_dir(out)
+    out_dir = prepare_out_dir(out, hint="retrain writes a new directory")
     total = len(settings) * seeds
     for n, (setting, seed) in enumerate(((s, k) for s in settings for k in range(seeds)), start=1):
         print(f"retrain [{n}/{total}] {setting} seed {seed}: {', '.join(name for name, _ in nets)}", flush=True)
-        run_train(nets, setting, protocol, seed, out_dir / "runs" / setting / f"seed{seed}", device=device, compile=compile)
+        run_train(nets, setting, protocol, seed, out_dir / "runs" / setting / f"seed{seed}", device=device, compile=compile, precision=precision)
     (out_dir / "retrain.json").write_text(
         json.dumps({"networks": [n for n, _ in nets], "settings": list(settings), "seeds": seeds, "protocol": protocol, "layers": layers}, indent=2)
     )
@@ -112,11 +113,13 @@ def build_tables(out_dir: str | Path) -> dict[str, pd.DataFrame]:
         (out_dir / f"{stem}.md").write_text(markdown_table(t, networks, metric))
         tables[stem] = t
     curves = pd.concat([pd.read_csv(p).assign(setting=p.parent.parent.name) for p in sorted((out_dir / "runs").glob("*/seed*/curves.csv"))])
-    test = curves[(curves["split"] == "test") & (curves["metric"] == "nmse_db")]
-    mean_curves = test.groupby(["setting", "name", "layer"])["value"].mean().reset_index()
+    test = curves[curves["split"] == "test"]
+    mean_curves = test.groupby(["setting", "metric", "name", "layer"])["value"].mean().reset_index()
     mean_curves.to_csv(out_dir / "curves.csv", index=False)
-    for setting, part in mean_curves.groupby("setting"):
+    table_metric = "nmse_db_mean"  # the figure shows the metric of Table 1 beside it
+    for setting, part in mean_curves[mean_curves["metric"] == table_metric].groupby("setting"):
         series = {net: part[part["name"] == net].sort_values("layer")["value"].tolist() for net in networks if (part["name"] == net).any()}
-        curves_figure(series, out_dir / "figures", f"nmse_vs_layer_{setting}", f"{setting}: test NMSE per layer", "test nmse_db")
+        title = f"{setting}: test {table_metric} per layer (Table 1's metric), mean over seeds"
+        curves_figure(series, out_dir / "figures", f"nmse_vs_layer_{setting}", title, f"test {table_metric} (dB)")
     tables["curves"] = mean_curves
     return tables

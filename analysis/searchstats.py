@@ -8,17 +8,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.average import frequencies, top_k, trained_rows
+from analysis.average import frequencies, resolve_top_k, top_k, trained_rows
 from analysis.heatmaps import check_same_size, conn_vector
 from analysis.plots import best_so_far_figure, scatter_figure
 from search_spaces.genotype import Genotype
 
 
 def best_so_far(df: pd.DataFrame) -> dict[str, list[float]]:
-    """Per sampler: the best validation nmse_db after each trained candidate (in trial order)."""
+    """Per run and sampler: the best validation nmse_db after each trained candidate (in trial order).
+    Curves are named by the sampler alone when the rows come from one run, else ``run: sampler``."""
     out: dict[str, list[float]] = {}
     order = "trial_number" if "trial_number" in df.columns else None
-    for sampler, rows in df.groupby(df["sampler"] if "sampler" in df.columns else pd.Series("run", index=df.index)):
+    sampler_col = df["sampler"].astype(str) if "sampler" in df.columns else pd.Series("run", index=df.index)
+    several = "run" in df.columns and df["run"].nunique() > 1
+    key = (df["run"].map(lambda r: Path(str(r)).name) + ": " + sampler_col) if several else sampler_col
+    for sampler, rows in df.groupby(key, sort=False):
         rows = rows.sort_values(order) if order else rows
         vals = np.where((rows["status"] == "ok") & np.isfinite(rows["val_nmse_db"].astype(float)), rows["val_nmse_db"].astype(float), np.inf)
         out[str(sampler)] = np.minimum.accumulate(vals).tolist()
@@ -26,7 +30,9 @@ def best_so_far(df: pd.DataFrame) -> dict[str, list[float]]:
 
 
 def topk_agreement(a: pd.DataFrame, b: pd.DataFrame, k: int) -> dict[str, Any]:
-    """Overlap of two runs' top-k genotype sets and the correlation of their connection frequencies."""
+    """Overlap of two runs' top-k genotype sets and the correlation of their connection frequencies
+    (k is capped at the smaller run's count of trained genotypes, as everywhere else)."""
+    k = min(resolve_top_k(a, k)[0], resolve_top_k(b, k)[0])
     ta, tb = top_k(a, k), top_k(b, k)
     fa = frequencies([Genotype.from_json(g) for g in ta["genotype"]])
     fb = frequencies([Genotype.from_json(g) for g in tb["genotype"]])

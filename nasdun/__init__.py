@@ -1,7 +1,52 @@
 """nasdun: neural-architecture search over unrolled sparse-recovery networks.
 
-``import nasdun`` stays light: torch, Ray, Optuna and seaborn load inside the modules and
-commands that need them.
+The Python API (``docs/api.md``)::
+
+    import nasdun
+    fig = nasdun.search("runs/s1", budget=24)              # a search; fig["verdict"]: found vs hand designs
+    df = nasdun.read_results("runs/s1")                     # its results table
+    net = nasdun.load_network("runs/s1", rank=1)            # the best network as a torch module
+    nasdun.export_network("runs/s1", "best.pt", rank=1)     # ... as a TorchScript file, loadable without nasdun
+
+``import nasdun`` stays light: every name below is loaded on first use, and torch, Ray, Optuna
+and seaborn load only inside the functions that need them.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_API = {
+    "search": ("nasdun.api", "search"),
+    "train": ("nasdun.api", "train"),
+    "read_results": ("nasdun.api", "read_results"),
+    "compare": ("nasdun.api", "compare"),
+    "load_network": ("nasdun.api", "load_network"),
+    "export_network": ("nasdun.api", "export_network"),
+    "presets": ("nasdun.api", "presets"),
+    "settings": ("nasdun.api", "settings"),
+    "preset": ("search_spaces.presets", "preset"),
+    "Genotype": ("search_spaces.genotype", "Genotype"),
+    "SearchSpace": ("search_spaces.genotype", "SearchSpace"),
+    "SearchConfig": ("nasdun.searchconfig", "SearchConfig"),
+    "Setting": ("trainers.problems", "Setting"),
+    "Protocol": ("trainers.protocols", "Protocol"),
+    "NasdunError": ("nasdun.errors", "NasdunError"),
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'nasdun' has no attribute {name!r}; the API is: {', '.join(_API)}")
+    module, attr = _API[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

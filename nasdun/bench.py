@@ -27,6 +27,7 @@ import torch
 
 from nasdun.errors import NasdunError
 from trainers.host_memory import heap_policy
+from trainers.precision import autocast, check_precision, precision_scope
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class BenchSize:
         return 3 * fwd
 
 
-def _trainer(size: BenchSize, P: int, device: str, seed: int = 0, compile: bool = False) -> Any:
+def _trainer(size: BenchSize, P: int, device: str, seed: int = 0, compile: bool = False, precision: str = "fp32") -> Any:
     from search_spaces.genotype import SearchSpace
     from trainers.population import PopulationTrainer
     from trainers.problems import Setting, make_problem
@@ -55,7 +56,7 @@ def _trainer(size: BenchSize, P: int, device: str, seed: int = 0, compile: bool 
     rng = np.random.default_rng(seed)
     gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(P)]
     proto = Protocol(name="bench", batch_size=size.batch, patience=10**6, max_iters=10**7)
-    tr = PopulationTrainer(gs, problem, proto, compile=compile)
+    tr = PopulationTrainer(gs, problem, proto, compile=compile, precision=precision)
     tr.jump_to(size.layers, 1)
     return tr
 
@@ -65,9 +66,14 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(size: BenchSize, P: int, device: str, seconds: float = 3.0, compile: bool = False) -> dict[str, float]:
+def measure(size: BenchSize, P: int, device: str, seconds: float = 3.0, compile: bool = False, precision: str = "fp32") -> dict[str, float]:
     """Steady-state candidate-steps/s of a P-candidate trainer, and the share spent validating."""
-    tr = _trainer(size, P, device, compile=compile)
+    with precision_scope(precision):
+        return _measure(_trainer(size, P, device, compile=compile, precision=precision), device, seconds)
+
+
+def _measure(tr: Any, device: str, seconds: float) -> dict[str, float]:
+    P = tr.model.P
     every = tr.protocol.val_every
 
     def block() -> float:
@@ -90,35 +96,36 @@ def measure(size: BenchSize, P: int, device: str, seconds: float = 3.0, compile:
     return {"steps_per_s": P * steps / elapsed, "val_share": val_s / elapsed}
 
 
-def _packing_worker(args: tuple[BenchSize, str, float, int]) -> float:
-    size, device, seconds, threads = args
+def _packing_worker(args: tuple[BenchSize, str, float, int, str]) -> float:
+    size, device, seconds, threads, precision = args
     torch.set_num_threads(threads)
-    return measure(size, 1, device, seconds)["steps_per_s"]
+    return measure(size, 1, device, seconds, precision=precision)["steps_per_s"]
 
 
-def packing(size: BenchSize, device: str, procs: int, seconds: float) -> float:
+def packing(size: BenchSize, device: str, procs: int, seconds: float, precision: str = "fp32") -> float:
     """Sum of the rates of ``procs`` concurrent single-candidate processes on one device."""
     import multiprocessing as mp
 
     threads = max(1, (os.cpu_count() or 1) // procs) if device == "cpu" else 1
     with mp.get_context("spawn").Pool(procs) as pool:
-        rates = pool.map(_packing_worker, [(size, device, seconds, threads)] * procs)
+        rates = pool.map(_packing_worker, [(size, device, seconds, threads, precision)] * procs)
     return float(sum(rates))
 
 
-def matmul_rate(device: str) -> float:
-    """Measured fp32 matmul TFLOP/s of the device (TF32 off)."""
+def matmul_rate(device: str, precision: str = "fp32", seconds: float = 1.0) -> float:
+    """Measured float32 matmul TFLOP/s of the device under ``precision`` (fp32: TF32 off)."""
     n = 4096 if device.startswith("cuda") else 1024
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    for _ in range(2):
-        a @ b
-    _sync(device)
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 1.0:
-        a @ b
-        reps += 1
-    _sync(device)
+    with precision_scope(precision), autocast(precision, device):
+        for _ in range(2):
+            a @ b
+        _sync(device)
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            a @ b
+            reps += 1
+        _sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e12
 
 
@@ -128,22 +135,23 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_bench(size: BenchSize, device: str, batched: list[int], procs: int, seconds: float, compile: bool = False) -> dict[str, Any]:
-    if device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    if any(p < 1 for p in batched) or procs < 0:
-        raise NasdunError(f"--P values {batched} and --procs {procs} must be >= 1 (procs >= 0)")
-    single = measure(size, 1, device, seconds)
-    pack = packing(size, device, procs, seconds) if procs > 0 else math.nan
+def run_bench(
+    size: BenchSize, device: str, batched: list[int], procs: int, seconds: float, compile: bool = False, precision: str = "fp32"
+) -> dict[str, Any]:
+    """Single, packing and batched (and compiled) rates at ``size`` under ``precision``; see the module docstring."""
+    check_precision(precision)
+    if not batched or any(p < 1 for p in batched) or procs < 0:
+        raise NasdunError(f"--P values {batched} and --procs {procs}: expected one or more P >= 1 and procs >= 0")
+    single = measure(size, 1, device, seconds, precision=precision)
+    pack = packing(size, device, procs, seconds, precision) if procs > 0 else math.nan
     rates = {}
     val_share = {}
     for P in batched:
-        r = measure(size, P, device, seconds)
+        r = measure(size, P, device, seconds, precision=precision)
         rates[P], val_share[P] = r["steps_per_s"], r["val_share"]
-    compiled = {P: measure(size, P, device, seconds, compile=True)["steps_per_s"] for P in batched} if compile else {}
+    compiled = {P: measure(size, P, device, seconds, compile=True, precision=precision)["steps_per_s"] for P in batched} if compile else {}
     peak = max([*rates.values(), *compiled.values()]) if rates else single["steps_per_s"]
-    mm = matmul_rate(device)
+    mm = matmul_rate(device, precision)
     name = (
         torch.cuda.get_device_name(device)
         if device.startswith("cuda")
@@ -152,6 +160,7 @@ def run_bench(size: BenchSize, device: str, batched: list[int], procs: int, seco
     return {
         "device": name,
         "torch": torch.__version__,
+        "precision": precision,
         "size": {**size.__dict__},
         "single_steps_per_s": single["steps_per_s"],
         "packing_procs": procs,

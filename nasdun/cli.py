@@ -27,7 +27,8 @@ def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callab
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit 2, like every other user error
-        raise NasdunError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("nasdun").strip()  # "train" for a subcommand, "" for nasdun itself
+        raise NasdunError(f"{command}: {message}" if command else message)
 
 
 def _number(cast: Callable[[str], Any], low: float, kind: str) -> Callable[[str], Any]:
@@ -49,6 +50,7 @@ _positive_int = _number(int, 1, "an integer")
 _nonneg_int = _number(int, 0, "an integer")
 _nonneg_float = _number(float, 0, "a number")
 _seconds = _number(float, 0.1, "a number of seconds")
+PRECISION_CHOICES = ("fp32", "tf32", "bf16")  # trainers.precision.PRECISIONS, without importing torch here
 
 
 def _names(text: str) -> list[str]:
@@ -61,156 +63,198 @@ def _int_list(text: str) -> list[int]:
     return [_nonneg_int(v) for v in _names(text)]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nasdun", description="Architecture search over unrolled sparse-recovery networks (LISTA and relatives).")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+def _device_options() -> argparse.ArgumentParser:
+    """The options every training command shares (a parent parser)."""
+    d = argparse.ArgumentParser(add_help=False)
+    d.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
+    d.add_argument("--compile", action="store_true", help="fuse each layer's pointwise work with torch.compile (same maths)")
+    d.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES, help="matmul precision (docs/gpu.md)")
+    return d
 
-    t = sub.add_parser("train", help="train architectures together on one setting; write a results table")
+
+def _force_option() -> argparse.ArgumentParser:
+    f = argparse.ArgumentParser(add_help=False)
+    f.add_argument("--force", action="store_true", help="allow --out to overwrite an existing file or a non-empty directory")
+    return f
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nasdun import __version__
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = _Parser(prog="nasdun", description="Architecture search over unrolled sparse-recovery networks (LISTA and relatives).")
+    p.add_argument("--version", action="version", version=f"nasdun {__version__}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    dev, force = _device_options(), _force_option()
+
+    def add(name: str, help: str, *parents: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=list(parents), formatter_class=fmt)
+
+    t = add("train", "train architectures together on one setting; write a results table", dev)
     t.add_argument("--arch", default="lista,lfista,dense,2no,3no,meng2021", help="comma list of presets and genotype .json files")
     t.add_argument("--setting", default="small", help="problem setting (see `nasdun settings`)")
     t.add_argument("--layers", type=_positive_int, default=8, help="K, the number of layers")
     t.add_argument("--protocol", default="search", help="training protocol name or YAML file (see `nasdun protocols`)")
     t.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the training stream")
     t.add_argument("--out", default=None, help="run directory (default runs/train-<setting>-<time>)")
-    t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     t.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
-    t.add_argument("--compile", action="store_true", help="fuse each layer's pointwise work with torch.compile")
+    t.add_argument("--minutes", type=_nonneg_float, default=0.0, help="stop every network still training after M minutes (0: no limit)")
 
-    se = sub.add_parser("search", help="architecture search on Ray Tune (no --config: the CPU demo)")
-    se.add_argument("--config", default=None, help="YAML file or shipped config name (demo, paper)")
-    se.add_argument("--resume", metavar="DIR", default=None, help="finish the budget of an interrupted search in DIR")
-    se.add_argument("--sampler", default=None, help="rl, evolution, random, tpe, nsga2")
-    se.add_argument("--budget", type=_positive_int, default=None, help="distinct candidates to train")
-    se.add_argument("--cohort", type=_positive_int, default=None, help="candidates per Ray Tune trial")
+    se = add("search", "architecture search on Ray Tune; ends with how the best found network compares with the hand designs")
+    se.add_argument("--config", default=None, help="YAML file or shipped config name: demo (the CPU demo, the default) or paper")
+    se.add_argument("--resume", metavar="DIR", default=None, help="finish the budget of an interrupted search in DIR (or promote it)")
+    se.add_argument("--sampler", default=None, help=f"one of: {', '.join(_sampler_names())} (config: sampler)")
+    se.add_argument("--budget", type=_positive_int, default=None, help="distinct candidates to train, baselines included (config: budget)")
+    se.add_argument("--cohort", type=_positive_int, default=None, help="candidates trained together per Ray Tune trial (config: cohort)")
     se.add_argument("--minutes", type=_nonneg_float, default=None, help="start no new cohort after this many minutes (0: no limit)")
-    se.add_argument("--setting", default=None)
-    se.add_argument("--protocol", default=None)
-    se.add_argument("--layers", type=_positive_int, default=None)
-    se.add_argument("--seed", type=_nonneg_int, default=None)
-    se.add_argument("--start-from", default=None, help="comma list of presets / genotype files proposed first, e.g. lista,2no,3no")
+    se.add_argument("--setting", default=None, help="problem setting (config: setting)")
+    se.add_argument("--protocol", default=None, help="training protocol name or YAML file (config: protocol)")
+    se.add_argument("--layers", type=_positive_int, default=None, help="K, the number of layers (config: layers)")
+    se.add_argument("--seed", type=_nonneg_int, default=None, help="seed of the sampler and the training stream (config: seed)")
+    se.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
+                    help="do not train the hand designs first (config: baselines: false); the run then cannot say whether it beat them")  # fmt: skip
+    se.add_argument("--start-from", default=None, help="comma list of presets / genotype files proposed after the baselines (warm start)")
+    se.add_argument("--keep-params", type=_nonneg_int, default=None, help="keep the trained parameters of the top-k (and the baselines) (default 10)")
     se.add_argument("--promote-top", type=_nonneg_int, default=None, help="when the search ends, train its top-k under --promote-protocol (0: no)")
     se.add_argument("--promote-protocol", default=None, help="protocol of the promotion phase (default paper)")
+    se.add_argument("--precision", default=None, choices=PRECISION_CHOICES, help="matmul precision of the trainers (default fp32)")
     se.add_argument("--out", default=None, help="experiment directory (default runs/search-<time>)")
-    se.add_argument("--address", default=None, help="an existing Ray cluster (e.g. auto or host:6379); default: a local Ray")
+    se.add_argument("--address", default=None, help="an existing Ray cluster (auto or host:port); default: a local Ray")
     se.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///DIR/optuna.db)")
     se.add_argument("--num-cpus", type=_positive_int, default=None, help="CPUs of the local Ray (default: all)")
 
-    av = sub.add_parser("average", help="top-k averaged architecture of one or more runs")
+    av = add("average", "top-k averaged architecture of one or more runs", force)
     av.add_argument("runs", nargs="+", help="run directories (results.csv)")
-    av.add_argument("--top-k", type=_positive_int, default=50)
-    av.add_argument("--threshold", type=float, default=0.5)
+    av.add_argument("--top-k", type=_positive_int, default=50, help="candidates averaged (all of them if the runs hold fewer)")
+    av.add_argument("--threshold", type=float, default=0.5, help="keep a connection or lag present in at least this share of the top-k")
     av.add_argument("--sampler", default=None, help="only this sampler's rows")
-    av.add_argument("--out", default="avg.json")
+    av.add_argument("--out", default="avg.json", help="the averaged genotype (JSON, readable by --arch)")
 
-    hm = sub.add_parser("heatmap", help="connectivity / lag / neuron heatmaps of a run, or of one architecture")
+    hm = add("heatmap", "connectivity / lag / neuron heatmaps of a run, or of one architecture", force)
     hm.add_argument("runs", nargs="*", help="run directories (results.csv)")
-    hm.add_argument("--top-k", type=_positive_int, default=50)
+    hm.add_argument("--top-k", type=_positive_int, default=50, help="candidates averaged (all of them if the runs hold fewer)")
+    hm.add_argument("--threshold", type=float, default=0.5, help="threshold of the averaged architecture that is drawn too")
     hm.add_argument("--diff", type=_positive_int, default=None, help="also draw top-k minus top-DIFF")
-    hm.add_argument("--sampler", default=None)
+    hm.add_argument("--sampler", default=None, help="only this sampler's rows")
     hm.add_argument("--arch", default=None, help="instead of runs: presets or genotype .json files (comma list)")
     hm.add_argument("--layers", type=_positive_int, default=16, help="K for --arch presets")
-    hm.add_argument("--out", default="heatmaps")
+    hm.add_argument("--out", default="heatmaps", help="directory of the figures (PNG and SVG)")
 
-    rt = sub.add_parser("retrain", help="retrain an architecture against the hand designs on several settings and seeds")
-    rt.add_argument("--arch", required=True, help="the architecture(s) to retrain, e.g. avg.json")
-    rt.add_argument("--against", default="lista,lfista,dense,2no,3no,meng2021")
+    rt = add("retrain", "retrain an architecture against the hand designs on several settings and seeds", dev)
+    rt.add_argument("--arch", required=True, help="the architecture(s) to retrain, e.g. avg.json (comma list)")
+    rt.add_argument("--against", default="lista,lfista,dense,2no,3no,meng2021", help="hand designs trained alongside")
     rt.add_argument("--settings", default="noiseless", help="comma list of settings")
-    rt.add_argument("--seeds", type=_positive_int, default=3)
-    rt.add_argument("--protocol", default="paper")
-    rt.add_argument("--layers", type=_positive_int, default=16)
-    rt.add_argument("--device", default="auto")
-    rt.add_argument("--compile", action="store_true")
-    rt.add_argument("--out", required=True)
+    rt.add_argument("--seeds", type=_positive_int, default=3, help="training seeds per setting (0..N-1)")
+    rt.add_argument("--protocol", default="paper", help="training protocol name or YAML file")
+    rt.add_argument("--layers", type=_positive_int, default=None, help="K (default: that of the first --arch genotype file, else 16)")
+    rt.add_argument("--out", required=True, help="a new directory")
 
-    pm = sub.add_parser("promote", help="train a (screening) run's top-k under a longer protocol, on the run's setting and seed")
-    pm.add_argument("run")
-    pm.add_argument("--top-k", type=_positive_int, default=8)
-    pm.add_argument("--protocol", default="paper")
-    pm.add_argument("--device", default="auto")
-    pm.add_argument("--compile", action="store_true")
-    pm.add_argument("--out", required=True)
+    pm = add("promote", "train a (screening) run's top-k under a longer protocol, on the run's setting and seed", dev)
+    pm.add_argument("run", help="a search run directory")
+    pm.add_argument("--top-k", type=_positive_int, default=8, help="finalists")
+    pm.add_argument("--protocol", default="paper", help="training protocol name or YAML file")
+    pm.add_argument("--out", required=True, help="a new directory")
 
-    cf = sub.add_parser("confirm", help="compare runs by their top-k retrained on fresh training seeds (no selection bias)")
-    cf.add_argument("runs", nargs="+")
-    cf.add_argument("--top-k", type=_positive_int, default=3)
+    cf = add("confirm", "compare runs by their top-k retrained on fresh training seeds (no selection bias)", dev)
+    cf.add_argument("runs", nargs="+", help="run directories of one setting and depth")
+    cf.add_argument("--top-k", type=_positive_int, default=3, help="finalists per run")
     cf.add_argument("--seeds", type=_int_list, default=[101, 102, 103], help="comma list of fresh run seeds")
     cf.add_argument("--protocol", required=True, help="the protocol every finalist is retrained with")
     cf.add_argument("--against", default="", help="comma list of hand designs to train alongside as anchors")
-    cf.add_argument("--device", default="auto")
-    cf.add_argument("--compile", action="store_true")
-    cf.add_argument("--out", required=True)
+    cf.add_argument("--out", required=True, help="a new directory (or one of an interrupted confirm)")
 
-    rp = sub.add_parser("report", help="HTML + Markdown report of a run (and of a retraining)")
-    rp.add_argument("run")
-    rp.add_argument("--top-k", type=_positive_int, default=50)
+    rp = add("report", "HTML + Markdown report of a run (and of a retraining)", force)
+    rp.add_argument("run", help="a run directory")
+    rp.add_argument("--top-k", type=_positive_int, default=50, help="candidates averaged (all of them if the run holds fewer)")
     rp.add_argument("--retrain", default=None, help="a nasdun retrain directory to include")
     rp.add_argument("--out", default=None, help="default RUN/report")
     rp.add_argument("--with", dest="others", nargs="*", default=[], help="other runs to compare with (best-so-far, top-k agreement)")
 
-    cp = sub.add_parser("compare", help="agreement of the top-k sets of two runs")
-    cp.add_argument("run_a")
-    cp.add_argument("run_b")
-    cp.add_argument("--top-k", type=_positive_int, default=50)
+    ex = add("export", "write a trained network as a TorchScript file that plain PyTorch loads (torch.jit.load)", force)
+    ex.add_argument("run", help="a search or train run directory (with params.pt)")
+    ex.add_argument("--rank", type=_positive_int, default=None, help="the N-th best by validation among networks with saved parameters")
+    ex.add_argument("--name", default=None, help="the row name, e.g. t00013 or lista")
+    ex.add_argument("--out", required=True, help="the file to write, e.g. net.pt")
 
-    fi = sub.add_parser("fidelity", help="ranking agreement of cheap protocols with a reference protocol")
+    cp = add("compare", "agreement of the top-k sets of two runs")
+    cp.add_argument("run_a", help="a run directory")
+    cp.add_argument("run_b", help="another run directory")
+    cp.add_argument("--top-k", type=_positive_int, default=50, help="candidates compared per run (all of them if a run holds fewer)")
+
+    fi = add("fidelity", "ranking agreement of cheap protocols with a reference protocol", dev)
     fi.add_argument("--genotypes", type=_nonneg_int, default=32, help="random genotypes (plus the hand designs)")
-    fi.add_argument("--setting", default="small")
-    fi.add_argument("--layers", type=_positive_int, default=8)
+    fi.add_argument("--setting", default="small", help="problem setting")
+    fi.add_argument("--layers", type=_positive_int, default=8, help="K")
     fi.add_argument("--reference", default="paper", help="the expensive protocol (trained once, cached in OUT)")
     fi.add_argument("--protocols", default="search", help="comma list of cheaper protocols")
     fi.add_argument("--seed", type=_nonneg_int, default=0, help="run seed: training set and batch order")
     fi.add_argument("--genotype-seed", type=_nonneg_int, default=None, help="seed of the random genotypes (default: --seed)")
-    fi.add_argument("--device", default="auto")
-    fi.add_argument("--compile", action="store_true")
-    fi.add_argument("--out", required=True)
+    fi.add_argument("--out", required=True, help="a new directory (or one holding its cached reference)")
 
-    b = sub.add_parser("bench", help="trainer throughput: single, packing baseline and batched P")
-    b.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    b = add("bench", "trainer throughput: single, packing baseline and batched P", dev)
     b.add_argument("--paper-size", action="store_true", help="m=250, n=500, K=16, batch 128, 10,240 validation samples")
-    b.add_argument("--m", type=_positive_int, default=50)
-    b.add_argument("--n", type=_positive_int, default=100)
-    b.add_argument("--layers", type=_positive_int, default=8)
-    b.add_argument("--batch", type=_positive_int, default=128)
+    b.add_argument("--m", type=_positive_int, default=50, help="measurements")
+    b.add_argument("--n", type=_positive_int, default=100, help="code length")
+    b.add_argument("--layers", type=_positive_int, default=8, help="K")
+    b.add_argument("--batch", type=_positive_int, default=128, help="training batch")
     b.add_argument("--val", type=_positive_int, default=1024, help="validation samples")
     b.add_argument("--P", default="16", help="comma list of batched cohort sizes")
     b.add_argument("--procs", type=_nonneg_int, default=2, help="processes of the packing baseline (0: skip)")
     b.add_argument("--seconds", type=_seconds, default=3.0, help="measuring time per configuration")
     b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.add_argument("--compile", action="store_true", help="also measure the torch.compile'd trainer")
 
-    sub.add_parser("presets", help="list the hand designs")
-    sub.add_parser("settings", help="list the problem settings")
-    sub.add_parser("protocols", help="list the training protocols")
+    add("presets", "list the hand designs")
+    add("settings", "list the problem settings")
+    add("protocols", "list the training protocols")
     return p
+
+
+def _sampler_names() -> list[str]:
+    from nasdun.samplers import SAMPLERS
+
+    return SAMPLERS.names()
 
 
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     import time
 
-    from nasdun.train import run_train
+    from nasdun.training import run_train
     from search_spaces.presets import resolve_archs
 
     archs = resolve_archs(args.arch, args.layers)
     out = args.out or f"runs/train-{args.setting}-{time.strftime('%Y%m%d-%H%M%S')}"
-    df = run_train(archs, args.setting, args.protocol, args.seed, out, args.device, args.overwrite, compile=args.compile)
+    df = run_train(
+        archs,
+        args.setting,
+        args.protocol,
+        args.seed,
+        out,
+        args.device,
+        args.overwrite,
+        compile=args.compile,
+        precision=args.precision,
+        minutes=args.minutes,
+    )
     cols = ["name", "status", "test_nmse_db", "test_nmse_db_mean", "val_nmse_db", "iterations", "n_extra"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    for rec in df[df["status"] != "ok"].to_dict("records"):
+        print(f"{rec['name']}: {rec['status']}: {rec['reason']}")
     ista = df.attrs["ista"]
     print(f"ISTA, {args.layers} iterations (untrained LISTA): test_nmse_db {ista['test_nmse_db']:.2f}")
     print(f"wall {df.attrs['wall_s']:.1f}s; results in {out}/results.csv")
-    return 0 if (df["status"] == "ok").all() else 1
+    return 0 if (df["status"] != "failed").all() else 1
 
 
 @command("search")
 def _search(args: argparse.Namespace) -> int:
     import time
 
-    from nasdun.config import from_mapping, load_yaml
-    from nasdun.search import SearchConfig, load_config, run_search
+    from nasdun.api import search
 
-    names = ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage", "promote_top", "promote_protocol")
-    overrides = {k: getattr(args, k) for k in names}
+    names = ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage", "promote_top", "promote_protocol",
+             "precision", "baselines", "keep_params")  # fmt: skip
+    overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if args.start_from is not None:
         overrides["start_from"] = tuple(_names(args.start_from))
     if args.resume:
@@ -218,42 +262,44 @@ def _search(args: argparse.Namespace) -> int:
             raise NasdunError("--config cannot be combined with --resume (the directory's search.yaml is used)")
         if args.out and args.out != args.resume:
             raise NasdunError("--out cannot be combined with --resume (results stay in the resumed directory)")
-        fig = run_search(args.resume, resume=True, address=args.address, num_cpus=args.num_cpus, overrides=overrides)
         out = args.resume
+        fig = search(out, resume=True, address=args.address, num_cpus=args.num_cpus, **overrides)
     else:
-        cfg = load_config(args.config, overrides)
         out = args.out or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}"
-        fig = run_search(out, cfg, address=args.address, num_cpus=args.num_cpus)
+        fig = search(out, args.config, address=args.address, num_cpus=args.num_cpus, **overrides)
     print(
         f"trained {fig['candidates_trained']} candidates this session ({fig['candidates_total']}/{fig['budget']} in all) in {fig['wall_s']:.0f}s"
-        f" | best val nmse_db {fig['best_val_nmse_db']:.2f} | {fig['candidates_per_min']:.1f} candidates/min"
-        f" | overhead x{fig['overhead']:.2f} over the trainers' own time"
+        f" | {fig['candidates_per_min']:.1f} candidates/min | overhead x{fig['overhead']:.2f} over the trainers' own time"
     )
     if fig["stopped_early"]:
         print(f"stopped early: {fig['stopped_early']}")
-    print(f"results in {out}/results.csv; Optuna study in {fig['storage']}")
-    cfg = from_mapping(SearchConfig, load_yaml(Path(out) / "search.yaml"), str(Path(out) / "search.yaml"))  # as run, overrides included
-    if cfg.promote_top:
-        from analysis.promote import PROMOTED, promote_search
-        from nasdun.results import write_json
+    print(f"results in {out}/results.csv; parameters of {len(fig['params_kept'])} networks in {out}/params.pt; Optuna study in {fig['storage']}")
+    promoted = fig.get("promoted")
+    if promoted:
+        from analysis.promote import PROMOTED
 
-        promoted = promote_search(out, cfg.promote_top, cfg.promote_protocol, compile=cfg.compile)
-        write_json(Path(out) / "search.json", {**fig, "promoted": promoted})
         how = "read back (already done)" if promoted["reused"] else f"trained in {promoted['wall_s']:.0f}s"
         print(
-            f"promoted top {cfg.promote_top} with {cfg.promote_protocol}: {how} | best {promoted['best']}"
+            f"promoted top {promoted['top_k']} with {promoted['protocol']}: {how} | best {promoted['best']}"
             f" val {promoted['best_val_nmse_db']:.2f} test {promoted['best_test_nmse_db']:.2f} nmse_db | {out}/{PROMOTED}/promote.md"
         )
+    print(fig["verdict"])  # the last line: did the search beat the hand designs?
     return 0
 
 
 @command("average")
 def _average(args: argparse.Namespace) -> int:
-    from analysis.average import average, load_runs, write_average
+    from analysis.average import average, load_runs, resolve_top_k, write_average
+    from nasdun.results import check_out_file
 
-    g, freq, members = average(load_runs(args.runs, args.sampler), args.top_k, args.threshold)
-    write_average(args.out, g, freq, members, top_k=args.top_k, threshold=args.threshold, runs=list(args.runs), sampler=args.sampler)
-    print(f"averaged top-{args.top_k}: hash {g.hash}, {g.n_extra} extra connections, {sum(map(len, g.lags))} open lags")
+    check_out_file(args.out, args.force)
+    df = load_runs(args.runs, args.sampler)
+    k, note = resolve_top_k(df, args.top_k)
+    g, freq, members = average(df, k, args.threshold)
+    write_average(args.out, g, freq, members, top_k=k, threshold=args.threshold, runs=list(args.runs), sampler=args.sampler)
+    if note:
+        print(note)
+    print(f"averaged top-{k}: hash {g.hash}, {g.n_extra} extra connections, {sum(map(len, g.lags))} open lags")
     print(f"arch string {g.to_arch_string()}; neurons {','.join(g.neurons)}")
     print(f"written to {args.out}")
     return 0
@@ -262,15 +308,20 @@ def _average(args: argparse.Namespace) -> int:
 @command("heatmap")
 def _heatmap(args: argparse.Namespace) -> int:
     from analysis.heatmaps import genotype_heatmap, run_heatmaps
+    from nasdun.results import prepare_out_dir
     from search_spaces.presets import resolve_archs
 
-    if args.arch:
-        for name, g in resolve_archs(args.arch, args.layers):
+    if bool(args.arch) == bool(args.runs):
+        raise NasdunError("heatmap needs run directories or --arch, not both")
+    archs = resolve_archs(args.arch, args.layers) if args.arch else []  # bad names fail before anything is written
+    prepare_out_dir(args.out, args.force, hint="or pass --force")
+    if archs:
+        for name, g in archs:
             genotype_heatmap(g, name, args.out)
-    elif args.runs:
-        run_heatmaps(args.runs, args.out, args.top_k, args.diff, args.sampler)
     else:
-        raise NasdunError("heatmap needs run directories or --arch")
+        note = run_heatmaps(args.runs, args.out, args.top_k, args.diff, args.sampler, args.threshold)["note"]
+        if note:
+            print(note)
     print(f"figures (PNG and SVG) in {args.out}")
     return 0
 
@@ -278,11 +329,13 @@ def _heatmap(args: argparse.Namespace) -> int:
 @command("retrain")
 def _retrain(args: argparse.Namespace) -> int:
     from analysis.retrain import run_retrain
+    from search_spaces.presets import infer_layers
 
     settings = _names(args.settings)
-    tables = run_retrain(args.arch, args.against, settings, args.seeds, args.protocol, args.layers, args.out, args.device, args.compile)
+    layers = args.layers or infer_layers(args.arch) or 16
+    tables = run_retrain(args.arch, args.against, settings, args.seeds, args.protocol, layers, args.out, args.device, args.compile, args.precision)
     print((Path(args.out) / "table1.md").read_text())
-    print(f"tables, curves and per-run results in {args.out} ({len(tables['table1'])} settings)")
+    print(f"tables, curves and per-run results in {args.out} ({len(tables['table1'])} settings, K = {layers})")
     return 0
 
 
@@ -290,7 +343,7 @@ def _retrain(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from analysis.promote import run_promote
 
-    run_promote(args.run, args.top_k, args.protocol, args.out, args.device, args.compile)
+    run_promote(args.run, args.top_k, args.protocol, args.out, args.device, args.compile, args.precision)
     print((Path(args.out) / "promote.md").read_text())
     return 0
 
@@ -300,7 +353,7 @@ def _confirm(args: argparse.Namespace) -> int:
     from analysis.confirm import run_confirm
 
     against = _names(args.against)
-    run_confirm(args.runs, args.top_k, args.seeds, args.protocol, args.out, against, args.device, args.compile)
+    run_confirm(args.runs, args.top_k, args.seeds, args.protocol, args.out, against, args.device, args.compile, args.precision)
     print((Path(args.out) / "confirm.md").read_text())
     return 0
 
@@ -309,8 +362,22 @@ def _confirm(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from analysis.report import build_report
 
-    html_path, md_path = build_report(args.run, args.out, args.top_k, args.retrain, args.others)
+    html_path, md_path = build_report(args.run, args.out, args.top_k, args.retrain, args.others, force=args.force)
     print(f"report: {html_path} (self-contained) and {md_path}")
+    return 0
+
+
+@command("export")
+def _export(args: argparse.Namespace) -> int:
+    from nasdun.export import export_network
+
+    meta = export_network(args.run, args.out, name=args.name, rank=args.rank, force=args.force)
+    what = f" ({meta['preset_display']})" if meta["preset"] else ""
+    print(
+        f"exported {meta['name']}{what}, K={meta['layers']}, setting {meta['setting']} (m={meta['m']}, n={meta['n']}):"
+        f" val nmse_db {meta['metrics']['val_nmse_db']:.2f}, test {meta['metrics']['test_nmse_db']:.2f}"
+    )
+    print(f"written to {args.out}: net = torch.jit.load({str(args.out)!r}); x = net(b)  # b: (B, {meta['m']}) -> x: (B, {meta['n']})")
     return 0
 
 
@@ -338,7 +405,17 @@ def _fidelity(args: argparse.Namespace) -> int:
 
     protocols = _names(args.protocols)
     run_fidelity(
-        args.genotypes, args.setting, args.layers, args.reference, protocols, args.seed, args.out, args.device, args.compile, args.genotype_seed
+        args.genotypes,
+        args.setting,
+        args.layers,
+        args.reference,
+        protocols,
+        args.seed,
+        args.out,
+        args.device,
+        args.compile,
+        args.genotype_seed,
+        precision=args.precision,
     )
     print((Path(args.out) / "fidelity.md").read_text())
     return 0
@@ -349,18 +426,18 @@ def _bench(args: argparse.Namespace) -> int:
     import json
 
     from nasdun.bench import BenchSize, paper_size, run_bench
-    from nasdun.train import resolve_device
+    from nasdun.training import resolve_device
 
     try:
         sizes = [int(v) for v in args.P.split(",") if v.strip()]
     except ValueError:
         raise NasdunError(f"--P {args.P!r}; expected a comma list of integers such as 16,64,128") from None
     size = paper_size() if args.paper_size else BenchSize(args.m, args.n, args.layers, args.batch, args.val)
-    res = run_bench(size, resolve_device(args.device), sizes, args.procs, args.seconds, args.compile)
+    res = run_bench(size, resolve_device(args.device), sizes, args.procs, args.seconds, args.compile, args.precision)
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"device {res['device']}, torch {res['torch']}, size {res['size']}")
+    print(f"device {res['device']}, torch {res['torch']}, size {res['size']}, precision {res['precision']}")
     print(f"single (P=1)           {res['single_steps_per_s']:10.1f} candidate-steps/s")
     print(f"packing ({res['packing_procs']} procs x P=1) {res['packing_steps_per_s']:10.1f} candidate-steps/s")
     for P, rate in res["batched"].items():

@@ -1,6 +1,6 @@
 """The experiment directory on the driver: Optuna study and results table, kept in step.
 
-See :mod:`nasdun.search` for the layout; rows are written before the study is told, so a
+See :mod:`nasdun.driver` for the layout; rows are written before the study is told, so a
 driver killed at any moment is settled by :meth:`Experiment.recover`.
 """
 
@@ -37,9 +37,13 @@ class Experiment:
         except Exception as err:  # SQLAlchemy raises many types; the user needs one line
             raise NasdunError(f"--storage {self.storage_url!r} cannot be opened: {str(err).splitlines()[0]}") from None
         self.study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=self.sampler, direction="minimize", load_if_exists=True)
+        from nasdun.verdict import preset_names
+
+        self.presets = preset_names(cfg.layers, cfg.max_lag)  # hash -> hand-design name(s), for the `preset` column
         self.rows: list[dict[str, Any]] = []
         if (out_dir / "results.csv").is_file():
             self.rows = [dict(r) for r in read_table(out_dir).to_dict("records")]
+        self.kept = _load_kept(out_dir)  # row name -> (genotype, parameters): what DIR/params.pt holds
         self.by_hash = {str(r["hash"]): r for r in self.rows}
         self.round_first: dict[int, int] = {}  # cohort -> number of the first trial asked for it
         asked = []
@@ -194,14 +198,16 @@ class Experiment:
             "protocol": self.cfg.protocol,
             "seed": self.cfg.seed,
             "device": (report or {}).get("device", ""),
+            "precision": self.cfg.precision,
         }
         metrics = (report or {}).get("candidates") or [{"status": "failed", "reason": f"worker error: {error}"}] * len(members)
         new = [
-            candidate_row(f"t{number:05d}", g, {**_NAN_METRICS, **m}, trial_number=number, **context)
+            candidate_row(f"t{number:05d}", g, {**_NAN_METRICS, **m}, trial_number=number, preset=self.presets.get(g.hash, ""), **context)
             for (number, g), m in zip(members, metrics, strict=True)
         ]
         self.rows.extend(new)
         write_table(self.dir, self.rows)
+        self._keep_params(new, (report or {}).get("params_file"))
         for row in new:
             self.by_hash[str(row["hash"])] = row
             self.training.discard(str(row["hash"]))
@@ -209,6 +215,30 @@ class Experiment:
             for number in self._waiting.pop(str(row["hash"]), []):  # proposed again while it trained
                 self._asked[number].set_user_attr("cached_from", str(row["name"]))
                 self._tell_from_row(number, row)
+
+    def _keep_params(self, new: list[dict[str, Any]], params_file: str | None) -> None:
+        """Fold a finished cohort's parameters into DIR/params.pt: the top ``keep_params`` rows by validation
+        nmse_db (status ok) and every hand design; the cohort's own file is removed once folded in."""
+        import torch
+
+        from nasdun.results import save_params
+        from nasdun.verdict import preset_of
+        from trainers.protocols import get_protocol
+
+        if not params_file or not Path(params_file).is_file():
+            return  # a worker whose file system the driver cannot see: the table is complete, the parameters are not kept
+        by_hash = torch.load(params_file, map_location="cpu", weights_only=True)
+        fresh = {str(r["name"]): (Genotype.from_json(str(r["genotype"])), by_hash[str(r["hash"])]) for r in new if str(r["hash"]) in by_hash}
+        ok = sorted((r for r in self.rows if r.get("status") == "ok" and math.isfinite(float(r["val_nmse_db"]))), key=_rank_key)
+        wanted = [str(r["name"]) for r in ok[: self.cfg.keep_params]] + [str(r["name"]) for r in ok if preset_of(r)]
+        pool = {**self.kept, **fresh}
+        kept = {name: pool[name] for name in dict.fromkeys(wanted) if name in pool}
+        if kept.keys() != self.kept.keys():
+            proto = get_protocol(self.cfg.protocol)
+            meta = {"setting": self.cfg.setting, "seed": self.cfg.seed, "lam": proto.lam, "coef_init": proto.coef_init}
+            save_params(self.dir, kept, meta)
+            self.kept = kept
+        Path(params_file).unlink()
 
     def best(self) -> float:
         vals = [float(r["val_nmse_db"]) for r in self.rows if r.get("status") == "ok"]
@@ -229,6 +259,20 @@ _NAN_METRICS = {
     "test_nmse_db_mean": math.nan,
     "curves": {},
 }
+
+
+def _rank_key(row: dict[str, Any]) -> tuple[float, str]:
+    """Rows by validation nmse_db, ties by hash (the order of analysis.average.top_k)."""
+    return float(row["val_nmse_db"]), str(row["hash"])
+
+
+def _load_kept(out_dir: Path) -> dict[str, Any]:
+    if not (out_dir / "params.pt").is_file():
+        return {}
+    import torch
+
+    blob = torch.load(out_dir / "params.pt", map_location="cpu", weights_only=True)
+    return {name: (Genotype.from_json(v["genotype"]), v["params"]) for name, v in blob["networks"].items()}
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

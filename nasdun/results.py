@@ -98,7 +98,7 @@ def load_network(run_dir: str | Path, name: str, device: str = "cpu") -> Any:
     import torch
 
     from trainers.model import UnrolledLISTA
-    from trainers.problems import make_problem
+    from trainers.problems import dictionary
 
     path = Path(run_dir) / "params.pt"
     if not path.is_file():
@@ -108,22 +108,33 @@ def load_network(run_dir: str | Path, name: str, device: str = "cpu") -> Any:
     if name not in nets:
         raise NasdunError(f"no network {name!r} in {str(path)!r}; expected one of: {', '.join(nets)}")
     meta = blob["meta"]
-    problem = make_problem(meta["setting"], int(meta["seed"]), batch_size=1, device=device)
-    model = UnrolledLISTA([Genotype.from_json(nets[name]["genotype"])], problem.D, lam=meta["lam"], coef_init=meta["coef_init"])
+    D = dictionary(meta["setting"])  # the initialisation's D; every trained value comes from the file
+    model = UnrolledLISTA([Genotype.from_json(nets[name]["genotype"])], D, lam=meta["lam"], coef_init=meta["coef_init"])
     model.load_candidate_state(0, nets[name]["params"])
-    return model
+    return model.to(device)
+
+
+def check_out_file(out: str | Path, force: bool = False) -> Path:
+    """``out`` as a file to write: refuse a directory, and an existing file unless ``force``."""
+    path = Path(out)
+    if path.is_dir():
+        raise NasdunError(f"--out {str(path)!r} is a directory; expected a file path")
+    if path.exists() and not force:
+        raise NasdunError(f"--out {str(path)!r} exists; choose a new file (or pass --force)")
+    return path
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True, default=str)))
 
 
-def prepare_out_dir(out: str | Path, overwrite: bool = False, hint: str = "or pass --overwrite") -> Path:
-    """Create ``out``; refuse a non-empty one unless ``overwrite`` (nothing is lost silently)."""
+def prepare_out_dir(out: str | Path, overwrite: bool = False, hint: str = "") -> Path:
+    """Create ``out``; refuse a non-empty one unless ``overwrite`` (nothing is lost silently).
+    ``hint`` names the option that allows it (e.g. "or pass --force"), where the command has one."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise NasdunError(f"--out {str(path)!r} is a file; expected a directory")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise NasdunError(f"--out {str(path)!r} is not empty; choose a new directory ({hint})")
+        raise NasdunError(f"--out {str(path)!r} is not empty; choose a new directory" + (f" ({hint})" if hint else ""))
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -37,8 +37,11 @@ class SearchConfig:
     max_concurrent: int = 0  # 0: as many as the cluster's resources allow
     max_failures: int = 2  # Ray Tune retries of a cohort whose worker died
     retrain_duplicates: bool = False
-    start_from: tuple[str, ...] = ()  # presets or genotype .json files proposed first (seeds of the initial population)
+    baselines: bool = True  # the hand designs this space can express are the first candidates (see baseline_genotypes)
+    start_from: tuple[str, ...] = ()  # presets or genotype .json files proposed first, after the baselines (warm start)
+    keep_params: int = 10  # trained parameters of the top-k candidates (and every baseline) kept in DIR/params.pt
     compile: bool = False
+    precision: str = "fp32"  # fp32, tf32 or bf16 (trainers.precision)
     storage: str | None = None  # SQLAlchemy URL; default sqlite:///DIR/optuna.db
     promote_top: int = 0  # > 0: when the search ends, its top-k (validation) are trained under promote_protocol (DIR/promoted)
     promote_protocol: str = "paper"
@@ -52,6 +55,10 @@ class SearchConfig:
             raise NasdunError(f"cohort={self.cohort}; expected an integer >= 1")
         if self.cpus_per_trial < 1 or self.gpus_per_trial < 0 or self.max_concurrent < 0 or self.max_failures < 0:
             raise NasdunError("cpus_per_trial >= 1, gpus_per_trial >= 0, max_concurrent >= 0 and max_failures >= 0 are expected")
+        if self.precision not in ("fp32", "tf32", "bf16"):
+            raise NasdunError(f"precision={self.precision!r}; expected fp32, tf32 or bf16")
+        if self.keep_params < 0:
+            raise NasdunError(f"keep_params={self.keep_params}; expected an integer >= 0 (parameters of the top-k kept)")
         if self.promote_top < 0:
             raise NasdunError(f"promote_top={self.promote_top}; expected an integer >= 0 (0: no promotion phase)")
 
@@ -64,23 +71,40 @@ class SearchConfig:
     def space(self) -> SearchSpace:
         return SearchSpace(self.layers, self.max_lag, tuple(self.neurons), self.search_conn, self.search_neurons, self.search_lags)
 
+    def baseline_genotypes(self) -> dict[str, Genotype]:
+        """With ``baselines``: the hand designs at this K that this space can express, by name (none otherwise)."""
+        from nasdun.verdict import hand_designs
+
+        if not self.baselines:
+            return {}
+        space, out = self.space(), {}
+        for name, g in hand_designs(self.layers, self.max_lag).items():
+            try:
+                space.encode(g)
+            except NasdunError:  # e.g. 2no in a space without lags: not a point of this search
+                continue
+            out[name] = g
+        return out
+
     def start_genotypes(self) -> list[Genotype]:
-        """``start_from`` resolved at this K and encoded in this space (a one-line error otherwise)."""
+        """The first candidates: the baselines, then ``start_from`` resolved at this K (a one-line error
+        if one is not in this space); a genotype listed twice is proposed once."""
         from search_spaces.presets import resolve_arch
 
-        space, out = self.space(), []
+        space, out = self.space(), list(self.baseline_genotypes().values())
         for token in self.start_from:
             try:
                 g = resolve_arch(token, self.layers, self.max_lag)[1]
                 space.encode(g)
             except NasdunError as err:
                 raise NasdunError(f"start_from {token!r}: {err}") from None
-            out.append(g)
+            if all(g != o for o in out):
+                out.append(g)
         return out
 
     def validate(self) -> None:
         """Resolve every name now, so a bad config fails before Ray starts."""
-        from nasdun.samplers import SAMPLERS
+        from nasdun.samplers import SAMPLERS, make_sampler
         from trainers.problems import get_setting
         from trainers.protocols import get_protocol
 
@@ -88,7 +112,9 @@ class SearchConfig:
         too_deep = [r for r in proto.rungs if r >= self.layers]
         if too_deep:
             raise NasdunError(
-                f"protocol {proto.name} halves after layers {too_deep}, but the search has layers={self.layers}; expected rungs < layers"
+                f"protocol {proto.name} halves after layers {too_deep}, but the search has layers={self.layers}; "
+                f"expected rungs < layers: use --layers {max(too_deep) + 1} or more, or a protocol file whose rungs fit "
+                f"(e.g. benchmarks/sh2x500.yaml halves after layer 4)"
             )
         SAMPLERS.get(self.sampler)
         for name, opts in self.sampler_options.items():
@@ -96,7 +122,8 @@ class SearchConfig:
             if not isinstance(opts, dict):
                 raise NasdunError(f"sampler_options.{name}={opts!r}; expected a mapping of option -> value")
         get_setting(self.setting)
-        self.space()
+        space = self.space()
+        make_sampler(self.sampler, space.decisions(), self.seed, self.options_for(self.sampler))  # refuses e.g. cmaes before Ray starts
         self.start_genotypes()
         if self.promote_top:
             get_protocol(self.promote_protocol)

@@ -63,26 +63,38 @@ def preset(name: str, layers: int = 16, max_lag: int = 2) -> Genotype:
     return PRESETS.get(name)(layers, max_lag)
 
 
+def read_genotype_file(token: str) -> Genotype:
+    """A genotype JSON file (a bare genotype, or any JSON whose ``genotype`` key holds one, e.g. avg.json)."""
+    import json
+    from pathlib import Path
+
+    path = Path(token)
+    if not path.is_file():
+        raise NasdunError(f"architecture file {token!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise NasdunError(f"architecture file {token!r} is not valid JSON: {err}") from None
+    return Genotype.from_dict(data.get("genotype", data) if isinstance(data, dict) else data)
+
+
 def resolve_arch(token: str, layers: int = 16, max_lag: int = 2) -> tuple[str, Genotype]:
     """A preset name or a genotype JSON file -> (row name, genotype at K = ``layers``)."""
     from pathlib import Path
 
     token = token.strip()
     if token.endswith(".json"):
-        path = Path(token)
-        if not path.is_file():
-            raise NasdunError(f"architecture file {token!r} does not exist")
-        import json
-
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise NasdunError(f"architecture file {token!r} is not valid JSON: {err}") from None
-        g = Genotype.from_dict(data.get("genotype", data) if isinstance(data, dict) else data)
+        g = read_genotype_file(token)
         if g.layers != layers:
             raise NasdunError(f"architecture file {token!r} has {g.layers} layers; expected {layers} (--layers)")
-        return path.stem, g
+        return Path(token).stem, g
     return PRESETS.canonical(token), preset(token, layers, max_lag)
+
+
+def infer_layers(spec: str) -> int | None:
+    """K of the first genotype file in a comma list (``avg.json,lista`` -> the file's K); None if it names none."""
+    files = [t.strip() for t in spec.split(",") if t.strip().endswith(".json")]
+    return read_genotype_file(files[0]).layers if files else None
 
 
 def resolve_archs(spec: str, layers: int = 16, max_lag: int = 2) -> list[tuple[str, Genotype]]:

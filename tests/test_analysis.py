@@ -87,7 +87,8 @@ def test_heatmap_data_equals_frequencies_and_files_are_valid(run, tmp_path):
             np.testing.assert_equal(mats["conn"].loc[k, i], want)
             if i < k:
                 assert mats["diff"].loc[k, i] == pytest.approx(freq.conn[k - 1, i - 1] - freq2.conn[k - 1, i - 1])
-    np.testing.assert_array_equal(mats["lags"].to_numpy(), freq.lags)
+    exists = np.array([[k - 1 - j >= 0 for j in (1, 2)] for k in range(1, K + 1)])  # lag j exists at layer k
+    np.testing.assert_array_equal(mats["lags"].to_numpy(), np.where(exists, freq.lags, np.nan))  # impossible cells blank, not 0
     np.testing.assert_array_equal(mats["neurons"].to_numpy(), freq.neurons)
     for stem in ("conn_top3", "lags_top3", "neurons_top3", "conn_top3_minus_top2"):
         assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -112,8 +113,10 @@ def test_average_cli_writes_a_file_train_reads(run, tmp_path, capsys):
     assert Genotype.from_dict(data["genotype"]).hash == data["hash"]
     assert [m["hash"] for m in data["members"]] == [A.hash, B.hash, C.hash]
     assert data["frequencies"]["conn"][2][0] == pytest.approx(2 / 3, abs=1e-6)
-    assert main(["average", str(run), "--top-k", "99"]) == 2
-    assert "exceeds" in capsys.readouterr().err
+    assert main(["average", str(run), "--top-k", "99", "--out", str(out)]) == 2  # never overwrites by surprise
+    assert "exists; choose a new file (or pass --force)" in capsys.readouterr().err
+    assert main(["average", str(run), "--top-k", "99", "--out", str(tmp_path / "all.json")]) == 0
+    assert "--top-k 99: the runs hold 5 distinct genotypes trained to the end, so the top-5 (all of them) are used" in capsys.readouterr().out
 
 
 def test_retrain_table_matches_its_runs_and_report_includes_it(tmp_path, run):
@@ -224,7 +227,7 @@ def test_report_compares_other_runs(run, tmp_path):
 
 def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
     from analysis.promote import run_promote
-    from nasdun.train import run_train
+    from nasdun.training import run_train
 
     screen = tmp_path / "screen"
     gs = [("lista", preset("lista", 3)), ("2no", preset("2no", 3)), ("dense", preset("dense", 3)), ("lfista", preset("lfista", 3))]
@@ -251,7 +254,7 @@ def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
     independent training on that seed; mean and std are over seeds; a rerun reads, not trains."""
     from analysis.confirm import run_confirm
     from nasdun.results import read_table
-    from nasdun.train import run_train
+    from nasdun.training import run_train
 
     g = {n: preset(n, 3) for n in ("lista", "2no", "dense", "lfista", "3no")}
     run_a = run_train([(n, g[n]) for n in ("lista", "2no", "dense")], "small", "smoke", 1, tmp_path / "a", device="cpu")
@@ -290,3 +293,49 @@ def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
         run_confirm([tmp_path / "a"], 2, [5, 5], "smoke", tmp_path / "c3", device="cpu")
     with pytest.raises(NasdunError, match="holds results of other networks"):
         run_confirm([tmp_path / "a"], 1, [5], "smoke", tmp_path / "conf", device="cpu")
+
+
+def svg_text(path) -> str:
+    return " ".join(t.text or "" for t in ET.parse(path).getroot().iter() if t.tag.endswith("text"))
+
+
+def test_figures_name_run_metric_pool_threshold_and_label_colour_bars(run, tmp_path):
+    out = tmp_path / "figs"
+    res = run_heatmaps([run], out, top=3, threshold=0.6)
+    conn = svg_text(out / "conn_top3.svg")
+    assert f"{run.name}: top-3 of 5 by validation nmse_db, threshold 0.6" in conn and "share of the top-k with this connection" in conn
+    assert "share of the top-k with this lag open" in svg_text(out / "lags_top3.svg")
+    avg = threshold_genotype(average(load_runs([run]), 3)[1], 0.6)
+    assert res["average"].loc[3, 1] == float(1 in avg.inputs[2]) and "averaged architecture" in svg_text(out / "conn_average_top3.svg")
+    assert run_heatmaps([run], tmp_path / "all", top=50)["note"].startswith("--top-k 50: the runs hold 5")
+
+
+def test_heatmap_arch_draws_connections_lags_and_neurons(tmp_path, capsys):
+    assert main(["heatmap", "--arch", "3no", "--layers", "5", "--out", str(tmp_path / "h")]) == 0
+    assert sorted(p.name for p in (tmp_path / "h").glob("*.png")) == ["conn_3no.png", "lags_3no.png", "neurons_3no.png"]
+    assert "1: lag open" in svg_text(tmp_path / "h" / "lags_3no.svg")
+    assert main(["heatmap", "--arch", "lista", "--out", str(tmp_path / "h")]) == 2  # a non-empty --out needs --force
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_best_so_far_keeps_runs_of_one_sampler_apart(run, tmp_path):
+    other = table(tmp_path, [(A, -9.0, "ok", "rl"), (B, -40.0, "ok", "rl")], "other")
+    curves = best_so_far(load_runs([run, other]))
+    assert curves[f"{run.name}: rl"] == [-10.0, -30.0, -30.0, -30.0] and curves["other: rl"] == [-9.0, -40.0]
+
+
+def test_report_opens_with_the_verdict_and_folds_the_configuration(tmp_path):
+    rows = [(A, -30.0, "ok", "evolution"), (preset("2no", K), -28.0, "ok", "evolution"), (B, -20.0, "ok", "evolution")]
+    run = table(tmp_path, rows)
+    df = pd.read_csv(run / "results.csv")
+    df["preset"] = ["", "2no", ""]
+    write_table(run, df.to_dict("records"))
+    (run / "search.yaml").write_text("sampler: evolution\nbudget: 3\n")
+    _, md = build_report(run, tmp_path / "rep", top=2)
+    text = md.read_text()
+    assert text.index("## Did the search beat the hand designs?") < text.index("## Best candidates") < text.index("## Configuration")
+    assert "**best found t0 -30.00 dB (val), -30.10 (test) vs best hand design 2NO-LISTA -28.00 dB (val)" in text
+    assert "<details><summary>search.yaml</summary>" in text
+    with pytest.raises(NasdunError, match="not empty"):
+        build_report(run, tmp_path / "rep", top=2)
+    build_report(run, tmp_path / "rep", top=2, force=True)

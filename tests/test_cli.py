@@ -94,3 +94,58 @@ def test_bad_protocol_yaml(tmp_path, capsys):
     y.write_text("patience: ten\n")
     assert main(["train", "--protocol", str(y), "--out", str(tmp_path / "o")]) == 2
     assert "patience='ten'; expected an integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--bogus"], "nasdun: error: unrecognized arguments: --bogus"),
+        (["train", "--layers", "x"], "nasdun: error: train: argument --layers: 'x' is not an integer"),
+        (["search", "--sampler", "cmaes"], "sampler 'cmaes' does not apply"),
+        (["search", "--layers", "1"], "evolution: mutations=2, but this search space has 1 decision(s)"),
+        (["search", "--protocol", "sh"], "use --layers 9 or more, or a protocol file whose rungs fit"),
+        (["search", "--precision", "fp8"], "argument --precision: invalid choice: 'fp8'"),
+        (["bench", "--P", ","], "expected one or more P >= 1"),
+    ],
+)
+def test_rough_edges_are_one_line_errors_that_say_how(args, fragment, capsys, tmp_path):
+    out = tmp_path / "o"
+    code = main([*args, "--out", str(out)] if args[0] == "search" else args)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+    assert "nasdun: nasdun" not in err and not out.exists()  # refused before anything was written
+
+
+def test_version_and_every_option_has_help(capsys):
+    from nasdun import __version__
+    from nasdun.cli import build_parser
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"nasdun {__version__}"
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.dest != "help":
+                assert action.help, f"nasdun {name} {action.option_strings or action.dest} has no help text"
+
+
+def test_average_never_overwrites_and_retrain_takes_k_from_the_file(tmp_path, capsys, trained):
+    from search_spaces.presets import infer_layers
+
+    trained = trained[0]
+    out = tmp_path / "avg.json"
+    out.write_text("precious")
+    assert main(["average", str(trained), "--top-k", "2", "--out", str(out)]) == 2
+    assert "exists; choose a new file (or pass --force)" in capsys.readouterr().err and out.read_text() == "precious"
+    assert main(["average", str(trained), "--top-k", "99", "--out", str(out), "--force"]) == 0
+    said = capsys.readouterr().out
+    assert "--top-k 99: the runs hold" in said and "so the top-" in said
+    data = json.loads(out.read_text())
+    assert data["top_k"] == len(data["members"]) < 99
+    assert infer_layers(f"{out},lista") == data["genotype"]["layers"] and infer_layers("lista,2no") is None
+    assert main(["retrain", "--arch", str(out), "--against", "lista", "--settings", "small", "--seeds", "1", "--protocol", "smoke",
+                 "--out", str(tmp_path / "rt")]) == 0  # fmt: skip
+    assert f"K = {data['genotype']['layers']}" in capsys.readouterr().out
+    assert main(["heatmap", str(trained), "--out", str(out)]) == 2
+    assert "is a file; expected a directory" in capsys.readouterr().err

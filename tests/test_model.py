@@ -61,29 +61,6 @@ def test_piecewise_family_equals_each_neuron_it_names():
             np.testing.assert_allclose(got, NP_NEURONS[name](z.numpy(), th), atol=1e-15, err_msg=name)
 
 
-def test_compiled_layers_equal_eager_in_values_and_gradients(small_problem):
-    """``compile=True`` (neuron + LM mix as one torch.compile'd kernel) is the same maths as eager."""
-    space = SearchSpace(layers=5, max_lag=2)
-    rng = np.random.default_rng(7)
-    gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(6)]
-    assert {n for g in gs for n in g.neurons} == {"soft", "relu", "lrelu"} and any(any(g.lags) for g in gs)
-    b, D = small_problem.val.b[:64].double(), small_problem.D.double()  # float64: no reassociation noise
-    grads, outs = [], []
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        model = UnrolledLISTA(gs, D, compile=compiled)
-        with torch.no_grad():
-            for prm in model.parameters():
-                prm.add_(0.02 * torch.randn(prm.shape, dtype=prm.dtype))
-        out = model(b)
-        sum((o * o).sum() * (k + 1) for k, o in enumerate(out)).backward()
-        outs.append(torch.stack(out).detach())
-        grads.append([prm.grad for prm in model.parameters()])
-    torch.testing.assert_close(outs[1], outs[0], rtol=1e-10, atol=1e-12)
-    for eager, fused in zip(*grads, strict=True):
-        torch.testing.assert_close(fused, eager, rtol=1e-9, atol=1e-11)
-
-
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_untrained_lista_is_k_ista_iterations(small_problem, dtype, tol):
     D = small_problem.D.to(dtype)

@@ -83,3 +83,14 @@ def test_bad_inputs():
         make_problem("small", batch_size=999999)
     with pytest.raises(NasdunError, match="seed must be"):
         make_problem("small", seed=-1)
+
+
+def test_noise_std_divides_by_m_as_the_reference_code():
+    """std(D x*) over the m entries with 1/m (numpy's default, the reference code's), not the unbiased 1/(m-1)."""
+    from trainers.problems import _add_noise
+
+    y = torch.randn(5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    noisy = _add_noise(y, 20.0, torch.Generator().manual_seed(2))
+    draws = torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    expected_std = torch.from_numpy(np.std(y.numpy(), axis=1, keepdims=True)) * 10 ** (-20 / 20)
+    torch.testing.assert_close((noisy - y) / draws, expected_std.expand_as(y), rtol=1e-12, atol=0)

@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from nasdun.cli import main
+from nasdun.driver import SearchConfig, load_config, run_search
 from nasdun.samplers import make_sampler
-from nasdun.search import SearchConfig, load_config, run_search
 from search_spaces import Genotype
 
-MINI = {"budget": 4, "cohort": 2, "setting": "small", "protocol": "smoke", "layers": 3, "seed": 0}
+MINI = {"budget": 4, "cohort": 2, "setting": "small", "protocol": "smoke", "layers": 3, "seed": 0, "baselines": False}  # the samplers' own proposals
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_halving_search_prunes_in_the_study(ray_local, tmp_path):
 
 def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
     """After a kill, each in-flight cohort is queued again with the same members in the same order."""
-    from nasdun.search import Experiment
+    from nasdun.driver import Experiment
 
     cfg = SearchConfig(sampler="random", **{**MINI, "layers": 5, "budget": 10})
     out = tmp_path / "exp"
@@ -260,7 +260,7 @@ def test_start_from_proposes_the_given_genotypes_first(ray_local, tmp_path):
 def test_recover_fails_enqueued_trials_and_proposes_unfinished_start_genotypes(tmp_path):
     """A kill between enqueue and ask leaves a WAITING trial: it is failed, and the start genotypes
     that never reached a worker are proposed again, in order."""
-    from nasdun.search import Experiment
+    from nasdun.driver import Experiment
     from search_spaces import preset
 
     cfg = SearchConfig(sampler="random", start_from=("lista", "2no", "3no"), **MINI)
@@ -282,7 +282,7 @@ def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tm
     """`--promote-top 2`: after the search, its top 2 by validation trained with the longer protocol
     on the search's own data, equal to an independent training of those two; a resume with the same
     finalists reads the promotion back, a resume that trains more candidates keeps the old one."""
-    from nasdun.train import run_train
+    from nasdun.training import run_train
 
     out, longer = tmp_path / "exp", tmp_path / "longer.yaml"
     longer.write_text("patience: 20\nmax_iters: 60\nbatch_size: 64\n")
@@ -331,8 +331,9 @@ def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampl
     history and cohort 3 from a different one.) Real trainer; the searcher is driven directly."""
     from ray.tune.search import Searcher
 
+    from nasdun.driver import CohortSearcher, Experiment
     from nasdun.progress import ProgressLine
-    from nasdun.search import Experiment, _make_searcher, cohort_report
+    from nasdun.worker import cohort_report
 
     options = {
         "evolution": {"population_size": 2, "sample_size": 2},
@@ -346,7 +347,7 @@ def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampl
         out = tmp_path / order
         out.mkdir()
         exp = Experiment(out, cfg)
-        searcher = _make_searcher(exp, ProgressLine("test"), {"trainer_s": 0.0, "cohorts": 0}, lag=2)
+        searcher = CohortSearcher(exp, ProgressLine("test"), {"trainer_s": 0.0, "cohorts": 0}, lag=2)
         running: list[tuple[str, dict]] = []
         waited = 0
         for step in range(100):

@@ -40,6 +40,7 @@ from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype
 from trainers.host_memory import keep_freed_memory
 from trainers.model import UnrolledLISTA
+from trainers.precision import autocast, check_precision, precision_scope
 from trainers.problems import Problem
 from trainers.protocols import Protocol
 from trainers.scoring import CandidateResult, Progress, evaluate
@@ -66,10 +67,16 @@ class PopulationTrainer:
         lr_scale: Sequence[float] | None = None,
         progress: Callable[[Progress], None] | None = None,
         compile: bool = False,
+        precision: str = "fp32",
+        minutes: float = 0.0,
     ) -> None:
         if problem.batch_size != protocol.batch_size:
             raise NasdunError(f"problem batch size {problem.batch_size} differs from protocol {protocol.name}'s {protocol.batch_size}")
         self.problem, self.protocol, self.progress, self.compile = problem, protocol, progress, compile
+        self.precision = check_precision(precision)
+        if not minutes >= 0:
+            raise NasdunError(f"minutes={minutes}; expected a number >= 0 (0: no time limit)")
+        self.minutes = float(minutes)
         if problem.D.device.type == "cpu":
             keep_freed_memory()
         self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=compile)
@@ -148,10 +155,11 @@ class PopulationTrainer:
 
     def train_step(self) -> None:
         b, x = self._batch()
-        outs = self.model(b, self._T)
+        with autocast(self.precision, self.step.device):
+            outs = self.model(b, self._T)
         loss_p = torch.zeros_like(self.step)
         for k, sel in self._loss_layers.items():  # usually one or two distinct layers
-            err = 0.5 * (outs[k - 1] - x).pow(2).sum((-2, -1)) / x.shape[-2]  # (P,)
+            err = 0.5 * (outs[k - 1].float() - x).pow(2).sum((-2, -1)) / x.shape[-2]  # (P,)
             loss_p = torch.where(sel, err, loss_p)
         self.bad |= self.active & ~torch.isfinite(loss_p)
         grads = torch.autograd.grad(loss_p.sum(), list(self.params.values()), materialize_grads=True)
@@ -189,7 +197,8 @@ class PopulationTrainer:
     # -- validation and stage logic ----------------------------------------------------------
     def _validate(self) -> torch.Tensor:
         """Validation nmse_db of each candidate's x(t[p]), shape (P,)."""
-        return evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T)).nmse_db()
+        with autocast(self.precision, self.step.device):
+            return evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T)).nmse_db()
 
     def _record_best(self, val: torch.Tensor, mask: torch.Tensor) -> None:
         improved = mask & (val < self.best_val)
@@ -309,7 +318,8 @@ class PopulationTrainer:
 
     def _store(self, slots: np.ndarray) -> None:
         """Final parameters and per-layer curves of ``slots``, into their results."""
-        val, test = evaluate(self.model, self.problem.val), evaluate(self.model, self.problem.test)
+        with autocast(self.precision, self.step.device):
+            val, test = evaluate(self.model, self.problem.val), evaluate(self.model, self.problem.test)
         curves = {
             "val_nmse_db": val.nmse_db(),
             "val_nmse_db_mean": val.nmse_db_mean(),
@@ -331,22 +341,48 @@ class PopulationTrainer:
 
     # -- the whole run ------------------------------------------------------------------------
     def run(self) -> list[CandidateResult]:
-        start = time.perf_counter()
-        self._start_stage(self.active.clone())
-        while self.active_h.any():
-            for _ in range(self.protocol.val_every):
-                self.train_step()
-            elapsed = time.perf_counter() - start
-            self._after_validation(self._validate(), elapsed)
-            if self.progress is not None:
-                self._report(elapsed)
-        self._store(np.arange(len(self.ids)))
+        """Train until every candidate has finished, failed or been stopped (or ``minutes`` ran out)."""
+        with precision_scope(self.precision):
+            start = time.perf_counter()
+            self._start_stage(self.active.clone())
+            while self.active_h.any():
+                for _ in range(self.protocol.val_every):
+                    self.train_step()
+                elapsed = time.perf_counter() - start
+                self._after_validation(self._validate(), elapsed)
+                if self.minutes and elapsed >= 60 * self.minutes and (self.active_h | self.waiting_h).any():
+                    self._stop_all(elapsed)
+                if self.progress is not None:
+                    self._report(elapsed)
+            self._store(np.arange(len(self.ids)))
         return self.results
+
+    def _stop_all(self, elapsed: float) -> None:
+        """The time limit: every candidate still training stops where it is, with its stage's best
+        parameters restored; its row is ``stopped`` and scored at the layer it reached."""
+        for p in map(int, np.flatnonzero(self.active_h | self.waiting_h)):
+            r, t, s = self.results[self.ids[p]], int(self.t_h[p]), int(self.s_h[p])
+            if self.active_h[p]:
+                self._restore_best(p)
+                r.stages.append(
+                    {"layer": t, "stage": s + 1, "iters": int(self.stage_iter[p]), "best_val_nmse_db": float(self.best_val[p]), "cut": True}
+                )
+            r.status, r.rung_layer, r.iterations, r.wall_s = "stopped", t, int(self.it_h[p]), elapsed
+            where = f"layer {t} of {self.model.K}, stage {s + 1} of {self.protocol.stages_per_layer}"
+            r.reason = f"time limit of {self.minutes:g} min reached at {where}, iteration {int(self.it_h[p])}"
+        self.active_h[:] = False
+        self.waiting_h[:] = False
+        self._sync_state()
 
     def _report(self, elapsed: float) -> None:
         assert self.progress is not None
         status = [r.status for r in self.results]
         n_active = int(self.active_h.sum())
+        live = self.active_h
+        per_layer = self.protocol.stages_per_layer
+        stages_total = self.model.K * per_layer
+        # stages finished by each candidate still in the cohort, and by those that left it (all of theirs)
+        done_stages = float(((self.t_h[live] - 1) * per_layer + self.s_h[live]).sum()) + stages_total * (len(status) - int(live.sum()))
         self.progress(
             Progress(
                 iteration=self.iteration,
@@ -356,6 +392,12 @@ class PopulationTrainer:
                 total=len(status),
                 best_layer=self._T if n_active else self.model.K,
                 elapsed_s=elapsed,
+                layers=self.model.K,
+                min_layer=int(self.t_h[live].min()) if n_active else self.model.K,
+                stage=int(self.s_h[live].max()) + 1 if n_active else per_layer,
+                stages_per_layer=per_layer,
+                fraction_done=done_stages / (stages_total * len(status)),
+                deadline_s=60 * self.minutes,
             )
         )
 
@@ -367,10 +409,14 @@ def train_population(
     lr_scale: Sequence[float] | None = None,
     progress: Callable[[Progress], None] | None = None,
     compile: bool = False,
+    precision: str = "fp32",
+    minutes: float = 0.0,
 ) -> list[CandidateResult]:
     """Train ``genotypes`` together under ``protocol``; one result per genotype, in order.
 
     ``compile`` fuses each layer's pointwise work with torch.compile (same maths; faster on
-    long runs, ~30 s of compilation on a 2-core CPU).
+    long runs, ~30 s of compilation on a 2-core CPU). ``precision`` is ``fp32``, ``tf32`` or
+    ``bf16`` (:mod:`trainers.precision`). ``minutes`` > 0 stops every candidate still training
+    after that long (checked at validations): its row is ``stopped`` at the layer it reached.
     """
-    return PopulationTrainer(genotypes, problem, protocol, lr_scale, progress, compile).run()
+    return PopulationTrainer(genotypes, problem, protocol, lr_scale, progress, compile, precision, minutes).run()

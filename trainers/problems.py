@@ -168,7 +168,8 @@ def _signals(s: Setting, count: int, g: torch.Generator) -> torch.Tensor:
 
 
 def _add_noise(y: torch.Tensor, snr_db: float, g: torch.Generator) -> torch.Tensor:
-    std = y.std(dim=1, keepdim=True) * 10 ** (-snr_db / 20)
+    """Per sample, Gaussian noise of std = std(y) * 10^(-SNR/20), std over the m entries dividing by m (as the reference code)."""
+    std = y.std(dim=1, keepdim=True, correction=0) * 10 ** (-snr_db / 20)
     return y + std * torch.randn(y.shape, generator=g, dtype=torch.float64)
 
 
@@ -191,6 +192,12 @@ def _split(s: Setting, D: torch.Tensor, count: int, g: torch.Generator, test: bo
         lo = b.min(dim=1, keepdim=True).values.expand_as(b)
         b = torch.where(hit, torch.where(salt, hi, lo), b)
     return Split(b=b, x=x)
+
+
+def dictionary(setting: str | Setting, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The setting's dictionary D alone (the one :func:`make_problem` draws), on the CPU."""
+    s = get_setting(setting)
+    return _dictionary(s, torch.Generator().manual_seed(_derive(s.seed, 1))).to(dtype)
 
 
 def make_problem(

@@ -65,6 +65,18 @@ class Progress:
     total: int
     best_layer: int
     elapsed_s: float
+    layers: int = 0  # K
+    min_layer: int = 0  # the shallowest layer a candidate still in training is at
+    stage: int = 0  # the latest stage (1-based) among candidates in training
+    stages_per_layer: int = 0
+    fraction_done: float = 0.0  # stages finished over all stages of all candidates
+    deadline_s: float = 0.0  # 0: no time limit
+
+    def eta_s(self) -> float:
+        """Seconds left, assuming the remaining stages take as long as the finished ones on average
+        (deeper layers cost more, so this is a lower bound early on); capped by the time limit."""
+        eta = self.elapsed_s * (1 - self.fraction_done) / self.fraction_done if self.fraction_done > 0 else float("inf")
+        return min(eta, max(self.deadline_s - self.elapsed_s, 0.0)) if self.deadline_s else eta
 
 
 def evaluate(model: UnrolledLISTA, split: Split, upto: int | None = None, layer: torch.Tensor | None = None) -> NmseAccumulator:

@@ -28,7 +28,10 @@ class EvolutionSampler(HistorySampler):
                 f"evolution: population_size={population_size}, sample_size={sample_size}; expected 1 <= sample <= population, population >= 2"
             )
         if not 1 <= mutations <= len(decisions):
-            raise NasdunError(f"evolution: mutations={mutations}; expected 1..{len(decisions)}")
+            raise NasdunError(
+                f"evolution: mutations={mutations}, but this search space has {len(decisions)} decision(s); "
+                f"expected mutations in 1..{len(decisions)} (lower sampler_options.evolution.mutations or search more layers)"
+            )
         self.population_size, self.sample_size, self.mutations = population_size, sample_size, mutations
         self.population: deque[Observation] = deque(maxlen=population_size)
 

@@ -27,14 +27,24 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def duration(seconds: float) -> str:
+    """``75`` -> ``1m15s``; ``inf`` -> ``?``."""
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 def trainer_progress(label: str) -> tuple[ProgressLine, Any]:
+    """A progress line and the trainer callback that draws it: layer t of K, stage, iterations, ETA."""
     line = ProgressLine(label)
 
     def report(p: Any) -> None:
         rate = p.iteration / max(p.elapsed_s, 1e-9)
+        layer = f"{p.min_layer}" if p.min_layer == p.best_layer else f"{p.min_layer}-{p.best_layer}"
         line.show(
-            f"iter {p.iteration} | layer {p.best_layer} | active {p.active} done {p.done} failed {p.failed} / {p.total}"
-            f" | {rate:.0f} it/s | {p.elapsed_s:.0f}s"
+            f"layer {layer} of {p.layers}, stage {p.stage}/{p.stages_per_layer} | iter {p.iteration} ({rate:.0f} it/s)"
+            f" | done {p.done} failed {p.failed} of {p.total} | {duration(p.elapsed_s)} elapsed, ETA ~{duration(p.eta_s())}"
         )
 
     return line, report
@@ -60,23 +70,35 @@ def run_train(
     overwrite: bool = False,
     lr_scale: list[float] | None = None,
     compile: bool = False,
+    precision: str = "fp32",
+    minutes: float = 0.0,
 ) -> Any:
-    """Train ``archs`` together; returns the results frame (also written to ``out``)."""
+    """Train ``archs`` together; returns the results frame (also written to ``out``).
+
+    ``precision`` (fp32, tf32, bf16) and ``minutes`` (> 0: a time limit) are passed to
+    :func:`trainers.population.train_population`; both are recorded in every row and ``run.json``.
+    """
     from trainers.population import train_population
+    from trainers.precision import check_precision
     from trainers.problems import get_setting, make_problem
     from trainers.protocols import get_protocol
 
     s, proto = get_setting(setting), get_protocol(protocol)
     dev = resolve_device(device)
-    out_dir = prepare_out_dir(out, overwrite)
+    check_precision(precision)
+    if not minutes >= 0:
+        raise NasdunError(f"--minutes {minutes}; expected a number >= 0 (0: no time limit)")
+    out_dir = prepare_out_dir(out, overwrite, hint="or pass --overwrite")
     problem = make_problem(s, seed, batch_size=proto.batch_size, device=dev)
     layers = archs[0][1].layers
     line, report = trainer_progress(f"train {len(archs)} nets")
     t0 = time.perf_counter()
-    results = train_population([g for _, g in archs], problem, proto, lr_scale=lr_scale, progress=report, compile=compile)
+    results = train_population(
+        [g for _, g in archs], problem, proto, lr_scale=lr_scale, progress=report, compile=compile, precision=precision, minutes=minutes
+    )
     wall = time.perf_counter() - t0
     line.close()
-    context = {"setting": s.name, "protocol": proto.name, "seed": seed, "device": dev}
+    context = {"setting": s.name, "protocol": proto.name, "seed": seed, "device": dev, "precision": precision}
     rows = [candidate_row(name, r.genotype, r.metrics(), **context) for (name, _), r in zip(archs, results, strict=True)]
     df = write_table(out_dir, rows)
     meta = {"setting": s.name, "seed": seed, "lam": proto.lam, "coef_init": proto.coef_init}
@@ -92,6 +114,8 @@ def run_train(
             "seed": seed,
             "device": dev,
             "compile": compile,
+            "precision": precision,
+            "minutes": minutes,
             "host": platform.node(),
             "wall_s": wall,
             "ista_reference": ista,

@@ -1,4 +1,6 @@
-"""`nasdun search`: sampler asks -> cohorts -> Ray Tune trials -> population trainer -> results.
+"""`nasdun search`, the driver side: sampler asks -> cohorts -> Ray Tune trials -> results table.
+
+The worker side (one cohort trained on one Ray worker) is :mod:`nasdun.worker`.
 
 One experiment directory holds everything a search needs to resume:
 
@@ -25,127 +27,114 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ray.tune.search import Searcher
+
 from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import NasdunError
 from nasdun.experiment import Experiment
 from nasdun.progress import ProgressLine
 from nasdun.searchconfig import SearchConfig, load_config
+from nasdun.verdict import compare
+from nasdun.worker import train_cohort
 from search_spaces.genotype import Genotype
 from trainers.protocols import get_protocol
 
-__all__ = ["Experiment", "SearchConfig", "load_config", "run_search", "train_cohort"]
+__all__ = ["CohortSearcher", "Experiment", "SearchConfig", "load_config", "run_search"]
 
 
-# -- the Ray side: one cohort on one worker ------------------------------------------------------
-_PROBLEMS: dict[tuple[str, int, int, str], Any] = {}
+class CohortSearcher(Searcher):
+    """Ray Tune searcher on the driver: turns sampler asks into cohorts and tells each candidate's result back.
 
+    ``lag`` is the number of cohorts in flight: cohort c is proposed from cohorts <= c - lag
+    (:meth:`Experiment.ask_cohort`). Workers report their cohort's progress while it trains
+    (``progress`` results), so the progress line moves from the first cohort on.
+    """
 
-def train_cohort(config: dict[str, Any]) -> None:
-    """Ray Tune trainable: train the cohort in ``config`` and report every candidate's result."""
-    from ray import tune
+    def __init__(self, exp: Experiment, progress: ProgressLine, stats: dict[str, Any], lag: int) -> None:
+        super().__init__()
+        self.exp, self.progress, self.stats, self.lag = exp, progress, stats, lag
+        self.protocol = asdict(get_protocol(exp.cfg.protocol))  # travels as data: a remote worker needs no YAML file
+        self.inflight: dict[str, tuple[int, list[tuple[int, Genotype]]]] = {}
+        self.fraction: dict[str, float] = {}  # trial id -> share of its cohort's training done
+        self.start = time.perf_counter()
+        self.start_trained = exp.trained
 
-    tune.report(cohort_report(config))
+    def _inflight_candidates(self) -> int:
+        return sum(len(m) for _, m in self.inflight.values())
 
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:  # or Searcher.FINISHED
+        exp, cfg = self.exp, self.exp.cfg
+        if exp.pending:  # cohorts a killed driver left unfinished come first, unchanged
+            cohort, members = exp.pending.pop(0)
+        else:
+            remaining = cfg.budget - exp.trained - self._inflight_candidates()
+            out_of_time = cfg.minutes > 0 and time.perf_counter() - self.start >= 60 * cfg.minutes
+            if out_of_time and remaining > 0:
+                self.stats["stopped_early"] = f"the time limit of {cfg.minutes:g} min was reached"
+            if remaining <= 0 or out_of_time:
+                return Searcher.FINISHED if not self.inflight else None  # type: ignore[return-value]
+            if any(k <= exp.next_cohort - self.lag for k, _ in self.inflight.values()):
+                return None  # cohort c is proposed from cohorts <= c - lag: wait for them (Experiment.ask_cohort)
+            members = exp.ask_cohort(min(cfg.cohort, remaining), self.lag)
+            if not members:
+                if self.inflight:
+                    return None
+                self.stats["stopped_early"] = "the sampler proposed only genotypes already trained in this experiment"
+                return Searcher.FINISHED  # type: ignore[return-value]
+            cohort = exp.next_cohort - 1
+        self.inflight[trial_id] = (cohort, members)
+        return {
+            "cohort": cohort,
+            "genotypes": [g.to_json() for _, g in members],
+            "setting": cfg.setting,
+            "protocol": self.protocol,
+            "seed": cfg.seed,
+            "cpus": cfg.cpus_per_trial,
+            "compile": cfg.compile,
+            "precision": cfg.precision,
+            "params_path": str((exp.dir / "cohorts" / f"cohort-{cohort}.pt").resolve()) if cfg.keep_params or cfg.baselines else "",
+        }
 
-def cohort_report(config: dict[str, Any]) -> dict[str, Any]:
-    """Train the cohort a searcher suggested (``config``) on this process's device; what the trial reports."""
-    import ray
-    import torch
+    def save(self, checkpoint_path: str) -> None:
+        """The search state lives in the Optuna study and the results table; Tune keeps a note."""
+        Path(checkpoint_path).write_text(f"study {self.exp.storage_url}; inflight cohorts {sorted(c for c, _ in self.inflight.values())}\n")
 
-    from trainers.population import train_population
-    from trainers.problems import make_problem
-    from trainers.protocols import Protocol
+    def restore(self, checkpoint_path: str) -> None:
+        """Resuming goes through `nasdun search --resume`, which rebuilds from the study and table."""
 
-    torch.set_num_threads(max(1, int(config["cpus"])))
-    device = "cuda" if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    proto = Protocol(**config["protocol"])  # sent as data by the searcher
-    key = (config["setting"], int(config["seed"]), proto.batch_size, device)
-    if key not in _PROBLEMS:  # a worker process keeps its data between cohorts
-        _PROBLEMS[key] = make_problem(config["setting"], int(config["seed"]), batch_size=proto.batch_size, device=device)
-    genotypes = [Genotype.from_json(g) for g in config["genotypes"]]
-    t0 = time.perf_counter()
-    results = train_population(genotypes, _PROBLEMS[key], proto, compile=bool(config["compile"]))
-    return {
-        "trainer_wall_s": time.perf_counter() - t0,
-        "device": device,
-        "host": os.uname().nodename,
-        "candidates": [r.metrics() for r in results],
-    }
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id in self.inflight and "progress" in result:
+            self.fraction[trial_id] = float(result["progress"])
+            self._show(force=False)
 
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id not in self.inflight:
+            return
+        cohort, members = self.inflight.pop(trial_id)
+        self.fraction.pop(trial_id, None)
+        ok = result is not None and not error and "candidates" in result
+        self.exp.complete(cohort, members, result if ok else None, error="" if ok else "the cohort's Ray trial failed")
+        if ok:
+            self.stats["trainer_s"] += float(result["trainer_wall_s"])  # type: ignore[index]
+        self.stats["cohorts"] += 1
+        self._show(force=True)
 
-def _make_searcher(exp: Experiment, progress: ProgressLine, stats: dict[str, Any], lag: int) -> Any:
-    from ray.tune.search import Searcher
+    def _show(self, force: bool) -> None:
+        """``12/24 candidates | 2 cohorts training (40%, 15%) | best val nmse_db -9.80 | 1m10s elapsed, ETA ~1m05s``."""
+        from nasdun.training import duration
 
-    cfg = exp.cfg
-    # The protocol travels as data: a worker on another machine need not have the YAML file.
-    protocol = asdict(get_protocol(cfg.protocol))
-
-    class CohortSearcher(Searcher):
-        """Turns sampler asks into cohorts and tells each candidate's result back."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.inflight: dict[str, tuple[int, list[tuple[int, Genotype]]]] = {}
-            self.start = time.perf_counter()
-            self.start_trained = exp.trained
-
-        def _inflight_candidates(self) -> int:
-            return sum(len(m) for _, m in self.inflight.values())
-
-        def suggest(self, trial_id: str) -> dict[str, Any] | None:  # or Searcher.FINISHED
-            if exp.pending:  # cohorts a killed driver left unfinished come first, unchanged
-                cohort, members = exp.pending.pop(0)
-            else:
-                remaining = cfg.budget - exp.trained - self._inflight_candidates()
-                out_of_time = cfg.minutes > 0 and time.perf_counter() - self.start >= 60 * cfg.minutes
-                if out_of_time and remaining > 0:
-                    stats["stopped_early"] = f"the time limit of {cfg.minutes:g} min was reached"
-                if remaining <= 0 or out_of_time:
-                    return Searcher.FINISHED if not self.inflight else None  # type: ignore[return-value]
-                if any(k <= exp.next_cohort - lag for k, _ in self.inflight.values()):
-                    return None  # cohort c is proposed from cohorts <= c - lag: wait for them (Experiment.ask_cohort)
-                members = exp.ask_cohort(min(cfg.cohort, remaining), lag)
-                if not members:
-                    if self.inflight:
-                        return None
-                    stats["stopped_early"] = "the sampler proposed only genotypes already trained in this experiment"
-                    return Searcher.FINISHED  # type: ignore[return-value]
-                cohort = exp.next_cohort - 1
-            self.inflight[trial_id] = (cohort, members)
-            return {
-                "cohort": cohort,
-                "genotypes": [g.to_json() for _, g in members],
-                "setting": cfg.setting,
-                "protocol": protocol,
-                "seed": cfg.seed,
-                "cpus": cfg.cpus_per_trial,
-                "compile": cfg.compile,
-            }
-
-        def save(self, checkpoint_path: str) -> None:
-            """The search state lives in the Optuna study and the results table; Tune keeps a note."""
-            Path(checkpoint_path).write_text(f"study {exp.storage_url}; inflight cohorts {sorted(c for c, _ in self.inflight.values())}\n")
-
-        def restore(self, checkpoint_path: str) -> None:
-            """Resuming goes through `nasdun search --resume`, which rebuilds from the study and table."""
-
-        def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-            if trial_id not in self.inflight:
-                return
-            cohort, members = self.inflight.pop(trial_id)
-            ok = result is not None and not error and "candidates" in result
-            exp.complete(cohort, members, result if ok else None, error="" if ok else "the cohort's Ray trial failed")
-            if ok:
-                stats["trainer_s"] += float(result["trainer_wall_s"])  # type: ignore[index]
-            stats["cohorts"] += 1
-            done = exp.trained - self.start_trained
-            mins = (time.perf_counter() - self.start) / 60
-            progress.show(
-                f"{exp.trained}/{cfg.budget} candidates | best val nmse_db {exp.best():.2f} | {done / max(mins, 1e-9):.1f} candidates/min",
-                force=True,
-            )
-
-    return CohortSearcher()
+        exp, cfg = self.exp, self.exp.cfg
+        elapsed = time.perf_counter() - self.start
+        inflight = [(len(m), self.fraction.get(t, 0.0)) for t, (_, m) in self.inflight.items()]
+        done_now = exp.trained - self.start_trained + sum(n * f for n, f in inflight)
+        left = max(cfg.budget - exp.trained - sum(n * f for n, f in inflight), 0.0)
+        eta = elapsed * left / done_now if done_now > 0 else float("inf")
+        training = f" | {len(inflight)} cohort(s) training ({', '.join(f'{100 * f:.0f}%' for _, f in inflight)})" if inflight else ""
+        best = exp.best()
+        best_text = f" | best val nmse_db {best:.2f}" if best == best else ""
+        self.progress.show(
+            f"{exp.trained}/{cfg.budget} candidates done{training}{best_text} | {duration(elapsed)} elapsed, ETA ~{duration(eta)}", force=force
+        )
 
 
 def _start_ray(address: str | None, num_cpus: int | None) -> None:
@@ -210,7 +199,7 @@ def _concurrency(cfg: SearchConfig) -> int:
     return max(1, min(by_cpu, by_gpu))
 
 
-RESUMABLE = {"budget", "minutes", "promote_top", "promote_protocol"}  # none of them changes a trained candidate
+RESUMABLE = {"budget", "minutes", "promote_top", "promote_protocol", "keep_params"}  # none of them changes a trained candidate
 
 
 def run_search(
@@ -230,7 +219,9 @@ def run_search(
     if resume:
         if not (out_dir / "search.yaml").is_file():
             raise NasdunError(f"--resume {str(out_dir)!r} holds no search.yaml; expected a directory written by nasdun search")
-        saved = from_mapping(SearchConfig, load_yaml(out_dir / "search.yaml"), str(out_dir / "search.yaml"))
+        data = load_yaml(out_dir / "search.yaml")
+        data.setdefault("baselines", False)  # a search written before baselines existed had none
+        saved = from_mapping(SearchConfig, data, str(out_dir / "search.yaml"))
         changed = {k: v for k, v in (overrides or {}).items() if v is not None and getattr(saved, k) != v}
         bad = sorted(set(changed) - RESUMABLE)
         if bad:
@@ -248,6 +239,13 @@ def run_search(
             prepare_out_dir(out_dir, hint="or --resume it")  # raises: nothing is overwritten
     _start_ray(address, num_cpus)  # before writing: an unreachable cluster leaves no half-made directory
     _check_resources(cfg, autoscaling=bool(address))
+    proto = get_protocol(cfg.protocol)
+    if proto.max_iters >= 100_000 and cfg.gpus_per_trial == 0:
+        print(
+            f"nasdun: note: protocol {proto.name} allows {proto.max_iters:,} iterations per stage (patience {proto.patience:,}):"
+            " expect hours per cohort on a CPU; `search`, `smoke` or a protocol file are the CPU-sized ones",
+            flush=True,
+        )
     if not resume:
         prepare_out_dir(out_dir)
     (out_dir / "search.yaml").write_text(yaml.safe_dump(_plain(cfg), sort_keys=False))
@@ -260,7 +258,7 @@ def run_search(
     concurrency = _concurrency(cfg)
     progress = ProgressLine("search")
     stats: dict[str, Any] = {"trainer_s": 0.0, "cohorts": 0}
-    searcher = _make_searcher(exp, progress, stats, lag=concurrency)
+    searcher = CohortSearcher(exp, progress, stats, lag=concurrency)
     trainable = tune.with_resources(train_cohort, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     session = 1 + len(list((out_dir / "tune").glob("session-*"))) if (out_dir / "tune").is_dir() else 1
     tuner = tune.Tuner(
@@ -300,6 +298,9 @@ def run_search(
         "overhead": wall / (stats["trainer_s"] / concurrency) if stats["trainer_s"] else math.nan,
         "candidates_per_min": trained_now / (wall / 60) if wall else math.nan,
         "best_val_nmse_db": exp.best(),
+        "baselines": list(cfg.baseline_genotypes()),
+        "params_kept": sorted(exp.kept),
+        **compare(exp.rows),
         "stopped_early": stats.get("stopped_early", ""),
         "storage": exp.storage_url,
     }

@@ -1,0 +1,132 @@
+"""The library's pipelines: what each `nasdun` command does, callable from Python with the same result.
+
+The CLI parses arguments and calls these; a notebook calls them directly (``import nasdun``
+re-exports them lazily, see :mod:`nasdun`). Each returns plain data (dicts, DataFrames) and
+writes the same run directory as the command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nasdun.errors import NasdunError
+
+
+def search(
+    out: str | Path,
+    config: str | Path | Any | None = None,
+    *,
+    resume: bool = False,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Run (or with ``resume`` finish) a search into ``out``, its promotion phase included.
+
+    ``config`` is a :class:`~nasdun.searchconfig.SearchConfig`, a YAML path or a shipped config's
+    name (``demo``, ``paper``; default ``demo``); ``overrides`` are any of its fields (``budget=48``,
+    ``sampler="rl"``, ``baselines=False``, ``promote_top=8`` ...). Returns the figures that
+    ``search.json`` holds, among them the verdict against the hand designs (:mod:`nasdun.verdict`):
+    ``verdict``, ``best_found``, ``best_preset``, ``gain_db``; with ``promote_top``, ``promoted``.
+    """
+    from dataclasses import replace
+
+    from nasdun.config import from_mapping, load_yaml
+    from nasdun.driver import run_search
+    from nasdun.results import write_json
+    from nasdun.searchconfig import SearchConfig, load_config
+
+    if "start_from" in overrides and isinstance(overrides["start_from"], str):
+        overrides["start_from"] = tuple(v.strip() for v in overrides["start_from"].split(",") if v.strip())
+    if resume:
+        if config is not None:
+            raise NasdunError("a config cannot be given with resume (the directory's search.yaml is used)")
+        fig = run_search(out, resume=True, address=address, num_cpus=num_cpus, overrides=overrides)
+    else:
+        if isinstance(config, SearchConfig):
+            cfg = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        else:
+            cfg = load_config(None if config is None else str(config), overrides)
+        fig = run_search(out, cfg, address=address, num_cpus=num_cpus)
+    cfg = from_mapping(SearchConfig, load_yaml(Path(out) / "search.yaml"), str(Path(out) / "search.yaml"))  # as run
+    if cfg.promote_top:
+        from analysis.promote import promote_search
+
+        fig["promoted"] = promote_search(out, cfg.promote_top, cfg.promote_protocol, compile=cfg.compile)
+        write_json(Path(out) / "search.json", fig)
+    return fig
+
+
+def train(
+    archs: str | Sequence[str] = "lista,lfista,dense,2no,3no,meng2021",
+    setting: str = "small",
+    layers: int = 8,
+    protocol: str = "search",
+    seed: int = 0,
+    out: str | Path | None = None,
+    device: str = "auto",
+    **options: Any,
+) -> Any:
+    """Train architectures (presets, genotype files or :class:`~search_spaces.Genotype` objects) together;
+    returns the results table (a DataFrame; ``df.attrs`` holds the ISTA reference and the wall time)."""
+    import time
+
+    from nasdun.training import run_train
+    from search_spaces.genotype import Genotype
+    from search_spaces.presets import resolve_archs
+
+    if isinstance(archs, str):
+        named = resolve_archs(archs, layers)
+    else:
+        named = []
+        for a in archs:
+            named += [(f"g{a.hash}", a)] if isinstance(a, Genotype) else resolve_archs(str(a), layers)
+    out = out or f"runs/train-{setting}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return run_train(named, setting, protocol, seed, out, device, **options)
+
+
+def read_results(*runs: str | Path) -> Any:
+    """The results table(s) of run directories as one DataFrame (a ``run`` column names each)."""
+    from analysis.average import load_runs
+
+    return load_runs(list(runs))
+
+
+def compare(run: str | Path) -> dict[str, Any]:
+    """Best found network vs best hand design of a run (see :func:`nasdun.verdict.compare`)."""
+    from nasdun.results import read_table
+    from nasdun.verdict import compare
+
+    return compare(read_table(run).to_dict("records"))
+
+
+def load_network(run: str | Path, name: str | None = None, rank: int | None = None, device: str = "cpu") -> Any:
+    """A run's trained network (row ``name``, or the ``rank``-th best by validation with kept parameters) as a
+    P = 1 :class:`~trainers.model.UnrolledLISTA`; ``net(b)[-1]`` is x(K) for measurements ``b`` (B, m)."""
+    from nasdun.export import pick_row
+    from nasdun.results import load_network as _load
+
+    return _load(run, pick_row(run, name, rank)["name"], device)
+
+
+def export_network(run: str | Path, out: str | Path, name: str | None = None, rank: int | None = None, force: bool = False) -> dict[str, Any]:
+    """Write a run's trained network as a self-contained TorchScript file (see :mod:`nasdun.export`)."""
+    from nasdun.export import export_network as _export
+
+    return _export(run, out, name=name, rank=rank, force=force)
+
+
+def presets(layers: int = 16) -> Mapping[str, Any]:
+    """The hand designs at ``layers`` layers, by name."""
+    from search_spaces.presets import PRESETS, preset
+
+    return {name: preset(name, layers) for name in PRESETS.names()}
+
+
+def settings() -> Mapping[str, Any]:
+    """The registered problem settings, by name."""
+    from trainers.problems import SETTINGS
+
+    return dict(SETTINGS.items())

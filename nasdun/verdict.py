@@ -1,0 +1,118 @@
+"""The answer a search owes its user: did the best network it found beat the hand designs, and by how much?
+
+Reads results-table rows only. A row is a *hand design* when its genotype is one of the presets
+at the run's K (its ``preset`` column names it, whoever proposed it); every other row is a
+*found* network. Both sides are ranked by validation ``nmse_db`` (the search reward) among rows
+trained to the end (status ``ok``); test values are those of the same rows. ``gain_db`` > 0
+means the found network is better (lower NMSE) by that many dB.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from search_spaces.genotype import Genotype
+
+HAND_DESIGNS = ("lista", "lfista", "dense", "2no", "3no", "meng2021")
+DISPLAY = {"lista": "LISTA", "lfista": "LFISTA", "dense": "Dense-LISTA", "2no": "2NO-LISTA", "3no": "3NO-LISTA", "meng2021": "meng2021"}
+
+
+def hand_designs(layers: int, max_lag: int) -> dict[str, Genotype]:
+    """The presets that exist at this (K, J), by name; presets equal at this K share one entry (first name wins)."""
+    from nasdun.errors import NasdunError
+    from search_spaces.presets import preset
+
+    out: dict[str, Genotype] = {}
+    for name in HAND_DESIGNS:
+        try:
+            g = preset(name, layers, max_lag)
+        except NasdunError:  # e.g. meng2021 beyond 16 layers, 3no with max_lag < 2
+            continue
+        if all(g != other for other in out.values()):
+            out[name] = g
+    return out
+
+
+def preset_names(layers: int, max_lag: int) -> dict[str, str]:
+    """genotype hash -> the hand-design names it equals at this (K, J), joined by ``=`` (e.g. ``lfista=dense`` at K = 3)."""
+    from nasdun.errors import NasdunError
+    from search_spaces.presets import preset
+
+    names: dict[str, list[str]] = {}
+    for name in HAND_DESIGNS:
+        try:
+            names.setdefault(preset(name, layers, max_lag).hash, []).append(name)
+        except NasdunError:
+            continue
+    return {h: "=".join(v) for h, v in names.items()}
+
+
+def display(preset: str) -> str:
+    return "=".join(DISPLAY.get(p, p) for p in preset.split("="))
+
+
+def preset_of(row: Mapping[str, Any]) -> str:
+    """The row's ``preset`` cell as text: "" for a found network (a missing column, None, or NaN read back from CSV)."""
+    value = row.get("preset")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _ok(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [r for r in rows if r.get("status") == "ok" and _finite(r.get("val_nmse_db"))]
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _best(rows: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return min(rows, key=lambda r: (float(r["val_nmse_db"]), str(r.get("hash", "")))) if rows else None
+
+
+def compare(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Best found vs best hand design: names, validation and test values, gains and the one-line verdict."""
+    ok = _ok(rows)
+    found = _best([r for r in ok if not preset_of(r)])
+    hand = _best([r for r in ok if preset_of(r)])
+    res: dict[str, Any] = {
+        "best_found": None if found is None else str(found["name"]),
+        "best_found_val_nmse_db": math.nan if found is None else float(found["val_nmse_db"]),
+        "best_found_test_nmse_db": math.nan if found is None else float(found["test_nmse_db"]),
+        "best_preset": None if hand is None else preset_of(hand),
+        "best_preset_name": None if hand is None else str(hand["name"]),
+        "best_preset_val_nmse_db": math.nan if hand is None else float(hand["val_nmse_db"]),
+        "best_preset_test_nmse_db": math.nan if hand is None else float(hand["test_nmse_db"]),
+    }
+    res["gain_db"] = res["best_preset_val_nmse_db"] - res["best_found_val_nmse_db"]
+    res["gain_test_db"] = res["best_preset_test_nmse_db"] - res["best_found_test_nmse_db"]
+    res["best_is_hand_design"] = hand is not None and (found is None or res["gain_db"] < 0)
+    res["verdict"] = verdict_line(res)
+    return res
+
+
+def verdict_line(c: Mapping[str, Any]) -> str:
+    """e.g. ``best found t00013 -10.61 dB (val), -10.50 (test) vs best hand design 2NO-LISTA -10.19 dB (val), -10.02 (test):
+    0.42 dB better (val), on test 0.48 dB better``."""
+    if c["best_found"] is None and c["best_preset"] is None:
+        return "no network was trained to the end: nothing to compare"
+    if c["best_preset"] is None:
+        return (
+            f"best found {c['best_found']} {c['best_found_val_nmse_db']:.2f} dB (val), {c['best_found_test_nmse_db']:.2f} (test); "
+            "no hand design was trained in this search (baselines off), so there is nothing to compare it with"
+        )
+    hand = f"{display(c['best_preset'])} {c['best_preset_val_nmse_db']:.2f} dB (val), {c['best_preset_test_nmse_db']:.2f} (test)"
+    if c["best_found"] is None:
+        return f"the best network is a hand design, {hand}: the search found no other network trained to the end"
+    found = f"{c['best_found']} {c['best_found_val_nmse_db']:.2f} dB (val), {c['best_found_test_nmse_db']:.2f} (test)"
+    gain, gain_test = c["gain_db"], c["gain_test_db"]
+    on_test = f"on test {abs(gain_test):.2f} dB {'better' if gain_test >= 0 else 'worse'}"
+    if gain >= 0:
+        return f"best found {found} vs best hand design {hand}: {gain:.2f} dB better (val), {on_test}"
+    return f"the best network is a hand design, {hand}; the best found, {found}, falls short by {-gain:.2f} dB (val), {on_test}"

@@ -1,0 +1,67 @@
+"""`nasdun search`, the worker side: one cohort trained by the population trainer on one Ray worker.
+
+The driver (:mod:`nasdun.driver`) sends the cohort as data (genotypes, setting, the resolved
+protocol, seed); the worker trains it, reports its progress while it trains and every
+candidate's metrics when it ends, and writes the candidates' parameters to ``params_path``
+(in the run directory, which Tune's storage already requires the nodes to share) for the driver
+to keep the best.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from search_spaces.genotype import Genotype
+
+REPORT_EVERY_S = 5.0  # intermediate progress results sent to the driver at most this often
+_PROBLEMS: dict[tuple[str, int, int, str], Any] = {}  # a worker process keeps its data between cohorts
+
+
+def train_cohort(config: dict[str, Any]) -> None:
+    """Ray Tune trainable: ``progress`` results while the cohort trains, then every candidate's result."""
+    from ray import tune
+
+    last = [time.monotonic()]
+
+    def progress(p: Any) -> None:
+        if time.monotonic() - last[0] >= REPORT_EVERY_S:
+            last[0] = time.monotonic()
+            tune.report({"progress": p.fraction_done, "elapsed_s": p.elapsed_s})
+
+    tune.report(cohort_report(config, progress))
+
+
+def cohort_report(config: dict[str, Any], progress: Any = None) -> dict[str, Any]:
+    """Train the cohort a searcher suggested (``config``) on this process's device; what the trial reports."""
+    import ray
+    import torch
+
+    from trainers.population import train_population
+    from trainers.problems import make_problem
+    from trainers.protocols import Protocol
+
+    torch.set_num_threads(max(1, int(config["cpus"])))
+    device = "cuda" if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    proto = Protocol(**config["protocol"])  # sent as data by the searcher
+    key = (config["setting"], int(config["seed"]), proto.batch_size, device)
+    if key not in _PROBLEMS:
+        _PROBLEMS[key] = make_problem(config["setting"], int(config["seed"]), batch_size=proto.batch_size, device=device)
+    genotypes = [Genotype.from_json(g) for g in config["genotypes"]]
+    t0 = time.perf_counter()
+    results = train_population(
+        genotypes, _PROBLEMS[key], proto, compile=bool(config["compile"]), precision=str(config.get("precision", "fp32")), progress=progress
+    )
+    report = {"trainer_wall_s": time.perf_counter() - t0, "device": device, "host": os.uname().nodename, "candidates": [r.metrics() for r in results]}
+    path = config.get("params_path")
+    if path:
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            torch.save({r.genotype.hash: r.params for r in results}, path + ".tmp")
+            os.replace(path + ".tmp", path)
+            report["params_file"] = path
+        except OSError:
+            pass  # this node cannot write there: the results still count, their parameters are not kept
+    return report

@@ -1,0 +1,26 @@
+"""`import nasdun`: light, and the example of docs/api.md runs as written."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_import_nasdun_is_light_and_lists_its_api():
+    code = (
+        "import sys, nasdun; heavy = [m for m in ('torch', 'ray', 'optuna', 'seaborn', 'pandas') if m in sys.modules];"
+        " print(heavy, sorted(dir(nasdun)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("[]") and "'search'" in out and "'export_network'" in out
+
+
+def test_the_docs_example_runs(tmp_path):
+    text = (ROOT / "docs" / "api.md").read_text()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "dB (val)" in proc.stdout  # the verdict line was printed
+    assert (tmp_path / "runs" / "api-demo" / "best.pt").is_file() and (tmp_path / "runs" / "api-train" / "results.csv").is_file()
