@@ -179,3 +179,26 @@ def run_bench(
 
 def paper_size() -> BenchSize:
     return replace(BenchSize(), m=250, n=500, layers=16, batch=128, val=10240)
+
+
+def format_report(res: dict[str, Any]) -> str:
+    """The human-readable form of :func:`run_bench`'s result (what ``nasdun bench`` prints)."""
+    lines = [
+        f"device {res['device']}, torch {res['torch']}, size {res['size']}, precision {res['precision']}",
+        f"single (P=1)           {res['single_steps_per_s']:10.1f} candidate-steps/s",
+        f"packing ({res['packing_procs']} procs x P=1) {res['packing_steps_per_s']:10.1f} candidate-steps/s",
+    ]
+    for P, rate in res["batched"].items():
+        lines.append(
+            f"batched P={P:<4d}          {rate:10.1f} candidate-steps/s  x{rate / res['single_steps_per_s']:.2f} single"
+            f"  validation {100 * res['val_share'][P]:.0f}% of time"
+        )
+    for P, rate in res["batched_compiled"].items():
+        lines.append(f"batched P={P:<4d} compiled {rate:10.1f} candidate-steps/s  x{rate / res['single_steps_per_s']:.2f} single")
+    lines.append(
+        f"{res['gflop_per_step']:.3f} GFLOP/candidate-step; best {res['achieved_tflops']:.3f} TFLOP/s ="
+        f" {100 * res['fraction_of_matmul']:.1f}% of measured fp32 matmul {res['matmul_tflops']:.3f} TFLOP/s;"
+        f" peak memory {res['peak_memory_mb']:.0f} MiB"
+    )
+    lines.append(f"CPU heap: {res['cpu_heap']}")
+    return "\n".join(lines)

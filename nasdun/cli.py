@@ -425,7 +425,7 @@ def _fidelity(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
-    from nasdun.bench import BenchSize, paper_size, run_bench
+    from nasdun.bench import BenchSize, format_report, paper_size, run_bench
     from nasdun.training import resolve_device
 
     try:
@@ -434,25 +434,7 @@ def _bench(args: argparse.Namespace) -> int:
         raise NasdunError(f"--P {args.P!r}; expected a comma list of integers such as 16,64,128") from None
     size = paper_size() if args.paper_size else BenchSize(args.m, args.n, args.layers, args.batch, args.val)
     res = run_bench(size, resolve_device(args.device), sizes, args.procs, args.seconds, args.compile, args.precision)
-    if args.json:
-        print(json.dumps(res))
-        return 0
-    print(f"device {res['device']}, torch {res['torch']}, size {res['size']}, precision {res['precision']}")
-    print(f"single (P=1)           {res['single_steps_per_s']:10.1f} candidate-steps/s")
-    print(f"packing ({res['packing_procs']} procs x P=1) {res['packing_steps_per_s']:10.1f} candidate-steps/s")
-    for P, rate in res["batched"].items():
-        print(
-            f"batched P={P:<4d}          {rate:10.1f} candidate-steps/s  x{rate / res['single_steps_per_s']:.2f} single"
-            f"  validation {100 * res['val_share'][P]:.0f}% of time"
-        )
-    for P, rate in res["batched_compiled"].items():
-        print(f"batched P={P:<4d} compiled {rate:10.1f} candidate-steps/s  x{rate / res['single_steps_per_s']:.2f} single")
-    print(
-        f"{res['gflop_per_step']:.3f} GFLOP/candidate-step; best {res['achieved_tflops']:.3f} TFLOP/s ="
-        f" {100 * res['fraction_of_matmul']:.1f}% of measured fp32 matmul {res['matmul_tflops']:.3f} TFLOP/s;"
-        f" peak memory {res['peak_memory_mb']:.0f} MiB"
-    )
-    print(f"CPU heap: {res['cpu_heap']}")
+    print(json.dumps(res) if args.json else format_report(res))
     return 0
 
 

@@ -38,6 +38,13 @@ class Registry(Generic[T]):
 
         return add(obj) if obj is not None else add
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` and its aliases (for tests and plug-ins that register temporarily)."""
+        key = self.canonical(name)
+        for alias in [a for a, k in self._canonical.items() if k == key]:
+            del self._canonical[alias]
+        del self._items[key]
+
     def get(self, name: str) -> T:
         key = self._canonical.get(str(name).lower())
         if key is None:

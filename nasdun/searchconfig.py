@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,13 @@ CONFIGS = HERE / "configs"
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """A search, as written in YAML (unknown keys are errors); see ``nasdun/configs/*.yaml``."""
+class SearchConfig(SearchSpace):
+    """A search, as written in YAML (unknown keys are errors); see ``nasdun/configs/*.yaml``.
+
+    Its search-space fields (``layers``, ``max_lag``, ``neurons``: every registered neuron unless
+    listed, ``search_conn``, ``search_neurons``, ``search_lags``, ``default_neuron``) are those of
+    :class:`~search_spaces.genotype.SearchSpace`, which it extends, so they are declared once.
+    """
 
     sampler: str = "evolution"
     sampler_options: dict[str, Any] = field(default_factory=dict)  # sampler name -> its options
@@ -25,12 +30,6 @@ class SearchConfig:
     cohort: int = 6  # candidates per Ray Tune trial (one population-trainer run)
     setting: str = "small"
     protocol: str = "search"
-    layers: int = 8
-    max_lag: int = 2
-    neurons: tuple[str, ...] = ("soft", "relu", "lrelu")
-    search_conn: bool = True
-    search_neurons: bool = True
-    search_lags: bool = True
     seed: int = 0
     cpus_per_trial: int = 1
     gpus_per_trial: float = 0.0
@@ -47,6 +46,7 @@ class SearchConfig:
     promote_protocol: str = "paper"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.budget < 1:
             raise NasdunError(f"budget={self.budget}; expected an integer >= 1 (candidates to train)")
         if not self.minutes >= 0:
@@ -69,7 +69,8 @@ class SearchConfig:
         return next((dict(v) for k, v in self.sampler_options.items() if SAMPLERS.canonical(k) == key), {})
 
     def space(self) -> SearchSpace:
-        return SearchSpace(self.layers, self.max_lag, tuple(self.neurons), self.search_conn, self.search_neurons, self.search_lags)
+        """The search space alone (the fields this config inherits from SearchSpace)."""
+        return SearchSpace(**{f.name: getattr(self, f.name) for f in fields(SearchSpace)})
 
     def baseline_genotypes(self) -> dict[str, Genotype]:
         """With ``baselines``: the hand designs at this K that this space can express, by name (none otherwise)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nasdun.errors import NasdunError
@@ -207,7 +207,7 @@ class SearchSpace:
 
     layers: int = 16
     max_lag: int = 2
-    neurons: tuple[str, ...] = ("soft", "relu", "lrelu")
+    neurons: tuple[str, ...] = field(default_factory=lambda: tuple(NEURONS.names()))  # every registered type
     search_conn: bool = True
     search_neurons: bool = True
     search_lags: bool = True
@@ -218,6 +218,8 @@ class SearchSpace:
             raise NasdunError(f"search space layers must be an integer >= 1; got {self.layers!r}")
         if not isinstance(self.max_lag, int) or self.max_lag < 0:
             raise NasdunError(f"search space max_lag must be an integer >= 0; got {self.max_lag!r}")
+        if not self.neurons:
+            raise NasdunError("search space neurons is empty; expected one or more neuron types")
         for name in (*self.neurons, self.default_neuron):
             NEURONS.get(name)
 

@@ -24,3 +24,22 @@ def test_the_docs_example_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "dB (val)" in proc.stdout  # the verdict line was printed
     assert (tmp_path / "runs" / "api-demo" / "best.pt").is_file() and (tmp_path / "runs" / "api-train" / "results.csv").is_file()
+
+
+def test_search_from_python_runs_the_promotion_phase_like_the_cli(tmp_path):
+    """The two-fidelity pipeline lives in the library: nasdun.search(promote_top=2) promotes, as `nasdun search --promote-top 2` does."""
+    import json
+
+    import pandas as pd
+
+    import nasdun
+
+    out = tmp_path / "s"
+    fig = nasdun.search(out, budget=4, cohort=2, layers=3, setting="small", protocol="smoke", sampler="random", baselines=False,
+                        promote_top=2, promote_protocol="smoke", num_cpus=2)  # fmt: skip
+    prom = pd.read_csv(out / "promoted" / "promote.csv")
+    assert (
+        fig["promoted"]["top_k"] == 2
+        and len(prom) == 2
+        and json.loads((out / "search.json").read_text())["promoted"]["best"] == fig["promoted"]["best"]
+    )

@@ -29,3 +29,18 @@ def test_flop_count_matches_the_issue_figure():
 def test_bad_bench_inputs(capsys):
     assert main(["bench", "--P", "4,x"]) == 2
     assert "--P '4,x'" in capsys.readouterr().err
+
+
+def test_bench_text_report_is_the_librarys_format_of_the_same_result(capsys):
+    from nasdun.bench import format_report
+
+    args = ["bench", "--m", "8", "--n", "16", "--layers", "2", "--batch", "8", "--val", "32", "--P", "2", "--procs", "0", "--seconds", "0.1"]
+    assert main([*args, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    text = format_report(
+        {**res, "batched": {int(k): v for k, v in res["batched"].items()}, "val_share": {int(k): v for k, v in res["val_share"].items()}}
+    )
+    assert "batched P=2" in text and text.splitlines()[0].startswith(f"device {res['device']}") and text.endswith(f"CPU heap: {res['cpu_heap']}")
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "batched P=2" in printed and "candidate-steps/s" in printed and "CPU heap:" in printed

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from nasdun.errors import NasdunError
-from trainers.problems import SETTINGS, Setting, make_problem
+from trainers.problems import SETTINGS, Setting, get_setting, make_problem
 
 
 def tiny(name: str, **kw) -> Setting:
@@ -94,3 +94,20 @@ def test_noise_std_divides_by_m_as_the_reference_code():
     draws = torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     expected_std = torch.from_numpy(np.std(y.numpy(), axis=1, keepdims=True)) * 10 ** (-20 / 20)
     torch.testing.assert_close((noisy - y) / draws, expected_std.expand_as(y), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name", SETTINGS.names())
+def test_every_registered_setting_draws_a_valid_problem(name):
+    """Each setting at a reduced size: unit-norm dictionary columns, finite data of the right shapes, fixed by its seed."""
+    from dataclasses import replace
+
+    s = get_setting(name)
+    small = replace(s, m=min(s.m, 30), n=min(s.n, 60), rank=min(s.rank, 20), n_train=256, n_val=64, n_test=64)
+    a, b = make_problem(small, seed=0, batch_size=32, dtype=torch.float64), make_problem(small, seed=0, batch_size=32, dtype=torch.float64)
+    assert a.D.shape == (small.m, small.n) and torch.allclose(a.D.norm(dim=0), torch.ones(small.n, dtype=torch.float64))
+    for split, count in ((a.train, 256), (a.val, 64), (a.test, 64)):
+        assert split.b.shape == (count, small.m) and split.x.shape == (count, small.n)
+        assert torch.isfinite(split.b).all() and torch.isfinite(split.x).all()
+    assert torch.equal(a.test.b, b.test.b) and torch.equal(a.train.x, b.train.x)
+    if small.snr_db is None and small.test_snr_db is None and not small.test_saltpepper and not small.test_dict_noise:
+        torch.testing.assert_close(a.test.b, a.test.x @ a.D.T)  # noiseless: b = D x* exactly

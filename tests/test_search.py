@@ -15,9 +15,10 @@ import yaml
 
 from nasdun.cli import main
 from nasdun.driver import SearchConfig, load_config, run_search
-from nasdun.samplers import make_sampler
+from nasdun.samplers import SAMPLERS, make_sampler
 from search_spaces import Genotype
 
+USABLE = [n for n in SAMPLERS.names() if n != "cmaes"]  # every registered sampler (cmaes refuses categorical spaces)
 MINI = {"budget": 4, "cohort": 2, "setting": "small", "protocol": "smoke", "layers": 3, "seed": 0, "baselines": False}  # the samplers' own proposals
 
 
@@ -36,7 +37,7 @@ def study_of(out: Path) -> optuna.Study:
     return optuna.load_study(study_name="nasdun", storage=f"sqlite:///{out / 'optuna.db'}")
 
 
-@pytest.mark.parametrize("sampler", ["rl", "evolution", "random", "tpe"])
+@pytest.mark.parametrize("sampler", USABLE)
 def test_mini_search_fills_table_and_study_with_the_same_candidates(sampler, ray_local, tmp_path):
     cfg = SearchConfig(sampler=sampler, sampler_options={"rl": {"batch_size": 2}, "evolution": {"population_size": 2, "sample_size": 1}}, **MINI)
     fig = run_search(tmp_path / "exp", cfg)
@@ -323,7 +324,7 @@ def test_one_slot_search_is_reproducible_end_to_end(ray_local, tmp_path):
     assert list(a["val_nmse_db"]) == list(b["val_nmse_db"]) and list(a["test_nmse_db"]) == list(b["test_nmse_db"])
 
 
-@pytest.mark.parametrize("sampler", ["evolution", "rl", "random", "tpe", "nsga2"])
+@pytest.mark.parametrize("sampler", USABLE)
 def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampler, tmp_path):
     """Two cohorts in flight, completed in submission order in one run and newest-first in the other:
     the searcher waits where needed and every cohort gets the same genotypes and values in both.
@@ -367,3 +368,42 @@ def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampl
             assert waited > 0  # cohort c waited for cohort c-2 although a slot was free
     assert runs["fifo"][0] == runs["newest_first"][0] and len(runs["fifo"][0]) == 5
     assert runs["fifo"][1] == runs["newest_first"][1]
+
+
+def test_progress_is_shown_during_the_first_cohort(tmp_path):
+    """Workers' `progress` results move the driver's line before any cohort has finished: done/total, share, ETA."""
+    import io
+
+    from nasdun.driver import CohortSearcher, Experiment
+    from nasdun.progress import ProgressLine
+
+    cfg = SearchConfig(sampler="random", **{**MINI, "budget": 4})
+    (tmp_path / "exp").mkdir()
+    stream = io.StringIO()
+    searcher = CohortSearcher(
+        Experiment(tmp_path / "exp", cfg), ProgressLine("search", stream=stream, every_s=0), {"trainer_s": 0.0, "cohorts": 0}, lag=2
+    )
+    assert searcher.suggest("a") is not None and searcher.suggest("b") is not None
+    searcher.on_trial_result("a", {"progress": 0.5, "elapsed_s": 3.0})
+    line = stream.getvalue().strip().splitlines()[-1]
+    assert line.startswith("search: 0/4 candidates done | 2 cohort(s) training (50%, 0%)") and "ETA ~" in line and "ETA ~?" not in line
+
+
+def test_trainer_progress_names_layer_stage_iterations_and_eta(small_problem):
+    from nasdun.training import trainer_progress
+    from search_spaces import preset
+    from trainers.population import train_population
+    from trainers.protocols import get_protocol
+
+    seen = []
+    train_population([preset("lista", 3), preset("2no", 3)], small_problem, get_protocol("smoke"), progress=seen.append, minutes=60)
+    first, last = seen[0], seen[-1]
+    assert (first.layers, first.min_layer, first.stage, first.stages_per_layer) == (3, 1, 1, 3) and 0 <= first.fraction_done < last.fraction_done
+    assert first.eta_s() <= 3600 and last.fraction_done == 1.0 and last.eta_s() == 0
+    line, report = trainer_progress("train")
+    import io
+
+    line._stream, line.tty, line.every_s = io.StringIO(), False, 0
+    report(seen[len(seen) // 2])
+    text = line.stream.getvalue()
+    assert "train: layer " in text and " of 3, stage " in text and "/3 | iter " in text and "elapsed, ETA ~" in text

@@ -1,6 +1,7 @@
 import math
 
 import pytest
+import torch
 
 from nasdun.errors import NasdunError
 from search_spaces import preset
@@ -114,3 +115,25 @@ def test_halving_counts_and_deterministic_ties(small_problem):
         PopulationTrainer(same, small_problem, halving((3,)))
     with pytest.raises(NasdunError, match="eta=1"):
         halving((1,), eta=1)
+
+
+def test_compaction_carries_every_state_field_even_one_added_later(small_problem):
+    """A new per-candidate field cannot be forgotten: CandidateState.select walks every field by type."""
+    import dataclasses
+
+    import numpy as np
+
+    from trainers.state import CandidateState
+
+    extended = dataclasses.make_dataclass("Extended", [("dummy", torch.Tensor), ("dummy_h", np.ndarray)], bases=(CandidateState,))
+    gs = [preset(n, 3) for n in ("lista", "2no", "dense", "3no", "lfista")]
+    tr = PopulationTrainer(gs, small_problem, halving((1,)))
+    base = {f.name: getattr(tr.c, f.name) for f in dataclasses.fields(CandidateState)}
+    tr.c = extended(**base, dummy=torch.arange(5.0) * 10, dummy_h=np.arange(5) + 100)
+    res = tr.run()
+    assert type(tr.c) is extended and len(tr.c.ids) < 5  # compacted at the rung, and the class kept
+    assert tr.c.dummy.tolist() == [10.0 * i for i in tr.c.ids] and tr.c.dummy_h.tolist() == [100 + i for i in tr.c.ids]
+    assert sum(r.status == "stopped" for r in res) == 2
+    broken = extended(**{**base, "ids": np.arange(5)}, dummy=[0, 1, 2, 3, 4], dummy_h=np.arange(5))
+    with pytest.raises(TypeError, match="CandidateState.dummy is a list"):
+        broken.select(np.array([0, 1]))

@@ -38,17 +38,17 @@ import torch
 
 from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype
+from trainers.adam import BETAS, masked_adam_step
 from trainers.host_memory import keep_freed_memory
 from trainers.model import UnrolledLISTA
 from trainers.precision import autocast, check_precision, precision_scope
 from trainers.problems import Problem
 from trainers.protocols import Protocol
 from trainers.scoring import CandidateResult, Progress, evaluate
+from trainers.state import CandidateState
 
 __all__ = ["CandidateResult", "PopulationTrainer", "Progress", "evaluate", "train_population"]
 
-BETAS = (0.9, 0.999)
-EPS = 1e-8
 COMPACT_FRACTION = 0.25  # compact once this share of the slots no longer trains
 
 
@@ -88,26 +88,28 @@ class PopulationTrainer:
         scale = [1.0] * P if lr_scale is None else list(lr_scale)
         if len(scale) != P:
             raise NasdunError(f"lr_scale has {len(scale)} entries; expected one per candidate ({P})")
-        self.lr_scale = torch.tensor(scale, dtype=problem.D.dtype, device=dev)
         self.lrs = torch.tensor(protocol.lrs, dtype=problem.D.dtype, device=dev)
         self._bind_params()
-        self.best = {k: v.detach().clone() for k, v in self.params.items()}
-        self.m = {k: torch.zeros_like(v) for k, v in self.params.items()}
-        self.v = {k: torch.zeros_like(v) for k, v in self.params.items()}
-        self.step = torch.zeros(P, dtype=problem.D.dtype, device=dev)
-        self.stage_iter = torch.zeros(P, dtype=torch.long, device=dev)
-        self.best_val = torch.full((P,), math.inf, dtype=torch.float64, device=dev)
-        self.best_at = torch.zeros(P, dtype=torch.long, device=dev)
-        self.bad = torch.zeros(P, dtype=torch.bool, device=dev)  # non-finite training loss seen
-        # Control state lives on the host (it changes only at validations, which read the
-        # device anyway); _sync_state mirrors it to the device and rebuilds the per-stage
-        # caches, so a training step needs no host-device synchronisation.
-        self.ids = np.arange(P)
-        self.t_h = np.ones(P, dtype=np.int64)  # current layer, 1-based
-        self.s_h = np.zeros(P, dtype=np.int64)  # current stage, 0-based
-        self.it_h = np.zeros(P, dtype=np.int64)  # the candidate's own training iterations
-        self.active_h = np.ones(P, dtype=bool)
-        self.waiting_h = np.zeros(P, dtype=bool)  # at a rung, waiting for the others
+        # Control state (layer, stage, counters, flags) lives on the host (it changes only at
+        # validations, which read the device anyway); _sync_state mirrors it to the device and
+        # rebuilds the per-stage caches, so a training step needs no host-device synchronisation.
+        self.c = CandidateState(
+            best={k: v.detach().clone() for k, v in self.params.items()},
+            m={k: torch.zeros_like(v) for k, v in self.params.items()},
+            v={k: torch.zeros_like(v) for k, v in self.params.items()},
+            step=torch.zeros(P, dtype=problem.D.dtype, device=dev),
+            stage_iter=torch.zeros(P, dtype=torch.long, device=dev),
+            best_val=torch.full((P,), math.inf, dtype=torch.float64, device=dev),
+            best_at=torch.zeros(P, dtype=torch.long, device=dev),
+            bad=torch.zeros(P, dtype=torch.bool, device=dev),
+            lr_scale=torch.tensor(scale, dtype=problem.D.dtype, device=dev),
+            ids=np.arange(P),
+            t_h=np.ones(P, dtype=np.int64),
+            s_h=np.zeros(P, dtype=np.int64),
+            it_h=np.zeros(P, dtype=np.int64),
+            active_h=np.ones(P, dtype=bool),
+            waiting_h=np.zeros(P, dtype=bool),
+        )
         self.results = [CandidateResult(g) for g in genotypes]
         self.iteration = 0  # steps taken by the cohort
         self._sync_state()
@@ -117,25 +119,25 @@ class PopulationTrainer:
         self.layer_of = self.model.param_layers()
 
     def _sync_state(self) -> None:
-        dev = self.step.device
-        self.t = torch.as_tensor(self.t_h, device=dev)
-        self.s = torch.as_tensor(self.s_h, device=dev)
-        self.active = torch.as_tensor(self.active_h, device=dev)
-        self._active_f = self.active.to(self.step.dtype)
-        self._lr = self.lrs[self.s.clamp(max=len(self.protocol.lrs) - 1)] * self.lr_scale * self._active_f
-        live = self.t_h[self.active_h]
+        dev = self.c.step.device
+        self.t = torch.as_tensor(self.c.t_h, device=dev)
+        self.s = torch.as_tensor(self.c.s_h, device=dev)
+        self.active = torch.as_tensor(self.c.active_h, device=dev)
+        self._active_f = self.active.to(self.c.step.dtype)
+        self._lr = self.lrs[self.s.clamp(max=len(self.protocol.lrs) - 1)] * self.c.lr_scale * self._active_f
+        live = self.c.t_h[self.c.active_h]
         self._T = int(live.max()) if live.size else 1
         self._loss_layers = {int(k): (self.active & (self.t == int(k))) for k in np.unique(live)}
         self._wm, self._wv = {}, {}
         for name, p in self.params.items():
             mask = self._trainable(name, p).to(p.dtype)
-            self._wm[name], self._wv[name] = (1 - BETAS[0]) * mask, (1 - BETAS[1]) * mask
+            self._wm[name], self._wv[name] = (1 - BETAS[0]) * mask, (1 - BETAS[1]) * mask  # trainers.adam's w * (1 - beta)
 
     def jump_to(self, layer: int, stage: int) -> None:
         """Put every active candidate at (layer, stage) with fresh moments (benchmarks, tests)."""
         if not (1 <= layer <= self.model.K and 0 <= stage < self.protocol.stages_per_layer):
             raise NasdunError(f"jump_to({layer}, {stage}) is outside layers 1..{self.model.K}, stages 0..{self.protocol.stages_per_layer - 1}")
-        self.t_h[self.active_h], self.s_h[self.active_h] = layer, stage
+        self.c.t_h[self.c.active_h], self.c.s_h[self.c.active_h] = layer, stage
         self._sync_state()
         self._reset_moments(self.active)
 
@@ -145,46 +147,33 @@ class PopulationTrainer:
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each active candidate's batch of its own iteration: shared (B, .) while they agree."""
-        its = np.unique(self.it_h[self.active_h])
+        its = np.unique(self.c.it_h[self.c.active_h])
         if its.size == 1:
             return self.problem.train_batch(int(its[0]))
-        pairs = {int(i): self.problem.train_batch(int(i)) for i in np.unique(self.it_h)}
-        b = torch.stack([pairs[int(i)][0] for i in self.it_h])  # (P, B, m)
-        x = torch.stack([pairs[int(i)][1] for i in self.it_h])  # (P, B, n)
+        pairs = {int(i): self.problem.train_batch(int(i)) for i in np.unique(self.c.it_h)}
+        b = torch.stack([pairs[int(i)][0] for i in self.c.it_h])  # (P, B, m)
+        x = torch.stack([pairs[int(i)][1] for i in self.c.it_h])  # (P, B, n)
         return b, x
 
     def train_step(self) -> None:
         b, x = self._batch()
-        with autocast(self.precision, self.step.device):
+        with autocast(self.precision, self.c.step.device):
             outs = self.model(b, self._T)
-        loss_p = torch.zeros_like(self.step)
+        loss_p = torch.zeros_like(self.c.step)
         for k, sel in self._loss_layers.items():  # usually one or two distinct layers
             err = 0.5 * (outs[k - 1].float() - x).pow(2).sum((-2, -1)) / x.shape[-2]  # (P,)
             loss_p = torch.where(sel, err, loss_p)
-        self.bad |= self.active & ~torch.isfinite(loss_p)
+        self.c.bad |= self.active & ~torch.isfinite(loss_p)
         grads = torch.autograd.grad(loss_p.sum(), list(self.params.values()), materialize_grads=True)
         self._adam(grads)
         self.iteration += 1
-        self.it_h += self.active_h
-        self.stage_iter += self.active.long()
+        self.c.it_h += self.c.active_h
+        self.c.stage_iter += self.active.long()
 
     def _adam(self, grads: Sequence[torch.Tensor]) -> None:
-        """Per-element Adam with per-candidate step counts and learning rates.
-
-        Moments are reset at every stage start and only move where the stage's mask is on, so
-        a frozen element has m = 0 and its update is exactly zero.
-        """
-        self.step += self._active_f
-        step = self.step.clamp(min=1)
-        lr_t = self._lr / (1 - BETAS[0] ** step)
-        corr2 = 1 - BETAS[1] ** step
-        with torch.no_grad():
-            for (name, p), g in zip(self.params.items(), grads, strict=True):
-                m, v = self.m[name], self.v[name]
-                m.lerp_(g, self._wm[name])
-                v.lerp_(g * g, self._wv[name])
-                denom = (v / self._bc(corr2, p)).sqrt_().add_(EPS)
-                p.addcdiv_(m * self._bc(lr_t, p), denom, value=-1.0)
+        """The masked per-candidate Adam update (:mod:`trainers.adam`) of the active candidates."""
+        self.c.step += self._active_f
+        masked_adam_step(self.params, grads, self.c.m, self.c.v, self.c.step, self._lr, self._wm, self._wv)
 
     def _trainable(self, name: str, p: torch.Tensor) -> torch.Tensor:
         """Elements candidate q may move: its layer t's new parameters in stage 0, else layers <= t."""
@@ -197,128 +186,122 @@ class PopulationTrainer:
     # -- validation and stage logic ----------------------------------------------------------
     def _validate(self) -> torch.Tensor:
         """Validation nmse_db of each candidate's x(t[p]), shape (P,)."""
-        with autocast(self.precision, self.step.device):
+        with autocast(self.precision, self.c.step.device):
             return evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T)).nmse_db()
 
     def _record_best(self, val: torch.Tensor, mask: torch.Tensor) -> None:
-        improved = mask & (val < self.best_val)
-        self.best_val = torch.where(improved, val, self.best_val)
-        self.best_at = torch.where(improved, self.stage_iter, self.best_at)
+        improved = mask & (val < self.c.best_val)
+        self.c.best_val = torch.where(improved, val, self.c.best_val)
+        self.c.best_at = torch.where(improved, self.c.stage_iter, self.c.best_at)
         with torch.no_grad():
             for name, p in self.params.items():
-                self.best[name].copy_(torch.where(self._bc(improved, p), p, self.best[name]))
+                self.c.best[name].copy_(torch.where(self._bc(improved, p), p, self.c.best[name]))
 
     def _reset_moments(self, mask: torch.Tensor) -> None:
-        self.step = torch.where(mask, 0, self.step)
+        self.c.step = torch.where(mask, 0, self.c.step)
         for name in self.params:
-            keep = ~self._bc(mask, self.m[name])
-            self.m[name].mul_(keep)
-            self.v[name].mul_(keep)
+            keep = ~self._bc(mask, self.c.m[name])
+            self.c.m[name].mul_(keep)
+            self.c.v[name].mul_(keep)
 
     def _start_stage(self, mask: torch.Tensor) -> None:
         """Fresh optimizer and patience for the candidates in ``mask``; score their starting point."""
-        self.stage_iter = torch.where(mask, 0, self.stage_iter)
-        self.best_val = torch.where(mask, math.inf, self.best_val)
-        self.best_at = torch.where(mask, 0, self.best_at)
+        self.c.stage_iter = torch.where(mask, 0, self.c.stage_iter)
+        self.c.best_val = torch.where(mask, math.inf, self.c.best_val)
+        self.c.best_at = torch.where(mask, 0, self.c.best_at)
         self._reset_moments(mask)
         self._record_best(self._validate(), mask)
 
     def _restore_best(self, p: int) -> None:
         with torch.no_grad():
             for name, t in self.params.items():
-                t[p].copy_(self.best[name][p])
+                t[p].copy_(self.c.best[name][p])
 
     def _after_validation(self, val: torch.Tensor, elapsed: float) -> None:
         proto = self.protocol
-        diverged = self.active & (self.bad | ~torch.isfinite(val) | (val > proto.diverge_db))
+        diverged = self.active & (self.c.bad | ~torch.isfinite(val) | (val > proto.diverge_db))
         self._record_best(val, self.active & ~diverged)
-        stale = (self.stage_iter - self.best_at >= proto.patience) | (self.stage_iter >= proto.max_iters)
+        stale = (self.c.stage_iter - self.c.best_at >= proto.patience) | (self.c.stage_iter >= proto.max_iters)
         ended = self.active & ~diverged & stale
         if not bool((diverged | ended).any()):
             return
-        host = torch.stack([diverged.long(), ended.long(), self.bad.long(), self.stage_iter]).cpu().numpy()
-        val_h, best_h = val.cpu().numpy(), self.best_val.cpu().numpy()
-        started = np.zeros_like(self.active_h)
+        host = torch.stack([diverged.long(), ended.long(), self.c.bad.long(), self.c.stage_iter]).cpu().numpy()
+        val_h, best_h = val.cpu().numpy(), self.c.best_val.cpu().numpy()
+        started = np.zeros_like(self.c.active_h)
         for p in map(int, np.flatnonzero(host[0] | host[1])):
-            r, t, s = self.results[self.ids[p]], int(self.t_h[p]), int(self.s_h[p])
+            r, t, s = self.results[self.c.ids[p]], int(self.c.t_h[p]), int(self.c.s_h[p])
             self._restore_best(p)  # best of the stage; for a failed candidate, finite numbers
             if host[0][p]:
                 why = "non-finite training loss" if host[2][p] else f"validation nmse_db {val_h[p]:.4g} (limit {proto.diverge_db})"
                 r.status, r.reason = "failed", f"diverged at layer {t} stage {s + 1}: {why}"
-                r.iterations = int(self.it_h[p])
+                r.iterations = int(self.c.it_h[p])
             else:
                 r.stages.append({"layer": t, "stage": s + 1, "iters": int(host[3][p]), "best_val_nmse_db": float(best_h[p])})
                 last_stage = s + 1 == proto.stages_per_layer
                 if last_stage and t in proto.rungs:
-                    self.waiting_h[p] = True  # at a rung: wait for the rest of the cohort
+                    self.c.waiting_h[p] = True  # at a rung: wait for the rest of the cohort
                 elif last_stage and t == self.model.K:
-                    r.iterations = int(self.it_h[p])
+                    r.iterations = int(self.c.it_h[p])
                 else:
-                    self.t_h[p], self.s_h[p] = (t, s + 1) if not last_stage else (t + 1, 0)
+                    self.c.t_h[p], self.c.s_h[p] = (t, s + 1) if not last_stage else (t + 1, 0)
                     started[p] = True
                     continue
             r.wall_s = elapsed
-            self.active_h[p] = False
+            self.c.active_h[p] = False
         self._sync_state()
         if started.any():
-            self._start_stage(torch.as_tensor(started, device=self.step.device))
-        if self.waiting_h.any() and not self.active_h.any():
+            self._start_stage(torch.as_tensor(started, device=self.c.step.device))
+        if self.c.waiting_h.any() and not self.c.active_h.any():
             self._halve(elapsed)
-        elif self.active_h.any() and (~self.active_h & ~self.waiting_h).mean() >= COMPACT_FRACTION:
+        elif self.c.active_h.any() and (~self.c.active_h & ~self.c.waiting_h).mean() >= COMPACT_FRACTION:
             self._compact()
 
     def _halve(self, elapsed: float) -> None:
         """Every live candidate waits at the same rung: keep the best ceil(n / eta), stop the rest."""
         proto = self.protocol
-        waiting = np.flatnonzero(self.waiting_h)
-        layer = int(self.t_h[waiting[0]])
+        waiting = np.flatnonzero(self.c.waiting_h)
+        layer = int(self.c.t_h[waiting[0]])
         rung = proto.rungs.index(layer) + 1
-        scores = self.best_val.cpu().numpy()
+        scores = self.c.best_val.cpu().numpy()
         # rank by the rung's validation nmse_db; ties go to the earlier candidate of the cohort
-        order = sorted(waiting, key=lambda p: (scores[p], self.ids[p]))
+        order = sorted(waiting, key=lambda p: (scores[p], self.c.ids[p]))
         keep = max(proto.min_survivors, math.ceil(len(order) / proto.eta))
         for rank, p in enumerate(order):
-            r = self.results[self.ids[p]]
+            r = self.results[self.c.ids[p]]
             r.rung, r.rung_layer = rung, layer
             if rank >= keep:
                 r.status = "stopped"
                 r.reason = f"stopped at rung {rung} (layer {layer}): rank {rank + 1} of {len(order)}, kept {keep}"
-                r.iterations, r.wall_s = int(self.it_h[p]), elapsed
+                r.iterations, r.wall_s = int(self.c.it_h[p]), elapsed
         survivors = np.array(order[:keep])
-        self.waiting_h[:] = False
-        self.t_h[survivors], self.s_h[survivors] = layer + 1, 0
-        self.active_h[survivors] = True
+        self.c.waiting_h[:] = False
+        self.c.t_h[survivors], self.c.s_h[survivors] = layer + 1, 0
+        self.c.active_h[survivors] = True
         self._compact()
         self._start_stage(self.active.clone())
 
     def _compact(self) -> None:
         """Score and drop the slots that no longer train; every per-candidate tensor shrinks."""
-        keep = np.flatnonzero(self.active_h | self.waiting_h)
-        drop = np.flatnonzero(~(self.active_h | self.waiting_h))
+        keep = np.flatnonzero(self.c.active_h | self.c.waiting_h)
+        drop = np.flatnonzero(~(self.c.active_h | self.c.waiting_h))
         if drop.size == 0:
             return
         self._store(drop)
-        idx = torch.as_tensor(keep, device=self.step.device)
+        idx = torch.as_tensor(keep, device=self.c.step.device)
         old = self.params
         self.model = UnrolledLISTA(
-            [self.results[i].genotype for i in self.ids[keep]], self.problem.D, self.protocol.lam, self.protocol.coef_init, self.compile
+            [self.results[i].genotype for i in self.c.ids[keep]], self.problem.D, self.protocol.lam, self.protocol.coef_init, self.compile
         ).to(self.problem.D.device)
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 p.copy_(old[name].index_select(0, idx))
         self._bind_params()
-        for store in (self.best, self.m, self.v):
-            for name in store:
-                store[name] = store[name].index_select(0, idx)
-        for attr in ("step", "stage_iter", "best_val", "best_at", "bad", "lr_scale"):
-            setattr(self, attr, getattr(self, attr).index_select(0, idx))
-        for attr in ("ids", "t_h", "s_h", "it_h", "active_h", "waiting_h"):
-            setattr(self, attr, getattr(self, attr)[keep])
+        self.c = self.c.select(keep)  # every per-candidate field (trainers/state.py)
         self._sync_state()
 
     def _store(self, slots: np.ndarray) -> None:
         """Final parameters and per-layer curves of ``slots``, into their results."""
-        with autocast(self.precision, self.step.device):
+        with autocast(self.precision, self.c.step.device):
             val, test = evaluate(self.model, self.problem.val), evaluate(self.model, self.problem.test)
         curves = {
             "val_nmse_db": val.nmse_db(),
@@ -327,7 +310,7 @@ class PopulationTrainer:
             "test_nmse_db_mean": test.nmse_db_mean(),
         }
         for p in map(int, slots):
-            r = self.results[self.ids[p]]
+            r = self.results[self.c.ids[p]]
             r.params = self.model.candidate_state(p)
             if r.status == "failed":
                 continue
@@ -345,56 +328,56 @@ class PopulationTrainer:
         with precision_scope(self.precision):
             start = time.perf_counter()
             self._start_stage(self.active.clone())
-            while self.active_h.any():
+            while self.c.active_h.any():
                 for _ in range(self.protocol.val_every):
                     self.train_step()
                 elapsed = time.perf_counter() - start
                 self._after_validation(self._validate(), elapsed)
-                if self.minutes and elapsed >= 60 * self.minutes and (self.active_h | self.waiting_h).any():
+                if self.minutes and elapsed >= 60 * self.minutes and (self.c.active_h | self.c.waiting_h).any():
                     self._stop_all(elapsed)
                 if self.progress is not None:
                     self._report(elapsed)
-            self._store(np.arange(len(self.ids)))
+            self._store(np.arange(len(self.c.ids)))
         return self.results
 
     def _stop_all(self, elapsed: float) -> None:
         """The time limit: every candidate still training stops where it is, with its stage's best
         parameters restored; its row is ``stopped`` and scored at the layer it reached."""
-        for p in map(int, np.flatnonzero(self.active_h | self.waiting_h)):
-            r, t, s = self.results[self.ids[p]], int(self.t_h[p]), int(self.s_h[p])
-            if self.active_h[p]:
+        for p in map(int, np.flatnonzero(self.c.active_h | self.c.waiting_h)):
+            r, t, s = self.results[self.c.ids[p]], int(self.c.t_h[p]), int(self.c.s_h[p])
+            if self.c.active_h[p]:
                 self._restore_best(p)
                 r.stages.append(
-                    {"layer": t, "stage": s + 1, "iters": int(self.stage_iter[p]), "best_val_nmse_db": float(self.best_val[p]), "cut": True}
+                    {"layer": t, "stage": s + 1, "iters": int(self.c.stage_iter[p]), "best_val_nmse_db": float(self.c.best_val[p]), "cut": True}
                 )
-            r.status, r.rung_layer, r.iterations, r.wall_s = "stopped", t, int(self.it_h[p]), elapsed
+            r.status, r.rung_layer, r.iterations, r.wall_s = "stopped", t, int(self.c.it_h[p]), elapsed
             where = f"layer {t} of {self.model.K}, stage {s + 1} of {self.protocol.stages_per_layer}"
-            r.reason = f"time limit of {self.minutes:g} min reached at {where}, iteration {int(self.it_h[p])}"
-        self.active_h[:] = False
-        self.waiting_h[:] = False
+            r.reason = f"time limit of {self.minutes:g} min reached at {where}, iteration {int(self.c.it_h[p])}"
+        self.c.active_h[:] = False
+        self.c.waiting_h[:] = False
         self._sync_state()
 
     def _report(self, elapsed: float) -> None:
         assert self.progress is not None
         status = [r.status for r in self.results]
-        n_active = int(self.active_h.sum())
-        live = self.active_h
+        n_active = int(self.c.active_h.sum())
+        live = self.c.active_h
         per_layer = self.protocol.stages_per_layer
         stages_total = self.model.K * per_layer
         # stages finished by each candidate still in the cohort, and by those that left it (all of theirs)
-        done_stages = float(((self.t_h[live] - 1) * per_layer + self.s_h[live]).sum()) + stages_total * (len(status) - int(live.sum()))
+        done_stages = float(((self.c.t_h[live] - 1) * per_layer + self.c.s_h[live]).sum()) + stages_total * (len(status) - int(live.sum()))
         self.progress(
             Progress(
                 iteration=self.iteration,
                 active=n_active,
-                done=len(status) - n_active - int(self.waiting_h.sum()) - status.count("failed"),
+                done=len(status) - n_active - int(self.c.waiting_h.sum()) - status.count("failed"),
                 failed=status.count("failed"),
                 total=len(status),
                 best_layer=self._T if n_active else self.model.K,
                 elapsed_s=elapsed,
                 layers=self.model.K,
-                min_layer=int(self.t_h[live].min()) if n_active else self.model.K,
-                stage=int(self.s_h[live].max()) + 1 if n_active else per_layer,
+                min_layer=int(self.c.t_h[live].min()) if n_active else self.model.K,
+                stage=int(self.c.s_h[live].max()) + 1 if n_active else per_layer,
                 stages_per_layer=per_layer,
                 fraction_done=done_stages / (stages_total * len(status)),
                 deadline_s=60 * self.minutes,

@@ -1,0 +1,52 @@
+r"""Adam with a per-candidate step count, learning rate and trainable mask (one update for all P candidates).
+
+For candidate p and element e of a parameter, with gradient g, mask w ∈ {0, 1} (1: the
+candidate's current stage trains the element), step count t_p and learning rate α_p:
+
+.. math::
+    m &\leftarrow m + (1-\beta_1)\,w\,(g - m) \qquad v \leftarrow v + (1-\beta_2)\,w\,(g^2 - v) \\
+    \theta &\leftarrow \theta - \frac{\alpha_p}{1-\beta_1^{t_p}}\;
+             \frac{m}{\sqrt{v / (1-\beta_2^{t_p})} + \epsilon}
+
+which is PyTorch's Adam (β = 0.9, 0.999, ε = 1e-8) for the elements a stage trains. The moments
+are reset (m = v = 0, t = 0) at every stage start, as the reference code builds a fresh optimiser
+per stage, so a frozen element keeps m = 0 and its update is exactly zero. α_p is 0 for a
+candidate that no longer trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+BETAS = (0.9, 0.999)
+EPS = 1e-8
+
+
+def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (P,) vector shaped to broadcast against a (P, ...) tensor."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def masked_adam_step(
+    params: Mapping[str, torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    m: Mapping[str, torch.Tensor],
+    v: Mapping[str, torch.Tensor],
+    step: torch.Tensor,
+    lr: torch.Tensor,
+    wm: Mapping[str, torch.Tensor],
+    wv: Mapping[str, torch.Tensor],
+) -> None:
+    """One update, in place. ``step`` (P,) counts this update already; ``lr`` (P,) is α_p;
+    ``wm`` / ``wv`` are the masks times (1 - β1) / (1 - β2), precomputed once per stage."""
+    t = step.clamp(min=1)
+    lr_t = lr / (1 - BETAS[0] ** t)
+    corr2 = 1 - BETAS[1] ** t
+    with torch.no_grad():
+        for (name, p), g in zip(params.items(), grads, strict=True):
+            m[name].lerp_(g, wm[name])
+            v[name].lerp_(g * g, wv[name])
+            denom = (v[name] / _bc(corr2, p)).sqrt_().add_(EPS)
+            p.addcdiv_(m[name] * _bc(lr_t, p), denom, value=-1.0)
