@@ -53,9 +53,11 @@ def search(
     cfg = from_mapping(SearchConfig, load_yaml(Path(out) / "search.yaml"), str(Path(out) / "search.yaml"))  # as run
     if cfg.promote_top:
         from analysis.promote import promote_search
+        from nasdun.lock import run_lock
 
-        fig["promoted"] = promote_search(out, cfg.promote_top, cfg.promote_protocol, compile=cfg.compile)
-        write_json(Path(out) / "search.json", fig)
+        with run_lock(out):  # the promotion writes into the run directory too
+            fig["promoted"] = promote_search(out, cfg.promote_top, cfg.promote_protocol, compile=cfg.compile)
+            write_json(Path(out) / "search.json", fig)
     return fig
 
 

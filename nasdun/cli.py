@@ -308,13 +308,13 @@ def _average(args: argparse.Namespace) -> int:
 @command("heatmap")
 def _heatmap(args: argparse.Namespace) -> int:
     from analysis.heatmaps import genotype_heatmap, run_heatmaps
-    from nasdun.results import prepare_out_dir
+    from nasdun.results import check_out_dir
     from search_spaces.presets import resolve_archs
 
     if bool(args.arch) == bool(args.runs):
         raise NasdunError("heatmap needs run directories or --arch, not both")
     archs = resolve_archs(args.arch, args.layers) if args.arch else []  # bad names fail before anything is written
-    prepare_out_dir(args.out, args.force, hint="or pass --force")
+    check_out_dir(args.out, args.force)  # the figures create it once the runs have been read
     if archs:
         for name, g in archs:
             genotype_heatmap(g, name, args.out)

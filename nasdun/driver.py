@@ -33,6 +33,7 @@ from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import NasdunError
 from nasdun.experiment import Experiment
 from nasdun.progress import ProgressLine
+from nasdun.results import write_json
 from nasdun.searchconfig import SearchConfig, load_config
 from nasdun.verdict import compare
 from nasdun.worker import train_cohort
@@ -50,9 +51,10 @@ class CohortSearcher(Searcher):
     (``progress`` results), so the progress line moves from the first cohort on.
     """
 
-    def __init__(self, exp: Experiment, progress: ProgressLine, stats: dict[str, Any], lag: int) -> None:
+    def __init__(self, exp: Experiment, progress: ProgressLine, stats: dict[str, Any], lag: int, fixed: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.exp, self.progress, self.stats, self.lag = exp, progress, stats, lag
+        self.fixed = fixed  # the session's constant figures; with them, search.json is rewritten after every cohort
         self.protocol = asdict(get_protocol(exp.cfg.protocol))  # travels as data: a remote worker needs no YAML file
         self.inflight: dict[str, tuple[int, list[tuple[int, Genotype]]]] = {}
         self.fraction: dict[str, float] = {}  # trial id -> share of its cohort's training done
@@ -117,7 +119,31 @@ class CohortSearcher(Searcher):
         if ok:
             self.stats["trainer_s"] += float(result["trainer_wall_s"])  # type: ignore[index]
         self.stats["cohorts"] += 1
+        if self.fixed is not None:
+            write_json(self.exp.dir / "search.json", self.figures(finished=False))  # atomically: a killed session leaves its record
         self._show(force=True)
+
+    def figures(self, finished: bool) -> dict[str, Any]:
+        """The session's figures so far (``search.json``): counts, timing, the verdict against the hand designs."""
+        exp, stats, fixed = self.exp, self.stats, self.fixed or {}
+        wall = time.perf_counter() - self.start
+        trained_now = exp.trained - self.start_trained
+        concurrency = int(fixed.get("concurrency", self.lag))
+        return {
+            **fixed,
+            "finished": finished,
+            "cohorts": stats["cohorts"],
+            "candidates_trained": trained_now,
+            "candidates_total": exp.trained,
+            "wall_s": wall,
+            "trainer_s": stats["trainer_s"],
+            "overhead": wall / (stats["trainer_s"] / concurrency) if stats["trainer_s"] else math.nan,
+            "candidates_per_min": trained_now / (wall / 60) if wall else math.nan,
+            "best_val_nmse_db": exp.best(),
+            "params_kept": sorted(exp.kept),
+            **compare(exp.rows),
+            "stopped_early": stats.get("stopped_early", ""),
+        }
 
     def _show(self, force: bool) -> None:
         """``12/24 candidates | 2 cohorts training (40%, 15%) | best val nmse_db -9.80 | 1m10s elapsed, ETA ~1m05s``."""
@@ -210,10 +236,16 @@ def run_search(
     num_cpus: int | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) a search into ``out``; returns the session's figures (also ``search.json``)."""
-    import yaml
+    """Run (or resume) a search into ``out``; returns the session's figures (also ``search.json``).
 
-    from nasdun.results import prepare_out_dir, write_json
+    Everything is validated before the directory is written; a fresh start refused during set-up
+    (e.g. a storage URL that cannot be opened) removes the directory it made. The run directory is
+    locked for this process's life (:mod:`nasdun.lock`): a second search or resume is refused.
+    """
+    import shutil
+
+    from nasdun.lock import run_lock
+    from nasdun.results import prepare_out_dir, read_table
 
     out_dir = Path(out)
     if resume:
@@ -231,6 +263,8 @@ def run_search(
         cfg.validate()
         if cfg.budget < saved.budget:
             raise NasdunError(f"--budget {cfg.budget} is below the resumed search's budget {saved.budget}")
+        if (out_dir / "results.csv").is_file():
+            read_table(out_dir)  # a corrupt table is a one-line error before anything is written
     else:
         if cfg is None:
             raise NasdunError("run_search needs a config unless resuming")
@@ -246,21 +280,39 @@ def run_search(
             " expect hours per cohort on a CPU; `search`, `smoke` or a protocol file are the CPU-sized ones",
             flush=True,
         )
-    if not resume:
-        prepare_out_dir(out_dir)
-    (out_dir / "search.yaml").write_text(yaml.safe_dump(_plain(cfg), sort_keys=False))
+    made = not resume and not out_dir.exists()
+    with run_lock(out_dir):
+        try:
+            exp = _open_experiment(out_dir, cfg)
+        except NasdunError:
+            if made:
+                shutil.rmtree(out_dir, ignore_errors=True)  # a refused start leaves nothing behind
+            raise
+        return _run_session(exp, resume, address)
 
-    exp = Experiment(out_dir, cfg)
-    recovered = exp.recover() if resume else {"told_from_table": 0, "requeued": 0, "dropped_unasked": 0}
+
+def _open_experiment(out_dir: Path, cfg: SearchConfig) -> Experiment:
+    import yaml
+
+    (out_dir / "search.yaml").write_text(yaml.safe_dump(_plain(cfg), sort_keys=False))
+    return Experiment(out_dir, cfg)
+
+
+def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str, Any]:
+    """One driver session of Ray Tune over the experiment; ``search.json`` is rewritten after every cohort."""
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
+    cfg, out_dir = exp.cfg, exp.dir
+    recovered = exp.recover() if resume else {"told_from_table": 0, "requeued": 0, "dropped_unasked": 0}
     concurrency = _concurrency(cfg)
     progress = ProgressLine("search")
-    stats: dict[str, Any] = {"trainer_s": 0.0, "cohorts": 0}
-    searcher = CohortSearcher(exp, progress, stats, lag=concurrency)
-    trainable = tune.with_resources(train_cohort, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     session = 1 + len(list((out_dir / "tune").glob("session-*"))) if (out_dir / "tune").is_dir() else 1
+    stats: dict[str, Any] = {"trainer_s": 0.0, "cohorts": 0}
+    fixed = {"session": session, "resumed": resume, "recovered": recovered, "concurrency": concurrency, "budget": cfg.budget,
+             "baselines": list(cfg.baseline_genotypes()), "storage": exp.storage_url}  # fmt: skip
+    searcher = CohortSearcher(exp, progress, stats, lag=concurrency, fixed=fixed)
+    trainable = tune.with_resources(train_cohort, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -278,32 +330,9 @@ def run_search(
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
         ),
     )
-    start = time.perf_counter()
-    start_trained = exp.trained
     tuner.fit()
-    wall = time.perf_counter() - start
     progress.close()
-    trained_now = exp.trained - start_trained
-    figures = {
-        "session": session,
-        "resumed": resume,
-        "recovered": recovered,
-        "concurrency": concurrency,
-        "cohorts": stats["cohorts"],
-        "candidates_trained": trained_now,
-        "candidates_total": exp.trained,
-        "budget": cfg.budget,
-        "wall_s": wall,
-        "trainer_s": stats["trainer_s"],
-        "overhead": wall / (stats["trainer_s"] / concurrency) if stats["trainer_s"] else math.nan,
-        "candidates_per_min": trained_now / (wall / 60) if wall else math.nan,
-        "best_val_nmse_db": exp.best(),
-        "baselines": list(cfg.baseline_genotypes()),
-        "params_kept": sorted(exp.kept),
-        **compare(exp.rows),
-        "stopped_early": stats.get("stopped_early", ""),
-        "storage": exp.storage_url,
-    }
+    figures = searcher.figures(finished=True)
     write_json(out_dir / "search.json", figures)
     return figures
 

@@ -77,13 +77,50 @@ def write_table(out_dir: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df
 
 
+REQUIRED = ("name", "hash", "status", "val_nmse_db", "test_nmse_db", "genotype")
+NUMERIC = ("val_nmse_db", "val_nmse_db_mean", "test_nmse_db", "test_nmse_db_mean")
+
+
 def read_table(run_dir: str | Path) -> pd.DataFrame:
+    """A run's ``results.csv``, checked: a corrupt, truncated or column-less table is a one-line error
+    naming the file and the problem (nothing downstream sees a half-read table)."""
+    import json
+
     import pandas as pd
 
     path = Path(run_dir) / "results.csv"
     if not path.is_file():
         raise NasdunError(f"no results table at {str(path)!r}; expected a run directory written by nasdun")
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    import warnings
+
+    if not path.read_bytes().endswith(b"\n"):  # nasdun writes whole lines (atomically); a file cut mid-row ends without one
+        raise NasdunError(f"results table {str(path)!r} ends inside a row (cut short?); expected a table written by nasdun")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # a row with a field too many would shift every column
+            df = pd.read_csv(path, keep_default_na=False, na_values=[""], index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        raise NasdunError(
+            f"results table {str(path)!r} cannot be read ({str(err).strip().splitlines()[0][:160]}); it is corrupt or truncated"
+        ) from None
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise NasdunError(f"results table {str(path)!r} lacks column(s) {missing}; expected a table written by nasdun (corrupt or truncated?)")
+    for col in [c for c in NUMERIC if c in df.columns]:
+        bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
+        if bad.any():
+            raise NasdunError(
+                f"results table {str(path)!r}: column {col} holds {df[col][bad].iloc[0]!r} in row {int(bad.idxmax()) + 2}; expected numbers"
+            )
+        df[col] = pd.to_numeric(df[col])
+    for i, text in enumerate(df["genotype"]):
+        try:
+            json.loads(str(text))
+        except json.JSONDecodeError:
+            raise NasdunError(
+                f"results table {str(path)!r}: row {i + 2} has no valid genotype (cut short?); expected a table written by nasdun"
+            ) from None
+    return df
 
 
 def save_params(out_dir: Path, named: Mapping[str, tuple[Genotype, dict[str, torch.Tensor]]], meta: Mapping[str, Any]) -> None:
@@ -112,6 +149,16 @@ def load_network(run_dir: str | Path, name: str, device: str = "cpu") -> Any:
     model = UnrolledLISTA([Genotype.from_json(nets[name]["genotype"])], D, lam=meta["lam"], coef_init=meta["coef_init"])
     model.load_candidate_state(0, nets[name]["params"])
     return model.to(device)
+
+
+def check_out_dir(out: str | Path, force: bool = False) -> Path:
+    """``out`` as a directory to write into, checked but not created (refuse a file, and a non-empty one unless ``force``)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise NasdunError(f"--out {str(path)!r} is a file; expected a directory")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise NasdunError(f"--out {str(path)!r} is not empty; choose a new directory (or pass --force)")
+    return path
 
 
 def check_out_file(out: str | Path, force: bool = False) -> Path:

@@ -46,8 +46,8 @@ class Genotype:
         k_total = len(self.inputs)
         if k_total < 1:
             raise NasdunError("a genotype needs at least 1 layer; got 0")
-        if not isinstance(self.max_lag, int) or self.max_lag < 0:
-            raise NasdunError(f"max_lag must be an integer >= 0; got {self.max_lag!r}")
+        if isinstance(self.max_lag, bool) or not isinstance(self.max_lag, int) or not 0 <= self.max_lag <= MAX_LAG:
+            raise NasdunError(f"max_lag must be an integer in 0..{MAX_LAG}; got {self.max_lag!r}")
         if len(self.neurons) != k_total:
             raise NasdunError(f"genotype has {k_total} layers but {len(self.neurons)} neuron types; expected {k_total}")
         if len(self.lags) != k_total:
@@ -108,14 +108,15 @@ class Genotype:
         missing = sorted({"inputs", "neurons", "lags"} - set(data))
         if missing:
             raise NasdunError(f"genotype is missing key(s) {missing}")
-        try:
-            inputs = tuple(tuple(int(i) for i in o) for o in data["inputs"])
-            lags = tuple(tuple(int(j) for j in q) for q in data["lags"])
-            neurons = tuple(str(s) for s in data["neurons"])
-            max_lag = int(data.get("max_lag", 2))
-        except (TypeError, ValueError) as err:
-            raise NasdunError(f"malformed genotype: {err}") from None
-        if "layers" in data and data["layers"] != len(inputs):
+        inputs = tuple(
+            tuple(_integer(i, f"inputs[{k}]") for i in _listed(o, f"inputs[{k}]")) for k, o in enumerate(_listed(data["inputs"], "inputs"))
+        )
+        lags = tuple(tuple(_integer(j, f"lags[{k}]") for j in _listed(q, f"lags[{k}]")) for k, q in enumerate(_listed(data["lags"], "lags")))
+        neurons = tuple(_text(n, "neurons") for n in _listed(data["neurons"], "neurons"))
+        max_lag = _integer(data.get("max_lag", 2), "max_lag", high=MAX_LAG)
+        if len(inputs) > MAX_LAYERS:
+            raise NasdunError(f"genotype has {len(inputs)} layers; expected at most {MAX_LAYERS}")
+        if "layers" in data and _integer(data["layers"], "layers", high=MAX_LAYERS) != len(inputs):
             raise NasdunError(f"genotype says layers={data['layers']!r} but lists {len(inputs)} input sets")
         return cls(inputs=inputs, neurons=neurons, lags=lags, max_lag=max_lag)
 
@@ -172,6 +173,31 @@ class Genotype:
         neuron_list = (neurons,) * layers if isinstance(neurons, str) else tuple(neurons)
         lag_sets = tuple(tuple(sorted(lags.get(k, ()))) for k in range(1, layers + 1))
         return cls(inputs=inputs, neurons=neuron_list, lags=lag_sets, max_lag=max_lag)
+
+
+MAX_LAYERS = 1024  # bounds checked before any loop runs over them
+MAX_LAG = 64
+
+
+def _listed(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise NasdunError(f"malformed genotype: {where}={value!r}; expected a list")
+    return list(value)
+
+
+def _integer(value: Any, where: str, high: int | None = None) -> int:
+    """An integer as written: ``1.7``, ``1.0``, ``true`` and ``"1"`` are refused, not coerced."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise NasdunError(f"malformed genotype: {where} holds {value!r}; expected an integer")
+    if value < 0 or (high is not None and value > high):
+        raise NasdunError(f"malformed genotype: {where}={value}; expected an integer in 0..{high if high is not None else 'K'}")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise NasdunError(f"malformed genotype: {where} holds {value!r}; expected a neuron name")
+    return value
 
 
 def _check_origins(k: int, origins: tuple[int, ...]) -> None:

@@ -65,6 +65,14 @@ def test_search_space_size():
         ({"inputs": [[0], [1], [2]], "neurons": ["soft"] * 3, "lags": [[], [], [3]]}, "lag 3"),
         ({"inputs": [[1], [1], [2]], "neurons": ["soft"] * 3, "lags": [[], [], []]}, "layer 1 reads only x(0)"),
         ({"inputs": [[0]], "neurons": ["soft"], "lags": [[]], "colour": 1}, "unknown genotype key"),
+        ({"inputs": [[0], [1], [1.7, 2]], "neurons": ["soft"] * 3, "lags": [[], [], []]}, "inputs[2] holds 1.7; expected an integer"),
+        ({"inputs": [[0], [1], [True, 2]], "neurons": ["soft"] * 3, "lags": [[], [], []]}, "inputs[2] holds True; expected an integer"),
+        ({"inputs": [[0], [1], [2]], "neurons": ["soft"] * 3, "lags": [[], [1.0], []]}, "lags[1] holds 1.0; expected an integer"),
+        ({"inputs": [[0]], "neurons": ["soft"], "lags": [[]], "max_lag": float("inf")}, "max_lag holds inf; expected an integer"),
+        ({"inputs": [[0]], "neurons": ["soft"], "lags": [[]], "max_lag": 10**400}, "expected an integer in 0..64"),
+        ({"inputs": [[0]], "neurons": [3], "lags": [[]]}, "neurons holds 3; expected a neuron name"),
+        ({"inputs": "0,1", "neurons": ["soft"], "lags": [[]]}, "inputs='0,1'; expected a list"),
+        ({"layers": True, "inputs": [[0]], "neurons": ["soft"], "lags": [[]]}, "layers holds True"),
     ],
 )
 def test_bad_genotypes_give_one_line_errors(data, fragment):

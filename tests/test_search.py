@@ -209,7 +209,10 @@ def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
     done = a[1]  # its row was written just before the kill, the study was not told
     from nasdun.results import candidate_row, write_table
 
-    write_table(out, [candidate_row("t00001", done[1], {"status": "ok", "val_nmse_db": -3.0, "curves": {}}, trial_number=done[0], cohort=0)])
+    write_table(
+        out,
+        [candidate_row("t00001", done[1], {"status": "ok", "val_nmse_db": -3.0, "test_nmse_db": -3.1, "curves": {}}, trial_number=done[0], cohort=0)],
+    )
     del first  # the driver dies: trials stay RUNNING
 
     again = Experiment(out, cfg)
