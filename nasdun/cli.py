@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="run directory (default runs/train-<setting>-<time>)")
     t.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
     t.add_argument("--minutes", type=_nonneg_float, default=0.0, help="stop every network still training after M minutes (0: no limit)")
+    t.add_argument(
+        "--checkpoint-every", type=_nonneg_float, default=300.0, help="seconds between checkpoints of the whole trainer (0: every validation)"
+    )
+    t.add_argument(
+        "--resume", metavar="DIR", default=None, help="finish an interrupted train in DIR from its last checkpoint (other options are read from DIR)"
+    )
 
     se = add("search", "architecture search on Ray Tune; ends with how the best found network compares with the hand designs")
     se.add_argument("--config", default=None, help="YAML file or shipped config name: demo (the CPU demo, the default) or paper")
@@ -219,9 +225,12 @@ def _sampler_names() -> list[str]:
 def _train(args: argparse.Namespace) -> int:
     import time
 
-    from nasdun.training import run_train
+    from nasdun.training import resume_train, run_train
     from search_spaces.presets import resolve_archs
 
+    if args.resume:
+        df, out = resume_train(args.resume, args.checkpoint_every), args.resume
+        return _print_train(df, out, int(df["layers"].iloc[0]))
     archs = resolve_archs(args.arch, args.layers)
     out = args.out or f"runs/train-{args.setting}-{time.strftime('%Y%m%d-%H%M%S')}"
     df = run_train(
@@ -235,13 +244,18 @@ def _train(args: argparse.Namespace) -> int:
         compile=args.compile,
         precision=args.precision,
         minutes=args.minutes,
+        checkpoint_every_s=args.checkpoint_every,
     )
+    return _print_train(df, out, args.layers)
+
+
+def _print_train(df: Any, out: str, layers: int) -> int:
     cols = ["name", "status", "test_nmse_db", "test_nmse_db_mean", "val_nmse_db", "iterations", "n_extra"]
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     for rec in df[df["status"] != "ok"].to_dict("records"):
         print(f"{rec['name']}: {rec['status']}: {rec['reason']}")
     ista = df.attrs["ista"]
-    print(f"ISTA, {args.layers} iterations (untrained LISTA): test_nmse_db {ista['test_nmse_db']:.2f}")
+    print(f"ISTA, {layers} iterations (untrained LISTA): test_nmse_db {ista['test_nmse_db']:.2f}")
     print(f"wall {df.attrs['wall_s']:.1f}s; results in {out}/results.csv")
     return 0 if (df["status"] != "failed").all() else 1
 

@@ -94,7 +94,8 @@ class CohortSearcher(Searcher):
             "cpus": cfg.cpus_per_trial,
             "compile": cfg.compile,
             "precision": cfg.precision,
-            "params_path": str((exp.dir / "cohorts" / f"cohort-{cohort}.pt").resolve()) if cfg.keep_params or cfg.baselines else "",
+            "params_path": str((exp.dir / "cohorts" / f"cohort-{cohort}.pt").resolve()),
+            "checkpoint_every_s": 60 * cfg.checkpoint_minutes if cfg.checkpoint_minutes > 0 else None,
         }
 
     def save(self, checkpoint_path: str) -> None:
@@ -225,7 +226,7 @@ def _concurrency(cfg: SearchConfig) -> int:
     return max(1, min(by_cpu, by_gpu))
 
 
-RESUMABLE = {"budget", "minutes", "promote_top", "promote_protocol", "keep_params"}  # none of them changes a trained candidate
+RESUMABLE = {"budget", "minutes", "promote_top", "promote_protocol", "keep_params", "checkpoint_minutes"}  # none of them changes a trained candidate
 
 
 def run_search(

@@ -38,6 +38,7 @@ class SearchConfig(SearchSpace):
     retrain_duplicates: bool = False
     baselines: bool = True  # the hand designs this space can express are the first candidates (see baseline_genotypes)
     start_from: tuple[str, ...] = ()  # presets or genotype .json files proposed first, after the baselines (warm start)
+    checkpoint_minutes: float = 5.0  # a cohort saves its whole trainer state this often (a retried or redone cohort continues); 0: off
     keep_params: int = 10  # trained parameters of the top-k candidates (and every baseline) kept in DIR/params.pt
     compile: bool = False
     precision: str = "fp32"  # fp32, tf32 or bf16 (trainers.precision)
@@ -57,6 +58,8 @@ class SearchConfig(SearchSpace):
             raise NasdunError("cpus_per_trial >= 1, gpus_per_trial >= 0, max_concurrent >= 0 and max_failures >= 0 are expected")
         if self.precision not in ("fp32", "tf32", "bf16"):
             raise NasdunError(f"precision={self.precision!r}; expected fp32, tf32 or bf16")
+        if not self.checkpoint_minutes >= 0:
+            raise NasdunError(f"checkpoint_minutes={self.checkpoint_minutes}; expected a number >= 0 (0: no checkpoints)")
         if self.keep_params < 0:
             raise NasdunError(f"keep_params={self.keep_params}; expected an integer >= 0 (parameters of the top-k kept)")
         if self.promote_top < 0:

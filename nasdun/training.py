@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from dataclasses import asdict
@@ -60,10 +61,13 @@ def ista_reference(problem: Any, layers: int, lam: float) -> dict[str, float]:
     return {"test_nmse_db": float(acc.nmse_db()[-1, 0]), "test_nmse_db_mean": float(acc.nmse_db_mean()[-1, 0])}
 
 
+SPEC, CHECKPOINT = "train.json", "checkpoint.pt"
+
+
 def run_train(
     archs: list[tuple[str, Genotype]],
     setting: str,
-    protocol: str,
+    protocol: Any,
     seed: int,
     out: str | Path,
     device: str = "auto",
@@ -72,15 +76,20 @@ def run_train(
     compile: bool = False,
     precision: str = "fp32",
     minutes: float = 0.0,
+    checkpoint_every_s: float = 300.0,
 ) -> Any:
     """Train ``archs`` together; returns the results frame (also written to ``out``).
 
     ``precision`` (fp32, tf32, bf16) and ``minutes`` (> 0: a time limit) are passed to
     :func:`trainers.population.train_population`; both are recorded in every row and ``run.json``.
+    The run's full specification is written first (``train.json``) and its whole trainer state
+    every ``checkpoint_every_s`` seconds (``checkpoint.pt``, removed when the run ends). A
+    directory holding an unfinished run of the same specification is resumed from its checkpoint
+    (the finished tables equal an uninterrupted run's); :func:`resume_train` resumes one by path.
     """
-    from trainers.population import train_population
+    from nasdun.lock import run_lock
     from trainers.precision import check_precision
-    from trainers.problems import get_setting, make_problem
+    from trainers.problems import get_setting
     from trainers.protocols import get_protocol
 
     s, proto = get_setting(setting), get_protocol(protocol)
@@ -88,14 +97,53 @@ def run_train(
     check_precision(precision)
     if not minutes >= 0:
         raise NasdunError(f"--minutes {minutes}; expected a number >= 0 (0: no time limit)")
-    out_dir = prepare_out_dir(out, overwrite, hint="or pass --overwrite")
+    spec = {
+        "archs": [[name, g.to_dict()] for name, g in archs],  # a list: the cohort's order is part of the run
+        "setting": s.name, "protocol": asdict(proto), "seed": seed,
+        "device": dev, "compile": compile, "precision": precision, "minutes": minutes, "lr_scale": lr_scale,
+    }  # fmt: skip
+    out_path = Path(out)
+    unfinished = (out_path / SPEC).is_file() and not (out_path / "results.csv").is_file()
+    if unfinished and json.loads((out_path / SPEC).read_text()) == json.loads(json.dumps(spec)):
+        out_dir = out_path  # the same run, cut short: continue it
+    else:
+        out_dir = prepare_out_dir(out, overwrite, hint="or pass --overwrite")
+        write_json(out_dir / SPEC, spec)
+    with run_lock(out_dir):
+        return _train(archs, s, proto, seed, out_dir, dev, lr_scale, compile, precision, minutes, checkpoint_every_s)
+
+
+def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
+    """Finish the interrupted ``nasdun train`` in ``out`` from its last checkpoint (same networks, data and protocol)."""
+    from trainers.protocols import Protocol
+
+    path = Path(out)
+    if not (path / SPEC).is_file():
+        raise NasdunError(f"--resume {str(path)!r} holds no {SPEC}; expected the directory of an interrupted nasdun train")
+    if (path / "results.csv").is_file():
+        raise NasdunError(f"--resume {str(path)!r} is a finished run (its results.csv is written); nothing to resume")
+    spec = json.loads((path / SPEC).read_text())
+    archs = [(name, Genotype.from_dict(g)) for name, g in spec["archs"]]
+    proto = Protocol(**{**spec["protocol"], "lrs": tuple(spec["protocol"]["lrs"]), "rungs": tuple(spec["protocol"]["rungs"])})
+    options = {k: spec[k] for k in ("lr_scale", "compile", "precision", "minutes")}
+    return run_train(archs, spec["setting"], proto, spec["seed"], path, spec["device"], checkpoint_every_s=checkpoint_every_s, **options)
+
+
+def _train(
+    archs: list[tuple[str, Genotype]], s: Any, proto: Any, seed: int, out_dir: Path, dev: str, lr_scale: list[float] | None,
+    compile: bool, precision: str, minutes: float, checkpoint_every_s: float,
+) -> Any:  # fmt: skip
+    from trainers.population import train_population
+    from trainers.problems import make_problem
+
     problem = make_problem(s, seed, batch_size=proto.batch_size, device=dev)
     layers = archs[0][1].layers
     line, report = trainer_progress(f"train {len(archs)} nets")
     t0 = time.perf_counter()
     results = train_population(
-        [g for _, g in archs], problem, proto, lr_scale=lr_scale, progress=report, compile=compile, precision=precision, minutes=minutes
-    )
+        [g for _, g in archs], problem, proto, lr_scale=lr_scale, progress=report, compile=compile, precision=precision, minutes=minutes,
+        checkpoint=out_dir / CHECKPOINT, checkpoint_every_s=checkpoint_every_s,
+    )  # fmt: skip
     wall = time.perf_counter() - t0
     line.close()
     context = {"setting": s.name, "protocol": proto.name, "seed": seed, "device": dev, "precision": precision}
@@ -122,6 +170,7 @@ def run_train(
             "stages": {name: r.stages for (name, _), r in zip(archs, results, strict=True)},
         },
     )
+    (out_dir / CHECKPOINT).unlink(missing_ok=True)  # the run is whole on disk: the checkpoint has served
     df.attrs["ista"] = ista
     df.attrs["wall_s"] = wall
     return df

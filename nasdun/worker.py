@@ -50,10 +50,12 @@ def cohort_report(config: dict[str, Any], progress: Any = None) -> dict[str, Any
     if key not in _PROBLEMS:
         _PROBLEMS[key] = make_problem(config["setting"], int(config["seed"]), batch_size=proto.batch_size, device=device)
     genotypes = [Genotype.from_json(g) for g in config["genotypes"]]
+    checkpoint = cohort_checkpoint(config)
     t0 = time.perf_counter()
     results = train_population(
-        genotypes, _PROBLEMS[key], proto, compile=bool(config["compile"]), precision=str(config.get("precision", "fp32")), progress=progress
-    )
+        genotypes, _PROBLEMS[key], proto, compile=bool(config["compile"]), precision=str(config.get("precision", "fp32")), progress=progress,
+        checkpoint=checkpoint, checkpoint_every_s=float(config.get("checkpoint_every_s") or 0.0),
+    )  # fmt: skip
     report = {"trainer_wall_s": time.perf_counter() - t0, "device": device, "host": os.uname().nodename, "candidates": [r.metrics() for r in results]}
     path = config.get("params_path")
     if path:
@@ -64,4 +66,19 @@ def cohort_report(config: dict[str, Any], progress: Any = None) -> dict[str, Any
             report["params_file"] = path
         except OSError:
             pass  # this node cannot write there: the results still count, their parameters are not kept
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)  # the cohort is whole: its results travel in the report
     return report
+
+
+def cohort_checkpoint(config: dict[str, Any]) -> Path | None:
+    """Where a cohort checkpoints (beside its parameters file): named by what it trains, so a retried trial and
+    a cohort redone after a driver kill (same members, same order) find it; None without a run directory."""
+    import hashlib
+    import json
+
+    if not config.get("params_path") or config.get("checkpoint_every_s") is None:
+        return None
+    what = {k: config.get(k) for k in ("genotypes", "setting", "protocol", "seed", "compile", "precision")}
+    key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(config["params_path"]).parent / f"ckpt-{key}.pt"

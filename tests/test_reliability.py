@@ -104,3 +104,133 @@ def test_a_refused_start_leaves_nothing(tmp_path, capsys):
     assert main([*args, "--storage", "nosuchdb://user@nowhere/x"]) == 2
     assert "cannot be opened" in capsys.readouterr().err and not out.exists()
     assert main([*args, "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}"]) == 0  # the corrected rerun into the same --out works
+
+
+class Killed(Exception):
+    pass
+
+
+def _same(a, b) -> None:
+    import torch
+
+    assert (a.status, a.reason, a.iterations, a.rung, a.rung_layer, a.stages, a.curves) == (
+        b.status,
+        b.reason,
+        b.iterations,
+        b.rung,
+        b.rung_layer,
+        b.stages,
+        b.curves,
+    )
+    assert a.val_nmse_db == b.val_nmse_db and a.test_nmse_db_mean == b.test_nmse_db_mean
+    assert a.params.keys() == b.params.keys() and all(torch.equal(a.params[k], b.params[k]) for k in a.params)
+
+
+@pytest.mark.parametrize("kill_at", [1, 9, 30], ids=["first-validation", "mid-run", "after-the-rung"])
+def test_a_killed_trainer_resumes_from_its_checkpoint_bit_for_bit(kill_at, small_problem, tmp_path):
+    """Killed after `kill_at` validations (between a report and its checkpoint), restored in a fresh trainer:
+    every result (values, curves, stage records, parameters) equals the uninterrupted run's exactly, halving included."""
+    from search_spaces import preset
+    from trainers.population import train_population
+    from trainers.protocols import Protocol
+
+    proto = Protocol(name="sh-test", patience=20, max_iters=40, batch_size=64, rungs=(1,), eta=2)
+    gs = [preset(n, 3) for n in ("lista", "2no", "dense", "3no")]
+    ref = train_population(gs, small_problem, proto)
+    ckpt, seen = tmp_path / "ckpt.pt", []
+
+    def kill(p):
+        seen.append(p)
+        if len(seen) == kill_at:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_population(gs, small_problem, proto, progress=kill, checkpoint=ckpt, checkpoint_every_s=0)
+    assert ckpt.is_file() or kill_at == 1  # killed before its first save: the resume starts afresh
+    resumed = train_population(gs, small_problem, proto, checkpoint=ckpt, checkpoint_every_s=0)
+    for a, b in zip(ref, resumed, strict=True):
+        _same(a, b)
+    assert sum(r.status == "stopped" for r in resumed) == 2
+
+
+def test_a_checkpoint_of_another_run_is_refused(small_problem, tmp_path):
+    from nasdun.errors import NasdunError
+    from search_spaces import preset
+    from trainers.population import train_population
+    from trainers.protocols import get_protocol
+
+    ckpt, seen = tmp_path / "ckpt.pt", []
+
+    def kill(p):
+        seen.append(p)
+        if len(seen) == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_population([preset("lista", 3)], small_problem, get_protocol("smoke"), progress=kill, checkpoint=ckpt, checkpoint_every_s=0)
+    with pytest.raises(NasdunError, match="belongs to another run"):
+        train_population([preset("2no", 3)], small_problem, get_protocol("smoke"), checkpoint=ckpt)
+
+
+def test_nasdun_train_killed_and_resumed_writes_the_uninterrupted_table(tmp_path):
+    args = ["train", "--arch", "lista,2no,dense", "--layers", "4", "--protocol", "smoke", "--checkpoint-every", "0"]
+    assert main([*args, "--out", str(tmp_path / "ref")]) == 0
+    run = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "nasdun.cli", *args, "--out", str(run)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "checkpoint.pt").is_file():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "results.csv").exists() and (run / "train.json").is_file()
+    assert main(["train", "--resume", str(run)]) == 0
+    ref, got = pd.read_csv(tmp_path / "ref" / "results.csv"), pd.read_csv(run / "results.csv")
+    cols = ["name", "status", "iterations", "val_nmse_db", "val_nmse_db_mean", "test_nmse_db", "test_nmse_db_mean", "curves"]
+    pd.testing.assert_frame_equal(got[cols], ref[cols])  # exact: no tolerance
+    assert not (run / "checkpoint.pt").exists()
+    assert main(["train", "--resume", str(run)]) == 2  # a finished run has nothing to resume
+
+
+def test_a_requeued_cohort_continues_from_its_checkpoint(tmp_path):
+    """A cohort's worker killed mid-training: the same cohort sent again (Ray's retry, or the redo after a driver kill)
+    continues from the checkpoint in the run directory and reports exactly what an uninterrupted cohort reports."""
+    import io
+
+    from nasdun.driver import CohortSearcher, Experiment
+    from nasdun.progress import ProgressLine
+    from nasdun.searchconfig import SearchConfig
+    from nasdun.worker import cohort_checkpoint, cohort_report
+    from search_spaces import Genotype
+    from trainers.population import train_population
+    from trainers.problems import make_problem
+    from trainers.protocols import Protocol
+
+    configs = []
+    for name in ("killed", "whole"):
+        cfg = SearchConfig(**{**SLOW, "budget": 3, "cohort": 3, "layers": 3, "checkpoint_minutes": 1e-9})
+        (tmp_path / name).mkdir()
+        searcher = CohortSearcher(Experiment(tmp_path / name, cfg), ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, lag=1)
+        configs.append(searcher.suggest("a"))
+    killed, whole = configs
+    assert killed["genotypes"] == whole["genotypes"] and cohort_checkpoint(killed) != cohort_checkpoint(whole)
+    seen = []
+
+    def kill(p):
+        seen.append(p)
+        if len(seen) == 12:
+            raise Killed
+
+    problem = make_problem("small", 0, batch_size=64)
+    with pytest.raises(Killed):
+        train_population([Genotype.from_json(g) for g in killed["genotypes"]], problem, Protocol(**killed["protocol"]), progress=kill,
+                         checkpoint=cohort_checkpoint(killed), checkpoint_every_s=0)  # fmt: skip
+    assert cohort_checkpoint(killed).is_file()
+    a, b = cohort_report(killed), cohort_report(whole)
+    drop_time = (
+        [{k: v for k, v in c.items() if k != "wall_s"} for c in a["candidates"]],
+        [{k: v for k, v in c.items() if k != "wall_s"} for c in b["candidates"]],
+    )
+    assert drop_time[0] == drop_time[1] and not cohort_checkpoint(killed).exists()  # exact values; only the clock differs

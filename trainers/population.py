@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -69,6 +70,8 @@ class PopulationTrainer:
         compile: bool = False,
         precision: str = "fp32",
         minutes: float = 0.0,
+        checkpoint: str | Path | None = None,
+        checkpoint_every_s: float = 300.0,
     ) -> None:
         if problem.batch_size != protocol.batch_size:
             raise NasdunError(f"problem batch size {problem.batch_size} differs from protocol {protocol.name}'s {protocol.batch_size}")
@@ -77,6 +80,8 @@ class PopulationTrainer:
         if not minutes >= 0:
             raise NasdunError(f"minutes={minutes}; expected a number >= 0 (0: no time limit)")
         self.minutes = float(minutes)
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)  # trainers/checkpoint.py
+        self.checkpoint_every_s = float(checkpoint_every_s)
         if problem.D.device.type == "cpu":
             keep_freed_memory()
         self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=compile)
@@ -324,10 +329,21 @@ class PopulationTrainer:
 
     # -- the whole run ------------------------------------------------------------------------
     def run(self) -> list[CandidateResult]:
-        """Train until every candidate has finished, failed or been stopped (or ``minutes`` ran out)."""
+        """Train until every candidate has finished, failed or been stopped (or ``minutes`` ran out).
+
+        With ``checkpoint``: an existing checkpoint there is restored first (the run continues where
+        it was cut), and the whole state is saved there every ``checkpoint_every_s`` seconds, at
+        validation boundaries (:mod:`trainers.checkpoint`); the caller removes it when done.
+        """
+        from trainers.checkpoint import restore_checkpoint, save_checkpoint
+
         with precision_scope(self.precision):
-            start = time.perf_counter()
-            self._start_stage(self.active.clone())
+            if self.checkpoint is not None and self.checkpoint.is_file():
+                start = time.perf_counter() - restore_checkpoint(self, self.checkpoint)
+            else:
+                start = time.perf_counter()
+                self._start_stage(self.active.clone())
+            saved = time.perf_counter()
             while self.c.active_h.any():
                 for _ in range(self.protocol.val_every):
                     self.train_step()
@@ -337,6 +353,9 @@ class PopulationTrainer:
                     self._stop_all(elapsed)
                 if self.progress is not None:
                     self._report(elapsed)
+                if self.checkpoint is not None and self.c.active_h.any() and time.perf_counter() - saved >= self.checkpoint_every_s:
+                    save_checkpoint(self, self.checkpoint, elapsed)
+                    saved = time.perf_counter()
             self._store(np.arange(len(self.c.ids)))
         return self.results
 
@@ -394,6 +413,8 @@ def train_population(
     compile: bool = False,
     precision: str = "fp32",
     minutes: float = 0.0,
+    checkpoint: str | Path | None = None,
+    checkpoint_every_s: float = 300.0,
 ) -> list[CandidateResult]:
     """Train ``genotypes`` together under ``protocol``; one result per genotype, in order.
 
@@ -401,5 +422,7 @@ def train_population(
     long runs, ~30 s of compilation on a 2-core CPU). ``precision`` is ``fp32``, ``tf32`` or
     ``bf16`` (:mod:`trainers.precision`). ``minutes`` > 0 stops every candidate still training
     after that long (checked at validations): its row is ``stopped`` at the layer it reached.
+    ``checkpoint``: a file to save the whole state to every ``checkpoint_every_s`` and to resume from
+    if it exists (:mod:`trainers.checkpoint`); the results equal an uninterrupted run's.
     """
-    return PopulationTrainer(genotypes, problem, protocol, lr_scale, progress, compile, precision, minutes).run()
+    return PopulationTrainer(genotypes, problem, protocol, lr_scale, progress, compile, precision, minutes, checkpoint, checkpoint_every_s).run()
