@@ -54,7 +54,7 @@ def _finalists(runs: list[str], k: int) -> tuple[str, int, pd.DataFrame]:
 
 
 def _train_seed(
-    archs: list[tuple[str, Genotype]], setting: str, protocol: str, seed: int, out: Path, device: str, compile: bool, precision: str
+    archs: list[tuple[str, Genotype]], setting: str, protocol: str, seed: int, out: Path, device: str, compile: bool, precision: str, force: bool
 ) -> pd.DataFrame:
     from nasdun.results import read_table
     from nasdun.training import run_train
@@ -64,8 +64,9 @@ def _train_seed(
         done = read_table(out)
         if sorted(done["name"].astype(str)) == sorted(names):
             return done.set_index("name")
-        raise NasdunError(f"{out} holds results of other networks than this confirm's; use another --out")
-    return run_train(archs, setting, protocol, seed, out, device=device, compile=compile, precision=precision).set_index("name")
+        if not force:
+            raise NasdunError(f"{out} holds results of other networks than this confirm's; use another --out (or pass --force to replace them)")
+    return run_train(archs, setting, protocol, seed, out, device=device, overwrite=force, compile=compile, precision=precision).set_index("name")
 
 
 def run_confirm(
@@ -78,6 +79,7 @@ def run_confirm(
     device: str = "auto",
     compile: bool = False,
     precision: str = "fp32",
+    force: bool = False,
 ) -> pd.DataFrame:
     """Retrain the top-``k`` of each run (and ``against`` presets) on each seed; returns the per-network table."""
     if not runs:
@@ -96,7 +98,7 @@ def run_confirm(
     archs = list(nets.items())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    per_seed = {s: _train_seed(archs, setting, protocol, s, out / f"seed{s}", device, compile, precision) for s in seeds}
+    per_seed = {s: _train_seed(archs, setting, protocol, s, out / f"seed{s}", device, compile, precision, force) for s in seeds}
 
     table = pd.DataFrame({"name": list(nets)}).set_index("name")
     table["from"] = [" ".join(f"{r}#{i}" for r, i in zip(*_origins(finalists, n), strict=True)) or "anchor" for n in table.index]

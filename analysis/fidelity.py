@@ -111,6 +111,7 @@ def run_fidelity(
     compile: bool = False,
     genotype_seed: int | None = None,
     precision: str = "fp32",
+    force: bool = False,
 ) -> pd.DataFrame:
     """Train, rank, compare; ``seed`` is the run seed (training set and batch order; the
     dictionary, validation and test sets belong to the setting), ``genotype_seed`` (default:
@@ -136,6 +137,8 @@ def run_fidelity(
         if _cached(run_dir, archs, setting, seed):
             print(f"fidelity: {_name(proto)}: reusing {run_dir}", flush=True)
         else:
+            if (run_dir / "results.csv").is_file() and not force:
+                raise NasdunError(f"{run_dir} holds a run of other networks, setting or seed; use another --out (or pass --force to replace it)")
             print(f"fidelity: training {len(archs)} networks with {_name(proto)}", flush=True)
             run_train(archs, setting, proto, seed, run_dir, device=device, overwrite=True, compile=compile, precision=precision)
         tables[proto] = read_table(run_dir).set_index("name").loc[[n for n, _ in archs]]

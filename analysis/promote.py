@@ -23,7 +23,7 @@ from search_spaces.genotype import Genotype
 
 
 def run_promote(
-    run: str | Path, k: int, protocol: str, out: str | Path, device: str = "auto", compile: bool = False, precision: str = "fp32"
+    run: str | Path, k: int, protocol: str, out: str | Path, device: str = "auto", compile: bool = False, precision: str = "fp32", force: bool = False
 ) -> pd.DataFrame:
     """Train the top-``k`` of ``run`` under ``protocol`` into ``out``; returns the comparison table."""
     from nasdun.training import run_train
@@ -32,7 +32,7 @@ def run_promote(
     setting, seed = only_value(df, "setting", str(run)), int(only_value(df, "seed", str(run)))
     finalists = top_k(df, k)
     archs = [(str(r["name"]), Genotype.from_json(str(r["genotype"]))) for _, r in finalists.iterrows()]
-    promoted = run_train(archs, setting, protocol, seed, out, device=device, compile=compile, precision=precision).set_index("name")
+    promoted = run_train(archs, setting, protocol, seed, out, device=device, overwrite=force, compile=compile, precision=precision).set_index("name")
     table = pd.DataFrame(
         {
             "name": [n for n, _ in archs],

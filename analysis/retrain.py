@@ -36,6 +36,7 @@ def run_retrain(
     device: str = "auto",
     compile: bool = False,
     precision: str = "fp32",
+    force: bool = False,
 ) -> dict[str, pd.DataFrame]:
     from nasdun.training import run_train
     from search_spaces.presets import resolve_archs
@@ -48,11 +49,12 @@ def run_retrain(
         get_setting(s)
     get_protocol(protocol)
     nets = resolve_archs(",".join(t for t in (archs, against) if t), layers)
-    out_dir = prepare_out_dir(out, hint="retrain writes a new directory")
+    out_dir = prepare_out_dir(out, force, hint="or pass --force to replace it")
     total = len(settings) * seeds
     for n, (setting, seed) in enumerate(((s, k) for s in settings for k in range(seeds)), start=1):
         print(f"retrain [{n}/{total}] {setting} seed {seed}: {', '.join(name for name, _ in nets)}", flush=True)
-        run_train(nets, setting, protocol, seed, out_dir / "runs" / setting / f"seed{seed}", device=device, compile=compile, precision=precision)
+        run_train(nets, setting, protocol, seed, out_dir / "runs" / setting / f"seed{seed}", device=device, overwrite=force, compile=compile,
+                  precision=precision)  # fmt: skip
     (out_dir / "retrain.json").write_text(
         json.dumps({"networks": [n for n, _ in nets], "settings": list(settings), "seeds": seeds, "protocol": protocol, "layers": layers}, indent=2)
     )

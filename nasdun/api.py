@@ -21,13 +21,14 @@ def search(
     resume: bool = False,
     address: str | None = None,
     num_cpus: int | None = None,
+    force: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Run (or with ``resume`` finish) a search into ``out``, its promotion phase included.
 
     ``config`` is a :class:`~nasdun.searchconfig.SearchConfig`, a YAML path or a shipped config's
     name (``demo``, ``paper``; default ``demo``); ``overrides`` are any of its fields (``budget=48``,
-    ``sampler="rl"``, ``baselines=False``, ``promote_top=8`` ...). Returns the figures that
+    ``sampler="rl"``, ``baselines=False``, ``promote_top=8`` ...); ``force`` replaces a non-empty ``out``. Returns the figures that
     ``search.json`` holds, among them the verdict against the hand designs (:mod:`nasdun.verdict`):
     ``verdict``, ``best_found``, ``best_preset``, ``gain_db``; with ``promote_top``, ``promoted``.
     """
@@ -49,7 +50,7 @@ def search(
             cfg = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         else:
             cfg = load_config(None if config is None else str(config), overrides)
-        fig = run_search(out, cfg, address=address, num_cpus=num_cpus)
+        fig = run_search(out, cfg, address=address, num_cpus=num_cpus, force=force)
     cfg = from_mapping(SearchConfig, load_yaml(Path(out) / "search.yaml"), str(Path(out) / "search.yaml"))  # as run
     if cfg.promote_top:
         from analysis.promote import promote_search

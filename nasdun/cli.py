@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--protocol", default="search", help="training protocol name or YAML file (see `nasdun protocols`)")
     t.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the training stream")
     t.add_argument("--out", default=None, help="run directory (default runs/train-<setting>-<time>)")
-    t.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    t.add_argument("--force", "--overwrite", dest="force", action="store_true", help="allow --out to be a non-empty directory (its run is replaced)")
     t.add_argument("--minutes", type=_nonneg_float, default=0.0, help="stop every network still training after M minutes (0: no limit)")
     t.add_argument(
         "--checkpoint-every", type=_nonneg_float, default=300.0, help="seconds between checkpoints of the whole trainer (0: every validation)"
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="DIR", default=None, help="finish an interrupted train in DIR from its last checkpoint (other options are read from DIR)"
     )
 
-    se = add("search", "architecture search on Ray Tune; ends with how the best found network compares with the hand designs")
+    se = add("search", "architecture search on Ray Tune; ends with how the best found network compares with the hand designs", force)
     se.add_argument("--config", default=None, help="YAML file or shipped config name: demo (the CPU demo, the default) or paper")
     se.add_argument("--resume", metavar="DIR", default=None, help="finish the budget of an interrupted search in DIR (or promote it)")
     se.add_argument("--sampler", default=None, help=f"one of: {', '.join(_sampler_names())} (config: sampler)")
@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
                     help="do not train the hand designs first (config: baselines: false); the run then cannot say whether it beat them")  # fmt: skip
     se.add_argument("--start-from", default=None, help="comma list of presets / genotype files proposed after the baselines (warm start)")
+    se.add_argument("--no-retry-failed", dest="retry_failed", action="store_false", default=None,
+                    help="on --resume, do not train again the cohorts whose worker was lost (config: retry_failed)")  # fmt: skip
     se.add_argument("--keep-params", type=_nonneg_int, default=None, help="keep the trained parameters of the top-k (and the baselines) (default 10)")
     se.add_argument("--promote-top", type=_nonneg_int, default=None, help="when the search ends, train its top-k under --promote-protocol (0: no)")
     se.add_argument("--promote-protocol", default=None, help="protocol of the promotion phase (default paper)")
@@ -146,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     hm.add_argument("--layers", type=_positive_int, default=16, help="K for --arch presets")
     hm.add_argument("--out", default="heatmaps", help="directory of the figures (PNG and SVG)")
 
-    rt = add("retrain", "retrain an architecture against the hand designs on several settings and seeds", dev)
+    rt = add("retrain", "retrain an architecture against the hand designs on several settings and seeds", dev, force)
     rt.add_argument("--arch", required=True, help="the architecture(s) to retrain, e.g. avg.json (comma list)")
     rt.add_argument("--against", default="lista,lfista,dense,2no,3no,meng2021", help="hand designs trained alongside")
     rt.add_argument("--settings", default="noiseless", help="comma list of settings")
@@ -155,13 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--layers", type=_positive_int, default=None, help="K (default: that of the first --arch genotype file, else 16)")
     rt.add_argument("--out", required=True, help="a new directory")
 
-    pm = add("promote", "train a (screening) run's top-k under a longer protocol, on the run's setting and seed", dev)
+    pm = add("promote", "train a (screening) run's top-k under a longer protocol, on the run's setting and seed", dev, force)
     pm.add_argument("run", help="a search run directory")
     pm.add_argument("--top-k", type=_positive_int, default=8, help="finalists")
     pm.add_argument("--protocol", default="paper", help="training protocol name or YAML file")
     pm.add_argument("--out", required=True, help="a new directory")
 
-    cf = add("confirm", "compare runs by their top-k retrained on fresh training seeds (no selection bias)", dev)
+    cf = add("confirm", "compare runs by their top-k retrained on fresh training seeds (no selection bias)", dev, force)
     cf.add_argument("runs", nargs="+", help="run directories of one setting and depth")
     cf.add_argument("--top-k", type=_positive_int, default=3, help="finalists per run")
     cf.add_argument("--seeds", type=_int_list, default=[101, 102, 103], help="comma list of fresh run seeds")
@@ -187,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("run_b", help="another run directory")
     cp.add_argument("--top-k", type=_positive_int, default=50, help="candidates compared per run (all of them if a run holds fewer)")
 
-    fi = add("fidelity", "ranking agreement of cheap protocols with a reference protocol", dev)
+    fi = add("fidelity", "ranking agreement of cheap protocols with a reference protocol", dev, force)
     fi.add_argument("--genotypes", type=_nonneg_int, default=32, help="random genotypes (plus the hand designs)")
     fi.add_argument("--setting", default="small", help="problem setting")
     fi.add_argument("--layers", type=_positive_int, default=8, help="K")
@@ -240,7 +242,7 @@ def _train(args: argparse.Namespace) -> int:
         args.seed,
         out,
         args.device,
-        args.overwrite,
+        args.force,
         compile=args.compile,
         precision=args.precision,
         minutes=args.minutes,
@@ -267,7 +269,7 @@ def _search(args: argparse.Namespace) -> int:
     from nasdun.api import search
 
     names = ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage", "promote_top", "promote_protocol",
-             "precision", "baselines", "keep_params")  # fmt: skip
+             "precision", "baselines", "keep_params", "retry_failed")  # fmt: skip
     overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if args.start_from is not None:
         overrides["start_from"] = tuple(_names(args.start_from))
@@ -280,7 +282,7 @@ def _search(args: argparse.Namespace) -> int:
         fig = search(out, resume=True, address=args.address, num_cpus=args.num_cpus, **overrides)
     else:
         out = args.out or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}"
-        fig = search(out, args.config, address=args.address, num_cpus=args.num_cpus, **overrides)
+        fig = search(out, args.config, address=args.address, num_cpus=args.num_cpus, force=args.force, **overrides)
     print(
         f"trained {fig['candidates_trained']} candidates this session ({fig['candidates_total']}/{fig['budget']} in all) in {fig['wall_s']:.0f}s"
         f" | {fig['candidates_per_min']:.1f} candidates/min | overhead x{fig['overhead']:.2f} over the trainers' own time"
@@ -347,7 +349,9 @@ def _retrain(args: argparse.Namespace) -> int:
 
     settings = _names(args.settings)
     layers = args.layers or infer_layers(args.arch) or 16
-    tables = run_retrain(args.arch, args.against, settings, args.seeds, args.protocol, layers, args.out, args.device, args.compile, args.precision)
+    tables = run_retrain(
+        args.arch, args.against, settings, args.seeds, args.protocol, layers, args.out, args.device, args.compile, args.precision, force=args.force
+    )
     print((Path(args.out) / "table1.md").read_text())
     print(f"tables, curves and per-run results in {args.out} ({len(tables['table1'])} settings, K = {layers})")
     return 0
@@ -357,7 +361,7 @@ def _retrain(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from analysis.promote import run_promote
 
-    run_promote(args.run, args.top_k, args.protocol, args.out, args.device, args.compile, args.precision)
+    run_promote(args.run, args.top_k, args.protocol, args.out, args.device, args.compile, args.precision, force=args.force)
     print((Path(args.out) / "promote.md").read_text())
     return 0
 
@@ -367,7 +371,7 @@ def _confirm(args: argparse.Namespace) -> int:
     from analysis.confirm import run_confirm
 
     against = _names(args.against)
-    run_confirm(args.runs, args.top_k, args.seeds, args.protocol, args.out, against, args.device, args.compile, args.precision)
+    run_confirm(args.runs, args.top_k, args.seeds, args.protocol, args.out, against, args.device, args.compile, args.precision, force=args.force)
     print((Path(args.out) / "confirm.md").read_text())
     return 0
 
@@ -430,6 +434,7 @@ def _fidelity(args: argparse.Namespace) -> int:
         args.compile,
         args.genotype_seed,
         precision=args.precision,
+        force=args.force,
     )
     print((Path(args.out) / "fidelity.md").read_text())
     return 0

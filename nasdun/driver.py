@@ -164,11 +164,20 @@ class CohortSearcher(Searcher):
         )
 
 
+GCS_TIMEOUT_S = 20.0  # a cluster address must answer as a Ray GCS within this long
+AUTH_HINT = (
+    "the cluster requires an authentication token and this one is missing or wrong: set RAY_AUTH_MODE=token and give the"
+    " cluster's token in RAY_AUTH_TOKEN or in the file named by RAY_AUTH_TOKEN_PATH (default ~/.ray/auth_token)"
+)
+
+
 def _start_ray(address: str | None, num_cpus: int | None) -> None:
     import ray
+    from ray.exceptions import AuthenticationError
 
     if address and address != "auto" and not address.startswith("ray://"):
         _check_reachable(address)
+        _probe_gcs(address)
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -180,8 +189,33 @@ def _start_ray(address: str | None, num_cpus: int | None) -> None:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except AuthenticationError:
+        raise NasdunError(f"could not join the Ray cluster at --address {address!r}: {AUTH_HINT}") from None
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         raise NasdunError(f"could not reach a Ray cluster at --address {address!r}: {str(err).splitlines()[0]}") from None
+
+
+def _probe_gcs(address: str) -> None:
+    """Join the cluster once in a subprocess, within GCS_TIMEOUT_S: a port where something other than Ray listens
+    (ray.init would retry for many minutes there) or a refused token becomes a one-line error in bounded time."""
+    import subprocess
+    import sys
+
+    code = "import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR'); print('NASDUN-GCS-OK')"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True, timeout=GCS_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise NasdunError(
+            f"--address {address!r} accepts connections but did not answer as a Ray cluster (GCS) within {GCS_TIMEOUT_S:g} s;"
+            " expected the address of a Ray head node (`ray start --head` prints it)"
+        ) from None
+    if "NASDUN-GCS-OK" in proc.stdout:
+        return
+    text = proc.stderr
+    if "AuthenticationError" in text or ("token" in text.lower() and "auth" in text.lower()):
+        raise NasdunError(f"could not join the Ray cluster at --address {address!r}: {AUTH_HINT}")
+    last = next((line for line in reversed(text.strip().splitlines()) if line.strip()), "no answer")
+    raise NasdunError(f"could not reach a Ray cluster at --address {address!r}: {last[:200]}")
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -226,7 +260,15 @@ def _concurrency(cfg: SearchConfig) -> int:
     return max(1, min(by_cpu, by_gpu))
 
 
-RESUMABLE = {"budget", "minutes", "promote_top", "promote_protocol", "keep_params", "checkpoint_minutes"}  # none of them changes a trained candidate
+RESUMABLE = {
+    "budget",
+    "minutes",
+    "promote_top",
+    "promote_protocol",
+    "keep_params",
+    "checkpoint_minutes",
+    "retry_failed",
+}  # none of them changes a trained candidate
 
 
 def run_search(
@@ -236,8 +278,10 @@ def run_search(
     address: str | None = None,
     num_cpus: int | None = None,
     overrides: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a search into ``out``; returns the session's figures (also ``search.json``).
+    ``force`` replaces a non-empty ``out`` (once everything is validated); without it that is refused.
 
     Everything is validated before the directory is written; a fresh start refused during set-up
     (e.g. a storage URL that cannot be opened) removes the directory it made. The run directory is
@@ -270,8 +314,8 @@ def run_search(
         if cfg is None:
             raise NasdunError("run_search needs a config unless resuming")
         cfg.validate()
-        if out_dir.is_dir() and any(out_dir.iterdir()):
-            prepare_out_dir(out_dir, hint="or --resume it")  # raises: nothing is overwritten
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+            prepare_out_dir(out_dir, hint="or --resume it, or pass --force to replace it")  # raises: nothing is overwritten
     _start_ray(address, num_cpus)  # before writing: an unreachable cluster leaves no half-made directory
     _check_resources(cfg, autoscaling=bool(address))
     proto = get_protocol(cfg.protocol)
@@ -281,6 +325,8 @@ def run_search(
             " expect hours per cohort on a CPU; `search`, `smoke` or a protocol file are the CPU-sized ones",
             flush=True,
         )
+    if force and not resume and out_dir.is_dir():
+        shutil.rmtree(out_dir)  # asked for, and only now that every check has passed
     made = not resume and not out_dir.exists()
     with run_lock(out_dir):
         try:
@@ -306,6 +352,7 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
 
     cfg, out_dir = exp.cfg, exp.dir
     recovered = exp.recover() if resume else {"told_from_table": 0, "requeued": 0, "dropped_unasked": 0}
+    recovered["lost_retried"] = exp.requeue_lost() if resume and cfg.retry_failed else 0
     concurrency = _concurrency(cfg)
     progress = ProgressLine("search")
     session = 1 + len(list((out_dir / "tune").glob("session-*"))) if (out_dir / "tune").is_dir() else 1

@@ -44,7 +44,7 @@ class Experiment:
         if (out_dir / "results.csv").is_file():
             self.rows = [dict(r) for r in read_table(out_dir).to_dict("records")]
         self.kept = _load_kept(out_dir)  # row name -> (genotype, parameters): what DIR/params.pt holds
-        self.by_hash = {str(r["hash"]): r for r in self.rows}
+        self.by_hash = {str(r["hash"]): r for r in self.rows if not lost(r)}  # trained genotypes (a lost cohort's are not)
         self.round_first: dict[int, int] = {}  # cohort -> number of the first trial asked for it
         asked = []
         for t in self.study.get_trials(deepcopy=False):
@@ -103,6 +103,28 @@ class Experiment:
             self.pending.append((self.next_cohort, members))
             self.next_cohort += 1
         return {"told_from_table": told, "requeued": redone, "dropped_unasked": dropped}
+
+    def requeue_lost(self) -> int:
+        """Queue again the candidates of cohorts whose worker was lost for good (Ray's retries ran out): each such
+        cohort, same members in the same order, as new enqueued trials (``redo_of``); their `failed` rows leave the
+        table when the redo reports. Candidates that failed by diverging are not retried. Returns the count."""
+        rows = [r for r in self.rows if lost(r) and str(r["hash"]) not in self.by_hash and str(r["hash"]) not in self.training]
+        by_cohort: dict[int, list[dict[str, Any]]] = {}
+        for r in sorted(rows, key=lambda r: int(r["trial_number"])):
+            by_cohort.setdefault(int(r["cohort"]), []).append(r)
+        for old in sorted(by_cohort):
+            members = []
+            for r in by_cohort[old]:
+                g = Genotype.from_json(str(r["genotype"]))
+                self.study.enqueue_trial(self.space.encode(g), user_attrs={"redo_of": int(r["trial_number"])}, skip_if_exists=False)
+                trial = self.study.ask()
+                members.append((trial.number, self._decode(trial)))
+            self._mark_asked(members)
+            self.pending.append((self.next_cohort, members))
+            self.next_cohort += 1
+        retried = {id(r) for r in rows}
+        self.rows = [r for r in self.rows if id(r) not in retried]
+        return len(rows)
 
     def _mark_asked(self, members: list[tuple[int, Genotype]]) -> None:
         """Make ``members`` cohort ``next_cohort``; marked wholly asked (see :meth:`recover`) after the last one."""
@@ -200,7 +222,7 @@ class Experiment:
             "device": (report or {}).get("device", ""),
             "precision": self.cfg.precision,
         }
-        metrics = (report or {}).get("candidates") or [{"status": "failed", "reason": f"worker error: {error}"}] * len(members)
+        metrics = (report or {}).get("candidates") or [{"status": "failed", "reason": f"{LOST}: {error}"}] * len(members)
         new = [
             candidate_row(f"t{number:05d}", g, {**_NAN_METRICS, **m}, trial_number=number, preset=self.presets.get(g.hash, ""), **context)
             for (number, g), m in zip(members, metrics, strict=True)
@@ -209,7 +231,8 @@ class Experiment:
         write_table(self.dir, self.rows)
         self._keep_params(new, (report or {}).get("params_file"))
         for row in new:
-            self.by_hash[str(row["hash"])] = row
+            if not lost(row):  # a lost cohort does not count toward the budget: it is retried on --resume
+                self.by_hash[str(row["hash"])] = row
             self.training.discard(str(row["hash"]))
             self._tell_from_row(int(row["trial_number"]), row)
             for number in self._waiting.pop(str(row["hash"]), []):  # proposed again while it trained
@@ -244,6 +267,13 @@ class Experiment:
         vals = [float(r["val_nmse_db"]) for r in self.rows if r.get("status") == "ok"]
         vals = [v for v in vals if math.isfinite(v)]
         return min(vals) if vals else math.nan
+
+
+LOST = "worker lost"  # the reason prefix of a cohort whose Ray trial failed for good
+
+
+def lost(row: dict[str, Any]) -> bool:
+    return row.get("status") == "failed" and str(row.get("reason") or "").startswith(LOST)
 
 
 _NAN_METRICS = {

@@ -38,6 +38,7 @@ class SearchConfig(SearchSpace):
     retrain_duplicates: bool = False
     baselines: bool = True  # the hand designs this space can express are the first candidates (see baseline_genotypes)
     start_from: tuple[str, ...] = ()  # presets or genotype .json files proposed first, after the baselines (warm start)
+    retry_failed: bool = True  # on --resume, train again the cohorts whose worker was lost for good (not candidates that diverged)
     checkpoint_minutes: float = 5.0  # a cohort saves its whole trainer state this often (a retried or redone cohort continues); 0: off
     keep_params: int = 10  # trained parameters of the top-k candidates (and every baseline) kept in DIR/params.pt
     compile: bool = False

@@ -107,7 +107,7 @@ def run_train(
     if unfinished and json.loads((out_path / SPEC).read_text()) == json.loads(json.dumps(spec)):
         out_dir = out_path  # the same run, cut short: continue it
     else:
-        out_dir = prepare_out_dir(out, overwrite, hint="or pass --overwrite")
+        out_dir = prepare_out_dir(out, overwrite, hint="or pass --force")
         write_json(out_dir / SPEC, spec)
     with run_lock(out_dir):
         return _train(archs, s, proto, seed, out_dir, dev, lr_scale, compile, precision, minutes, checkpoint_every_s)

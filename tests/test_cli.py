@@ -151,4 +151,4 @@ def test_average_never_overwrites_and_retrain_takes_k_from_the_file(tmp_path, ca
     assert "is a file; expected a directory" in capsys.readouterr().err
     assert main(["retrain", "--arch", str(out), "--settings", "small", "--protocol", "smoke", "--out", str(tmp_path / "rt")]) == 2
     err = capsys.readouterr().err
-    assert "is not empty; choose a new directory (retrain writes a new directory)" in err and "--overwrite" not in err
+    assert "is not empty; choose a new directory (or pass --force to replace it)" in err and "--overwrite" not in err

@@ -234,3 +234,84 @@ def test_a_requeued_cohort_continues_from_its_checkpoint(tmp_path):
         [{k: v for k, v in c.items() if k != "wall_s"} for c in b["candidates"]],
     )
     assert drop_time[0] == drop_time[1] and not cohort_checkpoint(killed).exists()  # exact values; only the clock differs
+
+
+def test_a_lost_cohort_does_not_count_and_is_trained_again_on_resume(tmp_path):
+    """A cohort whose Ray trial failed for good: its rows say `worker lost`, the budget is filled by other candidates,
+    and a resume trains that cohort again (same members, same order)."""
+    import io
+
+    from ray.tune.search import Searcher
+
+    from nasdun.driver import CohortSearcher, Experiment
+    from nasdun.progress import ProgressLine
+    from nasdun.searchconfig import SearchConfig
+    from nasdun.worker import cohort_report
+
+    def drive(exp, lose=()):
+        searcher = CohortSearcher(exp, ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, lag=1)
+        for i in range(20):
+            suggestion = searcher.suggest(f"trial-{i}")
+            if suggestion in (None, Searcher.FINISHED):
+                return
+            report = None if suggestion["cohort"] in lose else cohort_report(suggestion)
+            searcher.on_trial_complete(f"trial-{i}", report, error=report is None)
+
+    cfg = SearchConfig(**{**SLOW, "budget": 6, "cohort": 2, "layers": 3})
+    first = Experiment(tmp_path, cfg)
+    drive(first, lose={1})
+    df = pd.read_csv(tmp_path / "results.csv")
+    lost = df[df["reason"].astype(str).str.startswith("worker lost")].sort_values("trial_number")
+    assert len(lost) == 2 and set(lost["cohort"]) == {1} and first.trained == 6 and len(df) == 8  # the budget is filled without them
+    again = Experiment(tmp_path, cfg)  # the resume: recover, then requeue the lost cohort (the driver does this unless --no-retry-failed)
+    again.recover()
+    assert again.requeue_lost() == 2
+    assert [g.hash for _, g in again.pending[0][1]] == list(lost["hash"])  # the same members, in the same order
+    drive(again)
+    after = pd.read_csv(tmp_path / "results.csv")
+    assert not after["reason"].astype(str).str.startswith("worker lost").any() and len(after) == 8  # 6 + the 2 retried
+    assert set(lost["hash"]) <= set(after[after["status"] == "ok"]["hash"])
+
+
+@pytest.mark.parametrize("command", ["train", "retrain", "promote", "search"])
+def test_every_writing_command_refuses_a_non_empty_out_unless_forced(command, good_run, tmp_path, capsys):
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("keep me")
+    args = {
+        "train": ["train", "--arch", "lista", "--layers", "3", "--protocol", "smoke"],
+        "retrain": ["retrain", "--arch", "lista", "--against", "", "--layers", "3", "--settings", "small", "--seeds", "1", "--protocol", "smoke"],
+        "promote": ["promote", str(good_run), "--top-k", "1", "--protocol", "smoke"],
+        "search": ["search", "--budget", "2", "--cohort", "2", "--layers", "3", "--protocol", "smoke", "--no-baselines", "--num-cpus", "2"],
+    }[command] + ["--out", str(full)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "is not empty" in err and "--force" in err and (full / "keep.txt").read_text() == "keep me"
+    assert main([*args, "--force"]) == 0
+    assert list(full.rglob("results.csv"))
+
+
+def test_an_address_where_ray_does_not_listen_fails_in_bounded_time(tmp_path, capsys, monkeypatch):
+    """A port that accepts TCP but is no Ray GCS (ray.init would retry there for many minutes): one line, in seconds."""
+    import socket
+    import threading
+
+    import nasdun.driver
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(8)], daemon=True).start()
+    monkeypatch.setattr(nasdun.driver, "GCS_TIMEOUT_S", 8.0)
+    port = server.getsockname()[1]
+    start = time.time()
+    try:
+        code = main(["search", "--address", f"127.0.0.1:{port}", "--budget", "2", "--out", str(tmp_path / "o")])
+    finally:
+        server.close()
+    err = capsys.readouterr().err
+    ours = [line for line in err.splitlines() if line.startswith("nasdun:")]
+    assert code == 2 and len(ours) == 1 and f"127.0.0.1:{port}" in ours[0]
+    assert "did not answer as a Ray cluster (GCS) within 8 s" in ours[0] or "could not reach a Ray cluster" in ours[0]
+    assert time.time() - start < 60 and not (tmp_path / "o").exists()
