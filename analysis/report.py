@@ -47,7 +47,7 @@ def build_report(
     df = load_runs([run_dir])
     k, note = resolve_top_k(df, top)
     other_dfs = [load_runs([o]) for o in others]
-    out_dir = prepare_out_dir(Path(out) if out else run_dir / "report", force, hint="or pass --force")
+    out_dir = prepare_out_dir(Path(out) if out else run_dir / "report", force)
     fig_dir = out_dir / "figures"
     genotype, freq, members = average(df, k)
     write_average(out_dir / "average.json", genotype, freq, members, top_k=k, threshold=0.5, runs=[str(run_dir)])

@@ -13,6 +13,7 @@ from typing import Any
 
 from nasdun.errors import NasdunError
 from trainers.host_memory import requested_policy
+from trainers.precision import PRECISIONS
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -50,7 +51,6 @@ _positive_int = _number(int, 1, "an integer")
 _nonneg_int = _number(int, 0, "an integer")
 _nonneg_float = _number(float, 0, "a number")
 _seconds = _number(float, 0.1, "a number of seconds")
-PRECISION_CHOICES = ("fp32", "tf32", "bf16")  # trainers.precision.PRECISIONS, without importing torch here
 
 
 def _names(text: str) -> list[str]:
@@ -68,7 +68,7 @@ def _device_options() -> argparse.ArgumentParser:
     d = argparse.ArgumentParser(add_help=False)
     d.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     d.add_argument("--compile", action="store_true", help="fuse each layer's pointwise work with torch.compile (same maths)")
-    d.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES, help="matmul precision (docs/gpu.md)")
+    d.add_argument("--precision", default="fp32", choices=PRECISIONS, help="matmul precision (docs/gpu.md)")
     return d
 
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--keep-params", type=_nonneg_int, default=None, help="keep the trained parameters of the top-k (and the baselines) (default 10)")
     se.add_argument("--promote-top", type=_nonneg_int, default=None, help="when the search ends, train its top-k under --promote-protocol (0: no)")
     se.add_argument("--promote-protocol", default=None, help="protocol of the promotion phase (default paper)")
-    se.add_argument("--precision", default=None, choices=PRECISION_CHOICES, help="matmul precision of the trainers (default fp32)")
+    se.add_argument("--precision", default=None, choices=PRECISIONS, help="matmul precision of the trainers (default fp32)")
     se.add_argument("--out", default=None, help="experiment directory (default runs/search-<time>)")
     se.add_argument("--address", default=None, help="an existing Ray cluster (auto or host:port); default: a local Ray")
     se.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///DIR/optuna.db)")

@@ -32,7 +32,7 @@ from ray.tune.search import Searcher
 from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import NasdunError
 from nasdun.experiment import Experiment
-from nasdun.progress import ProgressLine
+from nasdun.progress import ProgressLine, duration
 from nasdun.results import write_json
 from nasdun.searchconfig import SearchConfig, load_config
 from nasdun.verdict import compare
@@ -148,8 +148,6 @@ class CohortSearcher(Searcher):
 
     def _show(self, force: bool) -> None:
         """``12/24 candidates | 2 cohorts training (40%, 15%) | best val nmse_db -9.80 | 1m10s elapsed, ETA ~1m05s``."""
-        from nasdun.training import duration
-
         exp, cfg = self.exp, self.exp.cfg
         elapsed = time.perf_counter() - self.start
         inflight = [(len(m), self.fraction.get(t, 0.0)) for t, (_, m) in self.inflight.items()]
@@ -290,7 +288,7 @@ def run_search(
     import shutil
 
     from nasdun.lock import run_lock
-    from nasdun.results import prepare_out_dir, read_table
+    from nasdun.results import check_out_dir, read_table
 
     out_dir = Path(out)
     if resume:
@@ -314,8 +312,7 @@ def run_search(
         if cfg is None:
             raise NasdunError("run_search needs a config unless resuming")
         cfg.validate()
-        if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-            prepare_out_dir(out_dir, hint="or --resume it, or pass --force to replace it")  # raises: nothing is overwritten
+        check_out_dir(out_dir, force, hint="or --resume it, or pass --force to replace it")  # nothing is overwritten
     _start_ray(address, num_cpus)  # before writing: an unreachable cluster leaves no half-made directory
     _check_resources(cfg, autoscaling=bool(address))
     proto = get_protocol(cfg.protocol)

@@ -92,17 +92,24 @@ class Experiment:
                     self.study.tell(t.number, state=TrialState.FAIL)
                     dropped += 1
                 continue
-            members = []
-            for t in sorted(cohorts[old_cohort], key=lambda t: t.number):
-                self.study.enqueue_trial(t.params, user_attrs={"redo_of": t.number}, skip_if_exists=False)
+            old = sorted(cohorts[old_cohort], key=lambda t: t.number)
+            for t in old:
                 self.study.tell(t.number, state=TrialState.FAIL)
-                trial = self.study.ask()  # the trial just enqueued, with the same decisions
-                members.append((trial.number, self._decode(trial)))
-                redone += 1
-            self._mark_asked(members)
-            self.pending.append((self.next_cohort, members))
-            self.next_cohort += 1
+            self._redo([(t.number, t.params) for t in old])
+            redone += len(old)
         return {"told_from_table": told, "requeued": redone, "dropped_unasked": dropped}
+
+    def _redo(self, members: list[tuple[int, dict[str, Any]]]) -> None:
+        """Queue a cohort again as the next pending one: each (old trial number, decisions), in order, becomes a new
+        enqueued trial with the same decisions and a ``redo_of`` mark (used by :meth:`recover` and :meth:`requeue_lost`)."""
+        asked = []
+        for number, params in members:
+            self.study.enqueue_trial(params, user_attrs={"redo_of": number}, skip_if_exists=False)
+            trial = self.study.ask()  # the trial just enqueued, with the same decisions
+            asked.append((trial.number, self._decode(trial)))
+        self._mark_asked(asked)
+        self.pending.append((self.next_cohort, asked))
+        self.next_cohort += 1
 
     def requeue_lost(self) -> int:
         """Queue again the candidates of cohorts whose worker was lost for good (Ray's retries ran out): each such
@@ -113,15 +120,7 @@ class Experiment:
         for r in sorted(rows, key=lambda r: int(r["trial_number"])):
             by_cohort.setdefault(int(r["cohort"]), []).append(r)
         for old in sorted(by_cohort):
-            members = []
-            for r in by_cohort[old]:
-                g = Genotype.from_json(str(r["genotype"]))
-                self.study.enqueue_trial(self.space.encode(g), user_attrs={"redo_of": int(r["trial_number"])}, skip_if_exists=False)
-                trial = self.study.ask()
-                members.append((trial.number, self._decode(trial)))
-            self._mark_asked(members)
-            self.pending.append((self.next_cohort, members))
-            self.next_cohort += 1
+            self._redo([(int(r["trial_number"]), self.space.encode(Genotype.from_json(str(r["genotype"])))) for r in by_cohort[old]])
         retried = {id(r) for r in rows}
         self.rows = [r for r in self.rows if id(r) not in retried]
         return len(rows)

@@ -7,6 +7,14 @@ import time
 from typing import TextIO
 
 
+def duration(seconds: float) -> str:
+    """``75`` -> ``1m15s``; ``inf`` -> ``?``."""
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 class ProgressLine:
     def __init__(self, label: str, stream: TextIO | None = None, every_s: float = 5.0) -> None:
         self.label, self._stream, self.every_s = label, stream, every_s

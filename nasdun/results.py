@@ -151,13 +151,14 @@ def load_network(run_dir: str | Path, name: str, device: str = "cpu") -> Any:
     return model.to(device)
 
 
-def check_out_dir(out: str | Path, force: bool = False) -> Path:
-    """``out`` as a directory to write into, checked but not created (refuse a file, and a non-empty one unless ``force``)."""
+def check_out_dir(out: str | Path, force: bool = False, hint: str = "or pass --force") -> Path:
+    """``out`` as a directory to write into, checked but not created: a file is refused, and a non-empty directory
+    unless ``force``; ``hint`` says how to allow it (empty: say nothing)."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise NasdunError(f"--out {str(path)!r} is a file; expected a directory")
     if path.is_dir() and any(path.iterdir()) and not force:
-        raise NasdunError(f"--out {str(path)!r} is not empty; choose a new directory (or pass --force)")
+        raise NasdunError(f"--out {str(path)!r} is not empty; choose a new directory" + (f" ({hint})" if hint else ""))
     return path
 
 
@@ -175,13 +176,9 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True, default=str)))
 
 
-def prepare_out_dir(out: str | Path, overwrite: bool = False, hint: str = "") -> Path:
+def prepare_out_dir(out: str | Path, overwrite: bool = False, hint: str = "or pass --force") -> Path:
     """Create ``out``; refuse a non-empty one unless ``overwrite`` (nothing is lost silently).
     ``hint`` names the option that allows it (e.g. "or pass --force"), where the command has one."""
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise NasdunError(f"--out {str(path)!r} is a file; expected a directory")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise NasdunError(f"--out {str(path)!r} is not empty; choose a new directory" + (f" ({hint})" if hint else ""))
+    path = check_out_dir(out, overwrite, hint)
     path.mkdir(parents=True, exist_ok=True)
     return path

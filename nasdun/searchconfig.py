@@ -9,6 +9,7 @@ from typing import Any
 from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype, SearchSpace
+from trainers.precision import check_precision
 
 HERE = Path(__file__).parent
 CONFIGS = HERE / "configs"
@@ -57,8 +58,7 @@ class SearchConfig(SearchSpace):
             raise NasdunError(f"cohort={self.cohort}; expected an integer >= 1")
         if self.cpus_per_trial < 1 or self.gpus_per_trial < 0 or self.max_concurrent < 0 or self.max_failures < 0:
             raise NasdunError("cpus_per_trial >= 1, gpus_per_trial >= 0, max_concurrent >= 0 and max_failures >= 0 are expected")
-        if self.precision not in ("fp32", "tf32", "bf16"):
-            raise NasdunError(f"precision={self.precision!r}; expected fp32, tf32 or bf16")
+        check_precision(self.precision)
         if not self.checkpoint_minutes >= 0:
             raise NasdunError(f"checkpoint_minutes={self.checkpoint_minutes}; expected a number >= 0 (0: no checkpoints)")
         if self.keep_params < 0:

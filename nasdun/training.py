@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nasdun.errors import NasdunError
-from nasdun.progress import ProgressLine
+from nasdun.progress import ProgressLine, duration
 from nasdun.results import candidate_row, prepare_out_dir, save_params, write_json, write_table
 from search_spaces.genotype import Genotype
 
@@ -26,14 +26,6 @@ def resolve_device(name: str) -> str:
     if name != "cpu" and not name.startswith("cuda"):
         raise NasdunError(f"--device {name!r}; expected cpu, cuda, cuda:N or auto")
     return name
-
-
-def duration(seconds: float) -> str:
-    """``75`` -> ``1m15s``; ``inf`` -> ``?``."""
-    if seconds != seconds or seconds == float("inf"):
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def trainer_progress(label: str) -> tuple[ProgressLine, Any]:
@@ -107,7 +99,7 @@ def run_train(
     if unfinished and json.loads((out_path / SPEC).read_text()) == json.loads(json.dumps(spec)):
         out_dir = out_path  # the same run, cut short: continue it
     else:
-        out_dir = prepare_out_dir(out, overwrite, hint="or pass --force")
+        out_dir = prepare_out_dir(out, overwrite)
         write_json(out_dir / SPEC, spec)
     with run_lock(out_dir):
         return _train(archs, s, proto, seed, out_dir, dev, lr_scale, compile, precision, minutes, checkpoint_every_s)
@@ -115,6 +107,7 @@ def run_train(
 
 def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
     """Finish the interrupted ``nasdun train`` in ``out`` from its last checkpoint (same networks, data and protocol)."""
+    from nasdun.config import from_mapping
     from trainers.protocols import Protocol
 
     path = Path(out)
@@ -124,7 +117,7 @@ def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
         raise NasdunError(f"--resume {str(path)!r} is a finished run (its results.csv is written); nothing to resume")
     spec = json.loads((path / SPEC).read_text())
     archs = [(name, Genotype.from_dict(g)) for name, g in spec["archs"]]
-    proto = Protocol(**{**spec["protocol"], "lrs": tuple(spec["protocol"]["lrs"]), "rungs": tuple(spec["protocol"]["rungs"])})
+    proto = from_mapping(Protocol, spec["protocol"], f"{path / SPEC}: protocol")
     options = {k: spec[k] for k in ("lr_scale", "compile", "precision", "minutes")}
     return run_train(archs, spec["setting"], proto, spec["seed"], path, spec["device"], checkpoint_every_s=checkpoint_every_s, **options)
 

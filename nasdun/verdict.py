@@ -19,17 +19,25 @@ HAND_DESIGNS = ("lista", "lfista", "dense", "2no", "3no", "meng2021")
 DISPLAY = {"lista": "LISTA", "lfista": "LFISTA", "dense": "Dense-LISTA", "2no": "2NO-LISTA", "3no": "3NO-LISTA", "meng2021": "meng2021"}
 
 
-def hand_designs(layers: int, max_lag: int) -> dict[str, Genotype]:
-    """The presets that exist at this (K, J), by name; presets equal at this K share one entry (first name wins)."""
+def _existing(layers: int, max_lag: int) -> list[tuple[str, Genotype]]:
+    """(name, genotype) of every hand design that exists at this (K, J): meng2021 beyond 16 layers or 3no with
+    max_lag < 2 do not."""
     from nasdun.errors import NasdunError
     from search_spaces.presets import preset
 
-    out: dict[str, Genotype] = {}
+    out = []
     for name in HAND_DESIGNS:
         try:
-            g = preset(name, layers, max_lag)
-        except NasdunError:  # e.g. meng2021 beyond 16 layers, 3no with max_lag < 2
+            out.append((name, preset(name, layers, max_lag)))
+        except NasdunError:
             continue
+    return out
+
+
+def hand_designs(layers: int, max_lag: int) -> dict[str, Genotype]:
+    """The hand designs at this (K, J), by name; designs equal at this K share one entry (the first name)."""
+    out: dict[str, Genotype] = {}
+    for name, g in _existing(layers, max_lag):
         if all(g != other for other in out.values()):
             out[name] = g
     return out
@@ -37,15 +45,9 @@ def hand_designs(layers: int, max_lag: int) -> dict[str, Genotype]:
 
 def preset_names(layers: int, max_lag: int) -> dict[str, str]:
     """genotype hash -> the hand-design names it equals at this (K, J), joined by ``=`` (e.g. ``lfista=dense`` at K = 3)."""
-    from nasdun.errors import NasdunError
-    from search_spaces.presets import preset
-
     names: dict[str, list[str]] = {}
-    for name in HAND_DESIGNS:
-        try:
-            names.setdefault(preset(name, layers, max_lag).hash, []).append(name)
-        except NasdunError:
-            continue
+    for name, g in _existing(layers, max_lag):
+        names.setdefault(g.hash, []).append(name)
     return {h: "=".join(v) for h, v in names.items()}
 
 

@@ -24,7 +24,7 @@ BETAS = (0.9, 0.999)
 EPS = 1e-8
 
 
-def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_candidate(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A (P,) vector shaped to broadcast against a (P, ...) tensor."""
     return v.view(-1, *([1] * (like.dim() - 1)))
 
@@ -48,5 +48,5 @@ def masked_adam_step(
         for (name, p), g in zip(params.items(), grads, strict=True):
             m[name].lerp_(g, wm[name])
             v[name].lerp_(g * g, wv[name])
-            denom = (v[name] / _bc(corr2, p)).sqrt_().add_(EPS)
-            p.addcdiv_(m[name] * _bc(lr_t, p), denom, value=-1.0)
+            denom = (v[name] / per_candidate(corr2, p)).sqrt_().add_(EPS)
+            p.addcdiv_(m[name] * per_candidate(lr_t, p), denom, value=-1.0)

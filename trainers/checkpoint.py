@@ -55,6 +55,7 @@ def _pack(value: Any) -> Any:
 
 
 def _unpack(value: Any, device: torch.device) -> Any:
+    """The inverse of :func:`_pack`, with the state's tensors moved to the trainer's device."""
     if isinstance(value, dict) and set(value) == {_NUMPY}:
         return value[_NUMPY].numpy().copy()
     if isinstance(value, dict):
@@ -88,8 +89,8 @@ def restore_checkpoint(trainer: Any, path: Path) -> float:
     from trainers.model import UnrolledLISTA
 
     dev = trainer.problem.D.device
-    try:
-        blob = torch.load(path, map_location=dev, weights_only=True)
+    try:  # on the CPU: finished results keep their parameters there, as in an uninterrupted run; the state moves below
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: torch raises several types
         raise NasdunError(f"checkpoint {str(path)!r} cannot be read ({str(err).splitlines()[0][:120]}); delete it to start afresh") from None
     if blob.get("version") != VERSION or blob.get("fingerprint") != fingerprint(trainer):

@@ -39,7 +39,7 @@ import torch
 
 from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype
-from trainers.adam import BETAS, masked_adam_step
+from trainers.adam import BETAS, masked_adam_step, per_candidate
 from trainers.host_memory import keep_freed_memory
 from trainers.model import UnrolledLISTA
 from trainers.precision import autocast, check_precision, precision_scope
@@ -147,9 +147,6 @@ class PopulationTrainer:
         self._reset_moments(self.active)
 
     # -- one iteration ------------------------------------------------------------------------
-    def _bc(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return v.view(-1, *([1] * (like.dim() - 1)))
-
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each active candidate's batch of its own iteration: shared (B, .) while they agree."""
         its = np.unique(self.c.it_h[self.c.active_h])
@@ -183,9 +180,9 @@ class PopulationTrainer:
     def _trainable(self, name: str, p: torch.Tensor) -> torch.Tensor:
         """Elements candidate q may move: its layer t's new parameters in stage 0, else layers <= t."""
         layer = self.layer_of[name].unsqueeze(0)
-        t = self._bc(self.t, layer.expand(p.shape))
-        s0 = self._bc(self.s == 0, layer.expand(p.shape))
-        act = self._bc(self.active, layer.expand(p.shape))
+        t = per_candidate(self.t, layer.expand(p.shape))
+        s0 = per_candidate(self.s == 0, layer.expand(p.shape))
+        act = per_candidate(self.active, layer.expand(p.shape))
         return act & torch.where(s0, layer == t, layer <= t)
 
     # -- validation and stage logic ----------------------------------------------------------
@@ -200,12 +197,12 @@ class PopulationTrainer:
         self.c.best_at = torch.where(improved, self.c.stage_iter, self.c.best_at)
         with torch.no_grad():
             for name, p in self.params.items():
-                self.c.best[name].copy_(torch.where(self._bc(improved, p), p, self.c.best[name]))
+                self.c.best[name].copy_(torch.where(per_candidate(improved, p), p, self.c.best[name]))
 
     def _reset_moments(self, mask: torch.Tensor) -> None:
         self.c.step = torch.where(mask, 0, self.c.step)
         for name in self.params:
-            keep = ~self._bc(mask, self.c.m[name])
+            keep = ~per_candidate(mask, self.c.m[name])
             self.c.m[name].mul_(keep)
             self.c.v[name].mul_(keep)
 

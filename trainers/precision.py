@@ -8,6 +8,7 @@
 * ``bf16``: forward passes under ``torch.autocast(dtype=bfloat16)`` (matmuls in bfloat16);
   parameters, gradients, Adam moments and the NMSE sums stay float32/float64.
 
+torch is imported inside the functions, so the CLI and the config read :data:`PRECISIONS` without it.
 Parameters and data are float32 in every mode, so a network trained in one mode is scored in
 another by the same code. The global matmul setting is changed only inside :func:`precision_scope`
 and restored on exit.
@@ -17,8 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-
-import torch
+from typing import Any
 
 from nasdun.errors import NasdunError
 
@@ -34,6 +34,8 @@ def check_precision(name: str) -> str:
 @contextlib.contextmanager
 def precision_scope(name: str) -> Iterator[None]:
     """Set the float32 matmul precision for ``name`` (tf32: "high", else "highest"); restore it after."""
+    import torch
+
     check_precision(name)
     old_matmul = torch.get_float32_matmul_precision()
     old_cudnn = torch.backends.cudnn.allow_tf32
@@ -46,8 +48,10 @@ def precision_scope(name: str) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32 = old_cudnn
 
 
-def autocast(name: str, device: torch.device | str) -> contextlib.AbstractContextManager[object]:
+def autocast(name: str, device: Any) -> contextlib.AbstractContextManager[object]:
     """The forward-pass context of ``name``: bfloat16 autocast for ``bf16``, nothing otherwise."""
     if check_precision(name) != "bf16":
         return contextlib.nullcontext()
+    import torch
+
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
