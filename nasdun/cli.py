@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--name", default=None, help="the row name, e.g. t00013 or lista")
     ex.add_argument("--out", required=True, help="the file to write, e.g. net.pt")
 
+    rep = add("repair", "rebuild a search's study from its results table, or missing rows from its study, when they disagree")
+    rep.add_argument("run", help="a search run directory (with search.yaml)")
+
     cp = add("compare", "agreement of the top-k sets of two runs")
     cp.add_argument("run_a", help="a run directory")
     cp.add_argument("run_b", help="another run directory")
@@ -382,6 +385,27 @@ def _report(args: argparse.Namespace) -> int:
 
     html_path, md_path = build_report(args.run, args.out, args.top_k, args.retrain, args.others, force=args.force)
     print(f"report: {html_path} (self-contained) and {md_path}")
+    return 0
+
+
+@command("repair")
+def _repair(args: argparse.Namespace) -> int:
+    from nasdun.consistency import repair
+
+    done = repair(args.run)
+    if not done["repaired"]:
+        print(f"{args.run}: results.csv ({done['rows']} rows) and the study ({done['trials']} trials) agree; nothing to repair")
+        return 0
+    said = []
+    if done["rows_rebuilt"]:
+        val_only = f", {done['rows_val_only']} of them with the validation value only" if done["rows_val_only"] else ""
+        said.append(f"{done['rows_rebuilt']} row(s) rebuilt from the study{val_only} (old table kept as results.csv.before-repair)")
+    if done["renumbered"]:
+        said.append(f"{done['renumbered']} row(s) that repeated a trial number renumbered")
+    if done["study_rebuilt"]:
+        kept = f" (the old one kept in the same storage as study {done['old_study']!r})" if done["old_study"] else ""
+        said.append(f"the study rebuilt from the table's {done['rows']} rows{kept}")
+    print(f"repaired {args.run}: " + "; ".join(said) + f". Continue with `nasdun search --resume {args.run}`")
     return 0
 
 

@@ -31,7 +31,7 @@ from ray.tune.search import Searcher
 
 from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import NasdunError
-from nasdun.experiment import Experiment
+from nasdun.experiment import Experiment, storage_url
 from nasdun.progress import ProgressLine, duration
 from nasdun.results import write_json
 from nasdun.searchconfig import SearchConfig, load_config
@@ -287,16 +287,13 @@ def run_search(
     """
     import shutil
 
+    from nasdun.consistency import verify
     from nasdun.lock import run_lock
     from nasdun.results import check_out_dir, read_table
 
     out_dir = Path(out)
     if resume:
-        if not (out_dir / "search.yaml").is_file():
-            raise NasdunError(f"--resume {str(out_dir)!r} holds no search.yaml; expected a directory written by nasdun search")
-        data = load_yaml(out_dir / "search.yaml")
-        data.setdefault("baselines", False)  # a search written before baselines existed had none
-        saved = from_mapping(SearchConfig, data, str(out_dir / "search.yaml"))
+        saved = load_saved_config(out_dir, "--resume")
         changed = {k: v for k, v in (overrides or {}).items() if v is not None and getattr(saved, k) != v}
         bad = sorted(set(changed) - RESUMABLE)
         if bad:
@@ -306,8 +303,8 @@ def run_search(
         cfg.validate()
         if cfg.budget < saved.budget:
             raise NasdunError(f"--budget {cfg.budget} is below the resumed search's budget {saved.budget}")
-        if (out_dir / "results.csv").is_file():
-            read_table(out_dir)  # a corrupt table is a one-line error before anything is written
+        rows = [dict(r) for r in read_table(out_dir).to_dict("records")] if (out_dir / "results.csv").is_file() else []  # corrupt: one line
+        verify(out_dir, storage_url(out_dir, cfg), rows, default_storage=not cfg.storage)  # table and study agree, before Ray starts
     else:
         if cfg is None:
             raise NasdunError("run_search needs a config unless resuming")
@@ -333,6 +330,15 @@ def run_search(
                 shutil.rmtree(out_dir, ignore_errors=True)  # a refused start leaves nothing behind
             raise
         return _run_session(exp, resume, address)
+
+
+def load_saved_config(run_dir: Path, what: str = "run") -> SearchConfig:
+    """The configuration a search directory was written with (``search.yaml``)."""
+    if not (run_dir / "search.yaml").is_file():
+        raise NasdunError(f"{what} {str(run_dir)!r} holds no search.yaml; expected a directory written by nasdun search")
+    data = load_yaml(run_dir / "search.yaml")
+    data.setdefault("baselines", False)  # a search written before baselines existed had none
+    return from_mapping(SearchConfig, data, str(run_dir / "search.yaml"))
 
 
 def _open_experiment(out_dir: Path, cfg: SearchConfig) -> Experiment:

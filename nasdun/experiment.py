@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from nasdun.errors import NasdunError
 from nasdun.searchconfig import SearchConfig
 from search_spaces.genotype import Genotype
 
@@ -23,6 +22,7 @@ class Experiment:
     def __init__(self, out_dir: Path, cfg: SearchConfig) -> None:
         import optuna
 
+        from nasdun.consistency import verify
         from nasdun.results import read_table
         from nasdun.samplers import make_sampler
 
@@ -30,19 +30,16 @@ class Experiment:
         self.dir, self.cfg = out_dir, cfg
         self.space = cfg.space()
         self.decisions = self.space.decisions()
-        self.storage_url = cfg.storage or f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
+        self.storage_url = storage_url(out_dir, cfg)
         self.sampler = make_sampler(cfg.sampler, self.decisions, cfg.seed, cfg.options_for(cfg.sampler))
-        try:
-            storage = optuna.storages.RDBStorage(self.storage_url, engine_kwargs=_engine_kwargs(self.storage_url))
-        except Exception as err:  # SQLAlchemy raises many types; the user needs one line
-            raise NasdunError(f"--storage {self.storage_url!r} cannot be opened: {str(err).splitlines()[0]}") from None
+        self.rows: list[dict[str, Any]] = []
+        if (out_dir / "results.csv").is_file():
+            self.rows = [dict(r) for r in read_table(out_dir).to_dict("records")]
+        storage, _ = verify(out_dir, self.storage_url, self.rows, default_storage=not cfg.storage)  # one record: repaired, never trained over
         self.study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=self.sampler, direction="minimize", load_if_exists=True)
         from nasdun.verdict import preset_names
 
         self.presets = preset_names(cfg.layers, cfg.max_lag)  # hash -> hand-design name(s), for the `preset` column
-        self.rows: list[dict[str, Any]] = []
-        if (out_dir / "results.csv").is_file():
-            self.rows = [dict(r) for r in read_table(out_dir).to_dict("records")]
         self.kept = _load_kept(out_dir)  # row name -> (genotype, parameters): what DIR/params.pt holds
         self.by_hash = {str(r["hash"]): r for r in self.rows if not lost(r)}  # trained genotypes (a lost cohort's are not)
         self.round_first: dict[int, int] = {}  # cohort -> number of the first trial asked for it
@@ -151,14 +148,18 @@ class Experiment:
         import optuna
         from optuna.trial import TrialState
 
+        from nasdun.consistency import row_attr
+
         raw = row.get("val_nmse_db")
         value = math.nan if raw is None else float(raw)
         finite = math.isfinite(value)
         asked = self._asked.pop(number, None)
+        trial = asked or optuna.trial.Trial(self.study, self.study.get_trials(deepcopy=False)[number]._trial_id)
+        if row.get("name") == f"t{number:05d}":  # its own row (not a cached one), kept whole so `nasdun repair` can restore it
+            trial.set_user_attr("row", row_attr(row))
         if row.get("status") == "ok" and finite:
             self.study.tell(number, value)
         elif row.get("status") == "stopped" and finite:
-            trial = asked or optuna.trial.Trial(self.study, self.study.trials[number]._trial_id)
             trial.report(value, step=int(row.get("rung_layer") or 0))
             self.study.tell(number, state=TrialState.PRUNED)
         else:
@@ -302,6 +303,11 @@ def _load_kept(out_dir: Path) -> dict[str, Any]:
 
     blob = torch.load(out_dir / "params.pt", map_location="cpu", weights_only=True)
     return {name: (Genotype.from_json(v["genotype"]), v["params"]) for name, v in blob["networks"].items()}
+
+
+def storage_url(out_dir: Path, cfg: SearchConfig) -> str:
+    """The study's storage: ``--storage`` if given, else DIR/optuna.db."""
+    return cfg.storage or f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

@@ -315,3 +315,133 @@ def test_an_address_where_ray_does_not_listen_fails_in_bounded_time(tmp_path, ca
     assert code == 2 and len(ours) == 1 and f"127.0.0.1:{port}" in ours[0]
     assert "did not answer as a Ray cluster (GCS) within 8 s" in ours[0] or "could not reach a Ray cluster" in ours[0]
     assert time.time() - start < 60 and not (tmp_path / "o").exists()
+
+
+def _drive(exp) -> None:
+    """A search session driven in this process (no Ray): the searcher's own suggest / complete loop."""
+    import io
+
+    from ray.tune.search import Searcher
+
+    from nasdun.driver import CohortSearcher
+    from nasdun.progress import ProgressLine
+    from nasdun.worker import cohort_report
+
+    searcher = CohortSearcher(exp, ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, lag=1)
+    for i in range(40):
+        suggestion = searcher.suggest(f"trial-{i}")
+        if suggestion in (None, Searcher.FINISHED):
+            return
+        searcher.on_trial_complete(f"trial-{i}", cohort_report(suggestion))
+
+
+def _search_dir(out, **changes):
+    """A finished 8-candidate search (baselines first) written as `nasdun search` writes it."""
+    from nasdun.driver import Experiment, _plain
+    from nasdun.searchconfig import SearchConfig
+
+    cfg = SearchConfig(**{**SLOW, "budget": 8, "layers": 3, "baselines": True, **changes})
+    out.mkdir(parents=True)
+    (out / "search.yaml").write_text(yaml.safe_dump(_plain(cfg), sort_keys=False))
+    _drive(Experiment(out, cfg))
+    return out
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    return _search_dir(tmp_path_factory.mktemp("searched") / "run")
+
+
+def _study(run):
+    import optuna
+
+    return optuna.load_study(study_name="nasdun", storage=f"sqlite:///{run / 'optuna.db'}")
+
+
+def _cut_table(run):
+    (run / "results.csv").write_text("".join((run / "results.csv").read_text().splitlines(keepends=True)[:5]))
+
+
+def _change_a_value(run):
+    df = pd.read_csv(run / "results.csv")
+    df.loc[1, "val_nmse_db"] -= 1.5
+    df.to_csv(run / "results.csv", index=False)
+
+
+TAMPER = {
+    "study deleted": (lambda run: (run / "optuna.db").unlink(), "the Optuna study is missing or empty but results.csv has 8 rows"),
+    "table cut back": (_cut_table, "results.csv is behind the study: 4 finished trial(s) have no row (t00004, t00005, t00006, t00007)"),
+    "a value changed": (_change_a_value, "results.csv and the study disagree on 1 trial(s): t00001 (table ok"),
+}
+
+
+@pytest.mark.parametrize("fault", list(TAMPER))
+def test_a_table_and_study_that_disagree_are_refused_then_repaired(fault, searched, tmp_path, capsys):
+    """Study deleted, table cut back, a value edited: the resume is one line naming the lagging side and `nasdun repair`,
+    with nothing written; the repair rebuilds it (a cut table row for row, as written) and the resumed search then
+    proposes exactly what the untouched run proposes."""
+    import shutil
+
+    from nasdun.driver import Experiment
+    from nasdun.searchconfig import SearchConfig
+
+    run = tmp_path / "run"
+    shutil.copytree(searched, run)
+    tamper, said = TAMPER[fault]
+    tamper(run)
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    assert main(["search", "--resume", str(run), "--budget", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err and f"run `nasdun repair {run}`" in err, err
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before  # no empty optuna.db made, search.yaml untouched
+
+    assert main(["repair", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"repaired {run}: "), out
+    if fault == "table cut back":  # every row comes back as written: nasdun keeps the whole row on its trial
+        assert (run / "results.csv").read_bytes() == (searched / "results.csv").read_bytes()
+        assert "4 row(s) rebuilt from the study" in out
+    else:
+        assert "the study rebuilt from the table's 8 rows" in out
+        trials = {t.number: t for t in _study(run).trials}
+        table = pd.read_csv(run / "results.csv")
+        assert [trials[int(n)].user_attrs["hash"] for n in table["trial_number"]] == list(table["hash"])
+        assert [trials[int(n)].value for n in table["trial_number"]] == pytest.approx(list(table["val_nmse_db"]), abs=1e-12)
+    assert main(["repair", str(run)]) == 0 and "nothing to repair" in capsys.readouterr().out
+
+    cfg = SearchConfig(**{**SLOW, "budget": 10, "layers": 3, "baselines": True})
+    untouched = tmp_path / "untouched"
+    shutil.copytree(searched, untouched)
+    for d in (run, untouched):
+        exp = Experiment(d, cfg)
+        exp.recover()
+        _drive(exp)
+    assert list(pd.read_csv(run / "results.csv")["hash"]) == list(pd.read_csv(untouched / "results.csv")["hash"])
+
+
+def test_a_table_with_repeated_trial_numbers_is_renumbered_and_a_foreign_study_is_refused(searched, tmp_path, capsys):
+    """What the old code made of a resume without optuna.db (rows repeating trial numbers 0-7) is refused and
+    repaired: the repeats get fresh numbers and names, the study is rebuilt, a resume runs. A fresh search whose
+    --storage already holds another run's study is refused before it writes."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(searched, run)
+    other = _search_dir(tmp_path / "other", seed=1, baselines=False)
+    table = pd.concat([pd.read_csv(searched / "results.csv"), pd.read_csv(other / "results.csv")])
+    table.to_csv(run / "results.csv", index=False)
+    assert main(["search", "--resume", str(run)]) == 2
+    assert "gives trial number(s) 0, 1, 2, 3 and 4 more to more than one row" in capsys.readouterr().err
+    assert main(["repair", str(run)]) == 0
+    assert "8 row(s) that repeated a trial number renumbered" in capsys.readouterr().out
+    fixed = pd.read_csv(run / "results.csv")
+    assert list(fixed["trial_number"]) == list(range(16)) and list(fixed["name"]) == [f"t{n:05d}" for n in range(16)]
+    assert list(fixed["hash"]) == list(table["hash"])
+    assert main(["search", "--resume", str(run), "--budget", "18", "--num-cpus", "2"]) == 0
+    assert pd.read_csv(run / "results.csv")["hash"].nunique() == 18
+
+    fresh = tmp_path / "fresh"
+    args = ["search", "--budget", "2", "--layers", "3", "--protocol", "smoke", "--out", str(fresh), "--num-cpus", "2"]
+    assert main([*args, "--storage", f"sqlite:///{searched / 'optuna.db'}"]) == 2
+    assert "the study already holds 8 finished trial(s) but there is no results table" in capsys.readouterr().err
+    assert not fresh.exists()
