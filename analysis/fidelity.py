@@ -58,8 +58,12 @@ def _cached(run_dir: Path, archs: list[tuple[str, Any]], setting: str, seed: int
     if not (run_dir / "results.csv").is_file() or not (run_dir / "run.json").is_file():
         return False
     meta = json.loads((run_dir / "run.json").read_text())
+    from trainers.problems import get_setting
+
     same_archs = meta.get("archs") == {n: g.to_dict() for n, g in archs}
-    return same_archs and meta.get("setting", {}).get("name") == setting and meta.get("seed") == seed
+    s = get_setting(setting)
+    same_data = meta.get("setting", {}).get("name") == s.name and meta.get("setting", {}).get("digest", "") == getattr(s, "digest", "")
+    return same_archs and same_data and meta.get("seed") == seed
 
 
 def rung_study(run_dir: str | Path, randoms: Sequence[str] = ()) -> pd.DataFrame:

@@ -40,6 +40,7 @@ def run_retrain(
 ) -> dict[str, pd.DataFrame]:
     from nasdun.training import run_train
     from search_spaces.presets import resolve_archs
+    from trainers.operators import setting_label
     from trainers.problems import get_setting
     from trainers.protocols import get_protocol
 
@@ -53,8 +54,8 @@ def run_retrain(
     total = len(settings) * seeds
     for n, (setting, seed) in enumerate(((s, k) for s in settings for k in range(seeds)), start=1):
         print(f"retrain [{n}/{total}] {setting} seed {seed}: {', '.join(name for name, _ in nets)}", flush=True)
-        run_train(nets, setting, protocol, seed, out_dir / "runs" / setting / f"seed{seed}", device=device, overwrite=force, compile=compile,
-                  precision=precision)  # fmt: skip
+        run_dir = out_dir / "runs" / setting_label(setting) / f"seed{seed}"
+        run_train(nets, setting, protocol, seed, run_dir, device=device, overwrite=force, compile=compile, precision=precision)
     (out_dir / "retrain.json").write_text(
         json.dumps({"networks": [n for n, _ in nets], "settings": list(settings), "seeds": seeds, "protocol": protocol, "layers": layers}, indent=2)
     )
@@ -69,8 +70,8 @@ def collect(out_dir: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def summary_table(rows: pd.DataFrame, metric: str, networks: Sequence[str], settings: Sequence[str]) -> pd.DataFrame:
-    """mean / std / seeds per (setting, network), plus the best network of each setting."""
+def summary_table(rows: pd.DataFrame, metric: str, networks: Sequence[str], settings: Sequence[str], higher: bool = False) -> pd.DataFrame:
+    """mean / std / seeds per (setting, network), plus the best network of each setting (lowest, or ``higher``)."""
     ok = rows[rows["status"] == "ok"]
     stats = ok.groupby(["setting", "name"])[metric].agg(["mean", "std", "count"])
     records = []
@@ -84,12 +85,12 @@ def summary_table(rows: pd.DataFrame, metric: str, networks: Sequence[str], sett
                 means[net] = m
             else:
                 rec[f"{net}_mean"], rec[f"{net}_std"], rec[f"{net}_seeds"] = np.nan, np.nan, 0
-        rec["best"] = min(means, key=lambda k: means[k]) if means else ""
+        rec["best"] = (max if higher else min)(means, key=lambda k: means[k]) if means else ""
         records.append(rec)
     return pd.DataFrame(records)
 
 
-def markdown_table(table: pd.DataFrame, networks: Sequence[str], metric: str) -> str:
+def markdown_table(table: pd.DataFrame, networks: Sequence[str], metric: str, higher: bool = False) -> str:
     head = f"| setting | {' | '.join(networks)} |\n|---|{'---|' * len(networks)}\n"
     lines = []
     for rec in table.to_dict("records"):
@@ -99,10 +100,13 @@ def markdown_table(table: pd.DataFrame, networks: Sequence[str], metric: str) ->
             cell = "n/a" if np.isnan(m) else f"{m:.2f} ± {sd:.2f}"
             cells.append(f"**{cell}**" if rec["best"] == net else cell)
         lines.append(f"| {rec['setting']} | {' | '.join(cells)} |")
-    return f"Test `{metric}` (dB, lower is better), mean ± std over seeds; best per row in bold.\n\n" + head + "\n".join(lines) + "\n"
+    better = "higher" if higher else "lower"
+    return f"Test `{metric}` (dB, {better} is better), mean ± std over seeds; best per row in bold.\n\n" + head + "\n".join(lines) + "\n"
 
 
 def build_tables(out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    from trainers.operators import setting_label
+
     out_dir = Path(out_dir)
     rows = collect(out_dir)
     meta = json.loads((out_dir / "retrain.json").read_text()) if (out_dir / "retrain.json").is_file() else {}
@@ -114,6 +118,18 @@ def build_tables(out_dir: str | Path) -> dict[str, pd.DataFrame]:
         t.to_csv(out_dir / f"{stem}.csv", index=False)
         (out_dir / f"{stem}.md").write_text(markdown_table(t, networks, metric))
         tables[stem] = t
+    if "test_psnr" in rows.columns:  # image settings: mean PSNR over the test images, and each image's (rows setting/image)
+        t = summary_table(rows, "test_psnr", networks, settings, higher=True)
+        per_image = pd.concat(
+            [summary_table(rows, c, networks, settings, higher=True).assign(setting=lambda d, c=c: d["setting"].map(setting_label) + " / " + c[5:])
+             for c in sorted(rows.columns) if c.startswith("psnr_") and rows[c].notna().any()]
+        )  # fmt: skip
+        for stem, frame in (("table_psnr", t), ("table_psnr_images", per_image)):
+            frame.to_csv(out_dir / f"{stem}.csv", index=False)
+            (out_dir / f"{stem}.md").write_text(
+                markdown_table(frame, networks, "test_psnr" if stem == "table_psnr" else "psnr per image", higher=True)
+            )
+            tables[stem] = frame
     curves = pd.concat([pd.read_csv(p).assign(setting=p.parent.parent.name) for p in sorted((out_dir / "runs").glob("*/seed*/curves.csv"))])
     test = curves[curves["split"] == "test"]
     mean_curves = test.groupby(["setting", "metric", "name", "layer"])["value"].mean().reset_index()

@@ -86,7 +86,9 @@ def train(
         named = []
         for a in archs:
             named += [(f"g{a.hash}", a)] if isinstance(a, Genotype) else resolve_archs(str(a), layers)
-    out = out or f"runs/train-{setting}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from trainers.operators import setting_label
+
+    out = out or f"runs/train-{setting_label(setting)}-{time.strftime('%Y%m%d-%H%M%S')}"
     return run_train(named, setting, protocol, seed, out, device, **options)
 
 

@@ -178,6 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="default RUN/report")
     rp.add_argument("--with", dest="others", nargs="*", default=[], help="other runs to compare with (best-so-far, top-k agreement)")
 
+    rc = add("reconstruct", "one test image of an image setting through Phi^T b, ISTA, FISTA, LISTA and the best network, each with its PSNR", force)
+    rc.add_argument("run", help="a train or search run directory on an image setting (with params.pt)")
+    rc.add_argument("--image", default="camera", help="a test image of the setting")
+    rc.add_argument("--out", default=None, help="default RUN/reconstruct")
+    rc.add_argument("--iterations", type=_positive_int, default=1000, help="ISTA / FISTA iterations")
+
+    cl = add("classical", "ISTA and FISTA (lambda tuned on validation) on a setting's test set: the solvers the networks unroll", force)
+    cl.add_argument("--setting", default="image_cs50", help="problem setting or problem file")
+    cl.add_argument("--iterations", type=_positive_int, default=1000, help="iterations of each solver")
+    cl.add_argument("--out", default=None, help="a JSON file to write the figures to")
+
     ex = add("export", "write a trained network as a TorchScript file that plain PyTorch loads (torch.jit.load)", force)
     ex.add_argument("run", help="a search or train run directory (with params.pt)")
     ex.add_argument("--rank", type=_positive_int, default=None, help="the N-th best by validation among networks with saved parameters")
@@ -232,12 +243,13 @@ def _train(args: argparse.Namespace) -> int:
 
     from nasdun.training import resume_train, run_train
     from search_spaces.presets import resolve_archs
+    from trainers.operators import setting_label
 
     if args.resume:
         df, out = resume_train(args.resume, args.checkpoint_every), args.resume
         return _print_train(df, out, int(df["layers"].iloc[0]))
     archs = resolve_archs(args.arch, args.layers)
-    out = args.out or f"runs/train-{args.setting}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or f"runs/train-{setting_label(args.setting)}-{time.strftime('%Y%m%d-%H%M%S')}"
     df = run_train(
         archs,
         args.setting,
@@ -409,6 +421,37 @@ def _repair(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("reconstruct")
+def _reconstruct(args: argparse.Namespace) -> int:
+    from analysis.reconstruct import reconstruct
+
+    rec = reconstruct(args.run, args.image, args.out or str(Path(args.run) / "reconstruct"), force=args.force, iters=args.iterations)
+    out = args.out or str(Path(args.run) / "reconstruct")
+    print(f"{args.image}: " + ", ".join(f"{label} {v:.2f} dB" for label, v in rec["psnr_db"].items()))
+    print(f"written to {out}/reconstruct-{args.image}.png (and .svg, .json)")
+    return 0
+
+
+@command("classical")
+def _classical(args: argparse.Namespace) -> int:
+    from nasdun.results import check_out_file, write_json
+    from trainers.classical import reference
+    from trainers.problems import get_setting, make_problem
+
+    if args.out:
+        check_out_file(args.out, args.force)
+    s = get_setting(args.setting)
+    problem = make_problem(s, 0, batch_size=min(64, s.n_train))
+    refs = [reference(problem, fista, iters=args.iterations) for fista in (False, True)]
+    for r in refs:
+        images = ", ".join(f"{k} {v:.2f}" for k, v in r.get("psnr", {}).items())
+        psnr = f"; PSNR mean {r['test_psnr']:.2f} dB ({images})" if "psnr" in r else ""
+        print(f"{r['method']:5s} {r['iterations']} it., lambda {r['lam']:g} (tuned on validation): test nmse_db {r['test_nmse_db']:.2f}{psnr}")
+    if args.out:
+        write_json(Path(args.out), {"setting": s.name, "references": refs})
+    return 0
+
+
 @command("export")
 def _export(args: argparse.Namespace) -> int:
     from nasdun.export import export_network
@@ -419,7 +462,8 @@ def _export(args: argparse.Namespace) -> int:
         f"exported {meta['name']}{what}, K={meta['layers']}, setting {meta['setting']} (m={meta['m']}, n={meta['n']}):"
         f" val nmse_db {meta['metrics']['val_nmse_db']:.2f}, test {meta['metrics']['test_nmse_db']:.2f}"
     )
-    print(f"written to {args.out}: net = torch.jit.load({str(args.out)!r}); x = net(b)  # b: (B, {meta['m']}) -> x: (B, {meta['n']})")
+    what = "x" if meta["n_out"] == meta["n"] and "Psi" not in meta["output"] else "f"
+    print(f"written to {args.out}: net = torch.jit.load({str(args.out)!r}); {what} = net(b)  # b: (B, {meta['m']}) -> {what}: (B, {meta['n_out']})")
     return 0
 
 

@@ -20,6 +20,7 @@ rows were written) or re-enqueued with the same decisions and trained again.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -290,6 +291,8 @@ def run_search(
     from nasdun.consistency import verify
     from nasdun.lock import run_lock
     from nasdun.results import check_out_dir, read_table
+    from trainers.operators import check_record
+    from trainers.problems import get_setting
 
     out_dir = Path(out)
     if resume:
@@ -305,6 +308,8 @@ def run_search(
             raise NasdunError(f"--budget {cfg.budget} is below the resumed search's budget {saved.budget}")
         rows = [dict(r) for r in read_table(out_dir).to_dict("records")] if (out_dir / "results.csv").is_file() else []  # corrupt: one line
         verify(out_dir, storage_url(out_dir, cfg), rows, default_storage=not cfg.storage)  # table and study agree, before Ray starts
+        if (out_dir / PROBLEM).is_file():  # a problem file's data changed since the search began: refused
+            check_record(json.loads((out_dir / PROBLEM).read_text()), get_setting(cfg.setting), out_dir)
     else:
         if cfg is None:
             raise NasdunError("run_search needs a config unless resuming")
@@ -344,7 +349,13 @@ def load_saved_config(run_dir: Path, what: str = "run") -> SearchConfig:
 def _open_experiment(out_dir: Path, cfg: SearchConfig) -> Experiment:
     import yaml
 
+    from trainers.operators import record
+    from trainers.problems import get_setting
+
     (out_dir / "search.yaml").write_text(yaml.safe_dump(_plain(cfg), sort_keys=False))
+    problem = record(get_setting(cfg.setting))
+    if problem and not (out_dir / PROBLEM).is_file():  # the data a search began on: a resume on changed data is refused
+        write_json(out_dir / PROBLEM, problem)
     return Experiment(out_dir, cfg)
 
 
@@ -386,6 +397,9 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
     figures = searcher.figures(finished=True)
     write_json(out_dir / "search.json", figures)
     return figures
+
+
+PROBLEM = "problem.json"  # a problem file's path and data digest (trainers.operators.record)
 
 
 def _trial_name(trial: Any) -> str:

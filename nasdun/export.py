@@ -44,8 +44,9 @@ class ExportedNetwork(nn.Module):
     qb: torch.Tensor
     sym: torch.Tensor
     slope: torch.Tensor
+    psi: torch.Tensor
 
-    def __init__(self, model: Any, metadata: str) -> None:
+    def __init__(self, model: Any, metadata: str, psi: torch.Tensor | None = None) -> None:
         super().__init__()
         from search_spaces.neurons import PIECEWISE
 
@@ -65,6 +66,8 @@ class ExportedNetwork(nn.Module):
             self.register_buffer("qb", (model.lag * model.beta)[0].detach().float().clone())  # (K, J)
         self.register_buffer("sym", torch.tensor([PIECEWISE[n][0] for n in g.neurons], dtype=torch.float32))  # (K,)
         self.register_buffer("slope", torch.tensor([PIECEWISE[n][1] for n in g.neurons], dtype=torch.float32))  # (K,)
+        self.register_buffer("psi", torch.zeros(0, 0) if psi is None else psi.detach().float().clone())  # (n_f, n): f = Psi x
+        self.has_psi: bool = psi is not None
         self.K: int = g.layers
         self.J: int = int(self.qb.shape[1])
         self.metadata: str = metadata
@@ -88,6 +91,8 @@ class ExportedNetwork(nn.Module):
                 if k - 1 - j > 0:  # x(0) = 0 adds nothing (its beta is in the first coefficient)
                     x = x + q[j - 1] * xs[k - 1 - j]
             xs.append(x)
+        if self.has_psi:  # a setting with a synthesis basis: the signal f = Psi x(K)
+            return xs[self.K] @ self.psi.t()
         return xs[self.K]
 
 
@@ -121,6 +126,7 @@ def export_network(run: str | Path, out: str | Path, name: str | None = None, ra
     from nasdun import __version__
     from nasdun.results import load_network
     from nasdun.verdict import display, preset_of
+    from trainers.operators import OperatorSetting, operator
     from trainers.problems import get_setting
 
     out = Path(out)
@@ -132,6 +138,9 @@ def export_network(run: str | Path, out: str | Path, name: str | None = None, ra
     model = load_network(run, str(row["name"]))
     g = model.genotypes[0]
     s = get_setting(str(row["setting"]))
+    basis = operator(s)[1] if isinstance(s, OperatorSetting) else None
+    psi = None if basis is None else torch.tensor(basis)
+    n_out = s.n if psi is None else psi.shape[0]
     metrics = {k: float(row[k]) for k in ("val_nmse_db", "val_nmse_db_mean", "test_nmse_db", "test_nmse_db_mean") if k in row}
     preset = preset_of(row)
     meta = {
@@ -139,12 +148,13 @@ def export_network(run: str | Path, out: str | Path, name: str | None = None, ra
         "genotype": g.to_dict(), "arch_string": g.to_arch_string(), "layers": g.layers,
         "setting": s.name, "m": s.m, "n": s.n, "seed": int(row["seed"]), "protocol": str(row["protocol"]),
         "metrics": metrics, "run": str(Path(run).resolve()), "nasdun_version": __version__,
-        "input": f"b: (B, {s.m}) float32 measurements", "output": f"x: (B, {s.n}) float32 estimate, x(K) of the network",
+        "input": f"b: (B, {s.m}) float32 measurements", "n_out": n_out,
+        "output": f"x: (B, {s.n}) float32 estimate, x(K) of the network" if psi is None else f"f: (B, {n_out}) float32 signal, Psi x(K)",
     }  # fmt: skip
     text = json.dumps(meta, sort_keys=True)
     with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.10 but still the one format torch.jit.load reads
         warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.script(ExportedNetwork(model, text))
+        scripted = torch.jit.script(ExportedNetwork(model, text, psi))
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
         torch.jit.save(scripted, str(tmp), _extra_files={"nasdun.json": text})

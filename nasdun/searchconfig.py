@@ -50,6 +50,8 @@ class SearchConfig(SearchSpace):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if isinstance(self.setting, str) and self.setting.endswith((".yaml", ".yml")):  # a problem file: absolute, so Ray workers find it
+            object.__setattr__(self, "setting", str(Path(self.setting).resolve()))
         if self.budget < 1:
             raise NasdunError(f"budget={self.budget}; expected an integer >= 1 (candidates to train)")
         if not self.minutes >= 0:

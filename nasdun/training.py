@@ -49,7 +49,7 @@ def ista_reference(problem: Any, layers: int, lam: float) -> dict[str, float]:
     from trainers.model import UnrolledLISTA
     from trainers.population import evaluate
 
-    acc = evaluate(UnrolledLISTA([preset("lista", layers)], problem.D, lam=lam).to(problem.D.device), problem.test)
+    acc = evaluate(UnrolledLISTA([preset("lista", layers)], problem.D, lam=lam).to(problem.D.device), problem.test, psi=problem.psi)
     return {"test_nmse_db": float(acc.nmse_db()[-1, 0]), "test_nmse_db_mean": float(acc.nmse_db_mean()[-1, 0])}
 
 
@@ -80,6 +80,7 @@ def run_train(
     (the finished tables equal an uninterrupted run's); :func:`resume_train` resumes one by path.
     """
     from nasdun.lock import run_lock
+    from trainers.operators import record
     from trainers.precision import check_precision
     from trainers.problems import get_setting
     from trainers.protocols import get_protocol
@@ -93,6 +94,7 @@ def run_train(
         "archs": [[name, g.to_dict()] for name, g in archs],  # a list: the cohort's order is part of the run
         "setting": s.name, "protocol": asdict(proto), "seed": seed,
         "device": dev, "compile": compile, "precision": precision, "minutes": minutes, "lr_scale": lr_scale,
+        "problem": record(s),
     }  # fmt: skip
     out_path = Path(out)
     unfinished = (out_path / SPEC).is_file() and not (out_path / "results.csv").is_file()
@@ -116,6 +118,11 @@ def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
     if (path / "results.csv").is_file():
         raise NasdunError(f"--resume {str(path)!r} is a finished run (its results.csv is written); nothing to resume")
     spec = json.loads((path / SPEC).read_text())
+    if spec.get("problem"):  # a problem file whose data changed since: refused, not trained on other data
+        from trainers.operators import check_record
+        from trainers.problems import get_setting
+
+        check_record(spec["problem"], get_setting(spec["setting"]), path)
     archs = [(name, Genotype.from_dict(g)) for name, g in spec["archs"]]
     proto = from_mapping(Protocol, spec["protocol"], f"{path / SPEC}: protocol")
     options = {k: spec[k] for k in ("lr_scale", "compile", "precision", "minutes")}

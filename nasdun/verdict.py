@@ -95,6 +95,9 @@ def compare(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     res["gain_db"] = res["best_preset_val_nmse_db"] - res["best_found_val_nmse_db"]
     res["gain_test_db"] = res["best_preset_test_nmse_db"] - res["best_found_test_nmse_db"]
     res["best_is_hand_design"] = hand is not None and (found is None or res["gain_db"] < 0)
+    if found is not None and hand is not None and _finite(found.get("test_psnr")) and _finite(hand.get("test_psnr")):  # image settings
+        res["best_found_test_psnr"], res["best_preset_test_psnr"] = float(found["test_psnr"]), float(hand["test_psnr"])
+        res["gain_test_psnr"] = res["best_found_test_psnr"] - res["best_preset_test_psnr"]
     res["verdict"] = verdict_line(res)
     return res
 
@@ -115,6 +118,8 @@ def verdict_line(c: Mapping[str, Any]) -> str:
     found = f"{c['best_found']} {c['best_found_val_nmse_db']:.2f} dB (val), {c['best_found_test_nmse_db']:.2f} (test)"
     gain, gain_test = c["gain_db"], c["gain_test_db"]
     on_test = f"on test {abs(gain_test):.2f} dB {'better' if gain_test >= 0 else 'worse'}"
+    if "gain_test_psnr" in c:  # image settings: the test images' mean PSNR, found vs hand design
+        on_test += f"; test PSNR {c['best_found_test_psnr']:.2f} vs {c['best_preset_test_psnr']:.2f} dB ({c['gain_test_psnr']:+.2f})"
     if gain >= 0:
         return f"best found {found} vs best hand design {hand}: {gain:.2f} dB better (val), {on_test}"
     return f"the best network is a hand design, {hand}; the best found, {found}, falls short by {-gain:.2f} dB (val), {on_test}"

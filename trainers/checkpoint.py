@@ -38,6 +38,7 @@ def fingerprint(trainer: Any) -> dict[str, Any]:
         "protocol": dataclasses.asdict(trainer.protocol),
         "setting": p.setting.name,
         "setting_seed": p.setting.seed,
+        "data_digest": getattr(p.setting, "digest", ""),  # a problem file's data: changed data is another run
         "seed": p.seed,
         "batch_size": p.batch_size,
         "precision": trainer.precision,

@@ -45,7 +45,7 @@ from trainers.model import UnrolledLISTA
 from trainers.precision import autocast, check_precision, precision_scope
 from trainers.problems import Problem
 from trainers.protocols import Protocol
-from trainers.scoring import CandidateResult, Progress, evaluate
+from trainers.scoring import CandidateResult, Progress, evaluate, image_psnr
 from trainers.state import CandidateState
 
 __all__ = ["CandidateResult", "PopulationTrainer", "Progress", "evaluate", "train_population"]
@@ -163,7 +163,7 @@ class PopulationTrainer:
             outs = self.model(b, self._T)
         loss_p = torch.zeros_like(self.c.step)
         for k, sel in self._loss_layers.items():  # usually one or two distinct layers
-            err = 0.5 * (outs[k - 1].float() - x).pow(2).sum((-2, -1)) / x.shape[-2]  # (P,)
+            err = 0.5 * (self.problem.synthesize(outs[k - 1].float()) - x).pow(2).sum((-2, -1)) / x.shape[-2]  # (P,)
             loss_p = torch.where(sel, err, loss_p)
         self.c.bad |= self.active & ~torch.isfinite(loss_p)
         grads = torch.autograd.grad(loss_p.sum(), list(self.params.values()), materialize_grads=True)
@@ -189,7 +189,7 @@ class PopulationTrainer:
     def _validate(self) -> torch.Tensor:
         """Validation nmse_db of each candidate's x(t[p]), shape (P,)."""
         with autocast(self.precision, self.c.step.device):
-            return evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T)).nmse_db()
+            return evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi).nmse_db()
 
     def _record_best(self, val: torch.Tensor, mask: torch.Tensor) -> None:
         improved = mask & (val < self.c.best_val)
@@ -304,7 +304,12 @@ class PopulationTrainer:
     def _store(self, slots: np.ndarray) -> None:
         """Final parameters and per-layer curves of ``slots``, into their results."""
         with autocast(self.precision, self.c.step.device):
-            val, test = evaluate(self.model, self.problem.val), evaluate(self.model, self.problem.test)
+            val, test = evaluate(self.model, self.problem.val, psi=self.problem.psi), evaluate(self.model, self.problem.test, psi=self.problem.psi)
+            psnr = {}
+            if self.problem.layout:  # image settings: each test image's PSNR at each depth a candidate ends at
+                ends = [self.results[self.c.ids[p]] for p in slots]
+                for d in {int(r.rung_layer) if r.status == "stopped" else self.model.K for r in ends}:
+                    psnr[d] = image_psnr(self.model, self.problem.test, self.problem.layout, self.problem.psi, d)
         curves = {
             "val_nmse_db": val.nmse_db(),
             "val_nmse_db_mean": val.nmse_db_mean(),
@@ -323,6 +328,8 @@ class PopulationTrainer:
             r.curves = {key: [float(v) for v in c[:depth, p]] for key, c in curves.items()}
             r.val_nmse_db, r.val_nmse_db_mean = r.curves["val_nmse_db"][-1], r.curves["val_nmse_db_mean"][-1]
             r.test_nmse_db, r.test_nmse_db_mean = r.curves["test_nmse_db"][-1], r.curves["test_nmse_db_mean"][-1]
+            if psnr:
+                r.psnr = {name: float(v) for (name, _, _), v in zip(self.problem.layout, psnr[depth][p], strict=True)}
 
     # -- the whole run ------------------------------------------------------------------------
     def run(self) -> list[CandidateResult]:

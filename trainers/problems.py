@@ -24,8 +24,9 @@ import torch
 
 from nasdun.errors import NasdunError
 from nasdun.registry import Registry
+from trainers.operators import IMAGE_SETTINGS, OperatorSetting, build, effective_dictionary, is_problem_file, load_problem_file
 
-SETTINGS: Registry[Setting] = Registry("setting")
+SETTINGS: Registry[Setting | OperatorSetting] = Registry("setting")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Setting:
     tags: tuple[str, ...] = field(default=())
 
 
-def register(setting: Setting) -> Setting:
+def register(setting: Setting | OperatorSetting) -> Setting:
     return SETTINGS.register(setting.name, setting)  # type: ignore[return-value]
 
 
@@ -89,13 +90,29 @@ register(replace(_SMALL, name="small_snr20", description="small, noisy measureme
 register(replace(_SMALL, name="small_transfer_snr20", description="small, trained noiseless, tested at SNR 20 dB", test_snr_db=20.0))
 
 
-def get_setting(name: str | Setting) -> Setting:
-    return name if isinstance(name, Setting) else SETTINGS.get(name)
+for _image in IMAGE_SETTINGS:
+    register(_image)
+
+
+def get_setting(name: str | Setting | OperatorSetting) -> Setting | OperatorSetting:
+    """A registered setting by name, or a problem file (``*.yaml``: :func:`trainers.operators.load_problem_file`)."""
+    if isinstance(name, Setting | OperatorSetting):
+        return name
+    if isinstance(name, str) and is_problem_file(name):
+        return load_problem_file(name)
+    return SETTINGS.get(name)
+
+
+def setting_arg(name: str) -> str:
+    """A setting as configs and tables record it: a registered name, or a problem file's absolute path
+    (Ray workers and later runs resolve it from any working directory)."""
+    return str(load_problem_file(name).name) if is_problem_file(name) else name
 
 
 @dataclass
 class Split:
-    """One sample set: measurements ``b`` (N, m) and ground truth ``x`` (N, n)."""
+    """One sample set: measurements ``b`` (N, m) and ground truth ``x`` (N, n): the code, or with a
+    synthesis basis Psi the signal f (N, n_f) that the network's f = Psi x is scored against."""
 
     b: torch.Tensor
     x: torch.Tensor
@@ -112,8 +129,14 @@ class Problem:
     val: Split
     test: Split
     batch_size: int
+    psi: torch.Tensor | None = None  # synthesis basis (n_f, n): what is scored is x @ psi.T; None: x itself
+    layout: tuple[tuple[str, int, int], ...] = ()  # image settings: (name, height, width) of the test images, in block order
     _perm: torch.Tensor | None = None
     _perm_epoch: int = -1
+
+    def synthesize(self, x: torch.Tensor) -> torch.Tensor:
+        """The scored signal of codes ``x`` (..., n): f = Psi x, or x without a basis."""
+        return x if self.psi is None else x @ self.psi.T.to(x.dtype)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -197,11 +220,13 @@ def _split(s: Setting, D: torch.Tensor, count: int, g: torch.Generator, test: bo
 def dictionary(setting: str | Setting, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The setting's dictionary D alone (the one :func:`make_problem` draws), on the CPU."""
     s = get_setting(setting)
+    if isinstance(s, OperatorSetting):
+        return torch.tensor(effective_dictionary(s)).to(dtype)  # A = Phi Psi
     return _dictionary(s, torch.Generator().manual_seed(_derive(s.seed, 1))).to(dtype)
 
 
 def make_problem(
-    setting: str | Setting,
+    setting: str | Setting | OperatorSetting,
     seed: int = 0,
     batch_size: int = 128,
     device: str | torch.device = "cpu",
@@ -215,6 +240,8 @@ def make_problem(
         raise NasdunError(f"batch_size must be an integer >= 1; got {batch_size!r}")
     if batch_size > s.n_train:
         raise NasdunError(f"batch_size {batch_size} exceeds the {s.n_train} training samples of setting {s.name}")
+    if isinstance(s, OperatorSetting):
+        return build(s, seed, batch_size, device, dtype)
 
     def gen(*tag: int) -> torch.Generator:
         return torch.Generator().manual_seed(_derive(s.seed, *tag))

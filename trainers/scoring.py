@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,7 @@ class CandidateResult:
     curves: dict[str, list[float]] = field(default_factory=dict)  # "{split}_{metric}" -> per layer
     stages: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, torch.Tensor] = field(default_factory=dict)
+    psnr: dict[str, float] = field(default_factory=dict)  # image settings: test image -> PSNR (dB) at its final layer
 
     def metrics(self) -> dict[str, Any]:
         """The plain-data part (what a results-table row and a Ray report carry)."""
@@ -51,7 +53,11 @@ class CandidateResult:
             "status", "reason", "iterations", "wall_s", "rung", "rung_layer",
             "val_nmse_db", "val_nmse_db_mean", "test_nmse_db", "test_nmse_db_mean", "curves",
         )  # fmt: skip
-        return {k: getattr(self, k) for k in keys}
+        out = {k: getattr(self, k) for k in keys}
+        if self.psnr:  # image settings: the mean and each test image's PSNR as columns
+            out["test_psnr"] = sum(self.psnr.values()) / len(self.psnr)
+            out.update({f"psnr_{name}": value for name, value in self.psnr.items()})
+        return out
 
 
 @dataclass
@@ -79,28 +85,67 @@ class Progress:
         return min(eta, max(self.deadline_s - self.elapsed_s, 0.0)) if self.deadline_s else eta
 
 
-def evaluate(model: UnrolledLISTA, split: Split, upto: int | None = None, layer: torch.Tensor | None = None) -> NmseAccumulator:
+def _chunks(model: UnrolledLISTA, split: Split, T: int) -> Iterator[tuple[int, int]]:
+    n = max(split.x.shape[1], model.Wx.shape[-1])
+    budget = EVAL_FLOATS.get(split.x.device.type, EVAL_FLOATS["cuda"])
+    chunk = max(1, budget // max(1, model.P * n * T))
+    for start in range(0, split.x.shape[0], chunk):
+        yield start, min(start + chunk, split.x.shape[0])
+
+
+def evaluate(
+    model: UnrolledLISTA, split: Split, upto: int | None = None, layer: torch.Tensor | None = None, psi: torch.Tensor | None = None
+) -> NmseAccumulator:
     """Both NMSE sums for every layer 1..upto and every candidate: shapes (upto, P).
 
     With ``layer`` (P,) of 1-based layers, only candidate p's x(layer[p]) is scored: shapes (P,).
+    With a synthesis basis ``psi`` (n_f, n), what is scored is psi x against the split's signals.
     """
     T = (model.K if layer is None else int(layer.max())) if upto is None else upto
-    n = split.x.shape[1]
-    budget = EVAL_FLOATS.get(split.x.device.type, EVAL_FLOATS["cuda"])
-    chunk = max(1, budget // max(1, model.P * n * T))
     acc = NmseAccumulator()
     layers = sorted({int(v) for v in layer.tolist()}) if layer is not None else []
     if layers and layers[-1] != T:
         raise NasdunError(f"evaluate: the deepest selected layer is {layers[-1]}, but upto={T}")
     with torch.no_grad():
-        for start in range(0, split.x.shape[0], chunk):
-            b, x = split.b[start : start + chunk], split.x[start : start + chunk]
-            outs = model(b, T)
+        for start, end in _chunks(model, split, T):
+            outs = model(split.b[start:end], T)
             if layer is None:
-                acc.add(torch.stack(outs), x)  # (T, P, N, n)
+                acc.add(_synthesize(torch.stack(outs), psi), split.x[start:end])  # (T, P, N, n)
                 continue
             sel = outs[T - 1]
             for k in layers[:-1]:  # each candidate's own x(layer[p]), (P, N, n)
                 sel = torch.where((layer == k).view(-1, 1, 1), outs[k - 1], sel)
-            acc.add(sel, x)
+            acc.add(_synthesize(sel, psi), split.x[start:end])
     return acc
+
+
+def _synthesize(x: torch.Tensor, psi: torch.Tensor | None) -> torch.Tensor:
+    return x if psi is None else x @ psi.T.to(x.dtype)
+
+
+def image_psnr(model: UnrolledLISTA, split: Split, layout: Sequence[tuple[str, int, int]], psi: torch.Tensor | None, layer: int) -> torch.Tensor:
+    """PSNR (dB) of each test image rebuilt from its blocks at ``layer``, pixels clipped to [0, 1]: shape (P, images).
+    The blocks tile each image exactly, so an image's MSE is the mean over its blocks' pixels."""
+    sq = torch.zeros(model.P, split.x.shape[0], dtype=torch.float64, device=split.x.device)
+    with torch.no_grad():
+        for start, end in _chunks(model, split, layer):
+            f = _synthesize(model(split.b[start:end], layer)[layer - 1], psi).clamp(0.0, 1.0)
+            sq[:, start:end] = (f - split.x[start:end]).double().pow(2).sum(-1)
+    return _psnr(sq, layout, split.x.shape[1])
+
+
+def image_psnr_of(f: torch.Tensor, truth: torch.Tensor, layout: Sequence[tuple[str, int, int]]) -> torch.Tensor:
+    """PSNR (dB) of each test image from reconstructed blocks ``f`` (N, n_f), clipped to [0, 1]: shape (images,)."""
+    sq = (f.clamp(0.0, 1.0) - truth).double().pow(2).sum(-1)
+    return _psnr(sq[None], layout, truth.shape[1])[0]
+
+
+def _psnr(sq: torch.Tensor, layout: Sequence[tuple[str, int, int]], block: int) -> torch.Tensor:
+    """Per-block squared errors (P, N), blocks in image order, to each image's PSNR (P, images)."""
+    out, first = [], 0
+    for _, h, w in layout:
+        count = (h * w) // block
+        mse = sq[:, first : first + count].sum(-1) / (h * w)
+        out.append(10 * torch.log10(1.0 / mse.clamp(min=1e-30)))
+        first += count
+    return torch.stack(out, dim=1)
