@@ -131,6 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///DIR/optuna.db)")
     se.add_argument("--num-cpus", type=_positive_int, default=None, help="CPUs of the local Ray (default: all)")
 
+    cs = add("compare-samplers", "samplers searched side by side over seeds: candidates to beat the hand designs, top-k agreement", force)
+    cs.add_argument("--samplers", default="rl,evolution,random,tpe,predictor", help="comma list of samplers")
+    cs.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="comma list of search seeds")
+    cs.add_argument("--budget", type=_positive_int, required=True, help="candidates per search")
+    cs.add_argument("--config", default=None, help="search config (YAML or shipped name; default demo)")
+    cs.add_argument("--setting", default=None, help="problem setting (overrides the config)")
+    cs.add_argument("--protocol", default=None, help="training protocol (overrides the config)")
+    cs.add_argument("--layers", type=_positive_int, default=None, help="K (overrides the config)")
+    cs.add_argument("--cohort", type=_positive_int, default=None, help="candidates per cohort (overrides the config)")
+    cs.add_argument("--baselines", action="store_true", help="train the hand designs first in every search (default: cold)")
+    cs.add_argument("--confirm-seeds", type=_nonneg_int, default=0, help="retrain each sampler's top-1 on this many fresh seeds")
+    cs.add_argument("--confirm-protocol", default=None, help="protocol of the confirmation (default: the search's)")
+    cs.add_argument("--out", required=True, help="the study directory (run again to continue it)")
+    cs.add_argument("--address", default=None, help="an existing Ray cluster; default: a local Ray")
+    cs.add_argument("--num-cpus", type=_positive_int, default=None, help="CPUs of the local Ray (default: all)")
+
     av = add("average", "top-k averaged architecture of one or more runs", force)
     av.add_argument("runs", nargs="+", help="run directories (results.csv)")
     av.add_argument("--top-k", type=_positive_int, default=50, help="candidates averaged (all of them if the runs hold fewer)")
@@ -464,6 +480,21 @@ def _export(args: argparse.Namespace) -> int:
     )
     what = "x" if meta["n_out"] == meta["n"] and "Psi" not in meta["output"] else "f"
     print(f"written to {args.out}: net = torch.jit.load({str(args.out)!r}); {what} = net(b)  # b: (B, {meta['m']}) -> {what}: (B, {meta['n_out']})")
+    return 0
+
+
+@command("compare-samplers")
+def _compare_samplers(args: argparse.Namespace) -> int:
+    from analysis.samplers_study import run_sampler_study
+
+    overrides = {k: getattr(args, k) for k in ("setting", "protocol", "layers", "cohort") if getattr(args, k) is not None}
+    summary = run_sampler_study(
+        _names(args.samplers), args.seeds, args.budget, args.out, config=args.config, baselines=args.baselines, confirm_seeds=args.confirm_seeds,
+        confirm_protocol=args.confirm_protocol, overrides=overrides, address=args.address, num_cpus=args.num_cpus, force=args.force,
+    )  # fmt: skip
+    for s, med in summary["median_candidates_to_beat"].items():
+        print(f"{s}: median candidates to beat the best hand design: {'not reached' if med is None else f'{med:g}'}")
+    print(f"tables in {args.out}/samplers.md; figures in {args.out}/figures")
     return 0
 
 

@@ -13,7 +13,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 USABLE = [n for n in SAMPLERS.names() if n != "cmaes"]
 SPACE = SearchSpace(layers=8)
 DECISIONS = SPACE.decisions()
-OPTIONS = {"evolution": {"population_size": 20, "sample_size": 5}, "rl": {"batch_size": 8, "lr": 0.02}}
+OPTIONS = {"evolution": {"population_size": 20, "sample_size": 5}, "rl": {"batch_size": 8, "lr": 0.02}, "predictor": {"startup": 10, "pool": 200}}
 
 
 def target_objective(seed: int = 123):
@@ -105,3 +105,23 @@ def test_bad_sampler_names_and_options():
         make_sampler("rl", DECISIONS, 0, {"population_size": 3})
     with pytest.raises(NasdunError, match="sample_size=9"):
         make_sampler("evolution", DECISIONS, 0, {"population_size": 4, "sample_size": 9})
+
+
+def test_predictor_learns_the_space_faster_than_evolution_on_a_known_optimum():
+    """Best-of-60 over 42 decisions, seeds 0-2 (fixed): the predictor needs fewer candidates than aging evolution."""
+    best = {name: np.mean([run(name, s, 60).best_value for s in range(3)]) for name in ("random", "evolution", "predictor")}
+    assert best["predictor"] <= best["evolution"] - 3 and best["predictor"] <= best["random"] - 5, best
+
+
+def test_predictor_is_rebuilt_from_the_study_and_never_proposes_an_asked_genotype():
+    study = run("predictor", 0, 30)
+    seen = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(seen)) == len(seen)
+    study.sampler.catch_up(study)
+    fresh = make_sampler("predictor", DECISIONS, 0, OPTIONS["predictor"])
+    fresh.catch_up(study)
+    assert [o.number for o in fresh.history] == list(range(30))
+    fresh._study = study.sampler._study = study
+    assert fresh.propose(fresh.rng(30), 30) == study.sampler.propose(study.sampler.rng(30), 30)
+    with pytest.raises(NasdunError, match="predictor: startup=1; expected an integer >= 2"):
+        make_sampler("predictor", DECISIONS, 0, {"startup": 1})

@@ -1,6 +1,6 @@
 """Samplers over the genotype's named decisions, each an ``optuna.samplers.BaseSampler``.
 
-``rl`` and ``evolution`` are nasdun's own (one private file each, sharing the replayable
+``rl``, ``evolution`` and ``predictor`` are nasdun's own (one private file each, sharing the replayable
 history of :mod:`nasdun.samplers._history`); ``random`` and the Optuna built-ins are Optuna's
 (``tpe`` and ``nsga2`` behind :class:`~nasdun.samplers._history.FixedHistory`, so they read the same
 history).
@@ -32,6 +32,13 @@ def _evolution(decisions: tuple[Decision, ...], seed: int, **options: Any) -> An
     from nasdun.samplers._evolution import EvolutionSampler
 
     return EvolutionSampler(decisions, seed, **options)
+
+
+@SAMPLERS.register("predictor", aliases=("bananas",))
+def _predictor(decisions: tuple[Decision, ...], seed: int, **options: Any) -> Any:
+    from nasdun.samplers._predictor import PredictorSampler
+
+    return PredictorSampler(decisions, seed, **options)
 
 
 @SAMPLERS.register("random")

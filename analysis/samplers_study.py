@@ -1,0 +1,260 @@
+"""`nasdun compare-samplers`: several samplers searched under one setting, protocol, cohort size and budget, over
+several seeds, and compared the way a user pays for them — candidates needed to beat the best hand design —
+and the way the design-space paper claims they agree (section 3.2: top sets "largely overlapped").
+
+Layout of OUT: ``runs/<sampler>-seed<s>/`` one search each (resumed if cut short: run the command again);
+``hand/seed<s>/`` the hand designs trained once per seed for a cold study (``--no-baselines``); ``avg-<sampler>.json``
+the top-k averaged architecture of each sampler (its seeds pooled); ``confirm/`` each sampler's top-1 retrained
+on fresh seeds with the hand designs; ``samplers.md`` / ``samplers.json`` the tables; ``figures/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nasdun.errors import NasdunError
+
+HAND = ("lista", "lfista", "dense", "2no", "3no", "meng2021")
+
+
+def run_sampler_study(
+    samplers: list[str], seeds: list[int], budget: int, out: str | Path, config: str | None = None, baselines: bool = False,
+    confirm_seeds: int = 0, confirm_protocol: str | None = None, overrides: dict[str, Any] | None = None, address: str | None = None,
+    num_cpus: int | None = None, force: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Run (or continue) the study into ``out``; returns what ``samplers.json`` holds."""
+    from nasdun.driver import run_search
+    from nasdun.results import write_json
+    from nasdun.samplers import SAMPLERS
+    from nasdun.searchconfig import load_config
+
+    if len(samplers) < 1 or len(set(samplers)) != len(samplers):
+        raise NasdunError(f"--samplers {','.join(samplers)}; expected distinct sampler names")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise NasdunError(f"--seeds {seeds}; expected distinct seeds")
+    for s in samplers:
+        SAMPLERS.get(s)
+    fixed = {**(overrides or {}), "budget": budget, "baselines": baselines}
+    cfgs = {(s, k): load_config(config, {**fixed, "sampler": s, "seed": k}) for s in samplers for k in seeds}
+    base = cfgs[(samplers[0], seeds[0])]
+    out_dir = Path(out)
+    spec = {"samplers": samplers, "seeds": seeds, "budget": budget, "baselines": baselines, "setting": base.setting, "protocol": base.protocol,
+            "layers": base.layers, "cohort": base.cohort, "config": config, "overrides": overrides or {}}  # fmt: skip
+    if (out_dir / "study.json").is_file() and json.loads((out_dir / "study.json").read_text()) != json.loads(json.dumps(spec)) and not force:
+        raise NasdunError(f"{out_dir} holds a sampler study of another specification (study.json); use another --out or pass --force")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "study.json", spec)
+    for (s, k), cfg in cfgs.items():
+        run = out_dir / "runs" / f"{s}-seed{k}"
+        if _finished(run, budget):
+            continue
+        print(f"compare-samplers: {s}, seed {k}", flush=True)
+        resume = (run / "search.yaml").is_file()
+        run_search(run, None if resume else cfg, resume=resume, address=address, num_cpus=num_cpus, overrides={"budget": budget} if resume else None)
+    thresholds = {k: _hand_threshold(out_dir, cfgs[(samplers[0], k)], baselines) for k in seeds}
+    summary = summarize(out_dir, samplers, seeds, budget, thresholds)
+    if confirm_seeds:
+        summary["confirm"] = _confirm(out_dir, summary, base, confirm_seeds, confirm_protocol or base.protocol, force)
+    write_json(out_dir / "samplers.json", summary)
+    (out_dir / "samplers.md").write_text(markdown(summary, spec))
+    return summary
+
+
+def _finished(run: Path, budget: int) -> bool:
+    if not (run / "search.json").is_file():
+        return False
+    rec = json.loads((run / "search.json").read_text())
+    return bool(rec.get("finished")) and int(rec.get("budget", -1)) == budget
+
+
+def _hand_threshold(out_dir: Path, cfg: Any, baselines: bool) -> dict[str, Any]:
+    """The best hand design's validation value for a seed: from each search's own baseline rows, or (cold) from the
+    hand designs trained once with that seed, setting and protocol (the data a search of that seed trains on)."""
+    from nasdun.results import read_table
+    from nasdun.training import run_train
+    from nasdun.verdict import display
+    from search_spaces.presets import resolve_archs
+
+    if baselines:
+        return {}
+    run = out_dir / "hand" / f"seed{cfg.seed}"
+    names = [n for n in HAND if n != "meng2021" or cfg.layers <= 16]
+    if (run / "results.csv").is_file():
+        df = read_table(run)
+    else:
+        df = run_train(resolve_archs(",".join(names), cfg.layers), cfg.setting, cfg.protocol, cfg.seed, run)
+    ok = df[df["status"] == "ok"].sort_values("val_nmse_db")
+    best = ok.iloc[0]
+    return {"name": display(str(best["name"])), "val_nmse_db": float(best["val_nmse_db"]), "test_nmse_db": float(best["test_nmse_db"])}
+
+
+def candidates_to_beat(rows: pd.DataFrame, threshold: float) -> int | None:
+    """The 1-based count of candidates (in trial order, hand designs included) after which a found network beats
+    ``threshold`` on validation; None if none does."""
+    from nasdun.verdict import preset_of
+
+    rows = rows.sort_values("trial_number")
+    for i, row in enumerate(rows.to_dict("records"), start=1):
+        if not preset_of(row) and row["status"] == "ok" and float(row["val_nmse_db"]) < threshold:
+            return i
+    return None
+
+
+def summarize(out_dir: Path, samplers: list[str], seeds: list[int], budget: int, thresholds: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Curves, candidates to beat, averaged architectures and pairwise agreement (figures under OUT/figures)."""
+    from analysis.average import average, frequencies, load_runs, resolve_top_k, top_k, write_average
+    from analysis.plots import best_so_far_figure, save
+    from analysis.searchstats import best_so_far, topk_agreement
+    from nasdun.verdict import compare
+    from search_spaces.genotype import Genotype
+
+    tables = {s: {k: load_runs([out_dir / "runs" / f"{s}-seed{k}"]) for k in seeds} for s in samplers}
+    per_run: list[dict[str, Any]] = []
+    medians: dict[str, dict[str, list[float]]] = {}
+    for s in samplers:
+        curves = []
+        for k in seeds:
+            df = tables[s][k]
+            curve = best_so_far(df.assign(sampler=s))[s]
+            curves.append(curve)
+            hand = thresholds[k] or _own_hand(df, compare)
+            need = candidates_to_beat(df, hand["val_nmse_db"]) if hand else None
+            ok = df[df["status"] == "ok"]
+            per_run.append({"sampler": s, "seed": k, "candidates": len(df), "best_val_nmse_db": float(ok["val_nmse_db"].min()),
+                            "hand": hand.get("name", ""), "hand_val_nmse_db": hand.get("val_nmse_db", math.nan),
+                            "candidates_to_beat": need})  # fmt: skip
+        n = min(len(c) for c in curves)
+        arr = np.array([c[:n] for c in curves])
+        medians[s] = {"median": np.median(arr, axis=0).tolist(), "low": arr.min(axis=0).tolist(), "high": arr.max(axis=0).tolist()}
+    needs = {s: [r["candidates_to_beat"] for r in per_run if r["sampler"] == s] for s in samplers}
+    median_need = {s: _median_or_none(v) for s, v in needs.items()}
+    _band_figure(medians, out_dir / "figures", save)
+    best_so_far_figure({s: m["median"] for s, m in medians.items()}, out_dir / "figures", "best_so_far_median")
+    ks = sorted({max(1, round(0.1 * budget))} | ({50} if budget >= 100 else set()))
+    pooled = {s: pd.concat(list(tables[s].values()), ignore_index=True) for s in samplers}
+    averaged = {}
+    for s in samplers:
+        k, _ = resolve_top_k(pooled[s], ks[-1])
+        g, freq, members = average(pooled[s], k)
+        write_average(out_dir / f"avg-{s}.json", g, freq, members, sampler=s, top_k=k, seeds=seeds)
+        averaged[s] = {"top_k": k, "arch_string": g.to_arch_string(), "hash": g.hash, "n_extra": g.n_extra}
+    agreement = []
+    for k in ks:
+        for a, b in combinations(samplers, 2):
+            res = topk_agreement(pooled[a], pooled[b], k)
+            fa, fb = (frequencies([Genotype.from_json(x) for x in top_k(pooled[x], res["k"])["genotype"]]) for x in (a, b))
+            agreement.append({"k": res["k"], "a": a, "b": b, "overlap": res["overlap"], "overlap_fraction": res["overlap_fraction"],
+                              "conn_r": res["conn_freq_pearson"], "neuron_r": _pearson(fa.neurons, fb.neurons),
+                              "lag_r": _pearson(fa.lags, fb.lags)})  # fmt: skip
+    return {"runs": per_run, "median_candidates_to_beat": median_need, "curves": medians, "averaged": averaged, "agreement": agreement}
+
+
+def _own_hand(df: pd.DataFrame, compare: Any) -> dict[str, Any]:
+    c = compare(df.to_dict("records"))
+    if c["best_preset"] is None:
+        return {}
+    from nasdun.verdict import display
+
+    return {"name": display(c["best_preset"]), "val_nmse_db": c["best_preset_val_nmse_db"], "test_nmse_db": c["best_preset_test_nmse_db"]}
+
+
+def _median_or_none(values: list[int | None]) -> float | None:
+    """Median with "not reached" as +infinity; None when the median itself is not reached."""
+    med = float(np.median([math.inf if v is None else v for v in values]))
+    return None if math.isinf(med) else med
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    x, y = a.ravel(), b.ravel()
+    return float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
+
+
+def _band_figure(medians: dict[str, dict[str, list[float]]], out_dir: Path, save: Any) -> None:
+    from analysis.plots import PALETTE, PAPER_WIDTH, _plt
+
+    plt, _ = _plt()
+    fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.6, 2.8))
+    for i, (s, m) in enumerate(medians.items()):
+        x = np.arange(1, len(m["median"]) + 1)
+        low, high = np.array(m["low"]), np.array(m["high"])
+        ok = np.isfinite(low) & np.isfinite(high)
+        ax.step(x, m["median"], where="post", color=PALETTE[i % len(PALETTE)], label=s, linewidth=1.2)
+        ax.fill_between(x[ok], low[ok], high[ok], step="post", color=PALETTE[i % len(PALETTE)], alpha=0.15, linewidth=0)
+    ax.set_xlabel("candidates trained")
+    ax.set_ylabel("best validation nmse_db (median, range over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False)
+    save(fig, out_dir, "best_so_far_band")
+
+
+def _confirm(out_dir: Path, summary: dict[str, Any], base: Any, seeds: int, protocol: str, force: bool) -> dict[str, Any]:
+    """Each sampler's top-1 (its seeds pooled) retrained with the hand designs on fresh seeds 1000, 1001, ..."""
+    from analysis.average import load_runs, top_k
+    from nasdun.training import run_train
+    from search_spaces.genotype import Genotype
+    from search_spaces.presets import resolve_archs
+
+    archs: dict[str, Genotype] = {}
+    for s in summary["averaged"]:
+        runs = sorted((out_dir / "runs").glob(f"{s}-seed*"))
+        best = top_k(load_runs(runs), 1).iloc[0]
+        archs[f"top1-{s}"] = Genotype.from_json(str(best["genotype"]))
+    names = [n for n in HAND if n != "meng2021" or base.layers <= 16]
+    nets = list(archs.items()) + resolve_archs(",".join(names), base.layers)
+    rows = []
+    for seed in range(1000, 1000 + seeds):
+        run = out_dir / "confirm" / f"seed{seed}"
+        if (run / "results.csv").is_file():
+            from nasdun.results import read_table
+
+            df = read_table(run)
+        else:
+            df = run_train(nets, base.setting, protocol, seed, run, overwrite=force)
+        rows.append(df.assign(confirm_seed=seed))
+    table = pd.concat(rows).groupby("name")[["val_nmse_db", "test_nmse_db"]].agg(["mean", "std"])
+    return {str(n): {"val_mean": float(r[("val_nmse_db", "mean")]), "test_mean": float(r[("test_nmse_db", "mean")]),
+                     "test_std": float(r[("test_nmse_db", "std")]) if seeds > 1 else math.nan} for n, r in table.iterrows()}  # fmt: skip
+
+
+def markdown(summary: dict[str, Any], spec: dict[str, Any]) -> str:
+    """The study's tables, with what was compared."""
+    lines = [
+        f"Samplers {', '.join(spec['samplers'])}; seeds {', '.join(map(str, spec['seeds']))}; budget {spec['budget']} candidates each; "
+        f"setting `{spec['setting']}`, protocol `{spec['protocol']}`, K = {spec['layers']}, cohorts of {spec['cohort']}; "
+        + ("hand designs trained first in every search (baselines)." if spec["baselines"]
+           else "cold (no hand designs in the searches; they were trained once per seed as the bar)."),
+        "",
+        "## Candidates needed to beat the best hand design (validation)",
+        "| sampler | per seed | median |",
+        "|---|---|---|",
+    ]  # fmt: skip
+    for s in spec["samplers"]:
+        mine = [r["candidates_to_beat"] for r in summary["runs"] if r["sampler"] == s]
+        per = ", ".join("not reached" if n is None else str(n) for n in mine)
+        med = summary["median_candidates_to_beat"][s]
+        lines.append(f"| {s} | {per} | {'not reached' if med is None else f'{med:g}'} |")
+    lines += ["", "## Best validation nmse_db per run", "| sampler | seed | best found | best hand design |", "|---|---|---|---|"]
+    for r in summary["runs"]:
+        lines.append(f"| {r['sampler']} | {r['seed']} | {r['best_val_nmse_db']:.2f} | {r['hand']} {r['hand_val_nmse_db']:.2f} |")
+    lines += ["", "## Agreement of the samplers' top-k (seeds pooled)", "| k | pair | shared genotypes | connection r | neuron r | lag r |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for a in summary["agreement"]:
+        shared = f"{a['overlap']} ({100 * a['overlap_fraction']:.0f}%)"
+        lines.append(f"| {a['k']} | {a['a']} / {a['b']} | {shared} | {a['conn_r']:.2f} | {a['neuron_r']:.2f} | {a['lag_r']:.2f} |")
+    lines += ["", "## Averaged architectures", "| sampler | top-k | architecture | extra connections |", "|---|---|---|---|"]
+    for s, a in summary["averaged"].items():
+        lines.append(f"| {s} | {a['top_k']} | `{a['arch_string']}` | {a['n_extra']} |")
+    if "confirm" in summary:
+        lines += ["", "## Top-1 of each sampler retrained on fresh seeds (with the hand designs)", "| network | val (mean) | test (mean ± std) |",
+                  "|---|---|---|"]  # fmt: skip
+        for name, r in sorted(summary["confirm"].items(), key=lambda kv: kv[1]["val_mean"]):
+            lines.append(f"| {name} | {r['val_mean']:.2f} | {r['test_mean']:.2f} ± {r['test_std']:.2f} |")
+    lines += ["", "Figures: `figures/best_so_far_band.png` (median and range over seeds), `figures/best_so_far_median.png`."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,40 @@
+"""`nasdun compare-samplers`: real searches (local Ray, SQLite studies), checked against the tables they wrote."""
+
+import json
+
+import pandas as pd
+
+from nasdun.cli import main
+
+
+def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without_retraining(tmp_path, capsys):
+    out = tmp_path / "study"
+    args = ["compare-samplers", "--samplers", "random,predictor", "--seeds", "0,1", "--budget", "4", "--layers", "3", "--protocol", "smoke",
+            "--cohort", "2", "--setting", "small", "--num-cpus", "2", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((out / "samplers.json").read_text())
+    assert len(summary["runs"]) == 4
+    for r in summary["runs"]:
+        table = pd.read_csv(out / "runs" / f"{r['sampler']}-seed{r['seed']}" / "results.csv").sort_values("trial_number")
+        hand = pd.read_csv(out / "hand" / f"seed{r['seed']}" / "results.csv")
+        bar = hand.loc[hand["status"] == "ok", "val_nmse_db"].min()
+        assert len(table) == 4 and r["hand_val_nmse_db"] == bar and r["best_val_nmse_db"] == table["val_nmse_db"].min()
+        beat = [i for i, v in enumerate(table["val_nmse_db"], start=1) if v < bar]
+        assert r["candidates_to_beat"] == (beat[0] if beat else None)
+    pair = summary["agreement"][0]
+    assert pair["k"] == 1 and pair["a"] == "random" and pair["b"] == "predictor"
+    tops = []
+    for s in ("random", "predictor"):
+        pooled = pd.concat([pd.read_csv(out / "runs" / f"{s}-seed{k}" / "results.csv") for k in (0, 1)])
+        tops.append(pooled.sort_values(["val_nmse_db", "hash"]).iloc[0]["hash"])
+    assert pair["overlap"] == int(tops[0] == tops[1])
+    assert json.loads((out / "avg-predictor.json").read_text())["top_k"] == 1
+    md = (out / "samplers.md").read_text()
+    assert "## Candidates needed to beat the best hand design" in md and (out / "figures" / "best_so_far_band.png").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.csv")}
+    capsys.readouterr()
+    assert main(args) == 0  # a finished study is summarised again, nothing retrained
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.csv")} == stamps
+    assert json.loads((out / "samplers.json").read_text())["runs"] == summary["runs"]
+    assert main([a if a != "4" else "6" for a in args]) == 2  # another budget into the same directory
+    assert "holds a sampler study of another specification" in capsys.readouterr().err
