@@ -1,11 +1,10 @@
 """A new neuron, sampler or setting is a change in one place: registered here in fixtures, used everywhere."""
 
-import io
-
 import optuna
 import pandas as pd
 import pytest
 import torch
+from helpers import drive_search
 
 from nasdun.samplers import SAMPLERS
 from search_spaces import NEURONS, Genotype, SearchSpace
@@ -44,24 +43,16 @@ def toys():
 
 
 def test_a_toy_neuron_and_sampler_search_without_touching_another_file(toys, tmp_path):
-    from ray.tune.search import Searcher
 
     from nasdun.cli import build_parser
-    from nasdun.driver import CohortSearcher, Experiment
-    from nasdun.progress import ProgressLine
+    from nasdun.driver import Experiment
     from nasdun.searchconfig import SearchConfig
-    from nasdun.worker import cohort_report
 
     search_help = next(a for a in build_parser()._actions if a.dest == "command").choices["search"].format_help()
     assert "shrink" in SearchSpace().neurons and "cycle" in search_help  # the CLI help is read from the registry
     cfg = SearchConfig(sampler="cycle", budget=6, cohort=3, setting="small", protocol="smoke", layers=3, baselines=False)
     exp = Experiment(tmp_path, cfg)
-    searcher = CohortSearcher(exp, ProgressLine("test", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, lag=1)
-    for i in range(10):
-        suggestion = searcher.suggest(f"trial-{i}")
-        if suggestion in (None, Searcher.FINISHED):
-            break
-        searcher.on_trial_complete(f"trial-{i}", cohort_report(suggestion))
+    drive_search(exp, steps=10)
     df = pd.read_csv(tmp_path / "results.csv")
     assert len(df) == 6 and (df["status"] == "ok").all() and (df["sampler"] == "cycle").all()
     neurons = {n for g in df["genotype"] for n in Genotype.from_json(g).neurons}

@@ -10,6 +10,7 @@ import time
 import pandas as pd
 import pytest
 import yaml
+from helpers import drive_search
 
 from nasdun.cli import main
 
@@ -239,27 +240,12 @@ def test_a_requeued_cohort_continues_from_its_checkpoint(tmp_path):
 def test_a_lost_cohort_does_not_count_and_is_trained_again_on_resume(tmp_path):
     """A cohort whose Ray trial failed for good: its rows say `worker lost`, the budget is filled by other candidates,
     and a resume trains that cohort again (same members, same order)."""
-    import io
-
-    from ray.tune.search import Searcher
-
-    from nasdun.driver import CohortSearcher, Experiment
-    from nasdun.progress import ProgressLine
+    from nasdun.driver import Experiment
     from nasdun.searchconfig import SearchConfig
-    from nasdun.worker import cohort_report
-
-    def drive(exp, lose=()):
-        searcher = CohortSearcher(exp, ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, lag=1)
-        for i in range(20):
-            suggestion = searcher.suggest(f"trial-{i}")
-            if suggestion in (None, Searcher.FINISHED):
-                return
-            report = None if suggestion["cohort"] in lose else cohort_report(suggestion)
-            searcher.on_trial_complete(f"trial-{i}", report, error=report is None)
 
     cfg = SearchConfig(**{**SLOW, "budget": 6, "cohort": 2, "layers": 3})
     first = Experiment(tmp_path, cfg)
-    drive(first, lose={1})
+    drive_search(first, lose={1})
     df = pd.read_csv(tmp_path / "results.csv")
     lost = df[df["reason"].astype(str).str.startswith("worker lost")].sort_values("trial_number")
     assert len(lost) == 2 and set(lost["cohort"]) == {1} and first.trained == 6 and len(df) == 8  # the budget is filled without them
@@ -267,7 +253,7 @@ def test_a_lost_cohort_does_not_count_and_is_trained_again_on_resume(tmp_path):
     again.recover()
     assert again.requeue_lost() == 2
     assert [g.hash for _, g in again.pending[0][1]] == list(lost["hash"])  # the same members, in the same order
-    drive(again)
+    drive_search(again)
     after = pd.read_csv(tmp_path / "results.csv")
     assert not after["reason"].astype(str).str.startswith("worker lost").any() and len(after) == 8  # 6 + the 2 retried
     assert set(lost["hash"]) <= set(after[after["status"] == "ok"]["hash"])
@@ -317,24 +303,6 @@ def test_an_address_where_ray_does_not_listen_fails_in_bounded_time(tmp_path, ca
     assert time.time() - start < 60 and not (tmp_path / "o").exists()
 
 
-def _drive(exp) -> None:
-    """A search session driven in this process (no Ray): the searcher's own suggest / complete loop."""
-    import io
-
-    from ray.tune.search import Searcher
-
-    from nasdun.driver import CohortSearcher
-    from nasdun.progress import ProgressLine
-    from nasdun.worker import cohort_report
-
-    searcher = CohortSearcher(exp, ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, lag=1)
-    for i in range(40):
-        suggestion = searcher.suggest(f"trial-{i}")
-        if suggestion in (None, Searcher.FINISHED):
-            return
-        searcher.on_trial_complete(f"trial-{i}", cohort_report(suggestion))
-
-
 def _search_dir(out, **changes):
     """A finished 8-candidate search (baselines first) written as `nasdun search` writes it."""
     from nasdun.driver import Experiment, _plain
@@ -343,7 +311,7 @@ def _search_dir(out, **changes):
     cfg = SearchConfig(**{**SLOW, "budget": 8, "layers": 3, "baselines": True, **changes})
     out.mkdir(parents=True)
     (out / "search.yaml").write_text(yaml.safe_dump(_plain(cfg), sort_keys=False))
-    _drive(Experiment(out, cfg))
+    drive_search(Experiment(out, cfg))
     return out
 
 
@@ -415,7 +383,7 @@ def test_a_table_and_study_that_disagree_are_refused_then_repaired(fault, search
     for d in (run, untouched):
         exp = Experiment(d, cfg)
         exp.recover()
-        _drive(exp)
+        drive_search(exp)
     assert list(pd.read_csv(run / "results.csv")["hash"]) == list(pd.read_csv(untouched / "results.csv")["hash"])
 
 

@@ -13,7 +13,11 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 USABLE = [n for n in SAMPLERS.names() if n != "cmaes"]
 SPACE = SearchSpace(layers=8)
 DECISIONS = SPACE.decisions()
-OPTIONS = {"evolution": {"population_size": 20, "sample_size": 5}, "rl": {"batch_size": 8, "lr": 0.02}, "predictor": {"startup": 10, "pool": 200}}
+OPTIONS = {
+    "evolution": {"population_size": 20, "sample_size": 5},
+    "rl": {"batch_size": 8, "lr": 0.02},
+    "predictor": {"startup": 10, "pool": 200, "ensemble": 3},
+}
 
 
 def target_objective(seed: int = 123):
