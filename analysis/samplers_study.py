@@ -42,7 +42,7 @@ def run_sampler_study(
     for s in samplers:
         SAMPLERS.get(s)
     fixed = {**(overrides or {}), "budget": budget, "baselines": baselines}
-    cfgs = {(s, k): load_config(config, {**fixed, "sampler": s, "seed": k}) for s in samplers for k in seeds}
+    cfgs = {(s, k): load_config(config, {**fixed, "sampler": s, "seed": k}) for k in seeds for s in samplers}  # seed by seed: a cut study is balanced
     base = cfgs[(samplers[0], seeds[0])]
     out_dir = Path(out)
     spec = {"samplers": samplers, "seeds": seeds, "budget": budget, "baselines": baselines, "setting": base.setting, "protocol": base.protocol,

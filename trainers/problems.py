@@ -29,6 +29,11 @@ from trainers.operators import IMAGE_SETTINGS, OperatorSetting, build, effective
 SETTINGS: Registry[Setting | OperatorSetting] = Registry("setting")
 
 
+def synthesize(x: torch.Tensor, psi: torch.Tensor | None) -> torch.Tensor:
+    """The scored signal of codes ``x`` (..., n) under a synthesis basis ``psi`` (n_f, n): f = psi x, or x without one."""
+    return x if psi is None else x @ psi.T.to(x.dtype)
+
+
 @dataclass(frozen=True)
 class Setting:
     """A problem setting. ``test_*`` fields change only the test data (transfer settings)."""
@@ -136,7 +141,7 @@ class Problem:
 
     def synthesize(self, x: torch.Tensor) -> torch.Tensor:
         """The scored signal of codes ``x`` (..., n): f = Psi x, or x without a basis."""
-        return x if self.psi is None else x @ self.psi.T.to(x.dtype)
+        return synthesize(x, self.psi)
 
     @property
     def batches_per_epoch(self) -> int:

@@ -13,7 +13,7 @@ from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype
 from trainers.metrics import NmseAccumulator
 from trainers.model import UnrolledLISTA
-from trainers.problems import Split
+from trainers.problems import Split, synthesize
 
 # Per evaluation chunk: candidates x samples x n x layers. On a CPU, small enough that a chunk's
 # pointwise work stays in cache (a 1,024-sample validation of 16 candidates at `small`: 80 -> 46 ms,
@@ -110,17 +110,13 @@ def evaluate(
         for start, end in _chunks(model, split, T):
             outs = model(split.b[start:end], T)
             if layer is None:
-                acc.add(_synthesize(torch.stack(outs), psi), split.x[start:end])  # (T, P, N, n)
+                acc.add(synthesize(torch.stack(outs), psi), split.x[start:end])  # (T, P, N, n)
                 continue
             sel = outs[T - 1]
             for k in layers[:-1]:  # each candidate's own x(layer[p]), (P, N, n)
                 sel = torch.where((layer == k).view(-1, 1, 1), outs[k - 1], sel)
-            acc.add(_synthesize(sel, psi), split.x[start:end])
+            acc.add(synthesize(sel, psi), split.x[start:end])
     return acc
-
-
-def _synthesize(x: torch.Tensor, psi: torch.Tensor | None) -> torch.Tensor:
-    return x if psi is None else x @ psi.T.to(x.dtype)
 
 
 def image_psnr(model: UnrolledLISTA, split: Split, layout: Sequence[tuple[str, int, int]], psi: torch.Tensor | None, layer: int) -> torch.Tensor:
@@ -129,7 +125,7 @@ def image_psnr(model: UnrolledLISTA, split: Split, layout: Sequence[tuple[str, i
     sq = torch.zeros(model.P, split.x.shape[0], dtype=torch.float64, device=split.x.device)
     with torch.no_grad():
         for start, end in _chunks(model, split, layer):
-            f = _synthesize(model(split.b[start:end], layer)[layer - 1], psi).clamp(0.0, 1.0)
+            f = synthesize(model(split.b[start:end], layer)[layer - 1], psi).clamp(0.0, 1.0)
             sq[:, start:end] = (f - split.x[start:end]).double().pow(2).sum(-1)
     return _psnr(sq, layout, split.x.shape[1])
 

@@ -1,11 +1,16 @@
 """Predictor-guided search (after BANANAS, White et al. 2021): learn the space from the history, propose the
 candidate a predictor likes best among mutations of the best genotypes so far.
 
-An ensemble of small regressors (scikit-learn MLPs, each on a bootstrap resample, seeded) maps a
-one-hot encoding of the decisions to the validation value. Each proposal draws one ensemble member
+An ensemble of small regressors (scikit-learn MLPs, each on a bootstrap resample, seeded) maps an
+encoding of the decisions to the validation value: their one-hot, followed by how often each choice is
+taken among decisions of one kind (the share of soft-threshold layers, of open lag-1 gates, of open
+connections...), so that a trend shared by the layers is learnt from a few candidates, not layer by layer. Each proposal draws one ensemble member
 (independent Thompson sampling: members disagree where the data are thin, so a cohort's proposals
 spread out) and returns the candidate that member predicts lowest, among a pool of mutations (one or
-two decisions changed) of the ``parents`` best observed genotypes and uniform random genotypes. A
+two decisions changed) of the ``parents`` best observed genotypes and uniform random genotypes, and the
+ends of a greedy descent on that member's prediction (one decision changed per step, from the
+``climbs`` best of that pool) — so a trend the member has learnt decision by decision (soft threshold
+in every layer, say) is followed to its end in one proposal instead of one mutation per cohort. A
 genotype already asked in the study (any trial numbered below this one) is never proposed again. The
 first ``startup`` proposals are uniform random; failed candidates are learnt as the worst value seen.
 
@@ -26,7 +31,8 @@ from search_spaces.genotype import Choice, Decision
 
 class PredictorSampler(HistorySampler):
     """See the module's text. Options: ``startup`` (random proposals first), ``ensemble`` (members),
-    ``parents`` (best genotypes mutated), ``pool`` (candidates scored per proposal, half mutations), ``hidden`` (units)."""
+    ``parents`` (best genotypes mutated), ``pool`` (candidates scored per proposal, half mutations), ``hidden`` (units),
+    ``climbs`` (greedy descents on the prediction per proposal; 0: the pool alone)."""
 
     def __init__(
         self,
@@ -37,6 +43,7 @@ class PredictorSampler(HistorySampler):
         parents: int = 10,
         pool: int = 400,
         hidden: int = 32,
+        climbs: int = 4,
     ) -> None:
         super().__init__(decisions, seed)
         for name, value, low in (
@@ -45,12 +52,22 @@ class PredictorSampler(HistorySampler):
             ("parents", parents, 1),
             ("pool", pool, 2),
             ("hidden", hidden, 1),
+            ("climbs", climbs, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise NasdunError(f"predictor: {name}={value!r}; expected an integer >= {low}")
-        self.startup, self.ensemble, self.parents, self.pool, self.hidden = startup, ensemble, parents, pool, hidden
+        self.startup, self.ensemble, self.parents, self.pool, self.hidden, self.climbs = startup, ensemble, parents, pool, hidden, climbs
         self.history: list[Observation] = []
         self._offsets = np.cumsum([0] + [len(d.choices) for d in decisions])
+        kinds: dict[tuple[str, Choice], list[int]] = {}  # (kind, choice) -> one-hot positions
+        for i, d in enumerate(decisions):
+            parts = d.name.split("_")
+            kind = parts[0] + (f"_{parts[-1]}" if parts[0] == "lag" else "")
+            for j, c in enumerate(d.choices):
+                kinds.setdefault((kind, c), []).append(int(self._offsets[i]) + j)
+        self._shares = np.zeros((int(self._offsets[-1]), len(kinds)))  # one-hot @ _shares = share of each choice per kind
+        for col, positions in enumerate(kinds.values()):
+            self._shares[positions, col] = 1.0 / len(positions)
         self._models: list[Any] | None = None  # fitted on the history as it stood at ``_fitted_on`` observations
         self._fitted_on = -1
         self._study: Any = None
@@ -66,7 +83,7 @@ class PredictorSampler(HistorySampler):
         x = np.zeros(int(self._offsets[-1]))
         for i, d in enumerate(self.decisions):
             x[self._offsets[i] + d.choices.index(params[d.name])] = 1.0
-        return x
+        return np.concatenate([x, x @ self._shares])
 
     def _fit(self) -> list[Any]:
         if self._fitted_on != len(self.history):
@@ -103,9 +120,28 @@ class PredictorSampler(HistorySampler):
                 child[d.name] = d.choices[int(rng.integers(len(d.choices)))]
             pool.append(child)
         pool += [self.random_params(rng) for _ in range(self.pool - len(pool))]
+        member = self._fit()[int(rng.integers(self.ensemble))]
+        scores = member.predict(np.stack([self.encode(p) for p in pool]))
+        for start in np.argsort(scores, kind="stable")[: self.climbs]:
+            pool.append(self._descend(member, pool[int(start)]))
         fresh = [p for p in pool if tuple(sorted(p.items())) not in asked]
         if not fresh:
             return self.random_params(rng)
-        member = self._fit()[int(rng.integers(self.ensemble))]
         scores = member.predict(np.stack([self.encode(p) for p in fresh]))
         return fresh[int(np.argmin(scores))]
+
+    def _descend(self, member: Any, params: dict[str, Choice]) -> dict[str, Choice]:
+        """Greedy descent of ``member``'s prediction from ``params``: move to the best genotype one decision away while
+        that lowers the prediction (at most as many steps as there are decisions)."""
+        current = dict(params)
+        value = float(member.predict(self.encode(current)[None])[0])
+        for _ in range(len(self.decisions)):
+            neighbours = [{**current, d.name: c} for d in self.decisions for c in d.choices if c != current[d.name]]
+            if not neighbours:
+                break
+            scores = member.predict(np.stack([self.encode(p) for p in neighbours]))
+            i = int(np.argmin(scores))
+            if scores[i] >= value:
+                break
+            current, value = neighbours[i], float(scores[i])
+        return current
