@@ -109,11 +109,10 @@ def candidates_to_beat(rows: pd.DataFrame, threshold: float) -> int | None:
 
 def summarize(out_dir: Path, samplers: list[str], seeds: list[int], budget: int, thresholds: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Curves, candidates to beat, averaged architectures and pairwise agreement (figures under OUT/figures)."""
-    from analysis.average import average, frequencies, load_runs, resolve_top_k, top_k, write_average
+    from analysis.average import average, load_runs, resolve_top_k, write_average
     from analysis.plots import best_so_far_figure, save
-    from analysis.searchstats import best_so_far, topk_agreement
+    from analysis.searchstats import best_so_far
     from nasdun.verdict import compare
-    from search_spaces.genotype import Genotype
 
     tables = {s: {k: load_runs([out_dir / "runs" / f"{s}-seed{k}"]) for k in seeds} for s in samplers}
     per_run: list[dict[str, Any]] = []
@@ -145,15 +144,29 @@ def summarize(out_dir: Path, samplers: list[str], seeds: list[int], budget: int,
         g, freq, members = average(pooled[s], k)
         write_average(out_dir / f"avg-{s}.json", g, freq, members, sampler=s, top_k=k, seeds=seeds)
         averaged[s] = {"top_k": k, "arch_string": g.to_arch_string(), "hash": g.hash, "n_extra": g.n_extra}
-    agreement = []
-    for k in ks:
-        for a, b in combinations(samplers, 2):
-            res = topk_agreement(pooled[a], pooled[b], k)
-            fa, fb = (frequencies([Genotype.from_json(x) for x in top_k(pooled[x], res["k"])["genotype"]]) for x in (a, b))
-            agreement.append({"k": res["k"], "a": a, "b": b, "overlap": res["overlap"], "overlap_fraction": res["overlap_fraction"],
-                              "conn_r": res["conn_freq_pearson"], "neuron_r": _pearson(fa.neurons, fb.neurons),
-                              "lag_r": _pearson(fa.lags, fb.lags)})  # fmt: skip
-    return {"runs": per_run, "median_candidates_to_beat": median_need, "curves": medians, "averaged": averaged, "agreement": agreement}
+    agreement = [{"a": a, "b": b, **_agree(pooled[a], pooled[b], k)} for k in ks for a, b in combinations(samplers, 2)]
+    k_run = max(1, round(0.1 * budget))
+    seed_pairs = []  # per-run top-k: one sampler at two seeds (the noise floor) against two samplers at two seeds
+    for a, b in [(s, s) for s in samplers] + list(combinations(samplers, 2)):
+        pairs = [(i, j) for i in seeds for j in seeds if (i < j if a == b else i != j)]
+        if pairs:
+            each = [_agree(tables[a][i], tables[b][j], k_run) for i, j in pairs]
+            mean = {m: _nanmean([e[m] for e in each]) for m in ("overlap_fraction", "conn_r", "neuron_r", "lag_r")}
+            seed_pairs.append({"a": a, "b": b, "k": k_run, "pairs": len(pairs), **mean})
+    return {"runs": per_run, "median_candidates_to_beat": median_need, "curves": medians, "averaged": averaged, "agreement": agreement,
+            "seed_pairs": seed_pairs}  # fmt: skip
+
+
+def _agree(a: pd.DataFrame, b: pd.DataFrame, k: int) -> dict[str, Any]:
+    """Top-k agreement of two tables: shared genotypes, and the correlation of their connection, neuron and lag frequencies."""
+    from analysis.average import frequencies, top_k
+    from analysis.searchstats import topk_agreement
+    from search_spaces.genotype import Genotype
+
+    res = topk_agreement(a, b, k)
+    fa, fb = (frequencies([Genotype.from_json(x) for x in top_k(t, res["k"])["genotype"]]) for t in (a, b))
+    return {"k": res["k"], "overlap": res["overlap"], "overlap_fraction": res["overlap_fraction"], "conn_r": res["conn_freq_pearson"],
+            "neuron_r": _pearson(fa.neurons, fb.neurons), "lag_r": _pearson(fa.lags, fb.lags)}  # fmt: skip
 
 
 def _own_hand(df: pd.DataFrame, compare: Any) -> dict[str, Any]:
@@ -169,6 +182,12 @@ def _median_or_none(values: list[int | None]) -> float | None:
     """Median with "not reached" as +infinity; None when the median itself is not reached."""
     med = float(np.median([math.inf if v is None else v for v in values]))
     return None if math.isinf(med) else med
+
+
+def _nanmean(values: list[float]) -> float:
+    """Mean of the defined values (a correlation is undefined when a top-k set never varies); nan if none is."""
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else math.nan
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -248,6 +267,16 @@ def markdown(summary: dict[str, Any], spec: dict[str, Any]) -> str:
     for a in summary["agreement"]:
         shared = f"{a['overlap']} ({100 * a['overlap_fraction']:.0f}%)"
         lines.append(f"| {a['k']} | {a['a']} / {a['b']} | {shared} | {a['conn_r']:.2f} | {a['neuron_r']:.2f} | {a['lag_r']:.2f} |")
+    if summary.get("seed_pairs"):
+        k = summary["seed_pairs"][0]["k"]
+        lines += ["", f"## Same sampler at two seeds against two samplers at two seeds (each run's top-{k}; means over seed pairs)",
+                  "A sampler agrees with another as much as it agrees with itself when the second kind of row matches the first.", "",
+                  "| pair | seed pairs | shared genotypes | connection r | neuron r | lag r |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for a in summary["seed_pairs"]:
+            pair = f"{a['a']} (itself)" if a["a"] == a["b"] else f"{a['a']} / {a['b']}"
+            lines.append(
+                f"| {pair} | {a['pairs']} | {100 * a['overlap_fraction']:.0f}% | {a['conn_r']:.2f} | {a['neuron_r']:.2f} | {a['lag_r']:.2f} |"
+            )
     lines += ["", "## Averaged architectures", "| sampler | top-k | architecture | extra connections |", "|---|---|---|---|"]
     for s, a in summary["averaged"].items():
         lines.append(f"| {s} | {a['top_k']} | `{a['arch_string']}` | {a['n_extra']} |")

@@ -28,6 +28,14 @@ def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without
         pooled = pd.concat([pd.read_csv(out / "runs" / f"{s}-seed{k}" / "results.csv") for k in (0, 1)])
         tops.append(pooled.sort_values(["val_nmse_db", "hash"]).iloc[0]["hash"])
     assert pair["overlap"] == int(tops[0] == tops[1])
+    top1 = {(s, k): pd.read_csv(out / "runs" / f"{s}-seed{k}" / "results.csv").sort_values(["val_nmse_db", "hash"]).iloc[0]["hash"]
+            for s in ("random", "predictor") for k in (0, 1)}  # fmt: skip
+    floor = {(p["a"], p["b"]): p for p in summary["seed_pairs"]}  # each run's top-1: one sampler at two seeds, two samplers at two seeds
+    assert set(floor) == {("random", "random"), ("predictor", "predictor"), ("random", "predictor")}
+    assert floor[("random", "random")]["pairs"] == 1 and floor[("random", "predictor")]["pairs"] == 2
+    assert floor[("random", "random")]["overlap_fraction"] == float(top1[("random", 0)] == top1[("random", 1)])
+    across = (int(top1[("random", 0)] == top1[("predictor", 1)]) + int(top1[("random", 1)] == top1[("predictor", 0)])) / 2
+    assert floor[("random", "predictor")]["overlap_fraction"] == across
     assert json.loads((out / "avg-predictor.json").read_text())["top_k"] == 1
     md = (out / "samplers.md").read_text()
     assert "## Candidates needed to beat the best hand design" in md and (out / "figures" / "best_so_far_band.png").is_file()
