@@ -5,8 +5,8 @@ An ensemble of small regressors (scikit-learn MLPs, each on a bootstrap resample
 encoding of the decisions to the validation value: their one-hot, followed by how often each choice is
 taken among decisions of one kind (the share of soft-threshold layers, of open lag-1 gates, of open
 connections...), so that a trend shared by the layers is learnt from a few candidates, not layer by
-layer. Each proposal draws one ensemble member (independent Thompson sampling: members disagree where the data are thin, so a cohort's proposals
-spread out) and returns the candidate that member predicts lowest, among a pool of mutations (one or
+layer. Each proposal draws one ensemble member (independent Thompson sampling: members disagree where
+the data are thin, so a cohort's proposals spread out) and returns the candidate that member predicts lowest, among a pool of mutations (one or
 two decisions changed) of the ``parents`` best observed genotypes and uniform random genotypes, and the
 ends of a greedy descent on that member's prediction (one decision changed per step, from the
 ``climbs`` best of that pool) — so a trend the member has learnt decision by decision (soft threshold
