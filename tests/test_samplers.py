@@ -155,3 +155,5 @@ def test_predictor_is_rebuilt_from_the_study_and_never_proposes_an_asked_genotyp
     assert fresh.propose(fresh.rng(30), 30) == study.sampler.propose(study.sampler.rng(30), 30)
     with pytest.raises(NasdunError, match="predictor: startup=1; expected an integer >= 2"):
         make_sampler("predictor", DECISIONS, 0, {"startup": 1})
+    with pytest.raises(NasdunError, match="predictor: climbs=-1; expected an integer >= 0"):
+        make_sampler("predictor", DECISIONS, 0, {"climbs": -1})
