@@ -8,6 +8,14 @@ ranks by validation nmse_db. Reported per cheap protocol: Spearman's rho and Ken
 against the reference (and rho over the random genotypes alone, since the hand designs sit
 at the top under every protocol and lift rho), the overlap of the top-25% sets, whether the reference's top 5 all
 sit inside the cheap top 25%, and the cost ratio (reference candidate-steps / cheap ones).
+
+A long reference (``paper``: about 50 minutes per four networks at ``small``, K = 8, on 2 CPU
+cores) is built in chunks (``reference_chunk`` networks per training run, ``OUT/<reference>/partNN/``):
+runs of the same setting and seed train on the same data in the same order, so a network's
+result does not depend on its chunk. ``max_chunks`` bounds the chunks trained in one call; the
+report then covers the networks whose reference is finished, and says that it is partial; the
+cheap protocols are trained on exactly those networks, as one cohort (a halving protocol cuts
+inside its cohort, which is also why a halving reference is not chunked).
 """
 
 from __future__ import annotations
@@ -54,34 +62,56 @@ def _name(protocol: str) -> str:
     return Path(protocol).stem if protocol.endswith((".yaml", ".yml")) else protocol
 
 
-def _cached(run_dir: Path, archs: list[tuple[str, Any]], setting: str, seed: int) -> bool:
+def _cached(run_dir: Path, archs: list[tuple[str, Any]], setting: str, seed: int, subset: bool = False) -> bool:
+    """Whether ``run_dir`` holds a finished run of ``archs`` (``subset``: of some of them) on this setting and seed."""
     if not (run_dir / "results.csv").is_file() or not (run_dir / "run.json").is_file():
         return False
     meta = json.loads((run_dir / "run.json").read_text())
     from trainers.problems import get_setting
 
-    same_archs = meta.get("archs") == {n: g.to_dict() for n, g in archs}
+    want, have = {n: g.to_dict() for n, g in archs}, meta.get("archs") or {}
+    same_archs = all(want.get(n) == g for n, g in have.items()) if subset else have == want
     s = get_setting(setting)
     same_data = meta.get("setting", {}).get("name") == s.name and meta.get("setting", {}).get("digest", "") == getattr(s, "digest", "")
     return same_archs and same_data and meta.get("seed") == seed
 
 
-def rung_study(run_dir: str | Path, randoms: Sequence[str] = ()) -> pd.DataFrame:
-    """How well a halving rung after layer t would rank, read from a stage-wise run (no training).
+def reference_chunks(archs: list[tuple[str, Any]], n_random: int, size: int) -> list[list[tuple[str, Any]]]:
+    """The reference's networks in training runs of ``size`` (0: one run of all), hand designs spread.
+
+    ``archs`` is the random genotypes (first ``n_random``) then the hand designs. The order
+    merges the two groups evenly, each network at (i + 1/2) / len(group) of the way (hand
+    designs first on a tie), so that every prefix of finished chunks holds both kinds in
+    about their overall shares and a partly built reference already ranks random genotypes
+    among hand designs. Fixed for given groups and size, so a rerun finds its chunks again.
+    """
+    groups = [archs[n_random:], archs[:n_random]]
+    keyed = [((i + 0.5) / len(g), k, a) for k, g in enumerate(groups) for i, a in enumerate(g)]
+    order = [a for _, _, a in sorted(keyed, key=lambda t: (t[0], t[1]))]
+    if size <= 0:
+        return [list(archs)]  # one run, in the given order (as before chunks existed)
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def rung_study(run_dirs: str | Path | Sequence[str | Path], randoms: Sequence[str] = ()) -> pd.DataFrame:
+    """How well a halving rung after layer t would rank, read from stage-wise runs (no training).
 
     A rung after layer t compares each candidate's best validation nmse_db of layer t's last
     stage (``run.json`` stage records). Per t < K: Spearman and Kendall of that value against
     the run's final validation nmse_db, Spearman over ``randoms`` alone, and how many of the
     final top 5 are in the top half at layer t (the survivors of one eta = 2 cut of all of them).
+    Several runs (a reference trained in chunks on the same data) are read as one cohort, in order.
     """
-    run_dir = Path(run_dir)
-    meta = json.loads((run_dir / "run.json").read_text())
-    final = read_table(run_dir).set_index("name")["val_nmse_db"].astype(float)
+    dirs = [Path(run_dirs)] if isinstance(run_dirs, str | Path) else [Path(d) for d in run_dirs]
+    final = pd.concat([read_table(d).set_index("name")["val_nmse_db"].astype(float) for d in dirs])
     at: dict[str, dict[int, float]] = {}
-    for name, stages in meta["stages"].items():
-        for st in stages:  # in order: the last record of a layer is its last stage
-            at.setdefault(name, {})[int(st["layer"])] = float(st["best_val_nmse_db"])
-    cohort = list(meta.get("archs", final.index))  # ties go to the earlier network of the cohort, as in halving
+    cohort: list[str] = []
+    for d in dirs:
+        meta = json.loads((d / "run.json").read_text())
+        for name, stages in meta["stages"].items():
+            for st in stages:  # in order: the last record of a layer is its last stage
+                at.setdefault(name, {})[int(st["layer"])] = float(st["best_val_nmse_db"])
+        cohort += list(meta["archs"])  # ties go to the earlier network of the cohort, as in halving
     names = [n for n in cohort if n in final.index and math.isfinite(final[n]) and n in at]
     K = max(max(v) for v in at.values())
     final = final[names]
@@ -116,6 +146,8 @@ def run_fidelity(
     genotype_seed: int | None = None,
     precision: str = "fp32",
     force: bool = False,
+    reference_chunk: int = 0,
+    max_chunks: int | None = None,
 ) -> pd.DataFrame:
     """Train, rank, compare; ``seed`` is the run seed (training set and batch order; the
     dictionary, validation and test sets belong to the setting), ``genotype_seed`` (default:
@@ -124,6 +156,7 @@ def run_fidelity(
     from nasdun.training import run_train
     from search_spaces.genotype import SearchSpace
     from search_spaces.presets import PRESETS, preset
+    from trainers.protocols import get_protocol
 
     if n_genotypes < 0:
         raise NasdunError(f"--genotypes {n_genotypes}; expected an integer >= 0")
@@ -135,22 +168,48 @@ def run_fidelity(
     archs += [(name, preset(name, layers)) for name in PRESETS.names() if name != "meng2021" or layers <= 16]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = {}
-    for proto in [reference, *protocols]:
-        run_dir = out_dir / _name(proto)
-        if _cached(run_dir, archs, setting, seed):
+
+    def trained(run_dir: Path, nets: list[tuple[str, Any]], proto: str) -> pd.DataFrame:
+        if _cached(run_dir, nets, setting, seed):
             print(f"fidelity: {_name(proto)}: reusing {run_dir}", flush=True)
         else:
-            if (run_dir / "results.csv").is_file() and not force:
+            earlier = _cached(run_dir, archs, setting, seed, subset=True)  # this study's own ranking of fewer networks
+            if (run_dir / "results.csv").is_file() and not (force or earlier):
                 raise NasdunError(f"{run_dir} holds a run of other networks, setting or seed; use another --out (or pass --force to replace it)")
-            print(f"fidelity: training {len(archs)} networks with {_name(proto)}", flush=True)
-            run_train(archs, setting, proto, seed, run_dir, device=device, overwrite=True, compile=compile, precision=precision)
-        tables[proto] = read_table(run_dir).set_index("name").loc[[n for n, _ in archs]]
+            print(f"fidelity: training {len(nets)} networks with {_name(proto)} in {run_dir}", flush=True)
+            run_train(nets, setting, proto, seed, run_dir, device=device, overwrite=True, compile=compile, precision=precision)
+        return read_table(run_dir).set_index("name")
+
+    if reference_chunk < 0:
+        raise NasdunError(f"--reference-chunk {reference_chunk}; expected an integer >= 0 (0: the reference in one run)")
+    if max_chunks is not None and max_chunks < 0:
+        raise NasdunError(f"--chunks {max_chunks}; expected an integer >= 0 (reference chunks to train in this call)")
+    if reference_chunk and get_protocol(reference).rungs:
+        raise NasdunError(f"--reference-chunk {reference_chunk} with reference {_name(reference)!r}: a halving protocol ranks inside its cohort, "
+                          "so chunks would change it; expected --reference-chunk 0 or a reference without rungs")  # fmt: skip
+    chunks = reference_chunks(archs, n_genotypes, reference_chunk)
+    ref_dirs = [out_dir / _name(reference)] if reference_chunk == 0 else [out_dir / _name(reference) / f"part{i:02d}" for i in range(len(chunks))]
+    ref_parts, budget = [], math.inf if max_chunks is None else max_chunks
+    for run_dir, nets in zip(ref_dirs, chunks, strict=True):
+        if not _cached(run_dir, nets, setting, seed):
+            if budget <= 0:
+                continue  # left for a later call: the report covers the finished chunks
+            budget -= 1
+        ref_parts.append((run_dir, trained(run_dir, nets, reference)))
+    done = [n for n, _ in archs if any(n in t.index for _, t in ref_parts)]
+    if len(done) < len(archs):
+        print(f"fidelity: partial reference: {len(done)} of {len(archs)} networks trained with {_name(reference)}", flush=True)
+    if len(done) < 3:
+        raise NasdunError(f"{len(done)} networks have their {_name(reference)} reference trained; a ranking needs at least 3 (raise --chunks)")
+    tables = {reference: pd.concat([t for _, t in ref_parts]).loc[done]}
+    compared = [(n, g) for n, g in archs if n in done]  # a cheap protocol trains the networks it is compared on, as one cohort
+    for proto in protocols:
+        tables[proto] = trained(out_dir / _name(proto), compared, proto).loc[done]
     ref = tables[reference]
     ref_rank = cheap_rank(ref)
-    randoms = [n for n, _ in archs[:n_genotypes]]  # the hand designs are easy to rank; rho without them too
+    randoms = [n for n, _ in archs[:n_genotypes] if n in done]  # the hand designs are easy to rank; rho without them too
     ref_rank_random = cheap_rank(ref.loc[randoms]) if len(randoms) > 2 else None
-    quarter = max(1, math.ceil(len(archs) / 4))
+    quarter = max(1, math.ceil(len(done) / 4))
     ref_top = set(ref_rank[ref_rank <= quarter].index)
     ref_top5 = set(ref_rank[ref_rank <= 5].index)
     rows = []
@@ -162,7 +221,8 @@ def run_fidelity(
             {
                 "protocol": _name(proto),
                 "reference": _name(reference),
-                "candidates": len(archs),
+                "candidates": len(done),
+                "networks_total": len(archs),
                 "spearman": spearman(ref_rank, rank),
                 "kendall": kendall(ref_rank, rank),
                 "spearman_random": spearman(ref_rank_random, cheap_rank(cheap.loc[randoms])) if ref_rank_random is not None else math.nan,
@@ -179,7 +239,7 @@ def run_fidelity(
                        f"{_name(proto)} vs {_name(reference)} ranks")  # fmt: skip
     table = pd.DataFrame(rows)
     table.to_csv(out_dir / "fidelity.csv", index=False)
-    rungs = rung_study(out_dir / _name(reference), randoms)
+    rungs = rung_study([d for d, _ in ref_parts], randoms)
     rungs.to_csv(out_dir / "rungs.csv", index=False)
     lines = [
         "| protocol | Spearman | Kendall | Spearman, random only | top-25% overlap | ref top-5 in cheap top-25% | cost ratio |",
@@ -196,9 +256,12 @@ def run_fidelity(
         ]
         lines.append(f"| {r['protocol']} | {' | '.join(cells)} |")
     (out_dir / "fidelity.md").write_text(
-        f"Ranking agreement with `{_name(reference)}` over {len(archs)} networks ({n_genotypes} random + hand designs), "
+        f"Ranking agreement with `{_name(reference)}` over {len(done)} networks ({len(randoms)} random + hand designs), "
         f"setting `{setting}`, K = {layers}, seed {seed}"
-        f"{'' if genotype_seed in (None, seed) else f' (genotypes drawn with seed {genotype_seed})'}.\n\n"
+        f"{'' if genotype_seed in (None, seed) else f' (genotypes drawn with seed {genotype_seed})'}"
+        + (f"; reference in runs of {reference_chunk} networks on the same data" if reference_chunk else "")
+        + (f". **Partial reference: {len(done)} of {len(archs)} networks trained so far**" if len(done) < len(archs) else "")
+        + ".\n\n"
         + "\n".join(lines)
         + "\n"
         + f"\nA halving rung after layer t, read from the `{_name(reference)}` run (each network's value at the end of layer t "

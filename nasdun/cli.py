@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--protocols", default="search", help="comma list of cheaper protocols")
     fi.add_argument("--seed", type=_nonneg_int, default=0, help="run seed: training set and batch order")
     fi.add_argument("--genotype-seed", type=_nonneg_int, default=None, help="seed of the random genotypes (default: --seed)")
+    fi.add_argument("--reference-chunk", type=_nonneg_int, default=0, help="train the reference in runs of this many networks (same data); 0: one")
+    fi.add_argument("--chunks", type=_nonneg_int, default=None, help="train at most this many missing reference chunks now; report on the finished")
     fi.add_argument("--out", required=True, help="a new directory (or one holding its cached reference)")
 
     b = add("bench", "trainer throughput: single, packing baseline and batched P", dev)
@@ -534,6 +536,8 @@ def _fidelity(args: argparse.Namespace) -> int:
         args.genotype_seed,
         precision=args.precision,
         force=args.force,
+        reference_chunk=args.reference_chunk,
+        max_chunks=args.chunks,
     )
     print((Path(args.out) / "fidelity.md").read_text())
     return 0

@@ -339,3 +339,46 @@ def test_report_opens_with_the_verdict_and_folds_the_configuration(tmp_path):
     with pytest.raises(NasdunError, match="not empty"):
         build_report(run, tmp_path / "rep", top=2)
     build_report(run, tmp_path / "rep", top=2, force=True)
+
+
+def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_path):
+    """A reference built in chunks (separate runs, same data) gives each network the value one run gives it."""
+    from analysis.fidelity import reference_chunks, run_fidelity
+
+    ref, short = tmp_path / "ref.yaml", tmp_path / "short.yaml"
+    ref.write_text("patience: 10\nmax_iters: 30\nbatch_size: 32\n")
+    short.write_text("patience: 10\nmax_iters: 10\nbatch_size: 32\n")
+    run = dict(setting="small", layers=2, reference=str(ref), protocols=[str(short)], seed=0, device="cpu")
+    whole = run_fidelity(2, out=tmp_path / "one", **run).set_index("protocol")
+    one = pd.read_csv(tmp_path / "one" / "ref" / "results.csv").set_index("name")
+    names = list(one.index)  # r000, r001, then the six hand designs
+    chunks = [[n for n, _ in c] for c in reference_chunks([(n, None) for n in names], 2, 3)]
+    assert chunks == [["lista", "lfista", "r000"], ["dense", "2no", "3no"], ["r001", "meng2021"]]  # hand designs spread
+    out = tmp_path / "chunked"
+    part = run_fidelity(2, out=out, reference_chunk=3, max_chunks=1, **run).set_index("protocol")
+    assert sorted(p.name for p in (out / "ref").iterdir()) == ["part00"]  # one chunk now, two left
+    assert part.loc["short", "candidates"] == 3 and part.loc["short", "networks_total"] == 8
+    assert "Partial reference: 3 of 8 networks" in (out / "fidelity.md").read_text()
+    first = pd.read_csv(out / "ref" / "part00" / "results.csv").set_index("name").loc[chunks[0]]
+    cheap = pd.read_csv(out / "short" / "results.csv").set_index("name")
+    assert sorted(cheap.index) == sorted(chunks[0])  # the cheap protocol trains the networks it is compared on
+    cheap = cheap.loc[chunks[0]]
+    assert part.loc["short", "spearman"] == pytest.approx(first["val_nmse_db"].rank().corr(cheap["val_nmse_db"].rank()))
+    stamp = (out / "ref" / "part00" / "results.csv").stat().st_mtime_ns
+    full = run_fidelity(2, out=out, reference_chunk=3, **run).set_index("protocol")
+    assert (out / "ref" / "part00" / "results.csv").stat().st_mtime_ns == stamp  # the finished chunk was reused
+    merged = pd.concat([pd.read_csv(out / "ref" / f"part{i:02d}" / "results.csv") for i in range(3)]).set_index("name").loc[names]
+    assert len(pd.read_csv(out / "short" / "results.csv")) == 8  # the earlier 3-network ranking was replaced
+    assert np.allclose(merged["val_nmse_db"], one["val_nmse_db"], atol=1e-3)  # same data: the chunk does not matter
+    assert list(merged["iterations"]) == list(one["iterations"])
+    for column in ("spearman", "kendall", "cost_ratio", "top25_overlap"):
+        assert full.loc["short", column] == pytest.approx(whole.loc["short", column])
+    assert "Partial" not in (out / "fidelity.md").read_text()
+    with pytest.raises(NasdunError, match="--reference-chunk -1; expected an integer >= 0"):
+        run_fidelity(2, out=out, reference_chunk=-1, **run)
+    with pytest.raises(NasdunError, match="a ranking needs at least 3"):
+        run_fidelity(2, out=tmp_path / "none", reference_chunk=2, max_chunks=1, **run)
+    halving = tmp_path / "halving.yaml"
+    halving.write_text("patience: 10\nmax_iters: 10\nbatch_size: 32\nrungs: [1]\neta: 2\n")
+    with pytest.raises(NasdunError, match="reference 'halving': a halving protocol ranks inside its cohort"):
+        run_fidelity(2, out=tmp_path / "sh", reference_chunk=3, **{**run, "reference": str(halving)})
