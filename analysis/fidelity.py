@@ -169,11 +169,11 @@ def run_fidelity(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def trained(run_dir: Path, nets: list[tuple[str, Any]], proto: str) -> pd.DataFrame:
+    def trained(run_dir: Path, nets: list[tuple[str, Any]], proto: str, cheap: bool = False) -> pd.DataFrame:
         if _cached(run_dir, nets, setting, seed):
             print(f"fidelity: {_name(proto)}: reusing {run_dir}", flush=True)
         else:
-            earlier = _cached(run_dir, archs, setting, seed, subset=True)  # this study's own ranking of fewer networks
+            earlier = cheap and _cached(run_dir, archs, setting, seed, subset=True)  # a cheap ranking of fewer of these networks
             if (run_dir / "results.csv").is_file() and not (force or earlier):
                 raise NasdunError(f"{run_dir} holds a run of other networks, setting or seed; use another --out (or pass --force to replace it)")
             print(f"fidelity: training {len(nets)} networks with {_name(proto)} in {run_dir}", flush=True)
@@ -204,7 +204,7 @@ def run_fidelity(
     tables = {reference: pd.concat([t for _, t in ref_parts]).loc[done]}
     compared = [(n, g) for n, g in archs if n in done]  # a cheap protocol trains the networks it is compared on, as one cohort
     for proto in protocols:
-        tables[proto] = trained(out_dir / _name(proto), compared, proto).loc[done]
+        tables[proto] = trained(out_dir / _name(proto), compared, proto, cheap=True).loc[done]
     ref = tables[reference]
     ref_rank = cheap_rank(ref)
     randoms = [n for n, _ in archs[:n_genotypes] if n in done]  # the hand designs are easy to rank; rho without them too

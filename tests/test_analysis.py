@@ -374,6 +374,9 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     for column in ("spearman", "kendall", "cost_ratio", "top25_overlap"):
         assert full.loc["short", column] == pytest.approx(whole.loc["short", column])
     assert "Partial" not in (out / "fidelity.md").read_text()
+    with pytest.raises(NasdunError, match="part00 holds a run of other networks"):  # other chunks: a finished reference is kept
+        run_fidelity(2, out=out, reference_chunk=2, **run)
+    assert (out / "ref" / "part00" / "results.csv").stat().st_mtime_ns == stamp
     with pytest.raises(NasdunError, match="--reference-chunk -1; expected an integer >= 0"):
         run_fidelity(2, out=out, reference_chunk=-1, **run)
     with pytest.raises(NasdunError, match="a ranking needs at least 3"):
