@@ -9,8 +9,8 @@ against the reference (and rho over the random genotypes alone, since the hand d
 at the top under every protocol and lift rho), the overlap of the top-25% sets, whether the reference's top 5 all
 sit inside the cheap top 25%, and the cost ratio (reference candidate-steps / cheap ones).
 
-A long reference (``paper``: about 50 minutes per four networks at ``small``, K = 8, on 2 CPU
-cores) is built in chunks (``reference_chunk`` networks per training run, ``OUT/<reference>/partNN/``):
+A long reference (``paper``: hours per four networks at ``small``, K = 8, on 2 CPU cores;
+docs/results/fidelity.md) is built in chunks (``reference_chunk`` networks per training run, ``OUT/<reference>/partNN/``):
 runs of the same setting and seed train on the same data in the same order, so a network's
 result does not depend on its chunk. ``max_chunks`` bounds the chunks trained in one call; the
 report then covers the networks whose reference is finished, and says that it is partial; the
@@ -85,11 +85,11 @@ def reference_chunks(archs: list[tuple[str, Any]], n_random: int, size: int) -> 
     about their overall shares and a partly built reference already ranks random genotypes
     among hand designs. Fixed for given groups and size, so a rerun finds its chunks again.
     """
+    if size <= 0:
+        return [list(archs)]  # one run, in the given order (as before chunks existed)
     groups = [archs[n_random:], archs[:n_random]]
     keyed = [((i + 0.5) / len(g), k, a) for k, g in enumerate(groups) for i, a in enumerate(g)]
     order = [a for _, _, a in sorted(keyed, key=lambda t: (t[0], t[1]))]
-    if size <= 0:
-        return [list(archs)]  # one run, in the given order (as before chunks existed)
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
@@ -162,6 +162,13 @@ def run_fidelity(
         raise NasdunError(f"--genotypes {n_genotypes}; expected an integer >= 0")
     if not protocols:
         raise NasdunError("--protocols names no cheaper protocol to compare with the reference")
+    if reference_chunk < 0:
+        raise NasdunError(f"--reference-chunk {reference_chunk}; expected an integer >= 0 (0: the reference in one run)")
+    if max_chunks is not None and max_chunks < 0:
+        raise NasdunError(f"--chunks {max_chunks}; expected an integer >= 0 (reference chunks to train in this call)")
+    if reference_chunk and get_protocol(reference).rungs:
+        raise NasdunError(f"--reference-chunk {reference_chunk} with reference {_name(reference)!r}: a halving protocol ranks inside its cohort, "
+                          "so chunks would change it; expected --reference-chunk 0 or a reference without rungs")  # fmt: skip
     space = SearchSpace(layers=layers)
     rng = np.random.default_rng(seed if genotype_seed is None else genotype_seed)
     archs = [(f"r{i:03d}", space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()})) for i in range(n_genotypes)]
@@ -180,13 +187,6 @@ def run_fidelity(
             run_train(nets, setting, proto, seed, run_dir, device=device, overwrite=True, compile=compile, precision=precision)
         return read_table(run_dir).set_index("name")
 
-    if reference_chunk < 0:
-        raise NasdunError(f"--reference-chunk {reference_chunk}; expected an integer >= 0 (0: the reference in one run)")
-    if max_chunks is not None and max_chunks < 0:
-        raise NasdunError(f"--chunks {max_chunks}; expected an integer >= 0 (reference chunks to train in this call)")
-    if reference_chunk and get_protocol(reference).rungs:
-        raise NasdunError(f"--reference-chunk {reference_chunk} with reference {_name(reference)!r}: a halving protocol ranks inside its cohort, "
-                          "so chunks would change it; expected --reference-chunk 0 or a reference without rungs")  # fmt: skip
     chunks = reference_chunks(archs, n_genotypes, reference_chunk)
     ref_dirs = [out_dir / _name(reference)] if reference_chunk == 0 else [out_dir / _name(reference) / f"part{i:02d}" for i in range(len(chunks))]
     ref_parts, budget = [], math.inf if max_chunks is None else max_chunks

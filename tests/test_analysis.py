@@ -385,3 +385,4 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     halving.write_text("patience: 10\nmax_iters: 10\nbatch_size: 32\nrungs: [1]\neta: 2\n")
     with pytest.raises(NasdunError, match="reference 'halving': a halving protocol ranks inside its cohort"):
         run_fidelity(2, out=tmp_path / "sh", reference_chunk=3, **{**run, "reference": str(halving)})
+    assert not (tmp_path / "sh").exists()  # refused before anything is written
