@@ -6,8 +6,9 @@ encoding of the decisions to the validation value: their one-hot, followed by ho
 taken among decisions of one kind (the share of soft-threshold layers, of open lag-1 gates, of open
 connections...), so that a trend shared by the layers is learnt from a few candidates, not layer by
 layer. Each proposal draws one ensemble member (independent Thompson sampling: members disagree where
-the data are thin, so a cohort's proposals spread out) and returns the candidate that member predicts lowest, among a pool of mutations (one or
-two decisions changed) of the ``parents`` best observed genotypes and uniform random genotypes, and the
+the data are thin, so a cohort's proposals spread out) and returns the candidate that member predicts
+lowest, among a pool of mutations (one or two decisions changed) of the ``parents`` best observed
+genotypes and uniform random genotypes, and the
 ends of a greedy descent on that member's prediction (one decision changed per step, from the
 ``climbs`` best of that pool) — so a trend the member has learnt decision by decision (soft threshold
 in every layer, say) is followed to its end in one proposal instead of one mutation per cohort. A
