@@ -20,6 +20,7 @@ rows were written) or re-enqueued with the same decisions and trained again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -295,46 +296,48 @@ def run_search(
     from trainers.problems import get_setting
 
     out_dir = Path(out)
-    if resume:
-        saved = load_saved_config(out_dir, "--resume")
-        changed = {k: v for k, v in (overrides or {}).items() if v is not None and getattr(saved, k) != v}
-        bad = sorted(set(changed) - RESUMABLE)
-        if bad:
-            allowed = ", ".join("--" + r.replace("_", "-") for r in sorted(RESUMABLE))
-            raise NasdunError(f"{', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on --resume (only {allowed} can)")
-        cfg = replace(saved, **changed)
-        cfg.validate()
-        if cfg.budget < saved.budget:
-            raise NasdunError(f"--budget {cfg.budget} is below the resumed search's budget {saved.budget}")
-        rows = [dict(r) for r in read_table(out_dir).to_dict("records")] if (out_dir / "results.csv").is_file() else []  # corrupt: one line
-        verify(out_dir, storage_url(out_dir, cfg), rows, default_storage=not cfg.storage)  # table and study agree, before Ray starts
-        if (out_dir / PROBLEM).is_file():  # a problem file's data changed since the search began: refused
-            check_record(json.loads((out_dir / PROBLEM).read_text()), get_setting(cfg.setting), out_dir)
-    else:
-        if cfg is None:
-            raise NasdunError("run_search needs a config unless resuming")
-        cfg.validate()
-        check_out_dir(out_dir, force, hint="or --resume it, or pass --force to replace it")  # nothing is overwritten
-    _start_ray(address, num_cpus)  # before writing: an unreachable cluster leaves no half-made directory
-    _check_resources(cfg, autoscaling=bool(address))
-    proto = get_protocol(cfg.protocol)
-    if proto.max_iters >= 100_000 and cfg.gpus_per_trial == 0:
-        print(
-            f"nasdun: note: protocol {proto.name} allows {proto.max_iters:,} iterations per stage (patience {proto.patience:,}):"
-            " expect hours per cohort on a CPU; `search`, `smoke` or a protocol file are the CPU-sized ones",
-            flush=True,
-        )
-    if force and not resume and out_dir.is_dir():
-        shutil.rmtree(out_dir)  # asked for, and only now that every check has passed
-    made = not resume and not out_dir.exists()
-    with run_lock(out_dir):
-        try:
-            exp = _open_experiment(out_dir, cfg)
-        except NasdunError:
-            if made:
-                shutil.rmtree(out_dir, ignore_errors=True)  # a refused start leaves nothing behind
-            raise
-        return _run_session(exp, resume, address)
+    with contextlib.ExitStack() as held:  # a resume holds the run lock from before it reads the run's files
+        if resume:
+            saved = load_saved_config(out_dir, "--resume")
+            held.enter_context(run_lock(out_dir))  # a live writer is named now, not read half-written below
+            changed = {k: v for k, v in (overrides or {}).items() if v is not None and getattr(saved, k) != v}
+            bad = sorted(set(changed) - RESUMABLE)
+            if bad:
+                allowed = ", ".join("--" + r.replace("_", "-") for r in sorted(RESUMABLE))
+                raise NasdunError(f"{', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on --resume (only {allowed} can)")
+            cfg = replace(saved, **changed)
+            cfg.validate()
+            if cfg.budget < saved.budget:
+                raise NasdunError(f"--budget {cfg.budget} is below the resumed search's budget {saved.budget}")
+            rows = [dict(r) for r in read_table(out_dir).to_dict("records")] if (out_dir / "results.csv").is_file() else []  # corrupt: one line
+            verify(out_dir, storage_url(out_dir, cfg), rows, default_storage=not cfg.storage)  # table and study agree, before Ray starts
+            if (out_dir / PROBLEM).is_file():  # a problem file's data changed since the search began: refused
+                check_record(json.loads((out_dir / PROBLEM).read_text()), get_setting(cfg.setting), out_dir)
+        else:
+            if cfg is None:
+                raise NasdunError("run_search needs a config unless resuming")
+            cfg.validate()
+            check_out_dir(out_dir, force, hint="or --resume it, or pass --force to replace it")  # nothing is overwritten
+        _start_ray(address, num_cpus)  # before writing: an unreachable cluster leaves no half-made directory
+        _check_resources(cfg, autoscaling=bool(address))
+        proto = get_protocol(cfg.protocol)
+        if proto.max_iters >= 100_000 and cfg.gpus_per_trial == 0:
+            print(
+                f"nasdun: note: protocol {proto.name} allows {proto.max_iters:,} iterations per stage (patience {proto.patience:,}):"
+                " expect hours per cohort on a CPU; `search`, `smoke` or a protocol file are the CPU-sized ones",
+                flush=True,
+            )
+        if force and not resume and out_dir.is_dir():
+            shutil.rmtree(out_dir)  # asked for, and only now that every check has passed
+        made = not resume and not out_dir.exists()
+        with run_lock(out_dir):
+            try:
+                exp = _open_experiment(out_dir, cfg)
+            except NasdunError:
+                if made:
+                    shutil.rmtree(out_dir, ignore_errors=True)  # a refused start leaves nothing behind
+                raise
+            return _run_session(exp, resume, address)
 
 
 def load_saved_config(run_dir: Path, what: str = "run") -> SearchConfig:

@@ -50,6 +50,13 @@ def test_one_writer_per_run_directory_and_search_json_after_every_cohort(tmp_pat
     assert json.loads((out / "search.json").read_text())["finished"] is True
 
 
+def _files(run) -> dict[str, int]:
+    """Each file's modification time, but the writer lock's: a resume takes it before it reads (every run nasdun wrote has one)."""
+    from nasdun.lock import LOCK_NAME
+
+    return {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != LOCK_NAME}
+
+
 BAD_TABLES = {
     "garbage": b"\x00\xff\xfe binary \x00\x13 garbage\n\x00",
     "empty": b"",
@@ -83,7 +90,7 @@ def test_a_corrupt_table_is_one_line_in_every_reader_and_nothing_is_written(kind
     }.get(kind, BAD_TABLES[kind])
     (run / "results.csv").write_bytes(data)
     (run / "search.yaml").write_text(yaml.safe_dump({**SLOW, "budget": 3, "layers": 3}))
-    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    before = _files(run)
     args = {
         "average": ["average", str(run), "--out", str(tmp_path / "a.json")],
         "heatmap": ["heatmap", str(run), "--out", str(tmp_path / "h")],
@@ -95,7 +102,7 @@ def test_a_corrupt_table_is_one_line_in_every_reader_and_nothing_is_written(kind
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "results.csv" in err, err
-    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before  # search.yaml not rewritten, nothing added
+    assert _files(run) == before  # search.yaml not rewritten, nothing added
     assert not any((tmp_path / n).exists() for n in ("a.json", "h", "r", "n.pt"))
 
 
@@ -357,11 +364,11 @@ def test_a_table_and_study_that_disagree_are_refused_then_repaired(fault, search
     shutil.copytree(searched, run)
     tamper, said = TAMPER[fault]
     tamper(run)
-    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    before = _files(run)
     assert main(["search", "--resume", str(run), "--budget", "10"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and said in err and f"run `nasdun repair {run}`" in err, err
-    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before  # no empty optuna.db made, search.yaml untouched
+    assert _files(run) == before  # no empty optuna.db made, search.yaml untouched
 
     assert main(["repair", str(run)]) == 0
     out = capsys.readouterr().out
@@ -385,6 +392,31 @@ def test_a_table_and_study_that_disagree_are_refused_then_repaired(fault, search
         exp.recover()
         drive_search(exp)
     assert list(pd.read_csv(run / "results.csv")["hash"]) == list(pd.read_csv(untouched / "results.csv")["hash"])
+
+
+def test_a_resume_of_a_run_being_written_names_the_writer_not_a_repair(searched, tmp_path, capsys):
+    """A writer holds the lock while its table is behind its study (as between a trial's end and its row): a resume
+    says the run is being written, by whom, and touches nothing; it does not read the half-written run and advise repair."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(searched, run)
+    _cut_table(run)
+    hold = "import sys, time; from nasdun.lock import run_lock\nwith run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = _files(run)
+        assert main(["search", "--resume", str(run), "--budget", "10"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"is being written by another nasdun process (PID {holder.pid})" in err, err
+        assert "repair" not in err
+        assert _files(run) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["search", "--resume", str(run), "--budget", "10"]) == 2  # the holder gone, the cut table is what it is
+    assert "results.csv is behind the study" in capsys.readouterr().err
 
 
 def test_a_table_with_repeated_trial_numbers_is_renumbered_and_a_foreign_study_is_refused(searched, tmp_path, capsys):
