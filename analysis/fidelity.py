@@ -255,8 +255,9 @@ def run_fidelity(
             f"{r['cost_ratio']:.2f}",
         ]
         lines.append(f"| {r['protocol']} | {' | '.join(cells)} |")
+    hand = len(done) - len(randoms)
     (out_dir / "fidelity.md").write_text(
-        f"Ranking agreement with `{_name(reference)}` over {len(done)} networks ({len(randoms)} random + hand designs), "
+        f"Ranking agreement with `{_name(reference)}` over {len(done)} networks ({len(randoms)} random + {hand} hand design{'s' * (hand != 1)}), "
         f"setting `{setting}`, K = {layers}, seed {seed}"
         f"{'' if genotype_seed in (None, seed) else f' (genotypes drawn with seed {genotype_seed})'}"
         + (f"; reference in runs of {reference_chunk} networks on the same data" if reference_chunk else "")

@@ -358,6 +358,7 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     part = run_fidelity(2, out=out, reference_chunk=3, max_chunks=1, **run).set_index("protocol")
     assert sorted(p.name for p in (out / "ref").iterdir()) == ["part00"]  # one chunk now, two left
     assert part.loc["short", "candidates"] == 3 and part.loc["short", "networks_total"] == 8
+    assert "over 3 networks (1 random + 2 hand designs)" in (out / "fidelity.md").read_text()
     assert "Partial reference: 3 of 8 networks" in (out / "fidelity.md").read_text()
     first = pd.read_csv(out / "ref" / "part00" / "results.csv").set_index("name").loc[chunks[0]]
     cheap = pd.read_csv(out / "short" / "results.csv").set_index("name")
