@@ -163,6 +163,24 @@ def test_rank_correlations_against_hand_computed_values():
     assert kendall([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / np.sqrt(3 * 2))  # tau-b with a tie
 
 
+def test_spearman_interval_covers_the_population_rho_95_percent_of_the_time():
+    """Simulated coverage of the true Spearman rho of a bivariate normal ((6/pi) asin(r/2)) at the sizes the fidelity
+    studies have (8 and 38 networks); too narrow or too wide an interval leaves [0.92, 0.98]."""
+    from analysis.fidelity import spearman, spearman_interval
+
+    rng = np.random.default_rng(0)
+    for r in (0.5, 0.9):
+        true = 6 / np.pi * np.arcsin(r / 2)
+        for n in (8, 38):
+            x = rng.standard_normal((2000, n))
+            y = r * x + np.sqrt(1 - r * r) * rng.standard_normal((2000, n))
+            bounds = [spearman_interval(spearman(a, b), n) for a, b in zip(x, y, strict=True)]
+            assert 0.92 <= np.mean([low <= true <= high for low, high in bounds]) <= 0.98, (r, n)
+    low, high = spearman_interval(0.548, 8)
+    assert low < 0 < 0.548 < high < 0.95  # wide at 8 networks: it takes in no correlation at all
+    assert all(np.isnan(spearman_interval(0.9, 3))) and all(np.isnan(spearman_interval(float("nan"), 20)))
+
+
 def test_fidelity_study_tables_costs_and_cache(tmp_path):
     from analysis.fidelity import run_fidelity
 
@@ -359,6 +377,7 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     assert sorted(p.name for p in (out / "ref").iterdir()) == ["part00"]  # one chunk now, two left
     assert part.loc["short", "candidates"] == 3 and part.loc["short", "networks_total"] == 8
     assert "over 3 networks (1 random + 2 hand designs)" in (out / "fidelity.md").read_text()
+    assert "| 1/5 (at most 1) |" in (out / "fidelity.md").read_text() or "| 0/5 (at most 1) |" in (out / "fidelity.md").read_text()
     assert "Partial reference: 3 of 8 networks" in (out / "fidelity.md").read_text()
     first = pd.read_csv(out / "ref" / "part00" / "results.csv").set_index("name").loc[chunks[0]]
     cheap = pd.read_csv(out / "short" / "results.csv").set_index("name")
