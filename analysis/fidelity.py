@@ -74,20 +74,6 @@ def _name(protocol: str) -> str:
     return Path(protocol).stem if protocol.endswith((".yaml", ".yml")) else protocol
 
 
-def _cached(run_dir: Path, archs: list[tuple[str, Any]], setting: str, seed: int, subset: bool = False) -> bool:
-    """Whether ``run_dir`` holds a finished run of ``archs`` (``subset``: of some of them) on this setting and seed."""
-    if not (run_dir / "results.csv").is_file() or not (run_dir / "run.json").is_file():
-        return False
-    meta = json.loads((run_dir / "run.json").read_text())
-    from trainers.problems import get_setting
-
-    want, have = {n: g.to_dict() for n, g in archs}, meta.get("archs") or {}
-    same_archs = all(want.get(n) == g for n, g in have.items()) if subset else have == want
-    s = get_setting(setting)
-    same_data = meta.get("setting", {}).get("name") == s.name and meta.get("setting", {}).get("digest", "") == getattr(s, "digest", "")
-    return same_archs and same_data and meta.get("seed") == seed
-
-
 def reference_chunks(archs: list[tuple[str, Any]], n_random: int, size: int) -> list[list[tuple[str, Any]]]:
     """The reference's networks in training runs of ``size`` (0: one run of all), hand designs spread.
 
@@ -165,7 +151,7 @@ def run_fidelity(
     dictionary, validation and test sets belong to the setting), ``genotype_seed`` (default:
     ``seed``) draws the random genotypes, so one set of genotypes can be studied under other
     training randomness."""
-    from nasdun.training import run_train
+    from nasdun.training import holds_run, run_train
     from search_spaces.genotype import SearchSpace
     from search_spaces.presets import PRESETS, preset
     from trainers.protocols import get_protocol
@@ -189,12 +175,14 @@ def run_fidelity(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def trained(run_dir: Path, nets: list[tuple[str, Any]], proto: str, cheap: bool = False) -> pd.DataFrame:
-        if _cached(run_dir, nets, setting, seed):
+        if holds_run(run_dir, nets, setting, seed, proto):
             print(f"fidelity: {_name(proto)}: reusing {run_dir}", flush=True)
         else:
-            earlier = cheap and _cached(run_dir, archs, setting, seed, subset=True)  # a cheap ranking of fewer of these networks
+            earlier = cheap and holds_run(run_dir, archs, setting, seed, proto, subset=True)  # a cheap ranking of fewer of these networks
             if (run_dir / "results.csv").is_file() and not (force or earlier):
-                raise NasdunError(f"{run_dir} holds a run of other networks, setting or seed; use another --out (or pass --force to replace it)")
+                raise NasdunError(
+                    f"{run_dir} holds a run of other networks, setting, seed or protocol; use another --out (or pass --force to replace it)"
+                )
             print(f"fidelity: training {len(nets)} networks with {_name(proto)} in {run_dir}", flush=True)
             run_train(nets, setting, proto, seed, run_dir, device=device, overwrite=True, compile=compile, precision=precision)
         return read_table(run_dir).set_index("name")
@@ -203,7 +191,7 @@ def run_fidelity(
     ref_dirs = [out_dir / _name(reference)] if reference_chunk == 0 else [out_dir / _name(reference) / f"part{i:02d}" for i in range(len(chunks))]
     ref_parts, budget = [], math.inf if max_chunks is None else max_chunks
     for run_dir, nets in zip(ref_dirs, chunks, strict=True):
-        if not _cached(run_dir, nets, setting, seed):
+        if not holds_run(run_dir, nets, setting, seed, reference):
             if budget <= 0:
                 continue  # left for a later call: the report covers the finished chunks
             budget -= 1

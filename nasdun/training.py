@@ -107,6 +107,24 @@ def run_train(
         return _train(archs, s, proto, seed, out_dir, dev, lr_scale, compile, precision, minutes, checkpoint_every_s)
 
 
+def holds_run(run_dir: str | Path, archs: list[tuple[str, Genotype]], setting: str, seed: int, protocol: Any, subset: bool = False) -> bool:
+    """Whether ``run_dir`` holds a finished :func:`run_train` of exactly ``archs`` (``subset``: of some of them, each
+    as given) on this setting's data, seed and protocol: what may be reused instead of trained again."""
+    from trainers.problems import get_setting
+    from trainers.protocols import get_protocol
+
+    path = Path(run_dir)
+    if not (path / "results.csv").is_file() or not (path / "run.json").is_file():
+        return False
+    meta = json.loads((path / "run.json").read_text())
+    want, have = {n: g.to_dict() for n, g in archs}, meta.get("archs") or {}
+    same_archs = all(want.get(n) == g for n, g in have.items()) if subset else have == want
+    s = get_setting(setting)
+    same_data = meta.get("setting", {}).get("name") == s.name and meta.get("setting", {}).get("digest", "") == getattr(s, "digest", "")
+    same_protocol = meta.get("protocol") == json.loads(json.dumps(asdict(get_protocol(protocol))))
+    return same_archs and same_data and same_protocol and meta.get("seed") == seed
+
+
 def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
     """Finish the interrupted ``nasdun train`` in ``out`` from its last checkpoint (same networks, data and protocol)."""
     from nasdun.config import from_mapping

@@ -394,6 +394,10 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     for column in ("spearman", "kendall", "cost_ratio", "top25_overlap"):
         assert full.loc["short", column] == pytest.approx(whole.loc["short", column])
     assert "Partial" not in (out / "fidelity.md").read_text()
+    short.write_text("patience: 10\nmax_iters: 20\nbatch_size: 32\n")  # the same name, another protocol: not read as the old one
+    with pytest.raises(NasdunError, match="short holds a run of other networks, setting, seed or protocol"):
+        run_fidelity(2, out=out, reference_chunk=3, **run)
+    short.write_text("patience: 10\nmax_iters: 10\nbatch_size: 32\n")
     with pytest.raises(NasdunError, match="part00 holds a run of other networks"):  # other chunks: a finished reference is kept
         run_fidelity(2, out=out, reference_chunk=2, **run)
     assert (out / "ref" / "part00" / "results.csv").stat().st_mtime_ns == stamp

@@ -10,7 +10,7 @@ from nasdun.cli import main
 def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without_retraining(tmp_path, capsys):
     out = tmp_path / "study"
     args = ["compare-samplers", "--samplers", "random,predictor", "--seeds", "0,1", "--budget", "4", "--layers", "3", "--protocol", "smoke",
-            "--cohort", "2", "--setting", "small", "--num-cpus", "2", "--out", str(out)]  # fmt: skip
+            "--cohort", "2", "--setting", "small", "--num-cpus", "2", "--confirm-seeds", "1", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     summary = json.loads((out / "samplers.json").read_text())
     assert len(summary["runs"]) == 4
@@ -46,3 +46,13 @@ def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without
     assert json.loads((out / "samplers.json").read_text())["runs"] == summary["runs"]
     assert main([a if a != "4" else "6" for a in args]) == 2  # another budget into the same directory
     assert "holds a sampler study of another specification" in capsys.readouterr().err
+
+    confirm = pd.read_csv(out / "confirm" / "seed1000" / "results.csv").set_index("name")
+    assert {"top1-random", "top1-predictor"} <= set(confirm.index) and set(summary["confirm"]) == set(confirm.index)
+    hand = {p: p.stat().st_mtime_ns for p in out.glob("hand/*/results.csv")}
+    wider = [a if a != "random,predictor" else "random,predictor,evolution" for a in args] + ["--force"]
+    assert main(wider) == 0  # a sampler added: its top-1 is confirmed too, not the old confirmation read back
+    confirm = pd.read_csv(out / "confirm" / "seed1000" / "results.csv").set_index("name")
+    assert "top1-evolution" in confirm.index and set(json.loads((out / "samplers.json").read_text())["confirm"]) == set(confirm.index)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("hand/*/results.csv")} == hand  # the same hand designs: reused
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.csv") if p in stamps} == stamps
