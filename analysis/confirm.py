@@ -57,15 +57,12 @@ def _train_seed(
     archs: list[tuple[str, Genotype]], setting: str, protocol: str, seed: int, out: Path, device: str, compile: bool, precision: str, force: bool
 ) -> pd.DataFrame:
     from nasdun.results import read_table
-    from nasdun.training import run_train
+    from nasdun.training import holds_run, run_train
 
-    names = [n for n, _ in archs]
-    if (out / "results.csv").is_file():
-        done = read_table(out)
-        if sorted(done["name"].astype(str)) == sorted(names):
-            return done.set_index("name")
-        if not force:
-            raise NasdunError(f"{out} holds results of other networks than this confirm's; use another --out (or pass --force to replace them)")
+    if holds_run(out, archs, setting, seed, protocol):
+        return read_table(out).set_index("name")
+    if (out / "results.csv").is_file() and not force:
+        raise NasdunError(f"{out} holds results of other networks, setting or protocol than this confirm's; use another --out or --force")
     return run_train(archs, setting, protocol, seed, out, device=device, overwrite=force, compile=compile, precision=precision).set_index("name")
 
 

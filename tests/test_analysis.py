@@ -301,6 +301,8 @@ def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
     again = run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "smoke", tmp_path / "conf", against=["meng2021"], device="cpu")
     assert (tmp_path / "conf" / "seed5" / "results.csv").stat().st_mtime_ns == stamp  # read, not trained again
     pd.testing.assert_frame_equal(again.set_index("name"), table_)
+    with pytest.raises(NasdunError, match="holds results of other networks, setting or protocol"):  # not smoke's read as search's
+        run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "search", tmp_path / "conf", against=["meng2021"], device="cpu")
 
     other = pd.read_csv(tmp_path / "b" / "results.csv").assign(setting="noiseless")
     (tmp_path / "c").mkdir()
