@@ -11,7 +11,7 @@ from typing import Any
 
 from nasdun.errors import NasdunError
 from nasdun.progress import ProgressLine, duration
-from nasdun.results import candidate_row, prepare_out_dir, save_params, write_json, write_table
+from nasdun.results import candidate_row, check_out_dir, save_params, write_json, write_table
 from search_spaces.genotype import Genotype
 
 
@@ -96,14 +96,14 @@ def run_train(
         "device": dev, "compile": compile, "precision": precision, "minutes": minutes, "lr_scale": lr_scale,
         "problem": record(s),
     }  # fmt: skip
-    out_path = Path(out)
-    unfinished = (out_path / SPEC).is_file() and not (out_path / "results.csv").is_file()
-    if unfinished and json.loads((out_path / SPEC).read_text()) == json.loads(json.dumps(spec)):
-        out_dir = out_path  # the same run, cut short: continue it
-    else:
-        out_dir = prepare_out_dir(out, overwrite)
-        write_json(out_dir / SPEC, spec)
-    with run_lock(out_dir):
+    out_dir = Path(out)
+    unfinished = (out_dir / SPEC).is_file() and not (out_dir / "results.csv").is_file()
+    same = unfinished and json.loads((out_dir / SPEC).read_text()) == json.loads(json.dumps(spec))  # the same run, cut short: continue it
+    if not same:
+        check_out_dir(out_dir, overwrite)
+    with run_lock(out_dir):  # before anything is written: a run another process is training is never overwritten
+        if not same:
+            write_json(out_dir / SPEC, spec)
         return _train(archs, s, proto, seed, out_dir, dev, lr_scale, compile, precision, minutes, checkpoint_every_s)
 
 

@@ -419,6 +419,28 @@ def test_a_resume_of_a_run_being_written_names_the_writer_not_a_repair(searched,
     assert "results.csv is behind the study" in capsys.readouterr().err
 
 
+def test_a_forced_train_into_a_run_being_trained_is_refused_before_it_writes(tmp_path):
+    """`run_train(overwrite=True)` of other networks into a directory another process is training: refused, naming
+    the holder, with the live run's specification (what its resume reads) untouched."""
+    from nasdun.errors import NasdunError
+    from nasdun.training import run_train
+    from search_spaces.presets import resolve_archs
+
+    run = tmp_path / "live"
+    run.mkdir()
+    (run / "train.json").write_text('{"archs": "the live run"}')
+    hold = "import sys, time; from nasdun.lock import run_lock\nwith run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(NasdunError, match=f"is being written by another nasdun process \\(PID {holder.pid}\\)"):
+            run_train(resolve_archs("lista", 2), "small", "smoke", 0, run, device="cpu", overwrite=True)
+        assert (run / "train.json").read_text() == '{"archs": "the live run"}'
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_table_with_repeated_trial_numbers_is_renumbered_and_a_foreign_study_is_refused(searched, tmp_path, capsys):
     """What the old code made of a resume without optuna.db (rows repeating trial numbers 0-7) is refused and
     repaired: the repeats get fresh numbers and names, the study is rebuilt, a resume runs. A fresh search whose
