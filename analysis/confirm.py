@@ -53,19 +53,6 @@ def _finalists(runs: list[str], k: int) -> tuple[str, int, pd.DataFrame]:
     return settings[0], layers[0], pd.concat(parts, ignore_index=True)
 
 
-def _train_seed(
-    archs: list[tuple[str, Genotype]], setting: str, protocol: str, seed: int, out: Path, device: str, compile: bool, precision: str, force: bool
-) -> pd.DataFrame:
-    from nasdun.results import read_table
-    from nasdun.training import holds_run, run_train
-
-    if holds_run(out, archs, setting, seed, protocol):
-        return read_table(out).set_index("name")
-    if (out / "results.csv").is_file() and not force:
-        raise NasdunError(f"{out} holds results of other networks, setting or protocol than this confirm's; use another --out or --force")
-    return run_train(archs, setting, protocol, seed, out, device=device, overwrite=force, compile=compile, precision=precision).set_index("name")
-
-
 def run_confirm(
     runs: list[str | Path],
     k: int,
@@ -83,6 +70,7 @@ def run_confirm(
         raise NasdunError("confirm needs at least one run")
     if not seeds or len(set(seeds)) != len(seeds):
         raise NasdunError(f"--seeds {seeds} must be distinct and non-empty")
+    from nasdun.training import train_or_reuse
     from trainers.protocols import get_protocol
 
     get_protocol(protocol)  # a bad name fails before anything is written
@@ -95,7 +83,8 @@ def run_confirm(
     archs = list(nets.items())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    per_seed = {s: _train_seed(archs, setting, protocol, s, out / f"seed{s}", device, compile, precision, force) for s in seeds}
+    options = {"device": device, "compile": compile, "precision": precision}
+    per_seed = {s: train_or_reuse(out / f"seed{s}", archs, setting, protocol, s, force, **options).set_index("name") for s in seeds}
 
     table = pd.DataFrame({"name": list(nets)}).set_index("name")
     table["from"] = [" ".join(f"{r}#{i}" for r, i in zip(*_origins(finalists, n), strict=True)) or "anchor" for n in table.index]

@@ -74,22 +74,10 @@ def _finished(run: Path, budget: int) -> bool:
     return bool(rec.get("finished")) and int(rec.get("budget", -1)) == budget
 
 
-def _trained_once(run: Path, nets: list[Any], setting: str, protocol: str, seed: int, force: bool) -> pd.DataFrame:
-    """``nets`` trained in ``run``: reused if it holds exactly them on this setting, protocol and seed; trained if it
-    holds nothing, or anything else under ``force``; otherwise refused, never read as if it were this run."""
-    from nasdun.results import read_table
-    from nasdun.training import holds_run, run_train
-
-    if holds_run(run, nets, setting, seed, protocol):
-        return read_table(run)
-    if (run / "results.csv").is_file() and not force:
-        raise NasdunError(f"{run} holds a run of other networks, setting, protocol or seed; use another --out or pass --force to retrain it")
-    return run_train(nets, setting, protocol, seed, run, overwrite=True)
-
-
 def _hand_threshold(out_dir: Path, cfg: Any, baselines: bool, force: bool) -> dict[str, Any]:
     """The best hand design's validation value for a seed: from each search's own baseline rows, or (cold) from the
     hand designs trained once with that seed, setting and protocol (the data a search of that seed trains on)."""
+    from nasdun.training import train_or_reuse
     from nasdun.verdict import display
     from search_spaces.presets import resolve_archs
 
@@ -97,7 +85,7 @@ def _hand_threshold(out_dir: Path, cfg: Any, baselines: bool, force: bool) -> di
         return {}
     run = out_dir / "hand" / f"seed{cfg.seed}"
     names = [n for n in HAND if n != "meng2021" or cfg.layers <= 16]
-    df = _trained_once(run, resolve_archs(",".join(names), cfg.layers), cfg.setting, cfg.protocol, cfg.seed, force)
+    df = train_or_reuse(run, resolve_archs(",".join(names), cfg.layers), cfg.setting, cfg.protocol, cfg.seed, force)
     ok = df[df["status"] == "ok"].sort_values("val_nmse_db")
     best = ok.iloc[0]
     return {"name": display(str(best["name"])), "val_nmse_db": float(best["val_nmse_db"]), "test_nmse_db": float(best["test_nmse_db"])}
@@ -224,6 +212,7 @@ def _band_figure(medians: dict[str, dict[str, list[float]]], out_dir: Path, save
 def _confirm(out_dir: Path, summary: dict[str, Any], base: Any, seeds: int, protocol: str, force: bool) -> dict[str, Any]:
     """Each sampler's top-1 (its seeds pooled) retrained with the hand designs on fresh seeds 1000, 1001, ..."""
     from analysis.average import load_runs, top_k
+    from nasdun.training import train_or_reuse
     from search_spaces.genotype import Genotype
     from search_spaces.presets import resolve_archs
 
@@ -236,7 +225,7 @@ def _confirm(out_dir: Path, summary: dict[str, Any], base: Any, seeds: int, prot
     nets = list(archs.items()) + resolve_archs(",".join(names), base.layers)
     rows = []
     for seed in range(1000, 1000 + seeds):
-        df = _trained_once(out_dir / "confirm" / f"seed{seed}", nets, base.setting, protocol, seed, force)  # a changed top-1 is trained
+        df = train_or_reuse(out_dir / "confirm" / f"seed{seed}", nets, base.setting, protocol, seed, force)  # a changed top-1 is trained
         rows.append(df.assign(confirm_seed=seed))
     table = pd.concat(rows).groupby("name")[["val_nmse_db", "test_nmse_db"]].agg(["mean", "std"])
     return {str(n): {"val_mean": float(r[("val_nmse_db", "mean")]), "test_mean": float(r[("test_nmse_db", "mean")]),

@@ -125,6 +125,20 @@ def holds_run(run_dir: str | Path, archs: list[tuple[str, Genotype]], setting: s
     return same_archs and same_data and same_protocol and meta.get("seed") == seed
 
 
+def train_or_reuse(run_dir: str | Path, archs: list[tuple[str, Genotype]], setting: str, protocol: Any, seed: int, force: bool = False,
+                   **options: Any) -> Any:  # fmt: skip
+    """The results of ``archs`` trained in ``run_dir``: read back if it holds exactly that run (:func:`holds_run`),
+    trained if it holds none; a run of anything else is refused in one line, or replaced under ``force``.
+    ``options`` go to :func:`run_train` (device, compile, precision)."""
+    from nasdun.results import read_table
+
+    if holds_run(run_dir, archs, setting, seed, protocol):
+        return read_table(Path(run_dir))
+    if (Path(run_dir) / "results.csv").is_file() and not force:
+        raise NasdunError(f"{run_dir} holds a run of other networks, setting, seed or protocol; use another --out or pass --force to retrain it")
+    return run_train(archs, setting, protocol, seed, run_dir, overwrite=force, **options)
+
+
 def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
     """Finish the interrupted ``nasdun train`` in ``out`` from its last checkpoint (same networks, data and protocol)."""
     from nasdun.config import from_mapping

@@ -301,7 +301,7 @@ def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
     again = run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "smoke", tmp_path / "conf", against=["meng2021"], device="cpu")
     assert (tmp_path / "conf" / "seed5" / "results.csv").stat().st_mtime_ns == stamp  # read, not trained again
     pd.testing.assert_frame_equal(again.set_index("name"), table_)
-    with pytest.raises(NasdunError, match="holds results of other networks, setting or protocol"):  # not smoke's read as search's
+    with pytest.raises(NasdunError, match="holds a run of other networks, setting, seed or protocol"):  # not smoke's read as search's
         run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "search", tmp_path / "conf", against=["meng2021"], device="cpu")
 
     other = pd.read_csv(tmp_path / "b" / "results.csv").assign(setting="noiseless")
@@ -311,7 +311,7 @@ def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
         run_confirm([tmp_path / "a", tmp_path / "c"], 2, [5], "smoke", tmp_path / "c2", device="cpu")
     with pytest.raises(NasdunError, match=r"--seeds \[5, 5\] must be distinct"):
         run_confirm([tmp_path / "a"], 2, [5, 5], "smoke", tmp_path / "c3", device="cpu")
-    with pytest.raises(NasdunError, match="holds results of other networks"):
+    with pytest.raises(NasdunError, match="holds a run of other networks, setting, seed or protocol"):
         run_confirm([tmp_path / "a"], 1, [5], "smoke", tmp_path / "conf", device="cpu")
 
 
