@@ -13,9 +13,11 @@ A long reference (``paper``: hours per four networks at ``small``, K = 8, on 2 C
 docs/results/fidelity.md) is built in chunks (``reference_chunk`` networks per training run, ``OUT/<reference>/partNN/``):
 runs of the same setting and seed train on the same data in the same order, so a network's
 result does not depend on its chunk. ``max_chunks`` bounds the chunks trained in one call; the
-report then covers the networks whose reference is finished, and says that it is partial; the
-cheap protocols are trained on exactly those networks, as one cohort (a halving protocol cuts
-inside its cohort, which is also why a halving reference is not chunked).
+report then covers the networks whose reference is finished, and says that it is partial. The
+cheap protocols are trained on exactly those networks, in the reference's chunks
+(``OUT/<protocol>/partNN/``, for the same reason), so that a chunk trained once is reused as the
+reference grows; a halving protocol cuts inside its cohort, so it trains the finished networks as
+one cohort (``OUT/<protocol>/``), and a halving reference is not chunked.
 """
 
 from __future__ import annotations
@@ -189,22 +191,26 @@ def run_fidelity(
 
     chunks = reference_chunks(archs, n_genotypes, reference_chunk)
     ref_dirs = [out_dir / _name(reference)] if reference_chunk == 0 else [out_dir / _name(reference) / f"part{i:02d}" for i in range(len(chunks))]
-    ref_parts, budget = [], math.inf if max_chunks is None else max_chunks
+    ref_parts: list[tuple[Path, list[tuple[str, Any]], pd.DataFrame]] = []  # the finished chunks
+    budget = math.inf if max_chunks is None else max_chunks
     for run_dir, nets in zip(ref_dirs, chunks, strict=True):
         if not holds_run(run_dir, nets, setting, seed, reference):
             if budget <= 0:
                 continue  # left for a later call: the report covers the finished chunks
             budget -= 1
-        ref_parts.append((run_dir, trained(run_dir, nets, reference)))
-    done = [n for n, _ in archs if any(n in t.index for _, t in ref_parts)]
+        ref_parts.append((run_dir, nets, trained(run_dir, nets, reference)))
+    done = [n for n, _ in archs if any(n in t.index for _, _, t in ref_parts)]
     if len(done) < len(archs):
         print(f"fidelity: partial reference: {len(done)} of {len(archs)} networks trained with {_name(reference)}", flush=True)
     if len(done) < 3:
         raise NasdunError(f"{len(done)} networks have their {_name(reference)} reference trained; a ranking needs at least 3 (raise --chunks)")
-    tables = {reference: pd.concat([t for _, t in ref_parts]).loc[done]}
-    compared = [(n, g) for n, g in archs if n in done]  # a cheap protocol trains the networks it is compared on, as one cohort
+    tables = {reference: pd.concat([t for _, _, t in ref_parts]).loc[done]}
+    compared = [(n, g) for n, g in archs if n in done]  # a cheap protocol trains the networks it is compared on
     for proto in protocols:
-        tables[proto] = trained(out_dir / _name(proto), compared, proto, cheap=True).loc[done]
+        if reference_chunk and not get_protocol(proto).rungs:  # in the reference's chunks: each reused once trained
+            tables[proto] = pd.concat([trained(out_dir / _name(proto) / d.name, nets, proto) for d, nets, _ in ref_parts]).loc[done]
+        else:
+            tables[proto] = trained(out_dir / _name(proto), compared, proto, cheap=True).loc[done]
     ref = tables[reference]
     ref_rank = cheap_rank(ref)
     randoms = [n for n, _ in archs[:n_genotypes] if n in done]  # the hand designs are easy to rank; rho without them too
@@ -243,7 +249,7 @@ def run_fidelity(
                        f"{_name(proto)} vs {_name(reference)} ranks")  # fmt: skip
     table = pd.DataFrame(rows)
     table.to_csv(out_dir / "fidelity.csv", index=False)
-    rungs = rung_study([d for d, _ in ref_parts], randoms)
+    rungs = rung_study([d for d, _, _ in ref_parts], randoms)
     rungs.to_csv(out_dir / "rungs.csv", index=False)
     lines = [
         "| protocol | Spearman | 95% interval | Kendall | Spearman, random only | top-25% overlap | ref top-5 in cheap top-25% | cost ratio |",
@@ -265,7 +271,7 @@ def run_fidelity(
         f"Ranking agreement with `{_name(reference)}` over {len(done)} networks ({len(randoms)} random + {hand} hand design{'s' * (hand != 1)}), "
         f"setting `{setting}`, K = {layers}, seed {seed}"
         f"{'' if genotype_seed in (None, seed) else f' (genotypes drawn with seed {genotype_seed})'}"
-        + (f"; reference in runs of {reference_chunk} networks on the same data" if reference_chunk else "")
+        + (f"; reference (and each non-halving cheap protocol) in runs of {reference_chunk} networks on the same data" if reference_chunk else "")
         + (f". **Partial reference: {len(done)} of {len(archs)} networks trained so far**" if len(done) < len(archs) else "")
         + ".\n\n"
         + "\n".join(lines)

@@ -382,22 +382,24 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     assert "| 1/5 (at most 1) |" in (out / "fidelity.md").read_text() or "| 0/5 (at most 1) |" in (out / "fidelity.md").read_text()
     assert "Partial reference: 3 of 8 networks" in (out / "fidelity.md").read_text()
     first = pd.read_csv(out / "ref" / "part00" / "results.csv").set_index("name").loc[chunks[0]]
-    cheap = pd.read_csv(out / "short" / "results.csv").set_index("name")
-    assert sorted(cheap.index) == sorted(chunks[0])  # the cheap protocol trains the networks it is compared on
+    cheap = pd.read_csv(out / "short" / "part00" / "results.csv").set_index("name")
+    assert sorted(cheap.index) == sorted(chunks[0])  # the cheap protocol trains the networks it is compared on, in the same chunk
     cheap = cheap.loc[chunks[0]]
     assert part.loc["short", "spearman"] == pytest.approx(first["val_nmse_db"].rank().corr(cheap["val_nmse_db"].rank()))
     stamp = (out / "ref" / "part00" / "results.csv").stat().st_mtime_ns
+    cheap_stamp = (out / "short" / "part00" / "results.csv").stat().st_mtime_ns
     full = run_fidelity(2, out=out, reference_chunk=3, **run).set_index("protocol")
     assert (out / "ref" / "part00" / "results.csv").stat().st_mtime_ns == stamp  # the finished chunk was reused
-    merged = pd.concat([pd.read_csv(out / "ref" / f"part{i:02d}" / "results.csv") for i in range(3)]).set_index("name").loc[names]
-    assert len(pd.read_csv(out / "short" / "results.csv")) == 8  # the earlier 3-network ranking was replaced
-    assert np.allclose(merged["val_nmse_db"], one["val_nmse_db"], atol=1e-3)  # same data: the chunk does not matter
-    assert list(merged["iterations"]) == list(one["iterations"])
+    assert (out / "short" / "part00" / "results.csv").stat().st_mtime_ns == cheap_stamp  # and so was the cheap protocol's
+    for proto, whole_run in (("ref", one), ("short", pd.read_csv(tmp_path / "one" / "short" / "results.csv").set_index("name"))):
+        merged = pd.concat([pd.read_csv(out / proto / f"part{i:02d}" / "results.csv") for i in range(3)]).set_index("name").loc[names]
+        assert np.allclose(merged["val_nmse_db"], whole_run.loc[names, "val_nmse_db"], atol=1e-3)  # same data: the chunk does not matter
+        assert list(merged["iterations"]) == list(whole_run.loc[names, "iterations"])
     for column in ("spearman", "kendall", "cost_ratio", "top25_overlap"):
         assert full.loc["short", column] == pytest.approx(whole.loc["short", column])
     assert "Partial" not in (out / "fidelity.md").read_text()
     short.write_text("patience: 10\nmax_iters: 20\nbatch_size: 32\n")  # the same name, another protocol: not read as the old one
-    with pytest.raises(NasdunError, match="short holds a run of other networks, setting, seed or protocol"):
+    with pytest.raises(NasdunError, match="part00 holds a run of other networks, setting, seed or protocol"):
         run_fidelity(2, out=out, reference_chunk=3, **run)
     short.write_text("patience: 10\nmax_iters: 10\nbatch_size: 32\n")
     with pytest.raises(NasdunError, match="part00 holds a run of other networks"):  # other chunks: a finished reference is kept
@@ -409,6 +411,9 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
         run_fidelity(2, out=tmp_path / "none", reference_chunk=2, max_chunks=1, **run)
     halving = tmp_path / "halving.yaml"
     halving.write_text("patience: 10\nmax_iters: 10\nbatch_size: 32\nrungs: [1]\neta: 2\n")
+    cut = run_fidelity(2, out=out, reference_chunk=3, **{**run, "protocols": [str(halving)]}).set_index("protocol")
+    assert len(pd.read_csv(out / "halving" / "results.csv")) == 8 and not (out / "halving" / "part00").exists()  # one cohort: halving cuts inside it
+    assert cut.loc["halving", "candidates"] == 8
     with pytest.raises(NasdunError, match="reference 'halving': a halving protocol ranks inside its cohort"):
         run_fidelity(2, out=tmp_path / "sh", reference_chunk=3, **{**run, "reference": str(halving)})
     assert not (tmp_path / "sh").exists()  # refused before anything is written
