@@ -153,7 +153,28 @@ def test_predictor_is_rebuilt_from_the_study_and_never_proposes_an_asked_genotyp
     assert [o.number for o in fresh.history] == list(range(30))
     fresh._study = study.sampler._study = study
     assert fresh.propose(fresh.rng(30), 30) == study.sampler.propose(study.sampler.rng(30), 30)
+    with pytest.raises(NasdunError, match="predictor: model='tree'; expected one of mlp, forest, hybrid"):
+        make_sampler("predictor", DECISIONS, 0, {"model": "tree"})
     with pytest.raises(NasdunError, match="predictor: startup=1; expected an integer >= 2"):
         make_sampler("predictor", DECISIONS, 0, {"startup": 1})
     with pytest.raises(NasdunError, match="predictor: climbs=-1; expected an integer >= 0"):
         make_sampler("predictor", DECISIONS, 0, {"climbs": -1})
+
+
+@pytest.mark.parametrize("model", ["forest", "hybrid"])
+def test_predictor_models_are_seeded_and_rebuilt_from_the_study(model):
+    options = {**OPTIONS["predictor"], "model": model, "trees": 20}
+
+    def study(seed: int) -> optuna.Study:
+        s = optuna.create_study(sampler=make_sampler("predictor", DECISIONS, seed, options))
+        s.optimize(target_objective(), n_trials=16)
+        return s
+
+    a = study(0)
+    assert [t.params for t in a.trials] == [t.params for t in study(0).trials] != [t.params for t in study(1).trials]
+    assert len({tuple(sorted(t.params.items())) for t in a.trials}) == 16
+    fresh = make_sampler("predictor", DECISIONS, 0, options)
+    fresh.catch_up(a)
+    a.sampler.catch_up(a)
+    fresh._study = a.sampler._study = a
+    assert fresh.propose(fresh.rng(16), 16) == a.sampler.propose(a.sampler.rng(16), 16)

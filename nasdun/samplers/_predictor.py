@@ -1,8 +1,12 @@
 """Predictor-guided search (after BANANAS, White et al. 2021): learn the space from the history, propose the
 candidate a predictor likes best among mutations of the best genotypes so far.
 
-An ensemble of small regressors (scikit-learn MLPs, each on a bootstrap resample, seeded) maps an
-encoding of the decisions to the validation value: their one-hot, followed by how often each choice is
+An ensemble of regressors (``model``: small scikit-learn MLPs by default, or random forests, or a ridge
+regression plus a forest on its residuals; each member on a bootstrap resample, seeded) maps an encoding
+of the decisions to the validation value. Forests rank unseen candidates of this space better from few
+results, but cannot follow a trend past the values they have seen, which an MLP can
+(``benchmarks/predictor_quality.py``, ``tests/test_samplers.py``, docs/results/samplers.md).
+The encoding: the decisions' one-hot, followed by how often each choice is
 taken among decisions of one kind (the share of soft-threshold layers, of open lag-1 gates, of open
 connections...), so that a trend shared by the layers is learnt from a few candidates, not layer by
 layer. Each proposal draws one ensemble member (independent Thompson sampling: members disagree where
@@ -32,8 +36,11 @@ from search_spaces.genotype import Choice, Decision
 
 class PredictorSampler(HistorySampler):
     """See the module's text. Options: ``startup`` (random proposals first), ``ensemble`` (members),
-    ``parents`` (best genotypes mutated), ``pool`` (candidates scored per proposal, half mutations), ``hidden`` (units),
+    ``parents`` (best genotypes mutated), ``pool`` (candidates scored per proposal, half mutations), ``model``
+    (``mlp``, ``forest``, or ``hybrid``: ridge plus a forest on its residuals), ``trees`` (per forest), ``hidden`` (units per MLP layer),
     ``climbs`` (greedy descents on the prediction per proposal; 0: the pool alone)."""
+
+    MODELS = ("mlp", "forest", "hybrid")
 
     def __init__(
         self,
@@ -43,6 +50,8 @@ class PredictorSampler(HistorySampler):
         ensemble: int = 5,
         parents: int = 10,
         pool: int = 400,
+        model: str = "mlp",
+        trees: int = 50,
         hidden: int = 32,
         climbs: int = 4,
     ) -> None:
@@ -52,12 +61,16 @@ class PredictorSampler(HistorySampler):
             ("ensemble", ensemble, 1),
             ("parents", parents, 1),
             ("pool", pool, 2),
+            ("trees", trees, 1),
             ("hidden", hidden, 1),
             ("climbs", climbs, 0),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise NasdunError(f"predictor: {name}={value!r}; expected an integer >= {low}")
-        self.startup, self.ensemble, self.parents, self.pool, self.hidden, self.climbs = startup, ensemble, parents, pool, hidden, climbs
+        if model not in self.MODELS:
+            raise NasdunError(f"predictor: model={model!r}; expected one of {', '.join(self.MODELS)}")
+        self.startup, self.ensemble, self.parents, self.pool, self.climbs = startup, ensemble, parents, pool, climbs
+        self.model, self.trees, self.hidden = model, trees, hidden
         self.history: list[Observation] = []
         self._offsets = np.cumsum([0] + [len(d.choices) for d in decisions])
         kinds: dict[tuple[str, Choice], list[int]] = {}  # (kind, choice) -> one-hot positions
@@ -88,6 +101,8 @@ class PredictorSampler(HistorySampler):
 
     def _fit(self) -> list[Any]:
         if self._fitted_on != len(self.history):
+            from sklearn.ensemble import RandomForestRegressor
+            from sklearn.linear_model import Ridge
             from sklearn.neural_network import MLPRegressor
 
             values = [o.value for o in self.history if o.value is not None]
@@ -99,7 +114,13 @@ class PredictorSampler(HistorySampler):
             for m in range(self.ensemble):
                 rng = np.random.default_rng([self.seed, len(self.history), m])
                 idx = rng.integers(len(y), size=len(y))  # a bootstrap resample
-                net = MLPRegressor(hidden_layer_sizes=(self.hidden, self.hidden), alpha=1e-3, max_iter=800, random_state=int(rng.integers(2**31)))
+                state = int(rng.integers(2**31))
+                if self.model == "forest":
+                    net: Any = RandomForestRegressor(self.trees, random_state=state)
+                elif self.model == "hybrid":
+                    net = _Hybrid(Ridge(alpha=1.0), RandomForestRegressor(self.trees, random_state=state))
+                else:
+                    net = MLPRegressor(hidden_layer_sizes=(self.hidden, self.hidden), alpha=1e-3, max_iter=800, random_state=state)
                 models.append(net.fit(X[idx], y[idx]))
             self._models, self._fitted_on = models, len(self.history)
         assert self._models is not None
@@ -146,3 +167,19 @@ class PredictorSampler(HistorySampler):
                 break
             current, value = neighbours[i], float(scores[i])
         return current
+
+
+class _Hybrid:
+    """A linear model (which extrapolates a trend shared by the layers) plus a forest on its residuals (which
+    learns the interactions the linear model misses)."""
+
+    def __init__(self, linear: Any, forest: Any) -> None:
+        self.linear, self.forest = linear, forest
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _Hybrid:
+        self.linear.fit(X, y)
+        self.forest.fit(X, y - self.linear.predict(X))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.linear.predict(X) + self.forest.predict(X))
