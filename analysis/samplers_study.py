@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,12 @@ def run_sampler_study(
     write_json(out_dir / "study.json", spec)
     for (s, k), cfg in cfgs.items():
         run = out_dir / "runs" / f"{s}-seed{k}"
+        if (run / "search.yaml").is_file() and (changed := _changed(run, cfg)):
+            if not force:
+                raise NasdunError(
+                    f"{run} is a search with other {', '.join(changed)} than this study asks; use another --out or pass --force to redo it"
+                )
+            shutil.rmtree(run)
         if _finished(run, budget):
             continue
         print(f"compare-samplers: {s}, seed {k}", flush=True)
@@ -65,6 +72,20 @@ def run_sampler_study(
     write_json(out_dir / "samplers.json", summary)
     (out_dir / "samplers.md").write_text(markdown(summary, spec))
     return summary
+
+
+# what decides a search's candidates and values (its budget may grow: a finished search is then continued)
+RESULT_FIELDS = ("layers", "max_lag", "neurons", "search_conn", "search_neurons", "search_lags", "default_neuron", "sampler", "cohort",
+                 "setting", "protocol", "seed", "retrain_duplicates", "baselines", "start_from", "precision")  # fmt: skip
+
+
+def _changed(run: Path, cfg: Any) -> list[str]:
+    """The fields (and sampler options) in which the search in ``run`` differs from ``cfg``."""
+    from nasdun.searchconfig import load_config
+
+    held = load_config(str(run / "search.yaml"), {})
+    changed = [f for f in RESULT_FIELDS if getattr(held, f) != getattr(cfg, f)]
+    return changed + (["sampler options"] if held.options_for(held.sampler) != cfg.options_for(cfg.sampler) else [])
 
 
 def _finished(run: Path, budget: int) -> bool:

@@ -8,9 +8,10 @@ from nasdun.cli import main
 
 
 def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without_retraining(tmp_path, capsys):
-    out = tmp_path / "study"
+    out, config = tmp_path / "study", tmp_path / "study.yaml"
+    config.write_text("sampler_options:\n  predictor: {startup: 2}\n")
     args = ["compare-samplers", "--samplers", "random,predictor", "--seeds", "0,1", "--budget", "4", "--layers", "3", "--protocol", "smoke",
-            "--cohort", "2", "--setting", "small", "--num-cpus", "2", "--confirm-seeds", "1", "--out", str(out)]  # fmt: skip
+            "--cohort", "2", "--setting", "small", "--num-cpus", "2", "--confirm-seeds", "1", "--config", str(config), "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     summary = json.loads((out / "samplers.json").read_text())
     assert len(summary["runs"]) == 4
@@ -46,6 +47,15 @@ def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without
     assert json.loads((out / "samplers.json").read_text())["runs"] == summary["runs"]
     assert main([a if a != "4" else "6" for a in args]) == 2  # another budget into the same directory
     assert "holds a sampler study of another specification" in capsys.readouterr().err
+    config.write_text("sampler_options:\n  predictor: {startup: 2, model: forest}\n")  # the same file, edited: its searches are not the old ones
+    assert main(args) == 2
+    assert "predictor-seed0 is a search with other sampler options than this study asks; use another --out or pass --force" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.csv")} == stamps  # nothing replaced
+    assert main([*args, "--force"]) == 0  # the predictor's searches are redone, random's (unchanged) kept
+    redone = {p for p in out.glob("runs/*/results.csv") if p.stat().st_mtime_ns != stamps[p]}
+    assert redone == {out / "runs" / f"predictor-seed{k}" / "results.csv" for k in (0, 1)}
+    assert "model: forest" in (out / "runs" / "predictor-seed0" / "search.yaml").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.csv")}
 
     confirm = pd.read_csv(out / "confirm" / "seed1000" / "results.csv").set_index("name")
     assert {"top1-random", "top1-predictor"} <= set(confirm.index) and set(summary["confirm"]) == set(confirm.index)
