@@ -153,7 +153,7 @@ def run_fidelity(
     dictionary, validation and test sets belong to the setting), ``genotype_seed`` (default:
     ``seed``) draws the random genotypes, so one set of genotypes can be studied under other
     training randomness."""
-    from nasdun.training import holds_run, run_train
+    from nasdun.training import holds_run, train_or_reuse
     from search_spaces.genotype import SearchSpace
     from search_spaces.presets import PRESETS, preset
     from trainers.protocols import get_protocol
@@ -177,17 +177,12 @@ def run_fidelity(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def trained(run_dir: Path, nets: list[tuple[str, Any]], proto: str, cheap: bool = False) -> pd.DataFrame:
-        if holds_run(run_dir, nets, setting, seed, proto):
-            print(f"fidelity: {_name(proto)}: reusing {run_dir}", flush=True)
-        else:
-            earlier = cheap and holds_run(run_dir, archs, setting, seed, proto, subset=True)  # a cheap ranking of fewer of these networks
-            if (run_dir / "results.csv").is_file() and not (force or earlier):
-                raise NasdunError(
-                    f"{run_dir} holds a run of other networks, setting, seed or protocol; use another --out (or pass --force to replace it)"
-                )
-            print(f"fidelity: training {len(nets)} networks with {_name(proto)} in {run_dir}", flush=True)
-            run_train(nets, setting, proto, seed, run_dir, device=device, overwrite=True, compile=compile, precision=precision)
-        return read_table(run_dir).set_index("name")
+        reuse = holds_run(run_dir, nets, setting, seed, proto)
+        earlier = cheap and not reuse and holds_run(run_dir, archs, setting, seed, proto, subset=True)  # a cheap ranking of fewer of these networks
+        doing = f"{_name(proto)}: reusing {run_dir}" if reuse else f"training {len(nets)} networks with {_name(proto)} in {run_dir}"
+        print(f"fidelity: {doing}", flush=True)
+        options = {"device": device, "compile": compile, "precision": precision}
+        return train_or_reuse(run_dir, nets, setting, proto, seed, force or earlier, **options).set_index("name")
 
     chunks = reference_chunks(archs, n_genotypes, reference_chunk)
     ref_dirs = [out_dir / _name(reference)] if reference_chunk == 0 else [out_dir / _name(reference) / f"part{i:02d}" for i in range(len(chunks))]

@@ -129,14 +129,15 @@ def train_or_reuse(run_dir: str | Path, archs: list[tuple[str, Genotype]], setti
                    **options: Any) -> Any:  # fmt: skip
     """The results of ``archs`` trained in ``run_dir``: read back if it holds exactly that run (:func:`holds_run`),
     trained if it holds none; a run of anything else is refused in one line, or replaced under ``force``.
+    Either way the table is read from disk, so a run trained now and one reused later give the same frame.
     ``options`` go to :func:`run_train` (device, compile, precision)."""
     from nasdun.results import read_table
 
-    if holds_run(run_dir, archs, setting, seed, protocol):
-        return read_table(Path(run_dir))
-    if (Path(run_dir) / "results.csv").is_file() and not force:
-        raise NasdunError(f"{run_dir} holds a run of other networks, setting, seed or protocol; use another --out or pass --force to retrain it")
-    return run_train(archs, setting, protocol, seed, run_dir, overwrite=force, **options)
+    if not holds_run(run_dir, archs, setting, seed, protocol):
+        if (Path(run_dir) / "results.csv").is_file() and not force:
+            raise NasdunError(f"{run_dir} holds a run of other networks, setting, seed or protocol; use another --out or pass --force to retrain it")
+        run_train(archs, setting, protocol, seed, run_dir, overwrite=force, **options)
+    return read_table(Path(run_dir))
 
 
 def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
