@@ -74,17 +74,19 @@ def run_sampler_study(
     return summary
 
 
-# what decides a search's candidates and values (its budget may grow: a finished search is then continued)
-RESULT_FIELDS = ("layers", "max_lag", "neurons", "search_conn", "search_neurons", "search_lags", "default_neuron", "sampler", "cohort",
-                 "setting", "protocol", "seed", "retrain_duplicates", "baselines", "start_from", "precision")  # fmt: skip
+# beside the search space, what decides a search's candidates and values (its budget may grow: a finished search is then continued)
+RESULT_FIELDS = ("sampler", "cohort", "setting", "protocol", "seed", "retrain_duplicates", "baselines", "start_from", "precision")
 
 
 def _changed(run: Path, cfg: Any) -> list[str]:
     """The fields (and sampler options) in which the search in ``run`` differs from ``cfg``."""
+    from dataclasses import fields
+
     from nasdun.searchconfig import load_config
+    from search_spaces.genotype import SearchSpace
 
     held = load_config(str(run / "search.yaml"), {})
-    changed = [f for f in RESULT_FIELDS if getattr(held, f) != getattr(cfg, f)]
+    changed = [f for f in (*(f.name for f in fields(SearchSpace)), *RESULT_FIELDS) if getattr(held, f) != getattr(cfg, f)]
     return changed + (["sampler options"] if held.options_for(held.sampler) != cfg.options_for(cfg.sampler) else [])
 
 
