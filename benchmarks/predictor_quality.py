@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analysis.fidelity import spearman  # noqa: E402
 from nasdun.samplers._history import Observation  # noqa: E402
 from nasdun.samplers._predictor import PredictorSampler  # noqa: E402
 from search_spaces.genotype import Genotype, SearchSpace  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
                 predictions |= {
                     "ridge": Ridge(alpha=1.0).fit(X[train], y[train]).predict(X[test]),
                     "ridge, shares only": Ridge(alpha=1.0).fit(shares[train], y[train]).predict(shares[test]),
-                    "random forest (200 trees, one)": RandomForestRegressor(200, random_state=rep).fit(X[train], y[train]).predict(X[test]),
+                    "one random forest of 200 trees": RandomForestRegressor(200, random_state=rep).fit(X[train], y[train]).predict(X[test]),
                 }
                 for model, pred in predictions.items():
                     rows.append(
@@ -84,7 +84,7 @@ def main() -> None:
                             "seed": seed,
                             "n": n,
                             "model": model,
-                            "spearman": spearmanr(pred, y[test]).statistic,
+                            "spearman": spearman(pred, y[test]),
                             "top1_in_top10pct": test[int(np.argmin(pred))] in top10,
                         }
                     )

@@ -153,7 +153,7 @@ def test_predictor_is_rebuilt_from_the_study_and_never_proposes_an_asked_genotyp
     assert [o.number for o in fresh.history] == list(range(30))
     fresh._study = study.sampler._study = study
     assert fresh.propose(fresh.rng(30), 30) == study.sampler.propose(study.sampler.rng(30), 30)
-    with pytest.raises(NasdunError, match="predictor: model='tree'; expected one of mlp, forest, hybrid"):
+    with pytest.raises(NasdunError, match="predictor: model='tree'; expected one of mlp, forest"):
         make_sampler("predictor", DECISIONS, 0, {"model": "tree"})
     with pytest.raises(NasdunError, match="predictor: startup=1; expected an integer >= 2"):
         make_sampler("predictor", DECISIONS, 0, {"startup": 1})
@@ -161,9 +161,8 @@ def test_predictor_is_rebuilt_from_the_study_and_never_proposes_an_asked_genotyp
         make_sampler("predictor", DECISIONS, 0, {"climbs": -1})
 
 
-@pytest.mark.parametrize("model", ["forest", "hybrid"])
-def test_predictor_models_are_seeded_and_rebuilt_from_the_study(model):
-    options = {**OPTIONS["predictor"], "model": model, "trees": 20}
+def test_predictor_with_forests_is_seeded_and_rebuilt_from_the_study():
+    options = {**OPTIONS["predictor"], "model": "forest", "trees": 20}
 
     def study(seed: int) -> optuna.Study:
         s = optuna.create_study(sampler=make_sampler("predictor", DECISIONS, seed, options))

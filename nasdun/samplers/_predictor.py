@@ -1,8 +1,8 @@
 """Predictor-guided search (after BANANAS, White et al. 2021): learn the space from the history, propose the
 candidate a predictor likes best among mutations of the best genotypes so far.
 
-An ensemble of regressors (``model``: small scikit-learn MLPs by default, or random forests, or a ridge
-regression plus a forest on its residuals; each member on a bootstrap resample, seeded) maps an encoding
+An ensemble of regressors (``model``: small scikit-learn MLPs by default, or random forests; each member
+on a bootstrap resample, seeded) maps an encoding
 of the decisions to the validation value. Forests rank unseen candidates of this space better from few
 results, but cannot follow a trend past the values they have seen, which an MLP can
 (``benchmarks/predictor_quality.py``, ``tests/test_samplers.py``, docs/results/samplers.md).
@@ -37,10 +37,10 @@ from search_spaces.genotype import Choice, Decision
 class PredictorSampler(HistorySampler):
     """See the module's text. Options: ``startup`` (random proposals first), ``ensemble`` (members),
     ``parents`` (best genotypes mutated), ``pool`` (candidates scored per proposal, half mutations), ``model``
-    (``mlp``, ``forest``, or ``hybrid``: ridge plus a forest on its residuals), ``trees`` (per forest), ``hidden`` (units per MLP layer),
+    (``mlp`` or ``forest``), ``trees`` (per forest), ``hidden`` (units per MLP layer),
     ``climbs`` (greedy descents on the prediction per proposal; 0: the pool alone)."""
 
-    MODELS = ("mlp", "forest", "hybrid")
+    MODELS = ("mlp", "forest")
 
     def __init__(
         self,
@@ -102,7 +102,6 @@ class PredictorSampler(HistorySampler):
     def _fit(self) -> list[Any]:
         if self._fitted_on != len(self.history):
             from sklearn.ensemble import RandomForestRegressor
-            from sklearn.linear_model import Ridge
             from sklearn.neural_network import MLPRegressor
 
             values = [o.value for o in self.history if o.value is not None]
@@ -117,8 +116,6 @@ class PredictorSampler(HistorySampler):
                 state = int(rng.integers(2**31))
                 if self.model == "forest":
                     net: Any = RandomForestRegressor(self.trees, random_state=state)
-                elif self.model == "hybrid":
-                    net = _Hybrid(Ridge(alpha=1.0), RandomForestRegressor(self.trees, random_state=state))
                 else:
                     net = MLPRegressor(hidden_layer_sizes=(self.hidden, self.hidden), alpha=1e-3, max_iter=800, random_state=state)
                 models.append(net.fit(X[idx], y[idx]))
@@ -167,19 +164,3 @@ class PredictorSampler(HistorySampler):
                 break
             current, value = neighbours[i], float(scores[i])
         return current
-
-
-class _Hybrid:
-    """A linear model (which extrapolates a trend shared by the layers) plus a forest on its residuals (which
-    learns the interactions the linear model misses)."""
-
-    def __init__(self, linear: Any, forest: Any) -> None:
-        self.linear, self.forest = linear, forest
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> _Hybrid:
-        self.linear.fit(X, y)
-        self.forest.fit(X, y - self.linear.predict(X))
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.linear.predict(X) + self.forest.predict(X))
