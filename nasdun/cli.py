@@ -78,6 +78,19 @@ def _force_option() -> argparse.ArgumentParser:
     return f
 
 
+def _search_options() -> argparse.ArgumentParser:
+    """What a search is run on and where: the options `search` and `compare-samplers` share (a parent parser)."""
+    s = argparse.ArgumentParser(add_help=False)
+    s.add_argument("--config", default=None, help="YAML file or shipped config name: demo (the CPU demo, the default) or paper")
+    s.add_argument("--cohort", type=_positive_int, default=None, help="candidates trained together per Ray Tune trial (config: cohort)")
+    s.add_argument("--setting", default=None, help="problem setting (config: setting)")
+    s.add_argument("--protocol", default=None, help="training protocol name or YAML file (config: protocol)")
+    s.add_argument("--layers", type=_positive_int, default=None, help="K, the number of layers (config: layers)")
+    s.add_argument("--address", default=None, help="an existing Ray cluster (auto or host:port); default: a local Ray")
+    s.add_argument("--num-cpus", type=_positive_int, default=None, help="CPUs of the local Ray (default: all)")
+    return s
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nasdun import __version__
 
@@ -85,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nasdun", description="Architecture search over unrolled sparse-recovery networks (LISTA and relatives).")
     p.add_argument("--version", action="version", version=f"nasdun {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
-    dev, force = _device_options(), _force_option()
+    dev, force, searching = _device_options(), _force_option(), _search_options()
 
     def add(name: str, help: str, *parents: Any) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, parents=list(parents), formatter_class=fmt)
@@ -106,16 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", metavar="DIR", default=None, help="finish an interrupted train in DIR from its last checkpoint (other options are read from DIR)"
     )
 
-    se = add("search", "architecture search on Ray Tune; ends with how the best found network compares with the hand designs", force)
-    se.add_argument("--config", default=None, help="YAML file or shipped config name: demo (the CPU demo, the default) or paper")
+    se = add("search", "architecture search on Ray Tune; ends with how the best found network compares with the hand designs", force, searching)
     se.add_argument("--resume", metavar="DIR", default=None, help="finish the budget of an interrupted search in DIR (or promote it)")
     se.add_argument("--sampler", default=None, help=f"one of: {', '.join(_sampler_names())} (config: sampler)")
     se.add_argument("--budget", type=_positive_int, default=None, help="distinct candidates to train, baselines included (config: budget)")
-    se.add_argument("--cohort", type=_positive_int, default=None, help="candidates trained together per Ray Tune trial (config: cohort)")
     se.add_argument("--minutes", type=_nonneg_float, default=None, help="start no new cohort after this many minutes (0: no limit)")
-    se.add_argument("--setting", default=None, help="problem setting (config: setting)")
-    se.add_argument("--protocol", default=None, help="training protocol name or YAML file (config: protocol)")
-    se.add_argument("--layers", type=_positive_int, default=None, help="K, the number of layers (config: layers)")
     se.add_argument("--seed", type=_nonneg_int, default=None, help="seed of the sampler and the training stream (config: seed)")
     se.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
                     help="do not train the hand designs first (config: baselines: false); the run then cannot say whether it beat them")  # fmt: skip
@@ -127,25 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--promote-protocol", default=None, help="protocol of the promotion phase (default paper)")
     se.add_argument("--precision", default=None, choices=PRECISIONS, help="matmul precision of the trainers (default fp32)")
     se.add_argument("--out", default=None, help="experiment directory (default runs/search-<time>)")
-    se.add_argument("--address", default=None, help="an existing Ray cluster (auto or host:port); default: a local Ray")
     se.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///DIR/optuna.db)")
-    se.add_argument("--num-cpus", type=_positive_int, default=None, help="CPUs of the local Ray (default: all)")
 
-    cs = add("compare-samplers", "samplers searched side by side over seeds: candidates to beat the hand designs, top-k agreement", force)
+    cs = add("compare-samplers", "samplers searched side by side over seeds: candidates to beat the hand designs, top-k agreement", force, searching)
     cs.add_argument("--samplers", default="rl,evolution,random,tpe,predictor", help="comma list of samplers")
     cs.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="comma list of search seeds")
     cs.add_argument("--budget", type=_positive_int, required=True, help="candidates per search")
-    cs.add_argument("--config", default=None, help="search config (YAML or shipped name; default demo)")
-    cs.add_argument("--setting", default=None, help="problem setting (overrides the config)")
-    cs.add_argument("--protocol", default=None, help="training protocol (overrides the config)")
-    cs.add_argument("--layers", type=_positive_int, default=None, help="K (overrides the config)")
-    cs.add_argument("--cohort", type=_positive_int, default=None, help="candidates per cohort (overrides the config)")
     cs.add_argument("--baselines", action="store_true", help="train the hand designs first in every search (default: cold)")
     cs.add_argument("--confirm-seeds", type=_nonneg_int, default=0, help="retrain each sampler's top-1 on this many fresh seeds")
     cs.add_argument("--confirm-protocol", default=None, help="protocol of the confirmation (default: the search's)")
     cs.add_argument("--out", required=True, help="the study directory (run again to continue it)")
-    cs.add_argument("--address", default=None, help="an existing Ray cluster; default: a local Ray")
-    cs.add_argument("--num-cpus", type=_positive_int, default=None, help="CPUs of the local Ray (default: all)")
 
     av = add("average", "top-k averaged architecture of one or more runs", force)
     av.add_argument("runs", nargs="+", help="run directories (results.csv)")
