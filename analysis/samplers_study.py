@@ -4,8 +4,9 @@ and the way the design-space paper claims they agree (section 3.2: top sets "lar
 
 Layout of OUT: ``runs/<sampler>-seed<s>/`` one search each (resumed if cut short: run the command again);
 ``hand/seed<s>/`` the hand designs trained once per seed for a cold study (``--no-baselines``); ``avg-<sampler>.json``
-the top-k averaged architecture of each sampler (its seeds pooled); ``confirm/`` each sampler's top-1 retrained
-on fresh seeds with the hand designs; ``samplers.md`` / ``samplers.json`` the tables; ``figures/``.
+the top-k averaged architecture of each sampler (its seeds pooled); ``confirm/seed<s>/`` each sampler's top-1 retrained
+on fresh seeds with the hand designs (``confirm/<protocol>/seed<s>/`` under a protocol other than the search's);
+``samplers.md`` / ``samplers.json`` the tables; ``figures/``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ HAND = ("lista", "lfista", "dense", "2no", "3no", "meng2021")
 
 def run_sampler_study(
     samplers: list[str], seeds: list[int], budget: int, out: str | Path, config: str | None = None, baselines: bool = False,
-    confirm_seeds: int = 0, confirm_protocol: str | None = None, overrides: dict[str, Any] | None = None, address: str | None = None,
+    confirm_seeds: int = 0, confirm_protocols: list[str] | None = None, overrides: dict[str, Any] | None = None, address: str | None = None,
     num_cpus: int | None = None, force: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Run (or continue) the study into ``out``; returns what ``samplers.json`` holds."""
@@ -42,6 +43,9 @@ def run_sampler_study(
         raise NasdunError(f"--seeds {seeds}; expected distinct seeds")
     for s in samplers:
         SAMPLERS.get(s)
+    labels = [_label(p) for p in confirm_protocols or []]  # an unknown protocol is refused before any search runs
+    if len(set(labels)) != len(labels):
+        raise NasdunError(f"--confirm-protocol {','.join(confirm_protocols or [])}; expected distinct protocols")
     fixed = {**(overrides or {}), "budget": budget, "baselines": baselines}
     cfgs = {(s, k): load_config(config, {**fixed, "sampler": s, "seed": k}) for k in seeds for s in samplers}  # seed by seed: a cut study is balanced
     base = cfgs[(samplers[0], seeds[0])]
@@ -68,7 +72,7 @@ def run_sampler_study(
     thresholds = {k: _hand_threshold(out_dir, cfgs[(samplers[0], k)], baselines, force) for k in seeds}
     summary = summarize(out_dir, samplers, seeds, budget, thresholds)
     if confirm_seeds:
-        summary["confirm"] = _confirm(out_dir, summary, base, confirm_seeds, confirm_protocol or base.protocol, force)
+        summary["confirm"] = {_label(p): _confirm(out_dir, summary, base, confirm_seeds, p, force) for p in confirm_protocols or [base.protocol]}
     write_json(out_dir / "samplers.json", summary)
     (out_dir / "samplers.md").write_text(markdown(summary, spec))
     return summary
@@ -232,8 +236,16 @@ def _band_figure(medians: dict[str, dict[str, list[float]]], out_dir: Path, save
     save(fig, out_dir, "best_so_far_band")
 
 
+def _label(protocol: str) -> str:
+    """A protocol's name in the study's tables: ``benchmarks/ref1000.yaml`` -> ``ref1000``."""
+    from trainers.protocols import get_protocol
+
+    return get_protocol(protocol).name
+
+
 def _confirm(out_dir: Path, summary: dict[str, Any], base: Any, seeds: int, protocol: str, force: bool) -> dict[str, Any]:
-    """Each sampler's top-1 (its seeds pooled) retrained with the hand designs on fresh seeds 1000, 1001, ..."""
+    """Each sampler's top-1 (its seeds pooled) retrained with the hand designs on fresh seeds 1000, 1001, ... under ``protocol``:
+    in ``confirm/seedN`` under the search's protocol, in ``confirm/<protocol name>/seedN`` under another."""
     from analysis.average import load_runs, top_k
     from nasdun.training import train_or_reuse
     from search_spaces.genotype import Genotype
@@ -246,9 +258,10 @@ def _confirm(out_dir: Path, summary: dict[str, Any], base: Any, seeds: int, prot
         archs[f"top1-{s}"] = Genotype.from_json(str(best["genotype"]))
     names = [n for n in HAND if n != "meng2021" or base.layers <= 16]
     nets = list(archs.items()) + resolve_archs(",".join(names), base.layers)
-    rows = []
+    rows, where = [], out_dir / "confirm" if _label(protocol) == _label(base.protocol) else out_dir / "confirm" / _label(protocol)
     for seed in range(1000, 1000 + seeds):
-        df = train_or_reuse(out_dir / "confirm" / f"seed{seed}", nets, base.setting, protocol, seed, force)  # a changed top-1 is trained
+        print(f"compare-samplers: top-1s and hand designs under {_label(protocol)}, seed {seed}", flush=True)
+        df = train_or_reuse(where / f"seed{seed}", nets, base.setting, protocol, seed, force)  # a changed top-1 is trained
         rows.append(df.assign(confirm_seed=seed))
     table = pd.concat(rows).groupby("name")[["val_nmse_db", "test_nmse_db"]].agg(["mean", "std"])
     return {str(n): {"val_mean": float(r[("val_nmse_db", "mean")]), "test_mean": float(r[("test_nmse_db", "mean")]),
@@ -293,10 +306,15 @@ def markdown(summary: dict[str, Any], spec: dict[str, Any]) -> str:
     lines += ["", "## Averaged architectures", "| sampler | top-k | architecture | extra connections |", "|---|---|---|---|"]
     for s, a in summary["averaged"].items():
         lines.append(f"| {s} | {a['top_k']} | `{a['arch_string']}` | {a['n_extra']} |")
-    if "confirm" in summary:
-        lines += ["", "## Top-1 of each sampler retrained on fresh seeds (with the hand designs)", "| network | val (mean) | test (mean ± std) |",
-                  "|---|---|---|"]  # fmt: skip
-        for name, r in sorted(summary["confirm"].items(), key=lambda kv: kv[1]["val_mean"]):
-            lines.append(f"| {name} | {r['val_mean']:.2f} | {r['test_mean']:.2f} ± {r['test_std']:.2f} |")
+    if summary.get("confirm"):
+        protos = list(summary["confirm"])
+        lines += ["", "## Top-1 of each sampler retrained on fresh seeds (with the hand designs)",
+                  f"Sorted by validation under `{protos[0]}`; nmse_db, mean over seeds (test ± std).", "",
+                  "| network | " + " | ".join(f"`{p}` val | `{p}` test" for p in protos) + " |", "|---|" + "---|---|" * len(protos)]  # fmt: skip
+        first = summary["confirm"][protos[0]]
+        for name in sorted(first, key=lambda n: first[n]["val_mean"]):
+            cells = [summary["confirm"][p].get(name) for p in protos]
+            lines.append(f"| {name} | " + " | ".join("— | —" if r is None else f"{r['val_mean']:.2f} | {r['test_mean']:.2f} ± {r['test_std']:.2f}"
+                                                   for r in cells) + " |")  # fmt: skip
     lines += ["", "Figures: `figures/best_so_far_band.png` (median and range over seeds), `figures/best_so_far_median.png`."]
     return "\n".join(lines) + "\n"

@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--budget", type=_positive_int, required=True, help="candidates per search")
     cs.add_argument("--baselines", action="store_true", help="train the hand designs first in every search (default: cold)")
     cs.add_argument("--confirm-seeds", type=_nonneg_int, default=0, help="retrain each sampler's top-1 on this many fresh seeds")
-    cs.add_argument("--confirm-protocol", default=None, help="protocol of the confirmation (default: the search's)")
+    cs.add_argument("--confirm-protocol", type=_names, default=None, help="comma list of protocols of the confirmation (default: the search's)")
     cs.add_argument("--out", required=True, help="the study directory (run again to continue it)")
 
     av = add("average", "top-k averaged architecture of one or more runs", force)
@@ -491,7 +491,7 @@ def _compare_samplers(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in ("setting", "protocol", "layers", "cohort") if getattr(args, k) is not None}
     summary = run_sampler_study(
         _names(args.samplers), args.seeds, args.budget, args.out, config=args.config, baselines=args.baselines, confirm_seeds=args.confirm_seeds,
-        confirm_protocol=args.confirm_protocol, overrides=overrides, address=args.address, num_cpus=args.num_cpus, force=args.force,
+        confirm_protocols=args.confirm_protocol, overrides=overrides, address=args.address, num_cpus=args.num_cpus, force=args.force,
     )  # fmt: skip
     for s, med in summary["median_candidates_to_beat"].items():
         print(f"{s}: median candidates to beat the best hand design: {'not reached' if med is None else f'{med:g}'}")

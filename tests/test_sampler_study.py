@@ -58,11 +58,29 @@ def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.csv")}
 
     confirm = pd.read_csv(out / "confirm" / "seed1000" / "results.csv").set_index("name")
-    assert {"top1-random", "top1-predictor"} <= set(confirm.index) and set(summary["confirm"]) == set(confirm.index)
+    assert list(summary["confirm"]) == ["smoke"]  # the search's protocol, by default
+    assert {"top1-random", "top1-predictor"} <= set(confirm.index) and set(summary["confirm"]["smoke"]) == set(confirm.index)
+    assert summary["confirm"]["smoke"]["top1-random"]["val_mean"] == confirm.loc["top1-random", "val_nmse_db"]
     hand = {p: p.stat().st_mtime_ns for p in out.glob("hand/*/results.csv")}
     wider = [a if a != "random,predictor" else "random,predictor,evolution" for a in args] + ["--force"]
     assert main(wider) == 0  # a sampler added: its top-1 is confirmed too, not the old confirmation read back
     confirm = pd.read_csv(out / "confirm" / "seed1000" / "results.csv").set_index("name")
-    assert "top1-evolution" in confirm.index and set(json.loads((out / "samplers.json").read_text())["confirm"]) == set(confirm.index)
+    assert "top1-evolution" in confirm.index and set(json.loads((out / "samplers.json").read_text())["confirm"]["smoke"]) == set(confirm.index)
     assert {p: p.stat().st_mtime_ns for p in out.glob("hand/*/results.csv")} == hand  # the same hand designs: reused
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.csv") if p in stamps} == stamps
+
+    # the same top-1s confirmed under a second protocol too: trained beside the first confirmation, which is read back, not retrained
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("lrs: [5.0e-4, 1.0e-4]\npatience: 30\nmax_iters: 60\nval_every: 10\nbatch_size: 64\nlam: 0.4\ncoef_init: ones\n"
+                      "diverge_db: 20.0\n")  # fmt: skip
+    first = (out / "confirm" / "seed1000" / "results.csv").stat().st_mtime_ns
+    wider = [*[a for a in wider if a != "--force"], "--confirm-protocol", f"smoke,{longer}"]
+    assert main(wider) == 0
+    assert (out / "confirm" / "seed1000" / "results.csv").stat().st_mtime_ns == first
+    other = pd.read_csv(out / "confirm" / "longer" / "seed1000" / "results.csv").set_index("name")
+    summary = json.loads((out / "samplers.json").read_text())
+    assert set(summary["confirm"]) == {"smoke", "longer"} and set(summary["confirm"]["longer"]) == set(other.index) == set(confirm.index)
+    assert summary["confirm"]["longer"]["lista"]["test_mean"] == other.loc["lista", "test_nmse_db"]
+    md = (out / "samplers.md").read_text()
+    assert "`smoke` val | `smoke` test | `longer` val | `longer` test" in md
+    assert main([*wider[:-1], "smoke,/nonexistent/p.yaml"]) == 2 and "/nonexistent/p.yaml" in capsys.readouterr().err
