@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--budget", type=_positive_int, required=True, help="candidates per search")
     cs.add_argument("--baselines", action="store_true", help="train the hand designs first in every search (default: cold)")
     cs.add_argument("--confirm-seeds", type=_nonneg_int, default=0, help="retrain each sampler's top-1 on this many fresh seeds")
-    cs.add_argument("--confirm-protocol", type=_names, default=None, help="comma list of protocols of the confirmation (default: the search's)")
+    cs.add_argument("--confirm-protocol", type=_names, default=None,
+                    help="comma list of confirmation protocols, PROTOCOL or PROTOCOL:SEEDS (default: the search's)")  # fmt: skip
     cs.add_argument("--out", required=True, help="the study directory (run again to continue it)")
 
     av = add("average", "top-k averaged architecture of one or more runs", force)

@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 
 from nasdun.cli import main
 
@@ -74,13 +75,18 @@ def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without
     longer.write_text("lrs: [5.0e-4, 1.0e-4]\npatience: 30\nmax_iters: 60\nval_every: 10\nbatch_size: 64\nlam: 0.4\ncoef_init: ones\n"
                       "diverge_db: 20.0\n")  # fmt: skip
     first = (out / "confirm" / "seed1000" / "results.csv").stat().st_mtime_ns
-    wider = [*[a for a in wider if a != "--force"], "--confirm-protocol", f"smoke,{longer}"]
+    # (its own number of seeds: `longer:2`, one more than --confirm-seeds gives the search's protocol)
+    wider = [*[a for a in wider if a != "--force"], "--confirm-protocol", f"smoke,{longer}:2"]
     assert main(wider) == 0
-    assert (out / "confirm" / "seed1000" / "results.csv").stat().st_mtime_ns == first
-    other = pd.read_csv(out / "confirm" / "longer" / "seed1000" / "results.csv").set_index("name")
+    assert (out / "confirm" / "seed1000" / "results.csv").stat().st_mtime_ns == first and not (out / "confirm" / "seed1001").exists()
+    other = pd.concat([pd.read_csv(out / "confirm" / "longer" / f"seed{k}" / "results.csv") for k in (1000, 1001)])
     summary = json.loads((out / "samplers.json").read_text())
-    assert set(summary["confirm"]) == {"smoke", "longer"} and set(summary["confirm"]["longer"]) == set(other.index) == set(confirm.index)
-    assert summary["confirm"]["longer"]["lista"]["test_mean"] == other.loc["lista", "test_nmse_db"]
+    assert set(summary["confirm"]) == {"smoke", "longer"} and set(summary["confirm"]["longer"]) == set(other["name"]) == set(confirm.index)
+    lista = other.loc[other["name"] == "lista", "test_nmse_db"]
+    assert summary["confirm"]["longer"]["lista"]["test_mean"] == pytest.approx(lista.mean(), abs=1e-9)
+    assert summary["confirm"]["longer"]["lista"]["test_std"] == pytest.approx(lista.std(), abs=1e-9)
+    assert summary["confirm"]["longer"]["lista"]["seeds"] == 2 and summary["confirm"]["smoke"]["lista"]["seeds"] == 1
     md = (out / "samplers.md").read_text()
-    assert "`smoke` val | `smoke` test | `longer` val | `longer` test" in md
-    assert main([*wider[:-1], "smoke,/nonexistent/p.yaml"]) == 2 and "/nonexistent/p.yaml" in capsys.readouterr().err
+    assert "`smoke` val | `smoke` test (1 seed) | `longer` val | `longer` test (2 seeds)" in md
+    for bad, said in (("smoke,/nonexistent/p.yaml", "/nonexistent/p.yaml"), ("smoke:0", "'smoke:0'"), ("smoke,smoke:2", "distinct protocols")):
+        assert main([*wider[:-1], bad]) == 2 and said in capsys.readouterr().err
