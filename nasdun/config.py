@@ -14,20 +14,21 @@ from nasdun.errors import NasdunError
 C = TypeVar("C")
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """The mapping a YAML file holds; ``what`` (config, protocol, problem) names the file in the one-line errors."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
-        raise NasdunError(f"config file {str(p)!r} does not exist")
+        raise NasdunError(f"{what} file {str(p)!r} does not exist")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as err:
-        raise NasdunError(f"config file {str(p)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise NasdunError(f"{what} file {str(p)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise NasdunError(f"config file {str(p)!r} must hold a mapping; got {type(data).__name__}")
+        raise NasdunError(f"{what} file {str(p)!r} must hold a mapping; got {type(data).__name__}")
     return data
 
 

@@ -54,7 +54,7 @@ def test_saved_parameters_reload_to_the_same_nmse(trained):
         (["train", "--arch", "lista,nosuch"], "unknown preset 'nosuch'"),
         (["train", "--setting", "nosuch"], "unknown setting 'nosuch'"),
         (["train", "--protocol", "nosuch"], "unknown protocol 'nosuch'"),
-        (["train", "--protocol", "missing.yaml"], "config file 'missing.yaml' does not exist"),
+        (["train", "--protocol", "missing.yaml"], "protocol file 'missing.yaml' does not exist"),
         (["train", "--layers", "0"], "0 must be >= 1"),
         (["train", "--arch", "missing.json"], "architecture file 'missing.json' does not exist"),
         (["train", "--device", "tpu"], "--device 'tpu'"),

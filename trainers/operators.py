@@ -212,7 +212,7 @@ def load_problem_file(path: str | Path) -> OperatorSetting:
     file = Path(path).resolve()
     if not file.is_file():
         raise NasdunError(f"problem file {str(path)!r} does not exist; expected a YAML file naming phi and the signals (docs/problems.md)")
-    data = load_yaml(file)
+    data = load_yaml(file, "problem")
     where = f"problem file {str(path)!r}"
     unknown = sorted(set(data) - KEYS)
     if unknown:

@@ -71,5 +71,5 @@ def get_protocol(name: str | Protocol) -> Protocol:
         return name
     if str(name).endswith((".yaml", ".yml")):
         path = Path(name)
-        return from_mapping(Protocol, {"name": path.stem, **load_yaml(path)}, str(path))
+        return from_mapping(Protocol, {"name": path.stem, **load_yaml(path, "protocol")}, str(path))
     return PROTOCOLS.get(name)
