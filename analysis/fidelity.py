@@ -7,7 +7,9 @@ reached (deeper first; successive halving) and then by validation nmse_db; the r
 ranks by validation nmse_db. Reported per cheap protocol: Spearman's rho and Kendall's tau-b
 against the reference (and rho over the random genotypes alone, since the hand designs sit
 at the top under every protocol and lift rho), the overlap of the top-25% sets, whether the reference's top 5 all
-sit inside the cheap top 25%, and the cost ratio (reference candidate-steps / cheap ones).
+sit inside the cheap top 25%, the cost ratio (reference candidate-steps / cheap ones), and the share of
+stages that ended at the protocol's cap rather than on patience (near 1: the protocol is a fixed iteration
+budget, and every network is still improving when a stage ends).
 
 A long reference (``paper``: hours per four networks at ``small``, K = 8, on 2 CPU cores;
 docs/results/fidelity.md) is built in chunks (``reference_chunk`` networks per training run, ``OUT/<reference>/partNN/``):
@@ -74,6 +76,13 @@ def cheap_rank(df: pd.DataFrame) -> pd.Series:
 
 def _name(protocol: str) -> str:
     return Path(protocol).stem if protocol.endswith((".yaml", ".yml")) else protocol
+
+
+def capped_share(run_dirs: Sequence[Path], names: Sequence[str], max_iters: int) -> float:
+    """The share of ``names``' stages (``run.json`` stage records of ``run_dirs``) that ran ``max_iters``
+    iterations, i.e. ended at the cap, not on patience (nor by divergence or halving)."""
+    iters = [st["iters"] for d in run_dirs for n, sts in json.loads((Path(d) / "run.json").read_text())["stages"].items() if n in names for st in sts]
+    return sum(i >= max_iters for i in iters) / len(iters) if iters else math.nan
 
 
 def reference_chunks(archs: list[tuple[str, Any]], n_random: int, size: int) -> list[list[tuple[str, Any]]]:
@@ -200,12 +209,16 @@ def run_fidelity(
     if len(done) < 3:
         raise NasdunError(f"{len(done)} networks have their {_name(reference)} reference trained; a ranking needs at least 3 (raise --chunks)")
     tables = {reference: pd.concat([t for _, _, t in ref_parts]).loc[done]}
+    dirs = {reference: [d for d, _, _ in ref_parts]}
     compared = [(n, g) for n, g in archs if n in done]  # a cheap protocol trains the networks it is compared on
     for proto in protocols:
         if reference_chunk and not get_protocol(proto).rungs:  # in the reference's chunks: each reused once trained
-            tables[proto] = pd.concat([trained(out_dir / _name(proto) / d.name, nets, proto) for d, nets, _ in ref_parts]).loc[done]
+            dirs[proto] = [out_dir / _name(proto) / d.name for d, _, _ in ref_parts]
+            tables[proto] = pd.concat([trained(d, nets, proto) for d, (_, nets, _) in zip(dirs[proto], ref_parts, strict=True)]).loc[done]
         else:
-            tables[proto] = trained(out_dir / _name(proto), compared, proto, cheap=True).loc[done]
+            dirs[proto] = [out_dir / _name(proto)]
+            tables[proto] = trained(dirs[proto][0], compared, proto, cheap=True).loc[done]
+    capped = {p: capped_share(dirs[p], done, get_protocol(p).max_iters) for p in [reference, *protocols]}
     ref = tables[reference]
     ref_rank = cheap_rank(ref)
     randoms = [n for n, _ in archs[:n_genotypes] if n in done]  # the hand designs are easy to rank; rho without them too
@@ -236,6 +249,8 @@ def run_fidelity(
                 "cost_ratio": float(ref["iterations"].sum() / max(1, cheap["iterations"].sum())),
                 "ref_candidate_steps": int(ref["iterations"].sum()),
                 "cheap_candidate_steps": int(cheap["iterations"].sum()),
+                "stages_at_cap": capped[proto],
+                "ref_stages_at_cap": capped[reference],
             }
         )
         both = pd.DataFrame({"reference val_nmse_db": ref["val_nmse_db"], f"{_name(proto)} rank": rank, "reference rank": ref_rank})
@@ -247,8 +262,9 @@ def run_fidelity(
     rungs = rung_study([d for d, _, _ in ref_parts], randoms)
     rungs.to_csv(out_dir / "rungs.csv", index=False)
     lines = [
-        "| protocol | Spearman | 95% interval | Kendall | Spearman, random only | top-25% overlap | ref top-5 in cheap top-25% | cost ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "| protocol | Spearman | 95% interval | Kendall | Spearman, random only | top-25% overlap | ref top-5 in cheap top-25% | cost ratio "
+        "| stages at cap |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cells = [
@@ -259,6 +275,7 @@ def run_fidelity(
             f"{r['top25_overlap']:.2f}",
             f"{r['ref_top5_in_cheap_top25']}/5" + (f" (at most {quarter})" if quarter < 5 else ""),
             f"{r['cost_ratio']:.2f}",
+            f"{r['stages_at_cap']:.0%}",
         ]
         lines.append(f"| {r['protocol']} | {' | '.join(cells)} |")
     hand = len(done) - len(randoms)
@@ -268,6 +285,7 @@ def run_fidelity(
         f"{'' if genotype_seed in (None, seed) else f' (genotypes drawn with seed {genotype_seed})'}"
         + (f"; reference (and each non-halving cheap protocol) in runs of {reference_chunk} networks on the same data" if reference_chunk else "")
         + (f". **Partial reference: {len(done)} of {len(archs)} networks trained so far**" if len(done) < len(archs) else "")
+        + f"; {capped[reference]:.0%} of the reference's stages ended at its cap of {get_protocol(reference).max_iters:,} iterations"
         + ".\n\n"
         + "\n".join(lines)
         + "\n"

@@ -197,6 +197,14 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
         assert table.loc[name, "cost_ratio"] == pytest.approx(ref["iterations"].sum() / cheap["iterations"].sum())
         assert -1 <= table.loc[name, "spearman"] <= 1 and -1 <= table.loc[name, "kendall"] <= 1
     assert table.loc["short", "cost_ratio"] == pytest.approx(4.0)  # 10 vs 40 iterations per stage, every stage capped
+    assert table.loc["short", "stages_at_cap"] == 1.0 and "| short |" in (out / "fidelity.md").read_text()
+    # the reference's share, counted from the iterations: a network that ran K * 3 * 40 capped all of its 3 * K stages
+    per_stage = json.loads((out / "smoke" / "run.json").read_text())["stages"]
+    assert all(sum(st["iters"] for st in per_stage[n]) == it for n, it in zip(ref["name"], ref["iterations"], strict=True))
+    capped = sum(st["iters"] == 40 for sts in per_stage.values() for st in sts) / sum(len(sts) for sts in per_stage.values())
+    assert table.loc["sh", "ref_stages_at_cap"] == pytest.approx(capped) and 0 < capped
+    full = (ref["iterations"] == 3 * 3 * 40).mean()  # the share of networks that ran the full budget: a lower bound
+    assert capped >= full and f"{capped:.0%} of the reference's stages ended at its cap of 40 iterations" in (out / "fidelity.md").read_text()
     randoms = ["r000", "r001", "r002"]  # rho without the hand designs: Pearson of the validation ranks
     val_ref = ref.set_index("name").loc[randoms, "val_nmse_db"]
     val_short = pd.read_csv(out / "short" / "results.csv").set_index("name").loc[randoms, "val_nmse_db"]
