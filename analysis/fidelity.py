@@ -261,6 +261,8 @@ def run_fidelity(
     table.to_csv(out_dir / "fidelity.csv", index=False)
     rungs = rung_study([d for d, _, _ in ref_parts], randoms)
     rungs.to_csv(out_dir / "rungs.csv", index=False)
+    networks = network_table(dict(archs), tables, reference, list(protocols))
+    networks.to_csv(out_dir / "networks.csv")
     lines = [
         "| protocol | Spearman | 95% interval | Kendall | Spearman, random only | top-25% overlap | ref top-5 in cheap top-25% | cost ratio "
         "| stages at cap |",
@@ -295,5 +297,44 @@ def run_fidelity(
             f"| {r.layer} | {r.spearman:.3f} | {r.kendall:.3f} | {r.spearman_random:.3f} | {r.final_top5_in_top_half}/5 |\n"
             for r in rungs.itertuples()
         )
+        + "\nValidation nmse_db per network, best under the reference first (neurons: S soft threshold, R ReLU, L leaky ReLU, layer 1 first; "
+        "a failed network ranks last):\n\n" + networks_markdown(networks, reference, list(protocols))
     )
     return table
+
+
+def network_table(genotypes: dict[str, Any], tables: dict[str, pd.DataFrame], reference: str, protocols: list[str]) -> pd.DataFrame:
+    """One row per network, best under ``reference`` first: its neurons, the reference's validation and test nmse_db,
+    iterations and status, and each protocol's validation nmse_db (NaN where it failed) and status (``stopped``: by halving)."""
+    ref = tables[reference]
+    rows = pd.DataFrame(
+        {
+            "neurons": ["".join(n[0].upper() for n in genotypes[name].neurons) for name in ref.index],
+            "reference_val_nmse_db": ref["val_nmse_db"].where(ref["status"] != "failed"),
+            "reference_test_nmse_db": ref["test_nmse_db"].where(ref["status"] != "failed"),
+            "reference_iterations": ref["iterations"],
+            "reference_status": ref["status"],
+            "reference_reason": ref["reason"].astype(object).where(ref["reason"].notna(), ""),
+        },
+        index=ref.index,
+    )
+    for proto in protocols:
+        t = tables[proto]
+        rows[f"{_name(proto)}_val_nmse_db"] = t["val_nmse_db"].where(t["status"] != "failed")
+        rows[f"{_name(proto)}_status"] = t["status"]
+    return rows.loc[cheap_rank(ref).sort_values(kind="stable").index]
+
+
+def networks_markdown(networks: pd.DataFrame, reference: str, protocols: list[str]) -> str:
+    """:func:`network_table` as Markdown."""
+    names = [_name(p) for p in protocols]
+    lines = [f"| network | neurons | `{_name(reference)}` | iterations | " + " | ".join(f"`{n}`" for n in names) + " |",
+             "|---|---|---|---|" + "---|" * len(names)]  # fmt: skip
+    for name, r in networks.iterrows():
+        ref = f"{r['reference_val_nmse_db']:.2f} (test {r['reference_test_nmse_db']:.2f})"
+        if r["reference_status"] == "failed":
+            ref = f"failed: {r['reference_reason']}"
+        cheap = [{"failed": "failed", "stopped": f"{r[f'{n}_val_nmse_db']:.2f} (stopped)"}.get(r[f"{n}_status"], f"{r[f'{n}_val_nmse_db']:.2f}")
+                 for n in names]  # fmt: skip
+        lines.append(f"| {name} | {r['neurons']} | {ref} | {int(r['reference_iterations']):,} | " + " | ".join(cheap) + " |")
+    return "\n".join(lines) + "\n"

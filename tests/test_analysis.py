@@ -205,6 +205,16 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
     assert table.loc["sh", "ref_stages_at_cap"] == pytest.approx(capped) and 0 < capped
     full = (ref["iterations"] == 3 * 3 * 40).mean()  # the share of networks that ran the full budget: a lower bound
     assert capped >= full and f"{capped:.0%} of the reference's stages ended at its cap of 40 iterations" in (out / "fidelity.md").read_text()
+    # the per-network table: every network, best reference value first, each protocol's own value and status
+    nets = pd.read_csv(out / "networks.csv", index_col=0)
+    sh_rows = pd.read_csv(out / "sh" / "results.csv").set_index("name")
+    assert list(nets.index) == list(ref.sort_values(["val_nmse_db", "name"])["name"])  # no failures at smoke size
+    assert nets["reference_val_nmse_db"].tolist() == ref.set_index("name").loc[nets.index, "val_nmse_db"].tolist()
+    assert nets["sh_val_nmse_db"].tolist() == sh_rows.loc[nets.index, "val_nmse_db"].tolist()
+    assert nets.loc["lista", "neurons"] == "SSS" and (nets["sh_status"] == "stopped").sum() == 4
+    stopped = sh_rows.index[sh_rows["status"] == "stopped"][0]
+    md = (out / "fidelity.md").read_text()
+    assert f"| {stopped} | " in md and f"{sh_rows.loc[stopped, 'val_nmse_db']:.2f} (stopped)" in md
     randoms = ["r000", "r001", "r002"]  # rho without the hand designs: Pearson of the validation ranks
     val_ref = ref.set_index("name").loc[randoms, "val_nmse_db"]
     val_short = pd.read_csv(out / "short" / "results.csv").set_index("name").loc[randoms, "val_nmse_db"]
