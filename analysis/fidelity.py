@@ -78,6 +78,14 @@ def _name(protocol: str) -> str:
     return Path(protocol).stem if protocol.endswith((".yaml", ".yml")) else protocol
 
 
+def spearman_ref_ok(ref: pd.DataFrame, cheap: pd.DataFrame) -> float:
+    """Spearman over the networks the reference trained without failure (a network that diverges only
+    in long training ranks last under the reference, wherever a short protocol puts it): how well a cheap
+    protocol predicts the reference's value, apart from whether the network survives it."""
+    ok = ref.index[ref["status"] != "failed"]
+    return spearman(cheap_rank(ref.loc[ok]), cheap_rank(cheap.loc[ok])) if len(ok) > 2 else math.nan
+
+
 def capped_share(run_dirs: Sequence[Path], names: Sequence[str], max_iters: int) -> float:
     """The share of ``names``' stages (``run.json`` stage records of ``run_dirs``) that ran ``max_iters``
     iterations, i.e. ended at the cap, not on patience (nor by divergence or halving)."""
@@ -244,6 +252,7 @@ def run_fidelity(
                 "spearman_high95": high,
                 "kendall": kendall(ref_rank, rank),
                 "spearman_random": spearman(ref_rank_random, cheap_rank(cheap.loc[randoms])) if ref_rank_random is not None else math.nan,
+                "spearman_ref_ok": spearman_ref_ok(ref, cheap),
                 "top25_overlap": len(top & ref_top) / quarter,
                 "ref_top5_in_cheap_top25": int(len(ref_top5 & top)),
                 "cost_ratio": float(ref["iterations"].sum() / max(1, cheap["iterations"].sum())),
@@ -264,9 +273,9 @@ def run_fidelity(
     networks = network_table(dict(archs), tables, reference, list(protocols))
     networks.to_csv(out_dir / "networks.csv")
     lines = [
-        "| protocol | Spearman | 95% interval | Kendall | Spearman, random only | top-25% overlap | ref top-5 in cheap top-25% | cost ratio "
-        "| stages at cap |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| protocol | Spearman | 95% interval | Kendall | Spearman, random only | Spearman, reference failures left out | top-25% overlap "
+        "| ref top-5 in cheap top-25% | cost ratio | stages at cap |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cells = [
@@ -274,6 +283,7 @@ def run_fidelity(
             f"{r['spearman_low95']:.2f} to {r['spearman_high95']:.2f}",
             f"{r['kendall']:.3f}",
             f"{r['spearman_random']:.3f}",
+            f"{r['spearman_ref_ok']:.3f}",
             f"{r['top25_overlap']:.2f}",
             f"{r['ref_top5_in_cheap_top25']}/5" + (f" (at most {quarter})" if quarter < 5 else ""),
             f"{r['cost_ratio']:.2f}",

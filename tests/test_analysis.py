@@ -181,6 +181,17 @@ def test_spearman_interval_covers_the_population_rho_95_percent_of_the_time():
     assert all(np.isnan(spearman_interval(0.9, 3))) and all(np.isnan(spearman_interval(float("nan"), 20)))
 
 
+def test_spearman_without_the_reference_failures():
+    from analysis.fidelity import spearman_ref_ok
+
+    names = ["a", "b", "c", "d", "e"]
+    ref = pd.DataFrame({"val_nmse_db": [-9.0, -7.0, -5.0, float("nan"), -8.0], "status": ["ok", "ok", "ok", "failed", "ok"]}, index=names)
+    cheap = pd.DataFrame({"val_nmse_db": [-4.0, -3.0, -2.0, -6.0, -1.0], "status": ["ok"] * 5}, index=names)
+    ok = ["a", "b", "c", "e"]  # d left out; over the rest: pandas' own rank correlation
+    assert spearman_ref_ok(ref, cheap) == pytest.approx(ref.loc[ok, "val_nmse_db"].rank().corr(cheap.loc[ok, "val_nmse_db"].rank()))
+    assert spearman_ref_ok(ref.assign(status="ok", val_nmse_db=[-9.0, -7.0, -5.0, -6.5, -8.0]), cheap) != spearman_ref_ok(ref, cheap)
+
+
 def test_fidelity_study_tables_costs_and_cache(tmp_path):
     from analysis.fidelity import run_fidelity
 
@@ -198,6 +209,7 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
         assert -1 <= table.loc[name, "spearman"] <= 1 and -1 <= table.loc[name, "kendall"] <= 1
     assert table.loc["short", "cost_ratio"] == pytest.approx(4.0)  # 10 vs 40 iterations per stage, every stage capped
     assert table.loc["short", "stages_at_cap"] == 1.0 and "| short |" in (out / "fidelity.md").read_text()
+    assert (ref["status"] == "ok").all() and table.loc["short", "spearman_ref_ok"] == pytest.approx(table.loc["short", "spearman"])
     # the reference's share, counted from the iterations: a network that ran K * 3 * 40 capped all of its 3 * K stages
     per_stage = json.loads((out / "smoke" / "run.json").read_text())["stages"]
     assert all(sum(st["iters"] for st in per_stage[n]) == it for n, it in zip(ref["name"], ref["iterations"], strict=True))
