@@ -47,6 +47,8 @@ def run_sampler_study(
     labels = [_label(p) for p, _ in confirms]  # an unknown protocol is refused before any search runs
     if len(set(labels)) != len(labels):
         raise NasdunError(f"--confirm-protocol {','.join(confirm_protocols or [])}; expected distinct protocols")
+    if unseeded := [p for p, n in confirms if n == 0]:  # not silently skipped
+        raise NasdunError(f"--confirm-protocol {','.join(unseeded)} with --confirm-seeds 0; expected PROTOCOL:SEEDS or --confirm-seeds N >= 1")
     fixed = {**(overrides or {}), "budget": budget, "baselines": baselines}
     cfgs = {(s, k): load_config(config, {**fixed, "sampler": s, "seed": k}) for k in seeds for s in samplers}  # seed by seed: a cut study is balanced
     base = cfgs[(samplers[0], seeds[0])]
@@ -72,7 +74,7 @@ def run_sampler_study(
         run_search(run, None if resume else cfg, resume=resume, address=address, num_cpus=num_cpus, overrides={"budget": budget} if resume else None)
     thresholds = {k: _hand_threshold(out_dir, cfgs[(samplers[0], k)], baselines, force) for k in seeds}
     summary = summarize(out_dir, samplers, seeds, budget, thresholds)
-    if confirm_seeds:
+    if confirms or confirm_seeds:
         summary["confirm"] = {_label(p): _confirm(out_dir, summary, base, n, p, force) for p, n in confirms or [(base.protocol, confirm_seeds)]}
     write_json(out_dir / "samplers.json", summary)
     (out_dir / "samplers.md").write_text(markdown(summary, spec))
@@ -269,9 +271,10 @@ def _confirm(out_dir: Path, summary: dict[str, Any], base: Any, seeds: int, prot
         archs[f"top1-{s}"] = Genotype.from_json(str(best["genotype"]))
     names = [n for n in HAND if n != "meng2021" or base.layers <= 16]
     nets = list(archs.items()) + resolve_archs(",".join(names), base.layers)
-    rows, where = [], out_dir / "confirm" if _label(protocol) == _label(base.protocol) else out_dir / "confirm" / _label(protocol)
+    label, rows = _label(protocol), []
+    where = out_dir / "confirm" if label == _label(base.protocol) else out_dir / "confirm" / label
     for seed in range(1000, 1000 + seeds):
-        print(f"compare-samplers: top-1s and hand designs under {_label(protocol)}, seed {seed}", flush=True)
+        print(f"compare-samplers: top-1s and hand designs under {label}, seed {seed}", flush=True)
         df = train_or_reuse(where / f"seed{seed}", nets, base.setting, protocol, seed, force)  # a changed top-1 is trained
         rows.append(df.assign(confirm_seed=seed))
     table = pd.concat(rows).groupby("name")[["val_nmse_db", "test_nmse_db"]].agg(["mean", "std"])

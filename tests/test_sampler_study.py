@@ -90,3 +90,6 @@ def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without
     assert "`smoke` val | `smoke` test (1 seed) | `longer` val | `longer` test (2 seeds)" in md
     for bad, said in (("smoke,/nonexistent/p.yaml", "/nonexistent/p.yaml"), ("smoke:0", "'smoke:0'"), ("smoke,smoke:2", "distinct protocols")):
         assert main([*wider[:-1], bad]) == 2 and said in capsys.readouterr().err
+    unseeded = [a if a != "1" else "0" for a in wider[:-1]] + [f"smoke:1,{longer}"]  # --confirm-seeds 0: `longer` names no seed count
+    assert main(unseeded) == 2
+    assert f"--confirm-protocol {longer} with --confirm-seeds 0; expected PROTOCOL:SEEDS or --confirm-seeds N >= 1" in capsys.readouterr().err
