@@ -411,3 +411,25 @@ def test_trainer_progress_names_layer_stage_iterations_and_eta(small_problem):
     report(seen[len(seen) // 2])
     text = line.stream.getvalue()
     assert "train: layer " in text and " of 3, stage " in text and "/3 | iter " in text and "elapsed, ETA ~" in text
+
+
+@pytest.mark.parametrize("sampler", ["predictor", "tpe"])
+def test_a_search_replayed_with_its_own_values_proposes_what_the_real_search_proposed(sampler, ray_local, tmp_path):
+    """benchmarks/surrogate_search.py scores candidates instead of training them but asks cohorts through the driver's own
+    searcher: told the values the real search (2 workers, so two cohorts in flight) trained, it must make the same proposals."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("surrogate_search", Path(__file__).resolve().parents[1] / "benchmarks" / "surrogate_search.py")
+    surrogate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(surrogate)
+    cfg = SearchConfig(sampler=sampler, sampler_options={"predictor": {"startup": 2}, "tpe": {"n_startup_trials": 2}}, **{**MINI, "budget": 8})
+    run_search(tmp_path / "real", cfg)
+    real = pd.read_csv(tmp_path / "real" / "results.csv").sort_values("trial_number")
+    values = dict(zip(real["hash"], real["val_nmse_db"], strict=True))
+    replay = surrogate.simulate(cfg, lambda g: values[g.hash], tmp_path / "replay", lag=2).sort_values("trial_number")
+    assert list(replay["trial_number"]) == list(real["trial_number"]) and list(replay["hash"]) == list(real["hash"])
+    assert list(replay["cohort"]) == list(real["cohort"]) and replay["val_nmse_db"].tolist() == real["val_nmse_db"].tolist()
+    asked = [[(t.number, t.user_attrs["hash"]) for t in study_of(tmp_path / run).trials] for run in ("real", "replay")]
+    assert asked[0] == asked[1] and len(asked[0]) >= 8  # repeat proposals (told from the table) included
+    lagged = surrogate.simulate(cfg, lambda g: values.get(g.hash, 0.0), tmp_path / "one-in-flight", lag=1)  # proposed from more results
+    assert list(lagged.sort_values("trial_number")["hash"]) != list(real["hash"])
