@@ -143,6 +143,46 @@ def test_predictor_follows_a_trend_shared_by_the_layers():
     assert x[:one_hot].sum() == len(DECISIONS) and sorted(x[one_hot:]) == pytest.approx([0, 0, 0, 0, 0.5, 0.5, 1, 1, 1])
 
 
+def test_predictor_kind_moves_let_the_descent_cross_a_plateau_of_single_changes():
+    """A prediction flat until every layer is soft (one layer changed at a time never improves it): the plain descent
+    stays where it started; with ``kind_moves`` one step sets every neuron to soft and leaves the other decisions alone."""
+    plain, kind = (make_sampler("predictor", DECISIONS, 0, {**OPTIONS["predictor"], "kind_moves": k}) for k in (False, True))
+    soft = [int(plain._offsets[i]) + d.choices.index("soft") for i, d in enumerate(DECISIONS) if d.name.startswith("neuron_")]
+
+    class AllSoft:
+        def predict(self, X):
+            return -(X[:, soft].sum(axis=1) == len(soft)).astype(float)
+
+    start = {d.name: d.choices[0] if not d.name.startswith("neuron_") else "relu" for d in DECISIONS}
+    assert plain._descend(AllSoft(), start) == start
+    moved = kind._descend(AllSoft(), start)
+    assert moved == {**start, **{d.name: "soft" for d in DECISIONS if d.name.startswith("neuron_")}}
+    with pytest.raises(NasdunError, match="predictor: kind_moves='yes'; expected true or false"):
+        make_sampler("predictor", DECISIONS, 0, {"kind_moves": "yes"})
+
+
+def test_predictor_clip_learns_the_worse_half_as_one_value():
+    """``clip: 0.5``: values worse than the history's median are learnt as the median, so no member predicts worse
+    than it (a forest predicts averages of what it learnt); unclipped, the worst candidates are predicted worse."""
+    from nasdun.samplers._history import Observation
+
+    rng = np.random.default_rng(0)
+    worst = {}
+    for clip in (1.0, 0.5):
+        sampler = make_sampler("predictor", DECISIONS, 0, {"model": "forest", "trees": 20, "ensemble": 2, "clip": clip})
+        for i in range(20):
+            sampler.observe(Observation(i, {d.name: d.choices[rng.integers(len(d.choices))] for d in DECISIONS}, float(i)))
+        X = np.stack([sampler.encode(o.params) for o in sampler.history])
+        clipped = np.minimum(np.arange(20.0), 9.5)  # the median of 0..19
+        median = (9.5 - clipped.mean()) / clipped.std()  # as the model learns it (standardised)
+        worst[clip] = max(float(m.predict(X).max()) for m in sampler._fit())
+        if clip < 1:
+            assert worst[clip] <= median + 1e-9
+    assert worst[1.0] > 1.2  # standardised 0..19: the worst ones are learnt near 1.6
+    with pytest.raises(NasdunError, match=r"predictor: clip=0; expected a quantile in \(0, 1\]"):
+        make_sampler("predictor", DECISIONS, 0, {"clip": 0})
+
+
 def test_predictor_is_rebuilt_from_the_study_and_never_proposes_an_asked_genotype():
     study = run("predictor", 0, 30)
     seen = [tuple(sorted(t.params.items())) for t in study.trials]

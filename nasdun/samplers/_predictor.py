@@ -38,7 +38,9 @@ class PredictorSampler(HistorySampler):
     """See the module's text. Options: ``startup`` (random proposals first), ``ensemble`` (members),
     ``parents`` (best genotypes mutated), ``pool`` (candidates scored per proposal, half mutations), ``model``
     (``mlp`` or ``forest``), ``trees`` (per forest), ``hidden`` (units per MLP layer),
-    ``climbs`` (greedy descents on the prediction per proposal; 0: the pool alone)."""
+    ``climbs`` (greedy descents on the prediction per proposal; 0: the pool alone), ``kind_moves`` (the descent may also set
+    every decision of one kind to one choice in one step), ``clip`` (values worse than this quantile of the history are
+    learnt as that quantile; 1: as they are)."""
 
     MODELS = ("mlp", "forest")
 
@@ -54,6 +56,8 @@ class PredictorSampler(HistorySampler):
         trees: int = 50,
         hidden: int = 32,
         climbs: int = 4,
+        kind_moves: bool = False,
+        clip: float = 1.0,
     ) -> None:
         super().__init__(decisions, seed)
         for name, value, low in (
@@ -67,18 +71,24 @@ class PredictorSampler(HistorySampler):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise NasdunError(f"predictor: {name}={value!r}; expected an integer >= {low}")
+        if isinstance(clip, bool) or not isinstance(clip, int | float) or not 0 < clip <= 1:
+            raise NasdunError(f"predictor: clip={clip!r}; expected a quantile in (0, 1] (1: values used as they are)")
+        if not isinstance(kind_moves, bool):
+            raise NasdunError(f"predictor: kind_moves={kind_moves!r}; expected true or false")
         if model not in self.MODELS:
             raise NasdunError(f"predictor: model={model!r}; expected one of {', '.join(self.MODELS)}")
         self.startup, self.ensemble, self.parents, self.pool, self.climbs = startup, ensemble, parents, pool, climbs
-        self.model, self.trees, self.hidden = model, trees, hidden
+        self.model, self.trees, self.hidden, self.kind_moves, self.clip = model, trees, hidden, kind_moves, float(clip)
         self.history: list[Observation] = []
         self._offsets = np.cumsum([0] + [len(d.choices) for d in decisions])
         kinds: dict[tuple[str, Choice], list[int]] = {}  # (kind, choice) -> one-hot positions
+        self._kind_sets: dict[tuple[str, Choice], list[str]] = {}  # (kind, choice) -> the decisions of that kind offering it
         for i, d in enumerate(decisions):
             parts = d.name.split("_")
             kind = parts[0] + (f"_{parts[-1]}" if parts[0] == "lag" else "")
             for j, c in enumerate(d.choices):
                 kinds.setdefault((kind, c), []).append(int(self._offsets[i]) + j)
+                self._kind_sets.setdefault((kind, c), []).append(d.name)
         self._shares = np.zeros((int(self._offsets[-1]), len(kinds)))  # one-hot @ _shares = share of each choice per kind
         for col, positions in enumerate(kinds.values()):
             self._shares[positions, col] = 1.0 / len(positions)
@@ -108,6 +118,8 @@ class PredictorSampler(HistorySampler):
             worst = max(values) if values else 0.0
             X = np.stack([self.encode(o.params) for o in self.history])
             y = np.array([worst if o.value is None else o.value for o in self.history])
+            if self.clip < 1:  # values worse than this quantile are learnt as the quantile: the model spends itself on the best ones
+                y = np.minimum(y, np.quantile(y, self.clip))
             y = (y - y.mean()) / (y.std() or 1.0)
             models = []
             for m in range(self.ensemble):
@@ -156,6 +168,11 @@ class PredictorSampler(HistorySampler):
         value = float(member.predict(self.encode(current)[None])[0])
         for _ in range(len(self.decisions)):
             neighbours = [{**current, d.name: c} for d in self.decisions for c in d.choices if c != current[d.name]]
+            if self.kind_moves:  # every decision of one kind set to one choice (every layer soft threshold, no extra connection...)
+                for (_, c), names in self._kind_sets.items():
+                    moved = {**current, **dict.fromkeys(names, c)}
+                    if moved != current and moved not in neighbours:
+                        neighbours.append(moved)
             if not neighbours:
                 break
             scores = member.predict(np.stack([self.encode(p) for p in neighbours]))
