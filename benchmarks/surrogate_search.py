@@ -5,9 +5,9 @@ study of docs/results/samplers.md stops at 40 candidates, where no sampler reach
 Here each candidate is scored instead by an *oracle*: per data seed of a finished ``nasdun compare-samplers``
 study, a random forest fitted on every genotype trained at that seed (all samplers' candidates and the hand
 designs; the searches of one seed share one dataset), as the surrogate NAS benchmarks do (NAS-Bench-301).
-The search itself is the real one: :class:`nasdun.experiment.Experiment` with the study's config (sampler
-and options, cohort size, search space), its cohorts asked with ``--lag`` in flight exactly as the driver
-asks them, only the training replaced. Simulated seed r searches with sampler seed r on the oracle of data
+The search itself is the real one: the driver's :class:`nasdun.driver.CohortSearcher` over an
+:class:`nasdun.experiment.Experiment` with the study's config (sampler and options, cohort size, search
+space), ``--lag`` cohorts in flight, only the training replaced. Simulated seed r searches with sampler seed r on the oracle of data
 seed ``r mod S`` (S data seeds).
 
 Reported per sampler, median over the simulated seeds (a run that never gets there counts as infinite):
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -41,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.samplers_study import _median_or_none, candidates_to_beat  # noqa: E402
 from analysis.searchstats import best_so_far  # noqa: E402
+from benchmarks.predictor_quality import pools  # noqa: E402
 from nasdun.errors import NasdunError  # noqa: E402
 from nasdun.samplers._predictor import PredictorSampler  # noqa: E402
 from search_spaces.genotype import Genotype, SearchSpace  # noqa: E402
@@ -85,22 +85,26 @@ def _cv_spearman(X: np.ndarray, y: np.ndarray, seed: int) -> float:
 
 def oracles(study: Path) -> dict[int, Oracle]:
     """One oracle per data seed of a compare-samplers study: its searches' distinct genotypes and its hand designs."""
-    frames = [pd.read_csv(f) for f in sorted((study / "runs").glob("*/results.csv"))]
-    if not frames:
-        raise SystemExit(f"{study}/runs/*/results.csv: none found; expected a compare-samplers study directory")
-    found = pd.concat(frames)
     out = {}
-    for seed, rows in found[found["status"] == "ok"].groupby("seed"):
-        hand_file = study / "hand" / f"seed{seed}" / "results.csv"
-        if not hand_file.is_file():
-            raise SystemExit(f"{hand_file}: missing; expected the cold study's hand designs for seed {seed}")
-        hand = pd.read_csv(hand_file)
-        hand = hand[hand["status"] == "ok"]
-        rows = pd.concat([rows[rows["preset"].isna()], hand]).drop_duplicates("hash")
+    for seed, found in pools(study).items():  # each seed's distinct trained genotypes, hand designs apart
+        hand = hand_designs(study, seed)
+        rows = pd.concat([found, hand]).drop_duplicates("hash")
         genotypes = [Genotype.from_json(g) for g in rows["genotype"]]
         named = {str(n): Genotype.from_json(g) for n, g in zip(hand["name"], hand["genotype"], strict=True)}
-        out[int(seed)] = Oracle(genotypes, rows["val_nmse_db"].to_numpy(float), named, int(seed))
+        out[seed] = Oracle(genotypes, rows["val_nmse_db"].to_numpy(float), named, seed)
     return out
+
+
+def hand_designs(study: Path, seed: int) -> pd.DataFrame:
+    """The hand designs the cold study trained for ``seed`` (status ok); LISTA among them, as the first bar."""
+    path = study / "hand" / f"seed{seed}" / "results.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path}: missing; expected the cold study's hand designs for seed {seed}")
+    hand = pd.read_csv(path)
+    hand = hand[(hand["status"] == "ok") & np.isfinite(hand["val_nmse_db"])]
+    if "lista" not in set(hand["name"]):
+        raise SystemExit(f"{path}: no trained LISTA; expected the hand designs of a cold `nasdun compare-samplers` study")
+    return hand
 
 
 def simulate(cfg: Any, score: Callable[[Genotype], float], out: Path, lag: int) -> pd.DataFrame:
@@ -128,7 +132,7 @@ def simulate(cfg: Any, score: Callable[[Genotype], float], out: Path, lag: int) 
     out.mkdir(parents=True)
     searcher = CohortSearcher(Experiment(out, cfg), ProgressLine("surrogate", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, lag)
     inflight: list[tuple[str, dict[str, Any]]] = []
-    for i in range(10 * cfg.budget + 10):
+    for i in range(10 * cfg.budget + 10):  # each step asks or tells a cohort: ample for a budget in cohorts of >= 1
         suggestion = searcher.suggest(f"trial-{i}")
         if suggestion is Searcher.FINISHED:
             break
@@ -139,6 +143,8 @@ def simulate(cfg: Any, score: Callable[[Genotype], float], out: Path, lag: int) 
         metrics = [{"status": "ok", "val_nmse_db": v, "test_nmse_db": v, "iterations": 0}
                    for v in (score(Genotype.from_json(g)) for g in oldest["genotypes"])]  # fmt: skip
         searcher.on_trial_complete(trial_id, {"candidates": metrics, "trainer_wall_s": 0.0})
+    else:
+        raise SystemExit(f"{out}: the search did not finish within {10 * cfg.budget + 10} steps; not marked done")
     done.write_text(json.dumps(record))
     return read_table(out)
 
@@ -158,6 +164,8 @@ def _seeds(text: str) -> list[int]:
     out: list[int] = []
     for part in text.split(","):
         lo, _, hi = part.partition("-")
+        if not lo.isdigit() or not (hi or lo).isdigit() or int(hi or lo) < int(lo):
+            raise SystemExit(f"--seeds {text!r}: bad part {part!r}; expected seeds like 0-9 or 0,1,2")
         out += list(range(int(lo), int(hi or lo) + 1))
     return out
 
@@ -209,8 +217,15 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="also compare with the real runs at the study's budget and seeds")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    if not (args.study / "study.json").is_file():
+        raise SystemExit(f"{args.study}: no study.json; expected a finished `nasdun compare-samplers` directory")
     spec = json.loads((args.study / "study.json").read_text())
-    options = json.loads(args.options)
+    try:
+        options = json.loads(args.options)
+    except json.JSONDecodeError:
+        options = None
+    if not isinstance(options, dict):
+        raise SystemExit(f"--options {args.options!r}; expected a JSON object of sampler options, e.g. '{{\"climbs\": 8}}'")
     samplers, seeds = args.samplers.split(","), _seeds(args.seeds)
     if args.budget < 1 or args.lag < 1:
         raise SystemExit(f"budget={args.budget}, lag={args.lag}; expected integers >= 1")
@@ -252,7 +267,8 @@ def run(args: argparse.Namespace, spec: dict[str, Any], options: dict[str, Any],
     if args.check:
         real = {s: {k: pd.read_csv(args.study / "runs" / f"{s}-seed{k}" / "results.csv") for k in data} for s in samplers}
         short = {s: {k: tables[args.label or s][k].sort_values("trial_number").head(spec["budget"]) for k in data if k in seeds} for s in samplers}
-        real_bars = {k: {"lista": _real_hand(args.study, k)["lista"], "best": min(_real_hand(args.study, k).values())} for k in data}
+        real_hand = {k: hand_designs(args.study, k).set_index("name")["val_nmse_db"] for k in data}
+        real_bars = {k: {"lista": float(h["lista"]), "best": float(h.min())} for k, h in real_hand.items()}
         check_rows = [{**r, "sampler": f"{r['sampler']} (real)"} for r in summary(real, real_bars, [spec["budget"]])]
         check_rows += [{**r, "sampler": f"{r['sampler']} (surrogate)"} for r in summary(short, bars, [spec["budget"]])]
         check_rows.sort(key=lambda r: r["sampler"])
@@ -264,11 +280,6 @@ def run(args: argparse.Namespace, spec: dict[str, Any], options: dict[str, Any],
     (args.out / f"surrogate{suffix}.json").write_text(json.dumps(report, indent=2))
     (args.out / f"surrogate{suffix}.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
-
-
-def _real_hand(study: Path, seed: int) -> dict[str, float]:
-    hand = pd.read_csv(study / "hand" / f"seed{seed}" / "results.csv")
-    return {str(n): float(v) for n, v in zip(hand["name"], hand["val_nmse_db"], strict=True) if math.isfinite(v)}
 
 
 if __name__ == "__main__":
