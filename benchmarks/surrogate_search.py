@@ -13,6 +13,8 @@ seed ``r mod S`` (S data seeds).
 Reported per sampler, median over the simulated seeds (a run that never gets there counts as infinite):
 the candidates needed to beat the oracle's value of LISTA and of the best hand design (both scored by the
 same oracle; the hand designs themselves do not count as found), and the best-so-far value at checkpoints.
+With two or more samplers, the first one's median candidates over the best other sampler's, with a paired
+bootstrap interval over the seeds (issue 18's goal: at most 0.5).
 The oracle's 5-fold cross-validated Spearman (how well it ranks genotypes it was not fitted on) is printed
 with it, and ``--check`` compares the simulated runs at the real study's budget and seeds with the real
 runs, so the surrogate's own error is on the page next to what it predicts.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -195,6 +198,45 @@ def summary(tables: dict[str, dict[int, pd.DataFrame]], bars: dict[int, dict[str
     return rows
 
 
+def ratio_interval(needs: dict[str, list[int | None]], bar: str, reps: int = 4000, seed: int = 0) -> dict[str, Any]:
+    """The first sampler's median candidates to beat ``bar`` over the best (smallest) median of the others, with a
+    95 % bootstrap interval and the share of bootstrap samples at or below 0.5 (issue 18's goal).
+
+    ``needs`` maps each sampler to its runs' candidates ("not reached": None, i.e. infinite), the runs in the same
+    order of simulated seed for every sampler; seeds are resampled together (paired: seed r of every sampler
+    searched the same oracle). A ratio is infinite when the first sampler's median is not reached, and 0 when it
+    is and no other sampler's is."""
+    names = list(needs)
+    if len(names) < 2 or len({len(v) for v in needs.values()}) != 1:
+        runs = [len(v) for v in needs.values()]
+        raise NasdunError(f"ratio_interval: samplers {names} with runs {runs}; expected two or more samplers with equally many runs")
+    arr = np.array([[math.inf if n is None else n for n in needs[s]] for s in names], dtype=float)
+
+    def ratio(a: np.ndarray) -> np.ndarray:
+        med = np.median(a, axis=-1)  # (..., samplers)
+        first, rival = med[..., 0], med[..., 1:].min(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = first / rival
+        return np.where(np.isinf(first), math.inf, np.where(np.isinf(rival), 0.0, r))
+
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(arr.shape[1], size=(reps, arr.shape[1]))
+    boot = ratio(np.transpose(arr[:, idx], (1, 0, 2)))  # (reps, samplers, runs) -> (reps,)
+    point = float(ratio(arr))
+    rival = names[1 + int(np.argmin(np.median(arr[1:], axis=-1)))]
+    return {"bar": bar, "sampler": names[0], "rival": rival, "ratio": point, "low": float(np.quantile(boot, 0.025, method="lower")),
+            "high": float(np.quantile(boot, 0.975, method="higher")), "share_at_most_half": float(np.mean(boot <= 0.5)), "reps": reps}  # fmt: skip
+
+
+def _ratio_line(r: dict[str, Any]) -> str:
+    def f(x: float) -> str:
+        return "not reached" if math.isinf(x) else f"{x:.2f}"
+
+    return (f"{r['sampler']} against the best other sampler ({r['rival']}) to beat {r['bar']}: {f(r['ratio'])}x the candidates "
+            f"(95 % bootstrap interval over seeds {f(r['low'])}-{f(r['high'])}; {100 * r['share_at_most_half']:.0f} % of "
+            f"{r['reps']} resamples at or below 0.5x).")  # fmt: skip
+
+
 def markdown(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
     at = " | ".join(f"best at {n}" for n in checkpoints)
     head = f"| sampler | candidates to beat LISTA (runs that did) | to beat the best hand design | {at} |"
@@ -261,9 +303,15 @@ def run(args: argparse.Namespace, spec: dict[str, Any], options: dict[str, Any],
         "",
         markdown(rows, checkpoints),
     ]
+    ratios = []
+    if len(tables) > 1:
+        for key, name in (("lista", "LISTA"), ("best", "the best hand design")):
+            needs = {lab: [candidates_to_beat(runs[r], bars[r][key]) for r in seeds] for lab, runs in tables.items()}
+            ratios.append(ratio_interval(needs, name))
+        text += [""] + [_ratio_line(r) for r in ratios]
     report: dict[str, Any] = {"study": str(args.study), "budget": args.budget, "seeds": seeds, "lag": args.lag, "options": options,
                               "oracle_cv_spearman": {k: o.cv_spearman for k, o in by_seed.items()},
-                              "oracle_hand": {k: o.hand for k, o in by_seed.items()}, "rows": rows}  # fmt: skip
+                              "oracle_hand": {k: o.hand for k, o in by_seed.items()}, "rows": rows, "ratios": ratios}  # fmt: skip
     if args.check:
         real = {s: {k: pd.read_csv(args.study / "runs" / f"{s}-seed{k}" / "results.csv") for k in data} for s in samplers}
         short = {s: {k: tables[args.label or s][k].sort_values("trial_number").head(spec["budget"]) for k in data if k in seeds} for s in samplers}

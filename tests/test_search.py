@@ -1,6 +1,7 @@
 """`nasdun search` on a real local Ray (2 CPUs) with a real SQLite Optuna study."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import yaml
 
 from nasdun.cli import main
 from nasdun.driver import SearchConfig, load_config, run_search
+from nasdun.errors import NasdunError
 from nasdun.samplers import SAMPLERS, make_sampler
 from search_spaces import Genotype
 
@@ -413,15 +415,20 @@ def test_trainer_progress_names_layer_stage_iterations_and_eta(small_problem):
     assert "train: layer " in text and " of 3, stage " in text and "/3 | iter " in text and "elapsed, ETA ~" in text
 
 
-@pytest.mark.parametrize("sampler", ["predictor", "tpe"])
-def test_a_search_replayed_with_its_own_values_proposes_what_the_real_search_proposed(sampler, ray_local, tmp_path):
-    """benchmarks/surrogate_search.py scores candidates instead of training them but asks cohorts through the driver's own
-    searcher: told the values the real search (2 workers, so two cohorts in flight) trained, it must make the same proposals."""
+def _surrogate_search():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("surrogate_search", Path(__file__).resolve().parents[1] / "benchmarks" / "surrogate_search.py")
     surrogate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(surrogate)
+    return surrogate
+
+
+@pytest.mark.parametrize("sampler", ["predictor", "tpe"])
+def test_a_search_replayed_with_its_own_values_proposes_what_the_real_search_proposed(sampler, ray_local, tmp_path):
+    """benchmarks/surrogate_search.py scores candidates instead of training them but asks cohorts through the driver's own
+    searcher: told the values the real search (2 workers, so two cohorts in flight) trained, it must make the same proposals."""
+    surrogate = _surrogate_search()
     cfg = SearchConfig(sampler=sampler, sampler_options={"predictor": {"startup": 2}, "tpe": {"n_startup_trials": 2}}, **{**MINI, "budget": 8})
     run_search(tmp_path / "real", cfg)
     real = pd.read_csv(tmp_path / "real" / "results.csv").sort_values("trial_number")
@@ -433,3 +440,19 @@ def test_a_search_replayed_with_its_own_values_proposes_what_the_real_search_pro
     assert asked[0] == asked[1] and len(asked[0]) >= 8  # repeat proposals (told from the table) included
     lagged = surrogate.simulate(cfg, lambda g: values.get(g.hash, 0.0), tmp_path / "one-in-flight", lag=1)  # proposed from more results
     assert list(lagged.sort_values("trial_number")["hash"]) != list(real["hash"])
+
+
+def test_the_candidates_ratio_is_bootstrapped_over_paired_seeds():
+    """The first sampler's median candidates over the best other's; seeds resampled together, "not reached" infinite."""
+    ratio_interval = _surrogate_search().ratio_interval
+    # a needs exactly half of b at every seed: paired resampling keeps the ratio at 0.5 in every resample (unpaired would not)
+    paired = ratio_interval({"a": [5, 10, 15, 20, 25], "b": [10, 20, 30, 40, 50], "c": [None] * 5}, "LISTA")
+    assert paired["rival"] == "b" and paired["ratio"] == paired["low"] == paired["high"] == 0.5 and paired["share_at_most_half"] == 1.0
+    # medians: a 30, b 70 (two of five not reached), c never: 30 / 70, the interval around it
+    r = ratio_interval({"a": [10, 20, 30, None, 40], "b": [50, 60, None, None, 70], "c": [None] * 5}, "LISTA")
+    assert r["rival"] == "b" and r["ratio"] == pytest.approx(30 / 70) and r["low"] <= r["ratio"] <= r["high"] and 0 < r["share_at_most_half"] < 1
+    assert ratio_interval({"a": [None, None, 3], "b": [4, 5, 6]}, "x")["ratio"] == math.inf  # the first never gets there
+    alone = ratio_interval({"a": [1, 2, 3], "b": [None, None, 9]}, "x")  # only the first gets there
+    assert alone["ratio"] == 0.0 and alone["share_at_most_half"] > 0.5
+    with pytest.raises(NasdunError, match="equally many runs"):
+        ratio_interval({"a": [1, 2], "b": [1]}, "x")
