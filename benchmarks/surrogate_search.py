@@ -198,14 +198,15 @@ def summary(tables: dict[str, dict[int, pd.DataFrame]], bars: dict[int, dict[str
     return rows
 
 
-def ratio_interval(needs: dict[str, list[int | None]], bar: str, reps: int = 4000, seed: int = 0) -> dict[str, Any]:
+def ratio_interval(needs: dict[str, list[int | None]], bar: str, budget: int, reps: int = 4000, seed: int = 0) -> dict[str, Any]:
     """The first sampler's median candidates to beat ``bar`` over the best (smallest) median of the others, with a
     95 % bootstrap interval and the share of bootstrap samples at or below 0.5 (issue 18's goal).
 
-    ``needs`` maps each sampler to its runs' candidates ("not reached": None, i.e. infinite), the runs in the same
-    order of simulated seed for every sampler; seeds are resampled together (paired: seed r of every sampler
-    searched the same oracle). A ratio is infinite when the first sampler's median is not reached, and 0 when it
-    is and no other sampler's is."""
+    ``needs`` maps each sampler to its runs' candidates (None: not within ``budget``), the runs in the same order of
+    simulated seed for every sampler; seeds are resampled together (paired: seed r of every sampler searched the
+    same oracle). Censoring is resolved against the first sampler: when the others' best median is beyond the
+    budget, the ratio is at most first / budget and counts as that bound; when the first sampler's median is
+    beyond the budget, the ratio is unknown and counts as infinite (never at or below 0.5)."""
     names = list(needs)
     if len(names) < 2 or len({len(v) for v in needs.values()}) != 1:
         runs = [len(v) for v in needs.values()]
@@ -214,26 +215,28 @@ def ratio_interval(needs: dict[str, list[int | None]], bar: str, reps: int = 400
 
     def ratio(a: np.ndarray) -> np.ndarray:
         med = np.median(a, axis=-1)  # (..., samplers)
-        first, rival = med[..., 0], med[..., 1:].min(axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = first / rival
-        return np.where(np.isinf(first), math.inf, np.where(np.isinf(rival), 0.0, r))
+        first, rival = med[..., 0], np.minimum(med[..., 1:].min(axis=-1), budget)
+        return np.where(np.isinf(first), math.inf, first / rival)
 
     rng = np.random.default_rng(seed)
     idx = rng.integers(arr.shape[1], size=(reps, arr.shape[1]))
     boot = ratio(np.transpose(arr[:, idx], (1, 0, 2)))  # (reps, samplers, runs) -> (reps,)
-    point = float(ratio(arr))
-    rival = names[1 + int(np.argmin(np.median(arr[1:], axis=-1)))]
-    return {"bar": bar, "sampler": names[0], "rival": rival, "ratio": point, "low": float(np.quantile(boot, 0.025, method="lower")),
+    rival_meds = np.median(arr[1:], axis=-1)
+    return {"bar": bar, "sampler": names[0], "rival": names[1 + int(np.argmin(rival_meds))], "ratio": float(ratio(arr)),
+            "bound": bool(np.isinf(rival_meds.min())), "budget": budget, "low": float(np.quantile(boot, 0.025, method="lower")),
             "high": float(np.quantile(boot, 0.975, method="higher")), "share_at_most_half": float(np.mean(boot <= 0.5)), "reps": reps}  # fmt: skip
 
 
 def _ratio_line(r: dict[str, Any]) -> str:
     def f(x: float) -> str:
-        return "not reached" if math.isinf(x) else f"{x:.2f}"
+        return "beyond the budget" if math.isinf(x) else f"{x:.2f}"
 
-    return (f"{r['sampler']} against the best other sampler ({r['rival']}) to beat {r['bar']}: {f(r['ratio'])}x the candidates "
-            f"(95 % bootstrap interval over seeds {f(r['low'])}-{f(r['high'])}; {100 * r['share_at_most_half']:.0f} % of "
+    if math.isinf(r["ratio"]):
+        head = f"{r['sampler']} to beat {r['bar']}: its median run does not get there within {r['budget']} candidates"
+    else:
+        at_most = "at most " if r["bound"] else ""
+        head = f"{r['sampler']} against the best other sampler ({r['rival']}) to beat {r['bar']}: {at_most}{r['ratio']:.2f}x the candidates"
+    return (f"{head} (95 % bootstrap interval over seeds {f(r['low'])} to {f(r['high'])}; {100 * r['share_at_most_half']:.0f} % of "
             f"{r['reps']} resamples at or below 0.5x).")  # fmt: skip
 
 
@@ -307,7 +310,7 @@ def run(args: argparse.Namespace, spec: dict[str, Any], options: dict[str, Any],
     if len(tables) > 1:
         for key, name in (("lista", "LISTA"), ("best", "the best hand design")):
             needs = {lab: [candidates_to_beat(runs[r], bars[r][key]) for r in seeds] for lab, runs in tables.items()}
-            ratios.append(ratio_interval(needs, name))
+            ratios.append(ratio_interval(needs, name, args.budget))
         text += [""] + [_ratio_line(r) for r in ratios]
     report: dict[str, Any] = {"study": str(args.study), "budget": args.budget, "seeds": seeds, "lag": args.lag, "options": options,
                               "oracle_cv_spearman": {k: o.cv_spearman for k, o in by_seed.items()},

@@ -443,16 +443,22 @@ def test_a_search_replayed_with_its_own_values_proposes_what_the_real_search_pro
 
 
 def test_the_candidates_ratio_is_bootstrapped_over_paired_seeds():
-    """The first sampler's median candidates over the best other's; seeds resampled together, "not reached" infinite."""
+    """The first sampler's median candidates over the best other's; seeds resampled together; a median beyond the
+    budget is the budget for the others (the ratio an upper bound) and unknown (infinite) for the first."""
     ratio_interval = _surrogate_search().ratio_interval
     # a needs exactly half of b at every seed: paired resampling keeps the ratio at 0.5 in every resample (unpaired would not)
-    paired = ratio_interval({"a": [5, 10, 15, 20, 25], "b": [10, 20, 30, 40, 50], "c": [None] * 5}, "LISTA")
+    paired = ratio_interval({"a": [5, 10, 15, 20, 25], "b": [10, 20, 30, 40, 50], "c": [None] * 5}, "LISTA", budget=60)
     assert paired["rival"] == "b" and paired["ratio"] == paired["low"] == paired["high"] == 0.5 and paired["share_at_most_half"] == 1.0
     # medians: a 30, b 70 (two of five not reached), c never: 30 / 70, the interval around it
-    r = ratio_interval({"a": [10, 20, 30, None, 40], "b": [50, 60, None, None, 70], "c": [None] * 5}, "LISTA")
-    assert r["rival"] == "b" and r["ratio"] == pytest.approx(30 / 70) and r["low"] <= r["ratio"] <= r["high"] and 0 < r["share_at_most_half"] < 1
-    assert ratio_interval({"a": [None, None, 3], "b": [4, 5, 6]}, "x")["ratio"] == math.inf  # the first never gets there
-    alone = ratio_interval({"a": [1, 2, 3], "b": [None, None, 9]}, "x")  # only the first gets there
-    assert alone["ratio"] == 0.0 and alone["share_at_most_half"] > 0.5
+    r = ratio_interval({"a": [10, 20, 30, None, 40], "b": [50, 60, None, None, 70], "c": [None] * 5}, "LISTA", budget=80)
+    assert r["rival"] == "b" and r["ratio"] == pytest.approx(30 / 70) and not r["bound"]
+    assert r["low"] <= r["ratio"] <= r["high"] and 0 < r["share_at_most_half"] < 1
+    never = ratio_interval({"a": [None, None, 3], "b": [4, 5, 6]}, "x", budget=10)  # the first's median beyond the budget
+    # only resamples that draw seed 2 at least twice (7/27 of them) give a a median (3), and b then 6: exactly 0.5
+    assert never["ratio"] == math.inf and never["high"] == math.inf and abs(never["share_at_most_half"] - 7 / 27) < 0.03
+    alone = ratio_interval({"a": [1, 2, 3], "b": [None, None, 9]}, "x", budget=10)  # the others' beyond it: at most 2 / 10
+    assert alone["bound"] and alone["ratio"] == pytest.approx(0.2) and alone["high"] <= 3 / 9 and alone["share_at_most_half"] == 1.0
+    late = ratio_interval({"a": [6, 7, 8], "b": [None, None, 9]}, "x", budget=10)  # at most 0.7: not counted as meeting 0.5
+    assert late["ratio"] == pytest.approx(0.7) and late["share_at_most_half"] < 0.1
     with pytest.raises(NasdunError, match="equally many runs"):
-        ratio_interval({"a": [1, 2], "b": [1]}, "x")
+        ratio_interval({"a": [1, 2], "b": [1]}, "x", budget=10)
