@@ -107,6 +107,15 @@ class CohortSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         """Resuming goes through `nasdun search --resume`, which rebuilds from the study and table."""
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its search algorithm into ``tuner.pkl`` for ``Tuner.restore``, which nasdun never uses: the
+        searcher's state is the study and the table. The live experiment (its storage, its sampler: Optuna 5's NSGA-II
+        holds a thread lock) stays out of the pickle, which keeps only where that state lives."""
+        return {"storage_url": self.exp.storage_url, "dir": str(self.exp.dir)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)  # a record only: resume with `nasdun search --resume DIR`
+
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id in self.inflight and "progress" in result:
             self.fraction[trial_id] = float(result["progress"])
