@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.plots import scatter_figure
+from analysis.plots import frontier_figure, scatter_figure
 from nasdun.errors import NasdunError
 from nasdun.results import read_table
 
@@ -150,6 +150,18 @@ def rung_study(run_dirs: str | Path | Sequence[str | Path], randoms: Sequence[st
     return pd.DataFrame(rows)
 
 
+def study_networks(n_genotypes: int, layers: int, genotype_seed: int) -> list[tuple[str, Any]]:
+    """The networks of a fidelity study: ``r000``... (``n_genotypes`` uniform draws of the whole space at
+    ``layers``, from ``genotype_seed``), then every hand design of the preset registry that has ``layers`` layers."""
+    from search_spaces.genotype import SearchSpace
+    from search_spaces.presets import PRESETS, preset
+
+    space = SearchSpace(layers=layers)
+    rng = np.random.default_rng(genotype_seed)
+    archs = [(f"r{i:03d}", space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()})) for i in range(n_genotypes)]
+    return archs + [(name, preset(name, layers)) for name in PRESETS.names() if name != "meng2021" or layers <= 16]
+
+
 def run_fidelity(
     n_genotypes: int,
     setting: str,
@@ -165,15 +177,34 @@ def run_fidelity(
     force: bool = False,
     reference_chunk: int = 0,
     max_chunks: int | None = None,
+    reference_table: str | Path | None = None,
 ) -> pd.DataFrame:
     """Train, rank, compare; ``seed`` is the run seed (training set and batch order; the
     dictionary, validation and test sets belong to the setting), ``genotype_seed`` (default:
     ``seed``) draws the random genotypes, so one set of genotypes can be studied under other
-    training randomness."""
+    training randomness.
+
+    With ``reference_table`` (:mod:`analysis.reference`), the reference is that table, not trained: the study
+    (networks, setting, K, seeds, chunks, reference protocol) is the table's, and the arguments that name it
+    are ignored; each protocol is trained on the table's networks in the table's chunks. Every reference this
+    function trains is written as such a table too (``OUT/reference.csv``)."""
     from nasdun.training import holds_run, train_or_reuse
-    from search_spaces.genotype import SearchSpace
-    from search_spaces.presets import PRESETS, preset
     from trainers.protocols import get_protocol
+
+    table = None
+    if reference_table is not None:
+        from analysis.reference import load_reference
+
+        table = load_reference(reference_table)
+        a = table.attrs
+        setting, layers, seed, genotype_seed, reference = (
+            str(a["setting"]),
+            int(a["layers"]),
+            int(a["seed"]),
+            int(a["genotype_seed"]),
+            str(a["protocol"]),
+        )
+        n_genotypes, reference_chunk, max_chunks = int(table["study_genotypes"].iloc[0]), int(table["chunk_size"].iloc[0]), None
 
     if n_genotypes < 0:
         raise NasdunError(f"--genotypes {n_genotypes}; expected an integer >= 0")
@@ -183,13 +214,10 @@ def run_fidelity(
         raise NasdunError(f"--reference-chunk {reference_chunk}; expected an integer >= 0 (0: the reference in one run)")
     if max_chunks is not None and max_chunks < 0:
         raise NasdunError(f"--chunks {max_chunks}; expected an integer >= 0 (reference chunks to train in this call)")
-    if reference_chunk and get_protocol(reference).rungs:
+    if table is None and reference_chunk and get_protocol(reference).rungs:
         raise NasdunError(f"--reference-chunk {reference_chunk} with reference {_name(reference)!r}: a halving protocol ranks inside its cohort, "
                           "so chunks would change it; expected --reference-chunk 0 or a reference without rungs")  # fmt: skip
-    space = SearchSpace(layers=layers)
-    rng = np.random.default_rng(seed if genotype_seed is None else genotype_seed)
-    archs = [(f"r{i:03d}", space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()})) for i in range(n_genotypes)]
-    archs += [(name, preset(name, layers)) for name in PRESETS.names() if name != "meng2021" or layers <= 16]
+    archs = study_networks(n_genotypes, layers, seed if genotype_seed is None else genotype_seed)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -204,13 +232,19 @@ def run_fidelity(
     chunks = reference_chunks(archs, n_genotypes, reference_chunk)
     ref_dirs = [out_dir / _name(reference)] if reference_chunk == 0 else [out_dir / _name(reference) / f"part{i:02d}" for i in range(len(chunks))]
     ref_parts: list[tuple[Path, list[tuple[str, Any]], pd.DataFrame]] = []  # the finished chunks
+    if table is not None:
+        ref_parts = _table_parts(table, archs, chunks, ref_dirs)
     budget = math.inf if max_chunks is None else max_chunks
-    for run_dir, nets in zip(ref_dirs, chunks, strict=True):
+    for run_dir, nets in zip(ref_dirs, chunks, strict=True) if table is None else ():
         if not holds_run(run_dir, nets, setting, seed, reference):
             if budget <= 0:
                 continue  # left for a later call: the report covers the finished chunks
             budget -= 1
         ref_parts.append((run_dir, nets, trained(run_dir, nets, reference)))
+    if table is None and ref_parts:
+        _write_reference_table(
+            out_dir / "reference.csv", ref_parts, chunks, archs, n_genotypes, reference_chunk, seed if genotype_seed is None else genotype_seed
+        )
     done = [n for n, _ in archs if any(n in t.index for _, _, t in ref_parts)]
     if len(done) < len(archs):
         print(f"fidelity: partial reference: {len(done)} of {len(archs)} networks trained with {_name(reference)}", flush=True)
@@ -226,7 +260,8 @@ def run_fidelity(
         else:
             dirs[proto] = [out_dir / _name(proto)]
             tables[proto] = trained(dirs[proto][0], compared, proto, cheap=True).loc[done]
-    capped = {p: capped_share(dirs[p], done, get_protocol(p).max_iters) for p in [reference, *protocols]}
+    capped = {p: capped_share(dirs[p], done, get_protocol(p).max_iters) for p in protocols}
+    capped[reference] = math.nan if table is not None else capped_share(dirs[reference], done, get_protocol(reference).max_iters)
     ref = tables[reference]
     ref_rank = cheap_rank(ref)
     randoms = [n for n, _ in archs[:n_genotypes] if n in done]  # the hand designs are easy to rank; rho without them too
@@ -241,6 +276,8 @@ def run_fidelity(
         top = set(rank[rank <= quarter].index)
         rho = spearman(ref_rank, rank)
         low, high = spearman_interval(rho, len(done))
+        both_ok = ref.index[(ref["status"] != "failed") & (cheap["status"] == "ok")]
+        delta = (cheap.loc[both_ok, "val_nmse_db"] - ref.loc[both_ok, "val_nmse_db"]).astype(float)
         rows.append(
             {
                 "protocol": _name(proto),
@@ -253,6 +290,9 @@ def run_fidelity(
                 "kendall": kendall(ref_rank, rank),
                 "spearman_random": spearman(ref_rank_random, cheap_rank(cheap.loc[randoms])) if ref_rank_random is not None else math.nan,
                 "spearman_ref_ok": spearman_ref_ok(ref, cheap),
+                "median_abs_delta_db": float(delta.abs().median()) if len(delta) else math.nan,
+                "median_delta_db": float(delta.median()) if len(delta) else math.nan,
+                "within_1db": float((delta.abs() <= 1.0).mean()) if len(delta) else math.nan,
                 "top25_overlap": len(top & ref_top) / quarter,
                 "ref_top5_in_cheap_top25": int(len(ref_top5 & top)),
                 "cost_ratio": float(ref["iterations"].sum() / max(1, cheap["iterations"].sum())),
@@ -266,16 +306,18 @@ def run_fidelity(
         both["kind"] = ["random" if n.startswith("r") and n[1:].isdigit() else "hand design" for n in both.index]
         scatter_figure(both, "reference rank", f"{_name(proto)} rank", "kind", out_dir / "figures", f"rank_{_name(proto)}",
                        f"{_name(proto)} vs {_name(reference)} ranks")  # fmt: skip
-    table = pd.DataFrame(rows)
-    table.to_csv(out_dir / "fidelity.csv", index=False)
-    rungs = rung_study([d for d, _, _ in ref_parts], randoms)
+    result = pd.DataFrame(rows)
+    result.to_csv(out_dir / "fidelity.csv", index=False)
+    frontier_figure(result, out_dir / "figures", "frontier", _name(reference))
+    no_rungs = pd.DataFrame(columns=["layer", "spearman", "kendall", "spearman_random", "final_top5_in_top_half"])  # a table has no stage records
+    rungs = rung_study([d for d, _, _ in ref_parts], randoms) if table is None else no_rungs
     rungs.to_csv(out_dir / "rungs.csv", index=False)
     networks = network_table(dict(archs), tables, reference, list(protocols))
     networks.to_csv(out_dir / "networks.csv")
     lines = [
         "| protocol | Spearman | 95% interval | Kendall | Spearman, random only | Spearman, reference failures left out | top-25% overlap "
-        "| ref top-5 in cheap top-25% | cost ratio | stages at cap |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| ref top-5 in cheap top-25% | median \\|Δ\\| dB | median Δ dB | within 1 dB | cost ratio | stages at cap |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cells = [
@@ -286,6 +328,9 @@ def run_fidelity(
             f"{r['spearman_ref_ok']:.3f}",
             f"{r['top25_overlap']:.2f}",
             f"{r['ref_top5_in_cheap_top25']}/5" + (f" (at most {quarter})" if quarter < 5 else ""),
+            f"{r['median_abs_delta_db']:.2f}",
+            f"{r['median_delta_db']:+.2f}",
+            f"{r['within_1db']:.0%}",
             f"{r['cost_ratio']:.2f}",
             f"{r['stages_at_cap']:.0%}",
         ]
@@ -297,12 +342,21 @@ def run_fidelity(
         f"{'' if genotype_seed in (None, seed) else f' (genotypes drawn with seed {genotype_seed})'}"
         + (f"; reference (and each non-halving cheap protocol) in runs of {reference_chunk} networks on the same data" if reference_chunk else "")
         + (f". **Partial reference: {len(done)} of {len(archs)} networks trained so far**" if len(done) < len(archs) else "")
-        + f"; {capped[reference]:.0%} of the reference's stages ended at its cap of {get_protocol(reference).max_iters:,} iterations"
-        + ".\n\n"
+        + (
+            f"; reference read from the table {table.attrs['path']}"
+            if table is not None
+            else f"; {capped[reference]:.0%} of the reference's stages ended at its cap of {get_protocol(reference).max_iters:,} iterations"
+        )
+        + ". Δ: a protocol's validation nmse_db minus the reference's, over the networks both train without failure.\n\n"
         + "\n".join(lines)
         + "\n"
-        + f"\nA halving rung after layer t, read from the `{_name(reference)}` run (each network's value at the end of layer t "
-        "against its final value):\n\n| layer | Spearman | Kendall | Spearman, random only | final top 5 in the top half |\n|---|---|---|---|---|\n"
+        + (
+            f"\nA halving rung after layer t, read from the `{_name(reference)}` run (each network's value at the end of layer t "
+            "against its final value):\n\n| layer | Spearman | Kendall | Spearman, random only | final top 5 in the top half |\n"
+            "|---|---|---|---|---|\n"
+            if len(rungs)
+            else ""
+        )
         + "".join(
             f"| {r.layer} | {r.spearman:.3f} | {r.kendall:.3f} | {r.spearman_random:.3f} | {r.final_top5_in_top_half}/5 |\n"
             for r in rungs.itertuples()
@@ -310,7 +364,42 @@ def run_fidelity(
         + "\nValidation nmse_db per network, best under the reference first (neurons: S soft threshold, R ReLU, L leaky ReLU, layer 1 first; "
         "a failed network ranks last):\n\n" + networks_markdown(networks, reference, list(protocols))
     )
-    return table
+    return result
+
+
+def _table_parts(table: pd.DataFrame, archs: list[tuple[str, Any]], chunks: list[list[tuple[str, Any]]],
+                 ref_dirs: list[Path]) -> list[tuple[Path, list[tuple[str, Any]], pd.DataFrame]]:  # fmt: skip
+    """The reference's finished chunks read from its table: each network's genotype must be the one this study draws,
+    in the chunk the study puts it in; a chunk is finished when the table holds all of its networks."""
+    from analysis.reference import as_results
+
+    drawn = dict(archs)
+    where = f"reference table {table.attrs['path']}"
+    wrong = [n for n in table.index if n not in drawn or drawn[n].hash != str(table.loc[n, "hash"])]
+    if wrong:
+        raise NasdunError(f"{where}: {', '.join(wrong)} is not the network nasdun fidelity draws at genotype seed {table.attrs['genotype_seed']}, "
+                          f"K = {table.attrs['layers']}; expected the table of a `nasdun fidelity` study")  # fmt: skip
+    chunk_of = {n: i for i, c in enumerate(chunks) for n, _ in c}
+    moved = [n for n in table.index if int(table.loc[n, "chunk"]) != chunk_of[n]]
+    if moved:
+        raise NasdunError(f"{where}: {', '.join(moved)} in another chunk than the study's (chunk size {len(chunks[0])}); expected the study's chunks")
+    results = as_results(table)
+    return [(d, nets, results.loc[[n for n, _ in nets]]) for d, nets in zip(ref_dirs, chunks, strict=True) if all(n in table.index for n, _ in nets)]
+
+
+def _write_reference_table(path: Path, parts: list[tuple[Path, list[tuple[str, Any]], pd.DataFrame]], chunks: list[list[tuple[str, Any]]],
+                           archs: list[tuple[str, Any]], n_genotypes: int, chunk_size: int, genotype_seed: int) -> None:  # fmt: skip
+    """The trained reference as a table (:mod:`analysis.reference`) that a later `nasdun fidelity --reference-table` reads."""
+    from analysis.reference import reference_rows, write_reference
+
+    kind = {n: "random" for n, _ in archs[:n_genotypes]} | {n: "hand design" for n, _ in archs[n_genotypes:]}
+    chunk_of = {n: i for i, c in enumerate(chunks) for n, _ in c}
+    rows = []
+    for run_dir, nets, results in parts:
+        meta = json.loads((run_dir / "run.json").read_text())
+        for row in reference_rows(results, meta, chunk_of[nets[0][0]], genotype_seed, kind):
+            rows.append({**row, "study_genotypes": n_genotypes, "chunk_size": chunk_size})
+    write_reference(rows, path)
 
 
 def network_table(genotypes: dict[str, Any], tables: dict[str, pd.DataFrame], reference: str, protocols: list[str]) -> pd.DataFrame:

@@ -145,3 +145,24 @@ def scatter_figure(df: pd.DataFrame, x: str, y: str, hue: str | None, out_dir: P
     ax.set_title(title)
     ax.grid(alpha=0.3)
     save(fig, out_dir, name)
+
+
+def frontier_figure(df: pd.DataFrame, out_dir: Path, name: str, reference: str) -> pd.DataFrame:
+    """Each protocol's agreement with ``reference`` against its cost: Spearman (left) and the median |value - reference
+    value| in dB (right), over the training saved (reference iterations / the protocol's, log scale); one point per protocol."""
+    plt, _ = _plt()
+    data = df.set_index("protocol")[["cost_ratio", "spearman", "median_abs_delta_db"]]
+    fig, axes = plt.subplots(1, 2, figsize=(PAPER_WIDTH, 2.6))
+    for ax, col, label in (
+        (axes[0], "spearman", f"Spearman against {reference}"),
+        (axes[1], "median_abs_delta_db", f"median |value − {reference}| (dB)"),
+    ):
+        for i, (proto, r) in enumerate(data.iterrows()):
+            ax.scatter(r["cost_ratio"], r[col], color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)], s=22, label=str(proto), zorder=3)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"training saved ({reference} iterations / the protocol's)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[1].legend(fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    save(fig, out_dir, name)
+    return data
