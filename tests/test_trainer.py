@@ -137,3 +137,43 @@ def test_compaction_carries_every_state_field_even_one_added_later(small_problem
     broken = extended(**{**base, "ids": np.arange(5)}, dummy=[0, 1, 2, 3, 4], dummy_h=np.arange(5))
     with pytest.raises(TypeError, match="CandidateState.dummy is a list"):
         broken.select(np.array([0, 1]))
+
+
+def test_a_cosine_stage_is_adam_at_the_scheduled_rate(small_problem):
+    """With schedule cosine, stage iteration i trains at lrs[s] * f(i), f the warm-up times the cosine decay to
+    min_lr_ratio at the stage's cap: the trainer's steps equal torch.optim.Adam stepped by hand at those rates."""
+    proto = Protocol(name="cos", lrs=(1e-2,), patience=40, max_iters=40, batch_size=64, schedule="cosine", warmup=4, min_lr_ratio=0.1)
+    g = preset("lista", 1)
+    tr = PopulationTrainer([g], small_problem, proto)
+    ref = UnrolledLISTA([g], small_problem.D, lam=proto.lam)
+    ref.load_state_dict(tr.model.state_dict())
+    opt = torch.optim.Adam(ref.parameters(), lr=1.0)  # at K = 1, stage 1 trains every parameter that has a gradient
+    # (constant at lr 1e-2 ends with theta 0.052, this schedule with 0.030: a wrong rate is far outside the tolerance)
+    for i in range(12):
+        f = min(1.0, (i + 1) / 4) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * i / 40)))
+        for group in opt.param_groups:
+            group["lr"] = 1e-2 * f
+        b, x = small_problem.train_batch(i)
+        loss = 0.5 * (ref(b, 1)[0] - x).pow(2).sum((-2, -1)).sum() / x.shape[-2]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tr.train_step()
+    moved = 0
+    for name, p in ref.named_parameters():
+        assert torch.allclose(tr.params[name].detach(), p.detach(), rtol=0, atol=5e-6), name  # float32 noise: ~6e-7
+        moved += int((p.detach() != UnrolledLISTA([g], small_problem.D, lam=proto.lam).state_dict()[name]).any())
+    assert moved == 2  # Wb and theta moved (Wx first acts in layer 2): the comparison is not of untouched parameters
+
+
+def test_final_iters_caps_the_last_stage_and_bad_schedules_are_refused(small_problem):
+    proto = Protocol(name="fin", lrs=(1e-3, 1e-3), patience=60, max_iters=20, final_iters=60, batch_size=64, schedule="cosine")
+    r = train_population([preset("2no", 2)], small_problem, proto)[0]
+    assert [(s["layer"], s["stage"], s["iters"]) for s in r.stages] == [(1, 1, 20), (1, 2, 20), (2, 1, 20), (2, 2, 60)]
+    assert r.iterations == 120 and proto.stage_cap(2, 1, 2) == 60 and proto.stage_cap(1, 1, 2) == 20
+    with pytest.raises(NasdunError, match="schedule='linear'; expected one of constant, cosine"):
+        Protocol(name="x", schedule="linear")
+    with pytest.raises(NasdunError, match="warmup=10, min_lr_ratio=0.0 with schedule 'constant'"):
+        Protocol(name="x", warmup=10)
+    with pytest.raises(NasdunError, match="final_iters=15; expected 0 or a positive multiple of val_every"):
+        Protocol(name="x", final_iters=15)

@@ -130,6 +130,8 @@ class PopulationTrainer:
         self.active = torch.as_tensor(self.c.active_h, device=dev)
         self._active_f = self.active.to(self.c.step.dtype)
         self._lr = self.lrs[self.s.clamp(max=len(self.protocol.lrs) - 1)] * self.c.lr_scale * self._active_f
+        caps = [self.protocol.stage_cap(int(t), int(s), self.model.K) for t, s in zip(self.c.t_h, self.c.s_h, strict=True)]
+        self._cap = torch.tensor(caps, dtype=torch.long, device=dev)  # each candidate's current stage cap
         live = self.c.t_h[self.c.active_h]
         self._T = int(live.max()) if live.size else 1
         self._loss_layers = {int(k): (self.active & (self.t == int(k))) for k in np.unique(live)}
@@ -175,7 +177,9 @@ class PopulationTrainer:
     def _adam(self, grads: Sequence[torch.Tensor]) -> None:
         """The masked per-candidate Adam update (:mod:`trainers.adam`) of the active candidates."""
         self.c.step += self._active_f
-        masked_adam_step(self.params, grads, self.c.m, self.c.v, self.c.step, self._lr, self._wm, self._wv)
+        factor = self.protocol.lr_factor(self.c.stage_iter, self._cap)  # the schedule inside the stage (None: constant)
+        lr = self._lr if factor is None else self._lr * factor.to(self._lr.dtype)
+        masked_adam_step(self.params, grads, self.c.m, self.c.v, self.c.step, lr, self._wm, self._wv)
 
     def _trainable(self, name: str, p: torch.Tensor) -> torch.Tensor:
         """Elements candidate q may move: its layer t's new parameters in stage 0, else layers <= t."""
@@ -223,7 +227,7 @@ class PopulationTrainer:
         proto = self.protocol
         diverged = self.active & (self.c.bad | ~torch.isfinite(val) | (val > proto.diverge_db))
         self._record_best(val, self.active & ~diverged)
-        stale = (self.c.stage_iter - self.c.best_at >= proto.patience) | (self.c.stage_iter >= proto.max_iters)
+        stale = (self.c.stage_iter - self.c.best_at >= proto.patience) | (self.c.stage_iter >= self._cap)
         ended = self.active & ~diverged & stale
         if not bool((diverged | ended).any()):
             return

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import NasdunError
 from nasdun.registry import Registry
 
+if TYPE_CHECKING:
+    import torch
+
 HERE = Path(__file__).parent
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """The stage-wise protocol (DESIGN.md section 5).
+    r"""The stage-wise protocol (DESIGN.md section 5).
 
     For each layer t = 1..K, one stage per learning rate in ``lrs``: the first trains layer t's
     new parameters, every later one all parameters of layers 1..t (the reference code has
@@ -24,6 +30,17 @@ class Protocol:
     ``diverge_db`` (or whose training loss is non-finite) fails. With ``rungs``, successive
     halving: after the last stage of each rung layer the cohort keeps its best
     ``ceil(n / eta)`` (at least ``min_survivors``) and stops the rest.
+
+    Inside a stage the learning rate is the stage's ``lrs[s]`` times a schedule of the stage's
+    iteration i (0 at the stage start): ``constant`` (1, the reference code), or ``cosine``
+
+    .. math::  f(i) = \min\Bigl(1, \tfrac{i + 1}{w}\Bigr)\,
+               \Bigl(r + (1 - r)\,\tfrac{1}{2}\bigl(1 + \cos \tfrac{\pi\, i}{c}\bigr)\Bigr)
+
+    with ``w = warmup`` (0: no warm-up), ``r = min_lr_ratio`` and ``c`` the stage's cap: a stage then decays towards its end
+    at its cap instead of waiting on patience at one rate. The cap is ``max_iters``, except for the last
+    layer's last stage (all layers trained on the loss at x(K)) with ``final_iters`` > 0: a longer
+    end-to-end pass at the end.
     """
 
     name: str = "custom"
@@ -39,6 +56,10 @@ class Protocol:
     rungs: tuple[int, ...] = ()  # successive halving after these layers (empty: off)
     eta: int = 2
     min_survivors: int = 1
+    schedule: str = "constant"  # the learning rate inside a stage: constant or cosine (see above)
+    warmup: int = 0  # linear warm-up iterations at each stage start (cosine only)
+    min_lr_ratio: float = 0.0  # cosine: the rate at the stage's cap, as a share of the stage's rate
+    final_iters: int = 0  # the cap of the last layer's last stage (all layers, the loss at x(K)): an end-to-end pass; 0: max_iters
 
     def __post_init__(self) -> None:
         if list(self.rungs) != sorted(set(self.rungs)) or any(r < 1 for r in self.rungs):
@@ -47,9 +68,20 @@ class Protocol:
             raise NasdunError(f"protocol {self.name}: eta={self.eta}, min_survivors={self.min_survivors}; expected eta >= 2, min_survivors >= 1")
         if len(self.lrs) < 1 or any(not lr > 0 for lr in self.lrs):
             raise NasdunError(f"protocol {self.name}: lrs={list(self.lrs)}; expected one or more positive learning rates (one per stage)")
+        if self.final_iters < 0 or self.final_iters % self.val_every:
+            raise NasdunError(
+                f"protocol {self.name}: final_iters={self.final_iters}; expected 0 or a positive multiple of val_every ({self.val_every})"
+            )
         for key in ("patience", "max_iters", "val_every", "batch_size"):
             if getattr(self, key) < 1:
                 raise NasdunError(f"protocol {self.name}: {key}={getattr(self, key)}; expected an integer >= 1")
+        if self.schedule not in SCHEDULES:
+            raise NasdunError(f"protocol {self.name}: schedule={self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+        if self.warmup < 0 or not 0 <= self.min_lr_ratio <= 1 or (self.schedule == "constant" and (self.warmup or self.min_lr_ratio)):
+            raise NasdunError(
+                f"protocol {self.name}: warmup={self.warmup}, min_lr_ratio={self.min_lr_ratio} with schedule {self.schedule!r};"
+                " expected warmup >= 0 and 0 <= min_lr_ratio <= 1, both only with schedule cosine"
+            )
         if self.max_iters % self.val_every or self.patience % self.val_every:
             raise NasdunError(
                 f"protocol {self.name}: patience ({self.patience}) and max_iters ({self.max_iters}) must be multiples of val_every ({self.val_every})"
@@ -58,6 +90,22 @@ class Protocol:
     @property
     def stages_per_layer(self) -> int:
         return len(self.lrs)
+
+    def stage_cap(self, layer: int, stage: int, layers: int) -> int:
+        """The iteration cap of ``stage`` (0-based) of ``layer`` in a network of ``layers`` layers."""
+        last = layer == layers and stage == self.stages_per_layer - 1
+        return self.final_iters if last and self.final_iters else self.max_iters
+
+    def lr_factor(self, stage_iter: torch.Tensor, cap: torch.Tensor) -> torch.Tensor | None:
+        """The schedule's factor f(i) for each candidate's stage iteration and stage cap (None for ``constant``: the rate as is)."""
+        import torch
+
+        if self.schedule == "constant":
+            return None
+        i = stage_iter.to(torch.float64)
+        warm = ((i + 1) / self.warmup).clamp(max=1.0) if self.warmup else torch.ones_like(i)
+        r = self.min_lr_ratio
+        return warm * (r + (1 - r) * 0.5 * (1 + torch.cos(math.pi * torch.minimum(i, cap) / cap)))
 
 
 PROTOCOLS: Registry[Protocol] = Registry("protocol")
@@ -73,3 +121,13 @@ def get_protocol(name: str | Protocol) -> Protocol:
         path = Path(name)
         return from_mapping(Protocol, {"name": path.stem, **load_yaml(path, "protocol")}, str(path))
     return PROTOCOLS.get(name)
+
+
+def agreement(protocol: str | Protocol) -> dict[str, object] | None:
+    """How well ``protocol`` is measured to rank like ``paper`` (``references/agreement.yaml``): its Spearman and
+    median |Δ| against the reference table named in ``reference``; None where it has not been measured."""
+    name = protocol.name if isinstance(protocol, Protocol) else Path(str(protocol)).stem
+    for reference, rows in load_yaml(HERE / "references" / "agreement.yaml").items():
+        if name in rows:
+            return {"reference": reference, **rows[name]}
+    return None
