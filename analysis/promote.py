@@ -3,13 +3,16 @@
 A search run with a cheap protocol ranks many candidates; ``promote`` takes its best ``k``
 distinct genotypes by validation nmse_db (status ``ok`` only: with successive halving, the
 top rung) and trains them together under a longer protocol, on the run's own setting and
-seed (read from its rows), so the data are the ones the screening saw. It writes the usual
+seed (read from its rows), so the data are the ones the screening saw. A search's own
+promotion (:func:`promote_search`) also trains every hand design, so that its verdict compares
+found and hand designs under the protocol whose ranking is trusted. It writes the usual
 results table in ``OUT`` and ``promote.md``: each finalist's screening value and rank next to
 its promoted value and rank, and Spearman's rho between the two.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from pathlib import Path
@@ -17,43 +20,62 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.average import load_runs, only_value, top_k
+from analysis.average import load_runs, only_value, top_k, trained_rows
 from analysis.fidelity import spearman
 from search_spaces.genotype import Genotype
 
 
+def finalists(df: pd.DataFrame, k: int, hand_designs: bool = False) -> pd.DataFrame:
+    """The rows to promote: the ``k`` best distinct genotypes by validation nmse_db (:func:`analysis.average.top_k`);
+    with ``hand_designs``, the ``k`` best *found* ones (rows without a ``preset``) and then every hand design of the
+    run (rows with one; each genotype once, whatever its screening status): the sides of the verdict."""
+    if not hand_designs:
+        return top_k(df, k)
+    hand = df["preset"].fillna("").astype(str) != "" if "preset" in df.columns else pd.Series(False, index=df.index)
+    found = trained_rows(df[~hand]).sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash").head(k)
+    return pd.concat([found, df[hand].drop_duplicates("hash", keep="first")])
+
+
 def run_promote(
-    run: str | Path, k: int, protocol: str, out: str | Path, device: str = "auto", compile: bool = False, precision: str = "fp32", force: bool = False
-) -> pd.DataFrame:
-    """Train the top-``k`` of ``run`` under ``protocol`` into ``out``; returns the comparison table."""
+    run: str | Path, k: int, protocol: str, out: str | Path, device: str = "auto", compile: bool = False, precision: str = "fp32",
+    force: bool = False, hand_designs: bool = False,
+) -> pd.DataFrame:  # fmt: skip
+    """Train the top-``k`` of ``run`` (with ``hand_designs``: and every hand design, :func:`finalists`) under ``protocol``
+    into ``out``; returns the comparison table (``promote.csv``; its ``preset`` column marks the hand designs)."""
     from nasdun.training import run_train
+    from nasdun.verdict import preset_of
 
     df = load_runs([run])
     setting, seed = only_value(df, "setting", str(run)), int(only_value(df, "seed", str(run)))
-    finalists = top_k(df, k)
-    archs = [(str(r["name"]), Genotype.from_json(str(r["genotype"]))) for _, r in finalists.iterrows()]
+    chosen = finalists(df, k, hand_designs)
+    archs = [(str(r["name"]), Genotype.from_json(str(r["genotype"]))) for _, r in chosen.iterrows()]
     promoted = run_train(archs, setting, protocol, seed, out, device=device, overwrite=force, compile=compile, precision=precision).set_index("name")
     table = pd.DataFrame(
         {
             "name": [n for n, _ in archs],
-            "screen_val_nmse_db": finalists["val_nmse_db"].astype(float).to_numpy(),
-            "screen_rank": range(1, len(archs) + 1),
+            "preset": [preset_of(r.to_dict()) for _, r in chosen.iterrows()],
+            "screen_val_nmse_db": chosen["val_nmse_db"].astype(float).to_numpy(),
+            "screen_rank": chosen["val_nmse_db"].astype(float).rank(method="first").astype(int).to_numpy(),
         }
     ).set_index("name")
-    table["val_nmse_db"] = promoted.loc[table.index, "val_nmse_db"].astype(float)
-    table["test_nmse_db"] = promoted.loc[table.index, "test_nmse_db"].astype(float)
-    table["rank"] = table["val_nmse_db"].rank(method="first").astype(int)
-    rho = spearman(table["screen_val_nmse_db"], table["val_nmse_db"]) if len(table) > 2 else float("nan")
+    for col in ("status", "val_nmse_db", "test_nmse_db", "test_nmse_db_mean", "hash"):
+        table[col] = promoted.loc[table.index, col] if col in promoted.columns else math.nan
+    if "test_psnr" in promoted.columns:
+        table["test_psnr"] = promoted.loc[table.index, "test_psnr"]
+    table["rank"] = table["val_nmse_db"].astype(float).rank(method="first").astype(int)
+    both = table["screen_val_nmse_db"].notna() & table["val_nmse_db"].notna()
+    rho = spearman(table.loc[both, "screen_val_nmse_db"], table.loc[both, "val_nmse_db"]) if both.sum() > 2 else float("nan")
+    what = f"Top {k}" + (" found networks and every hand design" if hand_designs else "")
     lines = [
-        f"Top {k} of `{run}` (setting `{setting}`, seed {seed}) trained with `{Path(protocol).stem}`; "
+        f"{what} of `{run}` (setting `{setting}`, seed {seed}) trained with `{Path(protocol).stem}`; "
         f"Spearman between screening and promoted validation nmse_db: {rho:.3f}.",
         "",
-        "| name | screening val | screening rank | promoted val | promoted test | promoted rank |",
-        "|---|---|---|---|---|---|",
+        "| name | hand design | screening val | screening rank | promoted val | promoted test | promoted rank |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in table.iterrows():
         values = f"{r['screen_val_nmse_db']:.2f}", f"{r['val_nmse_db']:.2f}", f"{r['test_nmse_db']:.2f}"
-        cells = [values[0], str(int(r["screen_rank"])), values[1], values[2], str(int(r["rank"]))]
+        cells = [r["preset"] or "", values[0], str(int(r["screen_rank"])), values[1], values[2], str(int(r["rank"]))]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     (Path(out) / "promote.md").write_text("\n".join(lines) + "\n")
     table["protocol"] = protocol
@@ -64,18 +86,23 @@ def run_promote(
 PROMOTED = "promoted"
 
 
-def promote_search(run: str | Path, k: int, protocol: str, device: str = "auto", compile: bool = False) -> dict[str, Any]:
-    """A search's own second phase (``promote_top`` > 0): its top-``k`` trained under ``protocol`` in RUN/promoted.
+def promote_search(run: str | Path, cfg: Any) -> dict[str, Any]:
+    """A search's own second phase: its top ``cfg.promote_top`` found networks and every hand design it trained,
+    under ``cfg.promote_protocol``, in RUN/promoted, with the search's precision and compile settings (and a GPU when
+    its trials had one), on its setting and seed. The returned figures (``search.json``'s ``promoted``) hold the
+    verdict computed there (:func:`nasdun.verdict.compare` of the promoted rows).
 
     Idempotent, so ``--resume`` can always call it: a finished promotion of the same finalists
     under the same protocol is read, not redone; a finished one of other finalists (the search
     went on after it) is kept as ``promoted.N`` and the new top-k promoted; an unfinished one
-    (no ``promote.csv``: nothing of it was written) is redone. Returns the figures that go to
-    ``search.json``: the promoted best by validation, its test value, the phase's wall time.
+    (no ``promote.csv``: nothing of it was written) is redone.
     """
+    from nasdun.verdict import compare
+
     run, start = Path(run), time.perf_counter()
+    k, protocol = cfg.promoted_k, cfg.promote_protocol
     out = run / PROMOTED
-    names = [str(n) for n in top_k(load_runs([run]), k)["name"]]
+    names = [str(n) for n in finalists(load_runs([run]), k, hand_designs=True)["name"]]
     done = out / "promote.csv"
     reused = False
     if done.is_file():
@@ -86,15 +113,23 @@ def promote_search(run: str | Path, k: int, protocol: str, device: str = "auto",
             out.rename(run / f"{PROMOTED}.{n}")
     elif out.exists():
         shutil.rmtree(out)
-    table = pd.read_csv(done) if reused else run_promote(run, k, protocol, out, device, compile)
-    best = table.sort_values(["val_nmse_db", "name"], kind="mergesort").iloc[0]
+    device = "auto" if cfg.gpus_per_trial > 0 else "cpu"
+    table = pd.read_csv(done) if reused else run_promote(run, k, protocol, out, device, cfg.compile, cfg.precision, hand_designs=True)
+    verdict = compare(table.to_dict("records"))
+    found = table[table["preset"].fillna("") == ""]
+    both = found["screen_val_nmse_db"].notna() & found["val_nmse_db"].notna()
     return {
         "top_k": k,
         "protocol": protocol,
+        "precision": cfg.precision,
         "reused": reused,
         "wall_s": 0.0 if reused else time.perf_counter() - start,
-        "best": str(best["name"]),
-        "best_val_nmse_db": float(best["val_nmse_db"]),
-        "best_test_nmse_db": float(best["test_nmse_db"]),
-        "spearman_screen_vs_promoted": spearman(table["screen_val_nmse_db"], table["val_nmse_db"]) if len(table) > 2 else float("nan"),
+        "found": len(found),
+        "hand_designs": len(table) - len(found),
+        "best": verdict["best_found"] if not verdict["best_is_hand_design"] else verdict["best_preset_name"],
+        "best_val_nmse_db": min(verdict["best_found_val_nmse_db"], verdict["best_preset_val_nmse_db"]),
+        "spearman_screen_vs_promoted": spearman(found.loc[both, "screen_val_nmse_db"], found.loc[both, "val_nmse_db"])
+        if both.sum() > 2
+        else math.nan,
+        **{f"verdict_{key}": value for key, value in verdict.items()},
     }

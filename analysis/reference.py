@@ -30,8 +30,9 @@ from typing import Any
 import pandas as pd
 
 from nasdun.errors import NasdunError
+from trainers.protocols import HERE as PROTOCOLS_DIR
 
-REFERENCES = Path(__file__).resolve().parents[1] / "trainers" / "protocols" / "references"
+REFERENCES = PROTOCOLS_DIR / "references"
 REQUIRED = ("name", "kind", "chunk", "chunk_size", "study_genotypes", "setting", "layers", "seed", "genotype_seed", "protocol", "hash",
             "genotype", "status", "val_nmse_db", "test_nmse_db", "iterations")  # fmt: skip
 

@@ -68,7 +68,15 @@ def build_report(
     verdict = compare(df.to_dict("records"))
     best = df[df["status"] == "ok"].sort_values(["val_nmse_db", "hash"]).head(10)
     best_cols = [c for c in ("name", "preset", "hash", "val_nmse_db", "test_nmse_db", "test_nmse_db_mean", "n_extra", "sampler") if c in best.columns]
-    sections: list[tuple[str, str, list[str]]] = [("Did the search beat the hand designs?", f"**{verdict['verdict']}**", [])]
+    headline = f"**{verdict['verdict']}**"
+    saved = json.loads((run_dir / "search.json").read_text()) if (run_dir / "search.json").is_file() else {}
+    if saved.get("screening_verdict"):  # the search's own last line: under the promotion's protocol, or marked as screening
+        headline = f"**{saved['verdict']}**"
+        if saved.get("promoted"):
+            headline += f"\n\nUnder the screening protocol alone: {verdict['verdict']}."
+    sections: list[tuple[str, str, list[str]]] = [("Did the search beat the hand designs?", headline, [])]
+    if (run_dir / "promoted" / "promote.md").is_file():
+        sections.append(("The verdict's networks under the promotion's protocol", (run_dir / "promoted" / "promote.md").read_text(), []))
     if retrain is not None:
         rdir = Path(retrain)
         figs = []

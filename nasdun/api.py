@@ -30,7 +30,8 @@ def search(
     name (``demo``, ``paper``; default ``demo``); ``overrides`` are any of its fields (``budget=48``,
     ``sampler="rl"``, ``baselines=False``, ``promote_top=8`` ...); ``force`` replaces a non-empty ``out``. Returns the figures that
     ``search.json`` holds, among them the verdict against the hand designs (:mod:`nasdun.verdict`):
-    ``verdict``, ``best_found``, ``best_preset``, ``gain_db``; with ``promote_top``, ``promoted``.
+    ``verdict`` (under the promotion's protocol unless ``promote_top=0``: :func:`nasdun.verdict.trusted_line`), ``promoted`` (its
+    figures), and the screening comparison (``screening_verdict``, ``best_found``, ``best_preset``, ``gain_db``).
     """
     from dataclasses import replace
 
@@ -52,13 +53,17 @@ def search(
             cfg = load_config(None if config is None else str(config), overrides)
         fig = run_search(out, cfg, address=address, num_cpus=num_cpus, force=force)
     cfg = from_mapping(SearchConfig, load_yaml(Path(out) / "search.yaml"), str(Path(out) / "search.yaml"))  # as run
-    if cfg.promote_top:
+    from nasdun.verdict import trusted_line
+
+    fig["screening_verdict"] = fig["verdict"]
+    if cfg.promoted_k:
         from analysis.promote import promote_search
         from nasdun.lock import run_lock
 
         with run_lock(out):  # the promotion writes into the run directory too
-            fig["promoted"] = promote_search(out, cfg.promote_top, cfg.promote_protocol, compile=cfg.compile)
-            write_json(Path(out) / "search.json", fig)
+            fig["promoted"] = promote_search(out, cfg)
+    fig["verdict"] = trusted_line(fig.get("promoted"), fig, cfg.protocol)
+    write_json(Path(out) / "search.json", fig)
     return fig
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nasdun.errors import NasdunError
+from nasdun.errors import Interrupted, NasdunError
 from trainers.host_memory import requested_policy
 from trainers.precision import PRECISIONS
 
@@ -131,8 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--no-retry-failed", dest="retry_failed", action="store_false", default=None,
                     help="on --resume, do not train again the cohorts whose worker was lost (config: retry_failed)")  # fmt: skip
     se.add_argument("--keep-params", type=_nonneg_int, default=None, help="keep the trained parameters of the top-k (and the baselines) (default 10)")
-    se.add_argument("--promote-top", type=_nonneg_int, default=None, help="when the search ends, train its top-k under --promote-protocol (0: no)")
-    se.add_argument("--promote-protocol", default=None, help="protocol of the promotion phase (default paper)")
+    se.add_argument("--promote-top", type=_nonneg_int, default=None, metavar="K",
+                    help="when the search ends, train its top K found networks and every hand design under --promote-protocol and give"
+                         " the verdict there (default from the config: max(3, 10%% of the budget); 0: a screening verdict)")  # fmt: skip
+    se.add_argument("--promote-protocol", default=None, help="protocol of the promotion phase (default from the config: final)")
     se.add_argument("--precision", default=None, choices=PRECISIONS, help="matmul precision of the trainers (default fp32)")
     se.add_argument("--out", default=None, help="experiment directory (default runs/search-<time>)")
     se.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///DIR/optuna.db)")
@@ -229,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--genotype-seed", type=_nonneg_int, default=None, help="seed of the random genotypes (default: --seed)")
     fi.add_argument("--reference-chunk", type=_nonneg_int, default=0, help="train the reference in runs of this many networks (same data); 0: one")
     fi.add_argument("--chunks", type=_nonneg_int, default=None, help="train at most this many missing reference chunks now; report on the finished")
+    fi.add_argument("--reference-table", default=None,
+                    help="rank against this reference table instead of training the reference (a CSV, or a shipped name such as paper_small_k8);"
+                         " the study (networks, setting, K, seeds, chunks) is the table's")  # fmt: skip
     fi.add_argument("--out", required=True, help="a new directory (or one holding its cached reference)")
 
     b = add("bench", "trainer throughput: single, packing baseline and batched P", dev)
@@ -318,7 +323,8 @@ def _search(args: argparse.Namespace) -> int:
         fig = search(out, args.config, address=args.address, num_cpus=args.num_cpus, force=args.force, **overrides)
     print(
         f"trained {fig['candidates_trained']} candidates this session ({fig['candidates_total']}/{fig['budget']} in all) in {fig['wall_s']:.0f}s"
-        f" | {fig['candidates_per_min']:.1f} candidates/min | overhead x{fig['overhead']:.2f} over the trainers' own time"
+        f" | {fig['candidates_per_min']:.1f} candidates/min"
+        + (f" | overhead x{fig['overhead']:.2f} over the trainers' own time" if fig["overhead"] == fig["overhead"] else "")
     )
     if fig["stopped_early"]:
         print(f"stopped early: {fig['stopped_early']}")
@@ -328,10 +334,8 @@ def _search(args: argparse.Namespace) -> int:
         from analysis.promote import PROMOTED
 
         how = "read back (already done)" if promoted["reused"] else f"trained in {promoted['wall_s']:.0f}s"
-        print(
-            f"promoted top {promoted['top_k']} with {promoted['protocol']}: {how} | best {promoted['best']}"
-            f" val {promoted['best_val_nmse_db']:.2f} test {promoted['best_test_nmse_db']:.2f} nmse_db | {out}/{PROMOTED}/promote.md"
-        )
+        print(f"promoted the top {promoted['found']} found networks and {promoted['hand_designs']} hand designs with {promoted['protocol']}: {how}"
+              f" | {out}/{PROMOTED}/promote.md")  # fmt: skip
     print(fig["verdict"])  # the last line: did the search beat the hand designs?
     return 0
 
@@ -523,6 +527,13 @@ def _fidelity(args: argparse.Namespace) -> int:
     from analysis.fidelity import run_fidelity
 
     protocols = _names(args.protocols)
+    if args.reference_table:
+        study = ("genotypes", "setting", "layers", "reference", "seed", "genotype_seed", "reference_chunk", "chunks")
+        defaults = vars(build_parser().parse_args(["fidelity", "--out", args.out]))
+        given = [k for k in study if getattr(args, k) != defaults[k]]
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise NasdunError(f"{flags} cannot be given with --reference-table {args.reference_table!r}: the study is the table's")
     run_fidelity(
         args.genotypes,
         args.setting,
@@ -538,6 +549,7 @@ def _fidelity(args: argparse.Namespace) -> int:
         force=args.force,
         reference_chunk=args.reference_chunk,
         max_chunks=args.chunks,
+        reference_table=args.reference_table,
     )
     print((Path(args.out) / "fidelity.md").read_text())
     return 0
@@ -601,6 +613,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NasdunError as err:
         print(f"nasdun: error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(f"nasdun: interrupted; what finished is kept: continue with `{stop.resume}`", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("nasdun: interrupted", file=sys.stderr)
         return 130

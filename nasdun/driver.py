@@ -32,7 +32,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from nasdun.config import from_mapping, load_yaml
-from nasdun.errors import NasdunError
+from nasdun.errors import Interrupted, NasdunError
 from nasdun.experiment import Experiment, storage_url
 from nasdun.progress import ProgressLine, duration
 from nasdun.results import write_json
@@ -192,6 +192,7 @@ def _start_ray(address: str | None, num_cpus: int | None) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the results table is ours
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C raises in the driver: nasdun names its own resume command
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
     try:
         if address:
@@ -404,7 +405,12 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:  # Ray's own SIGINT handler is off (_start_ray): Ctrl-C is nasdun's, the study and table as they stand
+        progress.close()
+        write_json(out_dir / "search.json", searcher.figures(finished=False))
+        raise Interrupted(f"nasdun search --resume {out_dir}") from None
     progress.close()
     figures = searcher.figures(finished=True)
     write_json(out_dir / "search.json", figures)

@@ -45,8 +45,10 @@ class SearchConfig(SearchSpace):
     compile: bool = False
     precision: str = "fp32"  # fp32, tf32 or bf16 (trainers.precision)
     storage: str | None = None  # SQLAlchemy URL; default sqlite:///DIR/optuna.db
-    promote_top: int = 0  # > 0: when the search ends, its top-k (validation) are trained under promote_protocol (DIR/promoted)
-    promote_protocol: str = "paper"
+    # When the search ends, its top-k found networks and every hand design are trained under promote_protocol (DIR/promoted),
+    # and the verdict is computed there. None: k = max(3, 10 % of the budget); 0: no promotion (a screening verdict).
+    promote_top: int | None = None
+    promote_protocol: str = "final"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,8 +67,15 @@ class SearchConfig(SearchSpace):
             raise NasdunError(f"checkpoint_minutes={self.checkpoint_minutes}; expected a number >= 0 (0: no checkpoints)")
         if self.keep_params < 0:
             raise NasdunError(f"keep_params={self.keep_params}; expected an integer >= 0 (parameters of the top-k kept)")
-        if self.promote_top < 0:
-            raise NasdunError(f"promote_top={self.promote_top}; expected an integer >= 0 (0: no promotion phase)")
+        if self.promote_top is not None and self.promote_top < 0:
+            raise NasdunError(
+                f"promote_top={self.promote_top}; expected an integer >= 0 (0: no promotion phase) or null (max(3, 10 % of the budget))"
+            )
+
+    @property
+    def promoted_k(self) -> int:
+        """The found networks the promotion trains: ``promote_top``, or max(3, ceil(budget / 10)) when it is None."""
+        return max(3, -(-self.budget // 10)) if self.promote_top is None else self.promote_top
 
     def options_for(self, sampler: str) -> dict[str, Any]:
         from nasdun.samplers import SAMPLERS
@@ -132,7 +141,7 @@ class SearchConfig(SearchSpace):
         space = self.space()
         make_sampler(self.sampler, space.decisions(), self.seed, self.options_for(self.sampler))  # refuses e.g. cmaes before Ray starts
         self.start_genotypes()
-        if self.promote_top:
+        if self.promoted_k:
             get_protocol(self.promote_protocol)
 
 

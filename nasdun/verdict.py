@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from search_spaces.genotype import Genotype
@@ -123,3 +124,26 @@ def verdict_line(c: Mapping[str, Any]) -> str:
     if gain >= 0:
         return f"best found {found} vs best hand design {hand}: {gain:.2f} dB better (val), {on_test}"
     return f"the best network is a hand design, {hand}; the best found, {found}, falls short by {-gain:.2f} dB (val), {on_test}"
+
+
+def ranks_like(protocol: str) -> str:
+    """``ranks like paper at ρ 0.88, median |Δ| 4.6 dB`` from the measured agreement of ``protocol``, or that none is measured."""
+    from trainers.protocols import agreement
+
+    a = agreement(protocol)
+    if a is None:
+        return "its agreement with paper is not measured"
+    if a["spearman"] == 1.0 and a["median_abs_delta_db"] == 0.0:
+        return "the reference itself"
+    return f"ranks like paper at ρ {a['spearman']:.2f}, median |Δ| {a['median_abs_delta_db']:.1f} dB; {a['reference']}"
+
+
+def trusted_line(promoted: Mapping[str, Any] | None, screening: Mapping[str, Any], screen_protocol: str) -> str:
+    """The search's last line. Promoted: the verdict under the promotion's protocol, which names how well it ranks;
+    otherwise the screening verdict, marked as such, with how well the screening protocol is known to rank."""
+    screen = Path(str(screen_protocol)).stem
+    if promoted:
+        proto = Path(str(promoted["protocol"])).stem
+        line = verdict_line({k.removeprefix("verdict_"): v for k, v in promoted.items() if k.startswith("verdict_")})
+        return f"under {proto} ({ranks_like(proto)}): {line}; screening under {screen}"
+    return f"screening verdict under {screen} ({ranks_like(screen)}; no promotion: --promote-top 0): {screening['verdict']}"

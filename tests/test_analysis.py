@@ -2,6 +2,7 @@
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -428,6 +429,28 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     for column in ("spearman", "kendall", "cost_ratio", "top25_overlap"):
         assert full.loc["short", column] == pytest.approx(whole.loc["short", column])
     assert "Partial" not in (out / "fidelity.md").read_text()
+    # the reference as data: the table the run wrote ranks a protocol exactly as the trained reference does
+    from analysis.reference import load_reference
+
+    written = load_reference(out / "reference.csv")
+    ref_rows = pd.concat([pd.read_csv(out / "ref" / f"part{i:02d}" / "results.csv") for i in range(3)]).set_index("name")
+    assert sorted(written.index) == sorted(names) and list(written.loc[names, "chunk"]) == [i for n in names for i, c in enumerate(chunks) if n in c]
+    assert np.allclose(written.loc[names, "val_nmse_db"], ref_rows.loc[names, "val_nmse_db"]) and written.attrs["protocol"] == "ref"
+    assert list(written.loc[names, "iterations"]) == list(ref_rows.loc[names, "iterations"])
+    assert written.loc["lista", "val_nmse_db_layer2"] == pytest.approx(written.loc["lista", "val_nmse_db"], abs=1e-4)  # the last stage's best
+    again = run_fidelity(5, "nowhere", 9, "paper", [str(short)], 7, tmp_path / "from-table", device="cpu", reference_table=out / "reference.csv")
+    again = again.set_index("protocol")
+    for column in ("spearman", "kendall", "cost_ratio", "top25_overlap", "median_abs_delta_db", "candidates"):
+        assert again.loc["short", column] == pytest.approx(full.loc["short", column])  # the study is the table's, not the arguments'
+    assert "reference read from the table" in (tmp_path / "from-table" / "fidelity.md").read_text()
+    merged_short = pd.concat([pd.read_csv(out / "short" / f"part{i:02d}" / "results.csv") for i in range(3)]).set_index("name").loc[names]
+    delta = (merged_short["val_nmse_db"] - ref_rows.loc[names, "val_nmse_db"]).abs().median()
+    assert full.loc["short", "median_abs_delta_db"] == pytest.approx(delta) and (out / "figures" / "frontier.png").is_file()
+    bad = written.reset_index().drop(columns=["genotype_obj"])
+    bad.loc[bad["name"] == "r000", "chunk"] = 2
+    bad.to_csv(tmp_path / "moved.csv", index=False)
+    with pytest.raises(NasdunError, match="r000 in another chunk than the study's"):
+        run_fidelity(0, "small", 2, "x", [str(short)], 0, tmp_path / "moved", reference_table=tmp_path / "moved.csv")
     short.write_text("patience: 10\nmax_iters: 20\nbatch_size: 32\n")  # the same name, another protocol: not read as the old one
     with pytest.raises(NasdunError, match="part00 holds a run of other networks, setting, seed or protocol"):
         run_fidelity(2, out=out, reference_chunk=3, **run)
@@ -447,3 +470,49 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     with pytest.raises(NasdunError, match="reference 'halving': a halving protocol ranks inside its cohort"):
         run_fidelity(2, out=tmp_path / "sh", reference_chunk=3, **{**run, "reference": str(halving)})
     assert not (tmp_path / "sh").exists()  # refused before anything is written
+
+
+def test_the_paper_reference_table_holds_the_networks_fidelity_draws():
+    """The shipped `paper` reference (docs/results/fidelity.md): 36 networks whose genotypes are the ones
+    `nasdun fidelity` draws at genotype seed 0, K = 8, in the study's chunks of four."""
+    from analysis.fidelity import _table_parts, reference_chunks, study_networks
+    from analysis.reference import load_reference
+
+    ref = load_reference("paper_small_k8")
+    a = ref.attrs
+    assert (a["setting"], a["layers"], a["seed"], a["genotype_seed"], a["protocol"]) == ("small", 8, 0, 0, "paper")
+    archs = study_networks(32, 8, 0)
+    drawn = dict(archs)
+    assert len(ref) == 36 and all(drawn[n].to_dict() == g.to_dict() for n, g in ref["genotype_obj"].items())
+    assert set(drawn) - set(ref.index) == {"r030", "r031"}  # chunk 9, lost with its machine
+    parts = _table_parts(ref, archs, reference_chunks(archs, 32, 4), [Path(f"part{i:02d}") for i in range(10)])
+    assert [p.name for p, _, _ in parts] == [f"part{i:02d}" for i in range(9)]
+    failed = ref[ref["status"] == "failed"]
+    assert sorted(failed.index) == ["r008", "r018", "r024"] and list(failed.loc[["r008", "r018", "r024"], "diverged_layer"]) == [3, 6, 8]
+    assert ref.loc["2no", "val_nmse_db"] == -23.99 and ref.loc["lista", "iterations"] == 365_170
+
+
+def test_load_reference_refuses_a_table_of_another_shape(tmp_path):
+    from analysis.reference import load_reference
+
+    with pytest.raises(NasdunError, match="'nope' is neither a .csv file nor a shipped reference; expected one of: paper_small_k8"):
+        load_reference("nope")
+    pd.DataFrame({"name": ["a"]}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(NasdunError, match="lacks the column"):
+        load_reference(tmp_path / "t.csv")
+
+
+@pytest.mark.slow
+def test_a_cheap_protocol_reproduces_its_values_recorded_in_the_paper_reference(tmp_path):
+    """`search` trained on one chunk of the `paper` reference's networks (same setting, seed, data) gives the
+    validation nmse_db recorded beside the reference (rounded there to 0.01 dB)."""
+    from analysis.fidelity import reference_chunks, study_networks
+    from analysis.reference import load_reference
+    from nasdun.training import run_train
+
+    ref = load_reference("paper_small_k8")
+    archs = study_networks(32, 8, 0)
+    nets = reference_chunks(archs, 32, 4)[2]  # lfista, r007, r009 and r008 (a network `paper` trains to divergence)
+    got = run_train(nets, "small", "search", 0, tmp_path / "search", device="cpu").set_index("name")
+    names = [n for n, _ in nets]
+    assert np.allclose(got.loc[names, "val_nmse_db"], ref.loc[names, "search_val_nmse_db"], atol=0.0051)

@@ -15,7 +15,24 @@ from nasdun.errors import NasdunError
 from nasdun.verdict import compare, preset_names
 from search_spaces import SearchSpace, preset
 
-TINY = ["--budget", "6", "--cohort", "3", "--setting", "small", "--protocol", "smoke", "--layers", "3", "--sampler", "random", "--num-cpus", "2"]
+TINY = [
+    "--budget",
+    "6",
+    "--cohort",
+    "3",
+    "--setting",
+    "small",
+    "--protocol",
+    "smoke",
+    "--layers",
+    "3",
+    "--sampler",
+    "random",
+    "--num-cpus",
+    "2",
+    "--promote-top",
+    "0",
+]
 
 
 def rows(*spec):

@@ -149,7 +149,23 @@ def test_an_own_problem_searches_from_one_yaml_and_a_resume_refuses_changed_data
     np.save(tmp_path / "mask.npy", np.eye(64)[keep])  # 40 of 64 pixels of an 8x8 patch observed
     path = _problem_file(tmp_path, "inpaint.yaml", phi="mask.npy", basis="dct", synthetic={"p": 0.15, "n_train": 1024, "n_val": 256, "n_test": 256})
     out = tmp_path / "s"
-    args = ["search", "--setting", str(path), "--layers", "3", "--protocol", "smoke", "--budget", "4", "--cohort", "2", "--num-cpus", "2"]
+    args = [
+        "search",
+        "--setting",
+        str(path),
+        "--layers",
+        "3",
+        "--protocol",
+        "smoke",
+        "--budget",
+        "4",
+        "--cohort",
+        "2",
+        "--num-cpus",
+        "2",
+        "--promote-top",
+        "0",
+    ]
     assert main([*args, "--out", str(out)]) == 0
     df = pd.read_csv(out / "results.csv")
     assert len(df) == 4 and (df["status"] == "ok").all() and set(df["setting"]) == {str(path.resolve())}

@@ -15,7 +15,7 @@ from helpers import drive_search
 from nasdun.cli import main
 
 SLOW = {"budget": 12, "cohort": 2, "setting": "small", "protocol": "smoke", "layers": 4, "seed": 0, "sampler": "random", "baselines": False,
-        "max_concurrent": 1}  # fmt: skip
+        "max_concurrent": 1, "promote_top": 0}  # fmt: skip
 
 
 def test_one_writer_per_run_directory_and_search_json_after_every_cohort(tmp_path):
@@ -108,7 +108,7 @@ def test_a_corrupt_table_is_one_line_in_every_reader_and_nothing_is_written(kind
 
 def test_a_refused_start_leaves_nothing(tmp_path, capsys):
     out = tmp_path / "o"
-    args = ["search", "--budget", "2", "--layers", "3", "--protocol", "smoke", "--num-cpus", "2", "--out", str(out)]
+    args = ["search", "--budget", "2", "--layers", "3", "--protocol", "smoke", "--num-cpus", "2", "--promote-top", "0", "--out", str(out)]
     assert main([*args, "--storage", "nosuchdb://user@nowhere/x"]) == 2
     assert "cannot be opened" in capsys.readouterr().err and not out.exists()
     assert main([*args, "--storage", f"sqlite:///{tmp_path / 'db.sqlite'}"]) == 0  # the corrected rerun into the same --out works
@@ -275,7 +275,22 @@ def test_every_writing_command_refuses_a_non_empty_out_unless_forced(command, go
         "train": ["train", "--arch", "lista", "--layers", "3", "--protocol", "smoke"],
         "retrain": ["retrain", "--arch", "lista", "--against", "", "--layers", "3", "--settings", "small", "--seeds", "1", "--protocol", "smoke"],
         "promote": ["promote", str(good_run), "--top-k", "1", "--protocol", "smoke"],
-        "search": ["search", "--budget", "2", "--cohort", "2", "--layers", "3", "--protocol", "smoke", "--no-baselines", "--num-cpus", "2"],
+        "search": [
+            "search",
+            "--budget",
+            "2",
+            "--cohort",
+            "2",
+            "--layers",
+            "3",
+            "--protocol",
+            "smoke",
+            "--no-baselines",
+            "--num-cpus",
+            "2",
+            "--promote-top",
+            "0",
+        ],
     }[command] + ["--out", str(full)]
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -463,7 +478,7 @@ def test_a_table_with_repeated_trial_numbers_is_renumbered_and_a_foreign_study_i
     assert pd.read_csv(run / "results.csv")["hash"].nunique() == 18
 
     fresh = tmp_path / "fresh"
-    args = ["search", "--budget", "2", "--layers", "3", "--protocol", "smoke", "--out", str(fresh), "--num-cpus", "2"]
+    args = ["search", "--budget", "2", "--layers", "3", "--protocol", "smoke", "--out", str(fresh), "--num-cpus", "2", "--promote-top", "0"]
     assert main([*args, "--storage", f"sqlite:///{searched / 'optuna.db'}"]) == 2
     assert "the study already holds 8 finished trial(s) but there is no results table" in capsys.readouterr().err
     assert not fresh.exists()

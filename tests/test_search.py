@@ -21,7 +21,16 @@ from nasdun.samplers import SAMPLERS, make_sampler
 from search_spaces import Genotype
 
 USABLE = [n for n in SAMPLERS.names() if n != "cmaes"]  # every registered sampler (cmaes refuses categorical spaces)
-MINI = {"budget": 4, "cohort": 2, "setting": "small", "protocol": "smoke", "layers": 3, "seed": 0, "baselines": False}  # the samplers' own proposals
+MINI = {
+    "budget": 4,
+    "cohort": 2,
+    "setting": "small",
+    "protocol": "smoke",
+    "layers": 3,
+    "seed": 0,
+    "baselines": False,
+    "promote_top": 0,
+}  # the samplers' own proposals
 
 
 @pytest.fixture(scope="module")
@@ -285,35 +294,45 @@ def test_recover_fails_enqueued_trials_and_proposes_unfinished_start_genotypes(t
 
 
 def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tmp_path, capsys):
-    """`--promote-top 2`: after the search, its top 2 by validation trained with the longer protocol
-    on the search's own data, equal to an independent training of those two; a resume with the same
-    finalists reads the promotion back, a resume that trains more candidates keeps the old one."""
+    """`--promote-top 2`: after the search, its top 2 found networks by validation and every hand design trained with
+    the longer protocol on the search's own data, equal to an independent training of them; the verdict (last line,
+    search.json) is computed there and names both protocols. A resume with the same finalists reads the promotion
+    back, a resume that trains more candidates keeps the old one."""
     from nasdun.training import run_train
+    from nasdun.verdict import compare
 
     out, longer = tmp_path / "exp", tmp_path / "longer.yaml"
     longer.write_text("patience: 20\nmax_iters: 60\nbatch_size: 64\n")
-    args = ["--sampler", "random", "--budget", "4", "--cohort", "2", "--setting", "small", "--protocol", "smoke", "--layers", "3"]
-    assert main(["search", *args, "--promote-top", "2", "--promote-protocol", str(longer), "--out", str(out)]) == 0
+    args = ["--sampler", "random", "--budget", "9", "--cohort", "3", "--setting", "small", "--protocol", "smoke", "--layers", "3"]
+    assert main(["search", *args, "--promote-top", "2", "--promote-protocol", str(longer), "--precision", "bf16", "--out", str(out)]) == 0
     df = pd.read_csv(out / "results.csv").sort_values(["val_nmse_db", "hash"])
-    best2 = list(df["name"][:2])
+    hand = df["preset"].fillna("") != ""
+    assert hand.sum() == 5  # lista, lfista=dense, 2no, 3no, meng2021 at K = 3
+    best2 = list(df[~hand & (df["status"] == "ok")]["name"][:2])
     prom = pd.read_csv(out / "promoted" / "promote.csv").set_index("name")
-    assert list(prom.index) == best2
-    finalists = [(n, Genotype.from_json(g)) for n, g in zip(df["name"][:2], df["genotype"][:2], strict=True)]
-    alone = run_train(finalists, "small", str(longer), 0, tmp_path / "alone", device="cpu").set_index("name")
-    for n in best2:
+    assert list(prom.index) == best2 + list(df[hand].sort_values(["val_nmse_db", "hash"])["name"])
+    chosen = df.set_index("name").loc[list(prom.index)]
+    finalists = [(n, Genotype.from_json(g)) for n, g in zip(chosen.index, chosen["genotype"], strict=True)]
+    alone = run_train(finalists, "small", str(longer), 0, tmp_path / "alone", device="cpu", precision="bf16").set_index("name")
+    for n in prom.index:  # the promotion keeps the search's precision (bf16) and data
         assert prom.loc[n, "val_nmse_db"] == pytest.approx(float(alone.loc[n, "val_nmse_db"]), abs=1e-6)
-    fig = json.loads((out / "search.json").read_text())["promoted"]
-    winner = prom["val_nmse_db"].idxmin()
-    assert fig["best"] == winner and fig["best_test_nmse_db"] == pytest.approx(prom.loc[winner, "test_nmse_db"]) and not fig["reused"]
-    assert f"promoted top 2 with {longer}: trained in" in capsys.readouterr().out
+    assert (pd.read_csv(out / "promoted" / "results.csv")["precision"] == "bf16").all()
+    saved = json.loads((out / "search.json").read_text())
+    fig, expected = saved["promoted"], compare(prom.reset_index().to_dict("records"))
+    assert fig["verdict_best_found"] == expected["best_found"] and fig["verdict_gain_db"] == pytest.approx(expected["gain_db"])
+    assert not fig["reused"] and fig["found"] == 2 and fig["hand_designs"] == 5
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert f"promoted the top 2 found networks and 5 hand designs with {longer}: trained in" in printed[-2]
+    assert printed[-1] == saved["verdict"] and printed[-1].startswith("under longer (its agreement with paper is not measured): ")
+    assert printed[-1].endswith("; screening under smoke") and expected["verdict"] in printed[-1]
 
     stamp = (out / "promoted" / "params.pt").stat().st_mtime_ns
     assert main(["search", "--resume", str(out)]) == 0
     assert json.loads((out / "search.json").read_text())["promoted"]["reused"]
     assert (out / "promoted" / "params.pt").stat().st_mtime_ns == stamp
-    assert main(["search", "--resume", str(out), "--budget", "8", "--promote-top", "3"]) == 0
-    assert len(pd.read_csv(out / "promoted" / "promote.csv")) == 3
-    assert list(pd.read_csv(out / "promoted.1" / "promote.csv")["name"]) == best2  # the first promotion is kept
+    assert main(["search", "--resume", str(out), "--budget", "11", "--promote-top", "3"]) == 0
+    assert len(pd.read_csv(out / "promoted" / "promote.csv")) == 3 + 5
+    assert list(pd.read_csv(out / "promoted.1" / "promote.csv")["name"])[:2] == best2  # the first promotion is kept
     assert main(["search", "--resume", str(out), "--promote-top", "-1"]) == 2
 
 
@@ -327,6 +346,38 @@ def test_one_slot_search_is_reproducible_end_to_end(ray_local, tmp_path):
     a, b = (pd.read_csv(tmp_path / name / "results.csv").sort_values("trial_number") for name in ("a", "b"))
     assert list(a["hash"]) == list(b["hash"]) and a["hash"].nunique() == 4
     assert list(a["val_nmse_db"]) == list(b["val_nmse_db"]) and list(a["test_nmse_db"]) == list(b["test_nmse_db"])
+
+
+def test_ctrl_c_names_the_resume_command_exits_130_and_the_resume_finishes(tmp_path):
+    """A real SIGINT to the search's process group (what Ctrl-C in a terminal sends) while cohorts train: one
+    `nasdun:` line naming `nasdun search --resume DIR`, exit status 130, not Ray's Tuner.restore advice, no
+    `xnan`; search.json holds what finished; the resume trains the rest of the budget."""
+    out, config = tmp_path / "exp", tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**MINI, "layers": 4, "budget": 10, "sampler": "random", "max_concurrent": 1}))
+    cmd = [sys.executable, "-m", "nasdun.cli", "search", "--config", str(config), "--out", str(out), "--num-cpus", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not ((out / "results.csv").is_file() and len(pd.read_csv(out / "results.csv")) >= 2):
+            assert proc.poll() is None, "search ended before it could be interrupted"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        time.sleep(1)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    ours = [line for line in stderr.splitlines() if line.startswith("nasdun:")]
+    assert proc.returncode == 130, stderr[-2000:]
+    assert ours == [f"nasdun: interrupted; what finished is kept: continue with `nasdun search --resume {out}`"]
+    assert "Tuner.restore" not in stderr + stdout and "xnan" not in stdout
+    kept = pd.read_csv(out / "results.csv")
+    assert 2 <= len(kept) < 10 and json.loads((out / "search.json").read_text())["finished"] is False
+    assert main(["search", "--resume", str(out), "--num-cpus", "2"]) == 0
+    after = pd.read_csv(out / "results.csv")
+    assert len(after) == 10 and after["hash"].nunique() == 10
 
 
 @pytest.mark.parametrize("sampler", USABLE)
