@@ -27,7 +27,7 @@ def run_heatmaps(
     out_dir = Path(out)
     trained = int(trained_rows(df)["hash"].nunique())
     names = ", ".join(Path(r).resolve().name for r in runs) + (f" ({sampler})" if sampler else "")
-    pool = f"{names}: top-{k} of {trained} by validation nmse_db, threshold {threshold:g}"
+    pool = f"{names}: top-{k} of {trained} by validation nmse_db"
     tag = f"top{k}"
     res: dict[str, Any] = {
         "k": k,
@@ -35,7 +35,7 @@ def run_heatmaps(
         "conn": connectivity_figure(freq, out_dir, f"conn_{tag}", f"connection frequency\n{pool}"),
         "lags": lag_figure(freq, out_dir, f"lags_{tag}", f"LM-lag frequency\n{pool}"),
         "neurons": neuron_figure(freq, out_dir, f"neurons_{tag}", f"neuron types\n{pool}"),
-        "average": genotype_heatmap(g, f"average_{tag}", out_dir, f"averaged architecture\n{pool}"),
+        "average": genotype_heatmap(g, f"average_{tag}", out_dir, f"averaged architecture\n{pool}, threshold {threshold:g}"),
     }
     if diff is not None:
         kd, _ = resolve_top_k(df, diff)
@@ -53,7 +53,7 @@ def genotype_heatmap(genotype: Genotype, name: str, out: str | Path, title: str 
     freq = frequencies([genotype])
     conn = connectivity_figure(freq, Path(out), f"conn_{name}", f"connectivity of {what}", cbar_label="1: connection open")
     lag_figure(freq, Path(out), f"lags_{name}", f"LM lags of {what}", cbar_label="1: lag open")
-    neuron_figure(freq, Path(out), f"neurons_{name}", f"neurons of {what}")
+    neuron_figure(freq, Path(out), f"neurons_{name}", f"neurons of {what}", ylabel="1: the layer's neuron")
     return conn
 
 

@@ -62,9 +62,13 @@ def connectivity_figure(
     size = min(PAPER_WIDTH, 0.38 * K + 1.5)
     fig, ax = plt.subplots(figsize=(size + 0.8, size))
     kw = {"cmap": "RdBu_r", "vmin": -1, "vmax": 1, "center": 0} if diverging else {"cmap": "Blues", "vmin": 0, "vmax": 1}
+    always = np.zeros(mat.shape, dtype=bool)  # the immediate predecessor x(k-1): read by every layer, not a decision
+    always[np.arange(K - 1), np.arange(K - 1)] = True
     sns.heatmap(mat, ax=ax, annot=K <= 16, fmt=".2f", annot_kws={"size": 5 if K > 10 else 7}, square=True, linewidths=0.3,
-                cbar_kws={"shrink": 0.7, "label": cbar_label}, mask=mat.isna(), **kw)  # fmt: skip
-    ax.set_title(title, fontsize=8)
+                cbar_kws={"shrink": 0.7, "label": cbar_label}, mask=mat.isna().to_numpy() | always, **kw)  # fmt: skip
+    for d in range(K - 1):  # the masked diagonal, marked rather than coloured: it would take the dark end of the scale
+        ax.text(d + 0.5, d + 0.5, "·", ha="center", va="center", fontsize=12, color="0.35")
+    ax.set_title(title + "\n(·: x(k-1), always read)", fontsize=8)
     ax.set_xlabel("origin layer i (reads x(i))")
     ax.set_ylabel("destination layer k")
     save(fig, out_dir, name)
@@ -92,12 +96,12 @@ def lag_figure(freq: Frequencies, out_dir: Path, name: str, title: str, cbar_lab
     return mat
 
 
-def neuron_figure(freq: Frequencies, out_dir: Path, name: str, title: str) -> pd.DataFrame:
+def neuron_figure(freq: Frequencies, out_dir: Path, name: str, title: str, ylabel: str = "share of the top-k") -> pd.DataFrame:
     plt, _ = _plt()
     mat = pd.DataFrame(freq.neurons, index=pd.Index(range(1, freq.layers + 1), name="layer"), columns=list(freq.neuron_names))
     fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.6, 2.2))
     mat.plot.bar(stacked=True, ax=ax, width=0.85, colormap="Set2")
-    ax.set_ylabel("share of the top-k")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=8)
     ax.legend(ncol=len(mat.columns), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
@@ -122,26 +126,53 @@ def curves_figure(curves: Mapping[str, Sequence[float]], out_dir: Path, name: st
     return df
 
 
-def best_so_far_figure(series: Mapping[str, Sequence[float]], out_dir: Path, name: str) -> pd.DataFrame:
+def best_so_far_figure(
+    series: Mapping[str, Sequence[float]], out_dir: Path, name: str, hand: Mapping[str, Mapping[str, float]] | None = None,
+    xlabel: str = "candidates trained",
+) -> pd.DataFrame:  # fmt: skip
+    """Best validation nmse_db so far, one step line per curve; ``hand`` (per run: hand design -> its value) draws each
+    run's best hand design as a dashed reference line and marks every hand design at the right edge."""
     plt, _ = _plt()
     df = pd.DataFrame({k: pd.Series(list(v), index=range(1, len(v) + 1)) for k, v in series.items()})
-    df.index.name = "candidates trained"
-    fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.55, 2.6))
+    df.index.name = xlabel
+    fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.62, 2.8))
     for i, col in enumerate(df.columns):
         style = LINESTYLES[i // len(PALETTE) % len(LINESTYLES)]
-        ax.step(df.index, df[col], where="post", label=col, linewidth=1.2, color=PALETTE[i % len(PALETTE)], linestyle=style)
-    ax.set_xlabel("candidates trained")
-    ax.set_ylabel("best validation nmse_db")
+        xs, ys = list(df.index) + [len(df) + 1], list(df[col]) + [df[col].iloc[-1]]  # the last value held for a step
+        ax.step(xs, ys, where="post", label=col, linewidth=1.2, color=PALETTE[i % len(PALETTE)], linestyle=style)
+    right = max(len(df), 1) + 1.2
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    labelled: set[tuple[str, float]] = set()
+    for j, (run, values) in enumerate((hand or {}).items()):
+        if not values:
+            continue
+        best = min(values, key=lambda k: values[k])
+        of = f" ({run})" if run else ""
+        ax.axhline(values[best], color="0.25", linestyle=(0, (4, 2 + j)), linewidth=0.9, label=f"best hand design{of}: {best} {values[best]:.2f}")
+        for design, value in values.items():
+            ax.plot([right], [value], marker="_", markersize=9, color="0.25", clip_on=False)
+            if (design, round(value, 2)) not in labelled:  # runs that share their hand designs are labelled once
+                ax.annotate(design, (right, value), xytext=(4, 0), textcoords="offset points", fontsize=5.5, va="center", annotation_clip=False)
+                labelled.add((design, round(value, 2)))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("best validation nmse_db so far (dB)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=6.5, frameon=False, loc="best")
     save(fig, out_dir, name)
     return df
 
 
-def scatter_figure(df: pd.DataFrame, x: str, y: str, hue: str | None, out_dir: Path, name: str, title: str) -> None:
+def scatter_figure(
+    df: pd.DataFrame, x: str, y: str, hue: str | None, out_dir: Path, name: str, title: str, labels: Mapping[str, str] | None = None
+) -> None:
+    """``labels`` names the axes (column -> human label); a column without one is its own label."""
     plt, sns = _plt()
     fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.55, 2.6))
-    sns.scatterplot(data=df, x=x, y=y, hue=hue, ax=ax, s=14, linewidth=0)
+    sns.scatterplot(data=df, x=x, y=y, hue=hue, style=hue, ax=ax, s=14, linewidth=0)
+    ax.set_xlabel((labels or {}).get(x, x))
+    ax.set_ylabel((labels or {}).get(y, y))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     save(fig, out_dir, name)

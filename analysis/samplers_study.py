@@ -250,7 +250,7 @@ def _seeded(item: str, seeds: int) -> tuple[str, int]:
 
 
 def _label(protocol: str) -> str:
-    """A protocol's name in the study's tables: ``benchmarks/ref1000.yaml`` -> ``ref1000``."""
+    """A protocol's name in the study's tables: ``my/ref1000.yaml`` -> ``ref1000``."""
     from trainers.protocols import get_protocol
 
     return get_protocol(protocol).name

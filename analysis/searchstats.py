@@ -55,11 +55,22 @@ def best_trained(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def search_figures(df: pd.DataFrame, out_dir: Path) -> dict[str, Any]:
-    """Best-so-far per sampler and NMSE versus extra connections; returns the data drawn."""
-    curves = best_so_far(df)
-    best_so_far_figure(curves, out_dir, "best_so_far")
+    """The best found network so far per run and sampler, against each run's hand designs (a reference line at the
+    best, every one marked), and validation NMSE against extra connections, hand designs apart; returns the data drawn."""
+    from nasdun.verdict import display, preset_of
+
+    hand_rows = df.apply(lambda r: bool(preset_of(r.to_dict())), axis=1).astype(bool) if len(df) else pd.Series(False, index=df.index)
+    curves = best_so_far(df[~hand_rows]) if (~hand_rows).any() else {}
+    several = "run" in df.columns and df["run"].nunique() > 1
+    hand: dict[str, dict[str, float]] = {}
+    for _, r in df[hand_rows & (df["status"] == "ok")].iterrows():
+        run = Path(str(r["run"])).name if several else ""
+        hand.setdefault(run, {})[display(preset_of(r.to_dict()))] = float(r["val_nmse_db"])
+    best_so_far_figure(curves, out_dir, "best_so_far", hand, xlabel="found candidates trained (hand designs: the reference lines)")
     ok = df[(df["status"] == "ok")].copy()
     ok["lm_lags"] = [sum(len(q) for q in Genotype.from_json(g).lags) for g in ok["genotype"]]
-    scatter_figure(ok, "n_extra", "val_nmse_db", "sampler" if "sampler" in ok.columns else None, out_dir, "nmse_vs_connections",
-                   "validation nmse_db vs extra connections")  # fmt: skip
-    return {"best_so_far": curves, "scatter": ok[["n_extra", "lm_lags", "val_nmse_db"]]}
+    sampler = ok["sampler"].astype(str) if "sampler" in ok.columns else pd.Series("found", index=ok.index)
+    ok["kind"] = np.where(hand_rows[ok.index], "hand design", "found (" + sampler + ")")
+    scatter_figure(ok, "n_extra", "val_nmse_db", "kind", out_dir, "nmse_vs_connections", "validation NMSE against extra connections",
+                   labels={"n_extra": "extra connections (LWA inputs beyond x(k-1))", "val_nmse_db": "validation nmse_db (dB)"})  # fmt: skip
+    return {"best_so_far": curves, "hand_designs": hand, "scatter": ok[["n_extra", "lm_lags", "val_nmse_db", "kind"]]}

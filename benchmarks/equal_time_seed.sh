@@ -18,4 +18,4 @@ screen=$!
 wait "$full" "$screen"
 unset OMP_NUM_THREADS
 "$nasdun" confirm "$out/eq-full-warm-s$seed" "$out/eq-screen15-s$seed/promoted" --top-k 1 \
-  --seeds 11,12,13 --protocol benchmarks/ref1000.yaml --against 2no --out "$out/eqretrain-s$seed"
+  --seeds 11,12,13 --protocol ref1000 --against 2no --out "$out/eqretrain-s$seed"

@@ -91,10 +91,34 @@ def _search_options() -> argparse.ArgumentParser:
     return s
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown as they are: an option whose default comes from the search config says so and gives the demo
+    config's value (``(default: the config's budget; demo: 24)``) instead of argparse's ``(default: None)``."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        import re
+
+        text = action.help or ""
+        if action.default is not None and action.default is not argparse.SUPPRESS:
+            return super()._get_help_string(action) or text
+        found = re.search(r"\(config: (\w+)\)", text)
+        if found and (value := _demo_value(found.group(1))) is not None:
+            return text.replace(found.group(0), f"(default: the config's {found.group(1)}; demo: {value})")
+        return text
+
+
+def _demo_value(key: str) -> Any:
+    from nasdun.config import from_mapping, load_yaml
+    from nasdun.searchconfig import CONFIGS, SearchConfig
+
+    demo = from_mapping(SearchConfig, load_yaml(CONFIGS / "demo.yaml"), "demo.yaml")
+    return getattr(demo, key, None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nasdun import __version__
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _Help
     p = _Parser(prog="nasdun", description="Architecture search over unrolled sparse-recovery networks (LISTA and relatives).")
     p.add_argument("--version", action="version", version=f"nasdun {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
@@ -480,10 +504,14 @@ def _export(args: argparse.Namespace) -> int:
 
     meta = export_network(args.run, args.out, name=args.name, rank=args.rank, force=args.force)
     what = f" ({meta['preset_display']})" if meta["preset"] else ""
+    where = f" from the promotion (trained under {meta['protocol']}, as the verdict compares it)" if meta["promoted"] else ""
     print(
-        f"exported {meta['name']}{what}, K={meta['layers']}, setting {meta['setting']} (m={meta['m']}, n={meta['n']}):"
+        f"exported {meta['name']}{what}{where}, K={meta['layers']}, setting {meta['setting']} (m={meta['m']}, n={meta['n']}):"
         f" val nmse_db {meta['metrics']['val_nmse_db']:.2f}, test {meta['metrics']['test_nmse_db']:.2f}"
     )
+    if meta["preset"] and args.rank is not None:
+        print(f"note: the rank-{args.rank} network is a hand design, {meta['preset_display']}: the search found none better;"
+              " `--name tNNNNN` exports a found one")  # fmt: skip
     what = "x" if meta["n_out"] == meta["n"] and "Psi" not in meta["output"] else "f"
     print(f"written to {args.out}: net = torch.jit.load({str(args.out)!r}); {what} = net(b)  # b: (B, {meta['m']}) -> {what}: (B, {meta['n_out']})")
     return 0

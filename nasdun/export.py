@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -73,7 +74,7 @@ class ExportedNetwork(nn.Module):
         self.metadata: str = metadata
 
     def forward(self, b: torch.Tensor) -> torch.Tensor:
-        Bb = b @ self.Wb.t()  # (B, n)
+        Bb = b.to(self.Wb.dtype) @ self.Wb.t()  # (B, n); float64 (or any float) measurements are computed in float32
         xs = [torch.zeros_like(Bb)]  # xs[i] = x(i), x(0) = 0
         for k in range(1, self.K + 1):
             z = Bb
@@ -122,7 +123,10 @@ def pick_row(run: str | Path, name: str | None = None, rank: int | None = None) 
 
 
 def export_network(run: str | Path, out: str | Path, name: str | None = None, rank: int | None = None, force: bool = False) -> dict[str, Any]:
-    """Write row ``name`` (or the ``rank``-th best) of ``run`` to ``out`` as TorchScript; returns its metadata."""
+    """Write row ``name`` (or the ``rank``-th best) of ``run`` to ``out`` as TorchScript; returns its metadata.
+
+    A search that was promoted is exported from its promotion (``RUN/promoted``: the networks its verdict compares,
+    trained under the promotion's protocol); otherwise from the run's own table and parameters."""
     from nasdun import __version__
     from nasdun.results import load_network
     from nasdun.verdict import display, preset_of
@@ -134,8 +138,15 @@ def export_network(run: str | Path, out: str | Path, name: str | None = None, ra
         raise NasdunError(f"--out {str(out)!r} is a directory; expected a file path such as net.pt")
     if out.exists() and not force:
         raise NasdunError(f"--out {str(out)!r} exists; choose a new file (or pass --force)")
-    row = pick_row(run, name, rank)
-    model = load_network(run, str(row["name"]))
+    source = Path(run)
+    promoted = source / "promoted"
+    if (promoted / "promote.csv").is_file() and (promoted / "params.pt").is_file():  # the verdict's networks, trained under final
+        source = promoted
+    row = pick_row(source, name, rank)
+    if source == promoted:
+        marks = pd.read_csv(promoted / "promote.csv", keep_default_na=False).set_index("name")["preset"].astype(str)
+        row["preset"] = marks.get(str(row["name"]), "")
+    model = load_network(source, str(row["name"]))
     g = model.genotypes[0]
     s = get_setting(str(row["setting"]))
     basis = operator(s)[1] if isinstance(s, OperatorSetting) else None
@@ -147,8 +158,9 @@ def export_network(run: str | Path, out: str | Path, name: str | None = None, ra
         "name": str(row["name"]), "hash": g.hash, "preset": preset, "preset_display": display(preset) if preset else "",
         "genotype": g.to_dict(), "arch_string": g.to_arch_string(), "layers": g.layers,
         "setting": s.name, "m": s.m, "n": s.n, "seed": int(row["seed"]), "protocol": str(row["protocol"]),
-        "metrics": metrics, "run": str(Path(run).resolve()), "nasdun_version": __version__,
-        "input": f"b: (B, {s.m}) float32 measurements", "n_out": n_out,
+        "metrics": metrics, "run": str(Path(run).resolve()), "source": str(source.resolve()), "promoted": source == promoted,
+        "nasdun_version": __version__,
+        "input": f"b: (B, {s.m}) measurements, float32 (float64 is cast)", "n_out": n_out,
         "output": f"x: (B, {s.n}) float32 estimate, x(K) of the network" if psi is None else f"f: (B, {n_out}) float32 signal, Psi x(K)",
     }  # fmt: skip
     text = json.dumps(meta, sort_keys=True)

@@ -120,7 +120,7 @@ class SearchConfig(SearchSpace):
 
     def validate(self) -> None:
         """Resolve every name now, so a bad config fails before Ray starts."""
-        from nasdun.samplers import SAMPLERS, make_sampler
+        from nasdun.samplers import SAMPLERS, make_sampler, sampler_factory
         from trainers.problems import get_setting
         from trainers.protocols import get_protocol
 
@@ -130,16 +130,16 @@ class SearchConfig(SearchSpace):
             raise NasdunError(
                 f"protocol {proto.name} halves after layers {too_deep}, but the search has layers={self.layers}; "
                 f"expected rungs < layers: use --layers {max(too_deep) + 1} or more, or a protocol file whose rungs fit "
-                f"(e.g. benchmarks/sh2x500.yaml halves after layer 4)"
+                f"(e.g. sh2x500 halves after layer 4)"
             )
-        SAMPLERS.get(self.sampler)
+        sampler_factory(self.sampler)
         for name, opts in self.sampler_options.items():
             SAMPLERS.get(name)
             if not isinstance(opts, dict):
                 raise NasdunError(f"sampler_options.{name}={opts!r}; expected a mapping of option -> value")
         get_setting(self.setting)
         space = self.space()
-        make_sampler(self.sampler, space.decisions(), self.seed, self.options_for(self.sampler))  # refuses e.g. cmaes before Ray starts
+        make_sampler(self.sampler, space.decisions(), self.seed, self.options_for(self.sampler))  # bad options refused before Ray starts
         self.start_genotypes()
         if self.promoted_k:
             get_protocol(self.promote_protocol)

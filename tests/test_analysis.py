@@ -354,10 +354,13 @@ def test_figures_name_run_metric_pool_threshold_and_label_colour_bars(run, tmp_p
     out = tmp_path / "figs"
     res = run_heatmaps([run], out, top=3, threshold=0.6)
     conn = svg_text(out / "conn_top3.svg")
-    assert f"{run.name}: top-3 of 5 by validation nmse_db, threshold 0.6" in conn and "share of the top-k with this connection" in conn
+    assert f"{run.name}: top-3 of 5 by validation nmse_db" in conn and "share of the top-k with this connection" in conn
+    assert "threshold" not in conn and "x(k-1), always read" in conn  # no threshold where none applies; the diagonal is marked
     assert "share of the top-k with this lag open" in svg_text(out / "lags_top3.svg")
     avg = threshold_genotype(average(load_runs([run]), 3)[1], 0.6)
-    assert res["average"].loc[3, 1] == float(1 in avg.inputs[2]) and "averaged architecture" in svg_text(out / "conn_average_top3.svg")
+    drawn = svg_text(out / "conn_average_top3.svg")
+    assert res["average"].loc[3, 1] == float(1 in avg.inputs[2]) and "averaged architecture" in drawn and "threshold 0.6" in drawn
+    assert "1: the layer's neuron" in svg_text(out / "neurons_average_top3.svg")  # one genotype: not "share of the top-k"
     assert run_heatmaps([run], tmp_path / "all", top=50)["note"].startswith("--top-k 50: the runs hold 5")
 
 
@@ -516,3 +519,42 @@ def test_a_cheap_protocol_reproduces_its_values_recorded_in_the_paper_reference(
     got = run_train(nets, "small", "search", 0, tmp_path / "search", device="cpu").set_index("name")
     names = [n for n, _ in nets]
     assert np.allclose(got.loc[names, "val_nmse_db"], ref.loc[names, "search_val_nmse_db"], atol=0.0051)
+
+
+def test_every_protocol_the_results_pages_name_is_usable_by_name():
+    """A protocol a results page quotes (`s2x370`, `ref1000`, `final`, ...) is registered, and so is every protocol
+    whose measured agreement the verdict line quotes."""
+    import re
+
+    from trainers.protocols import PROTOCOLS, agreement, get_protocol
+
+    text = "".join(p.read_text() for p in (Path(__file__).resolve().parents[1] / "docs").rglob("*.md"))
+    named = set(re.findall(r"`((?:s|sh)\d+x\d+|s\d{3}|ref\d+|final|paper|search|smoke)`", text))
+    assert {"s2x370", "ref1000", "s2x1000", "final", "paper", "search"} <= named
+    for name in named:
+        assert get_protocol(name).name == name
+    measured = [n for n in PROTOCOLS.names() if agreement(n) is not None]
+    assert {"final", "search", "ref1000", "s2x370"} <= set(measured) and agreement("smoke") is None
+
+
+def test_best_so_far_figure_draws_found_networks_against_each_runs_hand_designs(tmp_path):
+    """The hand designs (rows with a preset) are reference lines, not the start of every curve: two runs that begin with
+    the same hand designs get distinct found curves, and each run's best hand design is the dashed line's label."""
+    from analysis.searchstats import search_figures
+
+    runs = []
+    for name, vals in (("a", [-12.0, -9.0, -13.0]), ("b", [-11.5, -14.0, -8.0])):
+        rows = [(preset("lista", K), -10.0, "ok", "rl"), (preset("2no", K), -12.5, "ok", "rl")]
+        rows += [(g, v, "ok", "rl") for g, v in zip((A, B, C), vals, strict=True)]
+        out = table(tmp_path, rows, name)
+        df = pd.read_csv(out / "results.csv")
+        df["preset"] = ["lista", "2no", "", "", ""]
+        df.to_csv(out / "results.csv", index=False)
+        runs.append(out)
+    drawn = search_figures(load_runs(runs), tmp_path / "figs")
+    assert drawn["best_so_far"] == {"a: rl": [-12.0, -12.0, -13.0], "b: rl": [-11.5, -14.0, -14.0]}
+    assert drawn["hand_designs"] == {"a": {"LISTA": -10.0, "2NO-LISTA": -12.5}, "b": {"LISTA": -10.0, "2NO-LISTA": -12.5}}
+    text = svg_text(tmp_path / "figs" / "best_so_far.svg")
+    assert "best hand design (a): 2NO-LISTA -12.50" in text and "LISTA" in text
+    assert set(drawn["scatter"]["kind"]) == {"hand design", "found (rl)"}
+    assert "extra connections (LWA inputs beyond x(k-1))" in svg_text(tmp_path / "figs" / "nmse_vs_connections.svg")

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -17,6 +19,7 @@ def test_import_nasdun_is_light_and_lists_its_api():
     assert out.startswith("[]") and "'search'" in out and "'export_network'" in out
 
 
+@pytest.mark.slow
 def test_the_docs_example_runs(tmp_path):
     text = (ROOT / "docs" / "api.md").read_text()
     block = re.search(r"```python\n(.*?)```", text, re.S).group(1)

@@ -112,13 +112,15 @@ net = torch.jit.load({str(net)!r})
 data = torch.load({str(tmp_path / "test.pt")!r})
 with torch.no_grad():
     xhat = net(data["b"])
+    as64 = net(data["b"].double())  # float64 measurements are accepted (computed in float32)
 err = ((xhat - data["x"]) ** 2).sum(-1).double().sum() / (data["x"] ** 2).sum(-1).double().sum()
-print(json.dumps({{"nmse_db": 10 * float(torch.log10(err)), "meta": json.loads(net.metadata), "shape": list(xhat.shape)}}))
+print(json.dumps({{"nmse_db": 10 * float(torch.log10(err)), "meta": json.loads(net.metadata), "shape": list(xhat.shape),
+                  "float64_same": bool(torch.equal(as64, xhat))}}))
 """
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert res["shape"] == [test.x.shape[0], 100]
+    assert res["shape"] == [test.x.shape[0], 100] and res["float64_same"]
     assert res["nmse_db"] == pytest.approx(float(best["test_nmse_db"]), abs=1e-4)
     meta = res["meta"]
     assert meta["name"] == best["name"] and meta["hash"] == best["hash"] and meta["setting"] == "small" and meta["layers"] == 3

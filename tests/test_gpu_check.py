@@ -41,6 +41,7 @@ def test_torch_only_commands_run_without_ray_and_optuna(args, no_ray_no_optuna, 
     assert probe.returncode != 0 and "not installed" in probe.stderr  # the block is real
 
 
+@pytest.mark.slow
 def test_gpu_check_dress_rehearsal_produces_every_figure(no_ray_no_optuna, tmp_path):
     out = tmp_path / "check"
     proc = subprocess.run([str(ROOT / "benchmarks" / "gpu_check.sh"), str(out), "--device", "cpu", "--quick"], env=no_ray_no_optuna,

@@ -18,6 +18,7 @@ SLOW = {"budget": 12, "cohort": 2, "setting": "small", "protocol": "smoke", "lay
         "max_concurrent": 1, "promote_top": 0}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_one_writer_per_run_directory_and_search_json_after_every_cohort(tmp_path):
     """A second `search --resume` of a directory being written is refused, naming the holder's PID; reading is not.
     search.json is there while the search runs; after the holder is SIGKILLed the lock is gone and a resume finishes."""

@@ -8,6 +8,7 @@ import pytest
 from nasdun.cli import main
 
 
+@pytest.mark.slow
 def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without_retraining(tmp_path, capsys):
     out, config = tmp_path / "study", tmp_path / "study.yaml"
     config.write_text("sampler_options:\n  predictor: {startup: 2}\n")

@@ -20,7 +20,7 @@ from nasdun.errors import NasdunError
 from nasdun.samplers import SAMPLERS, make_sampler
 from search_spaces import Genotype
 
-USABLE = [n for n in SAMPLERS.names() if n != "cmaes"]  # every registered sampler (cmaes refuses categorical spaces)
+USABLE = SAMPLERS.names()  # every registered sampler: each is usable (cmaes is refused, not offered)
 MINI = {
     "budget": 4,
     "cohort": 2,
@@ -69,6 +69,7 @@ def test_mini_search_fills_table_and_study_with_the_same_candidates(sampler, ray
     assert yaml.safe_load((out / "search.yaml").read_text())["sampler"] == sampler
 
 
+@pytest.mark.slow
 def test_already_trained_genotypes_are_not_trained_again(ray_local, tmp_path):
     """A space of two genotypes (one optional connection): a budget of 5 trains 2 and says why it stopped;
     every repeat proposal (cached, or made while the original trained) ends with the original's value."""
@@ -84,6 +85,7 @@ def test_already_trained_genotypes_are_not_trained_again(ray_local, tmp_path):
 
 
 @pytest.mark.parametrize("halving", [False, True], ids=["smoke", "halving"])
+@pytest.mark.slow
 def test_resume_after_sigkill_finishes_the_budget_and_continues_evolution(tmp_path, halving):
     out = tmp_path / "exp"
     config = tmp_path / "c.yaml"
@@ -348,6 +350,7 @@ def test_one_slot_search_is_reproducible_end_to_end(ray_local, tmp_path):
     assert list(a["val_nmse_db"]) == list(b["val_nmse_db"]) and list(a["test_nmse_db"]) == list(b["test_nmse_db"])
 
 
+@pytest.mark.slow
 def test_ctrl_c_names_the_resume_command_exits_130_and_the_resume_finishes(tmp_path):
     """A real SIGINT to the search's process group (what Ctrl-C in a terminal sends) while cohorts train: one
     `nasdun:` line naming `nasdun search --resume DIR`, exit status 130, not Ray's Tuner.restore advice, no
@@ -476,6 +479,7 @@ def _surrogate_search():
 
 
 @pytest.mark.parametrize("sampler", ["predictor", "tpe"])
+@pytest.mark.slow
 def test_a_search_replayed_with_its_own_values_proposes_what_the_real_search_proposed(sampler, ray_local, tmp_path):
     """benchmarks/surrogate_search.py scores candidates instead of training them but asks cohorts through the driver's own
     searcher: told the values the real search (2 workers, so two cohorts in flight) trained, it must make the same proposals."""

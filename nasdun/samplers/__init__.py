@@ -66,14 +66,19 @@ def _nsga2(decisions: tuple[Decision, ...], seed: int, **options: Any) -> Any:
     return FixedHistory(optuna.samplers.NSGAIISampler(seed=seed, **options))
 
 
-@SAMPLERS.register("cmaes")
-def _cmaes(decisions: tuple[Decision, ...], seed: int, **options: Any) -> Any:
-    raise NasdunError("sampler 'cmaes' does not apply: CMA-ES needs numeric decisions and every nasdun decision is categorical")
+NOT_APPLICABLE = {"cmaes": "CMA-ES needs numeric decisions and every nasdun decision is categorical"}  # Optuna's, not offered
+
+
+def sampler_factory(name: str) -> SamplerFactory:
+    """The registered sampler ``name``; an Optuna sampler that cannot serve this space is refused saying why."""
+    if str(name).lower() in NOT_APPLICABLE:
+        raise NasdunError(f"sampler {name!r} does not apply: {NOT_APPLICABLE[str(name).lower()]}; expected one of: {', '.join(SAMPLERS.names())}")
+    return SAMPLERS.get(name)
 
 
 def make_sampler(name: str, decisions: tuple[Decision, ...], seed: int = 0, options: Mapping[str, Any] | None = None) -> Any:
     """The sampler ``name`` over ``decisions``; bad options are one-line errors."""
-    factory = SAMPLERS.get(name)
+    factory = sampler_factory(name)
     try:
         return factory(decisions, seed, **dict(options or {}))
     except TypeError as err:
