@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                          " the verdict there (default from the config: max(3, 10%% of the budget); 0: a screening verdict)")  # fmt: skip
     se.add_argument("--promote-protocol", default=None, help="protocol of the promotion phase (default from the config: final)")
     se.add_argument("--precision", default=None, choices=PRECISIONS, help="matmul precision of the trainers (default fp32)")
+    se.add_argument("--track", default=None, help="comma list of experiment trackers fed per candidate: tensorboard (DIR/tensorboard), mlflow")
     se.add_argument("--out", default=None, help="experiment directory (default runs/search-<time>)")
     se.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///DIR/optuna.db)")
 
@@ -335,6 +336,8 @@ def _search(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if args.start_from is not None:
         overrides["start_from"] = tuple(_names(args.start_from))
+    if args.track is not None:
+        overrides["track"] = tuple(_names(args.track))
     if args.resume:
         if args.config:
             raise NasdunError("--config cannot be combined with --resume (the directory's search.yaml is used)")

@@ -37,6 +37,7 @@ from nasdun.experiment import Experiment, storage_url
 from nasdun.progress import ProgressLine, duration
 from nasdun.results import write_json
 from nasdun.searchconfig import SearchConfig, load_config
+from nasdun.tracking import Tracker
 from nasdun.verdict import compare
 from nasdun.worker import train_cohort
 from search_spaces.genotype import Genotype
@@ -62,6 +63,7 @@ class CohortSearcher(Searcher):
         self.fraction: dict[str, float] = {}  # trial id -> share of its cohort's training done
         self.start = time.perf_counter()
         self.start_trained = exp.trained
+        self.tracker = Tracker(exp.dir, exp.cfg.track, _plain(exp.cfg)) if exp.cfg.track and fixed is not None else None
 
     def _inflight_candidates(self) -> int:
         return sum(len(m) for _, m in self.inflight.values())
@@ -127,7 +129,9 @@ class CohortSearcher(Searcher):
         cohort, members = self.inflight.pop(trial_id)
         self.fraction.pop(trial_id, None)
         ok = result is not None and not error and "candidates" in result
-        self.exp.complete(cohort, members, result if ok else None, error="" if ok else "the cohort's Ray trial failed")
+        new = self.exp.complete(cohort, members, result if ok else None, error="" if ok else "the cohort's Ray trial failed")
+        if self.tracker is not None:
+            self.tracker.log(new)
         if ok:
             self.stats["trainer_s"] += float(result["trainer_wall_s"])  # type: ignore[index]
         self.stats["cohorts"] += 1
@@ -278,6 +282,7 @@ RESUMABLE = {
     "keep_params",
     "checkpoint_minutes",
     "retry_failed",
+    "track",
 }  # none of them changes a trained candidate
 
 
@@ -327,7 +332,9 @@ def run_search(
             if cfg is None:
                 raise NasdunError("run_search needs a config unless resuming")
             cfg.validate()
-            check_out_dir(out_dir, force, hint="or resume it: --resume, resume=True in Python; or replace it: --force, force=True")  # nothing is overwritten
+            check_out_dir(
+                out_dir, force, hint="or resume it: --resume, resume=True in Python; or replace it: --force, force=True"
+            )  # nothing is overwritten
         _start_ray(address, num_cpus)  # before writing: an unreachable cluster leaves no half-made directory
         _check_resources(cfg, autoscaling=bool(address))
         proto = get_protocol(cfg.protocol)
@@ -411,6 +418,9 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
         progress.close()
         write_json(out_dir / "search.json", searcher.figures(finished=False))
         raise Interrupted(f"nasdun search --resume {out_dir}") from None
+    finally:
+        if searcher.tracker is not None:
+            searcher.tracker.close()
     progress.close()
     figures = searcher.figures(finished=True)
     write_json(out_dir / "search.json", figures)

@@ -6,7 +6,9 @@ driver killed at any moment is settled by :meth:`Experiment.recover`.
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,10 @@ class Experiment:
             self.rows = [dict(r) for r in read_table(out_dir).to_dict("records")]
         storage, _ = verify(out_dir, self.storage_url, self.rows, default_storage=not cfg.storage)  # one record: repaired, never trained over
         self.study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=self.sampler, direction="minimize", load_if_exists=True)
+        if self.study.metric_names != ["val_nmse_db"]:
+            with warnings.catch_warnings():  # experimental in Optuna; names the objective in optuna-dashboard
+                warnings.simplefilter("ignore")
+                self.study.set_metric_names(["val_nmse_db"])
         from nasdun.verdict import preset_names
 
         self.presets = preset_names(cfg.layers, cfg.max_lag)  # hash -> hand-design name(s), for the `preset` column
@@ -158,6 +164,8 @@ class Experiment:
         if row.get("name") == f"t{number:05d}":  # its own row (not a cached one), kept whole so `nasdun repair` can restore it
             trial.set_user_attr("row", row_attr(row))
         if row.get("status") == "ok" and finite:
+            for layer, v in _curve(row):  # the per-layer validation curve, for optuna-dashboard
+                trial.report(v, step=layer)
             self.study.tell(number, value)
         elif row.get("status") == "stopped" and finite:
             trial.report(value, step=int(row.get("rung_layer") or 0))
@@ -209,8 +217,8 @@ class Experiment:
             self.next_cohort += 1
         return picked
 
-    def complete(self, cohort: int, members: list[tuple[int, Genotype]], report: dict[str, Any] | None, error: str = "") -> None:
-        """Rows first (atomically), then the study: a kill in between is settled by :meth:`recover`."""
+    def complete(self, cohort: int, members: list[tuple[int, Genotype]], report: dict[str, Any] | None, error: str = "") -> list[dict[str, Any]]:
+        """Rows first (atomically), then the study: a kill in between is settled by :meth:`recover`. Returns the new rows."""
         from nasdun.results import candidate_row, write_table
 
         context = {
@@ -238,6 +246,7 @@ class Experiment:
             for number in self._waiting.pop(str(row["hash"]), []):  # proposed again while it trained
                 self._asked[number].set_user_attr("cached_from", str(row["name"]))
                 self._tell_from_row(number, row)
+        return new
 
     def _keep_params(self, new: list[dict[str, Any]], params_file: str | None) -> None:
         """Fold a finished cohort's parameters into DIR/params.pt: the top ``keep_params`` rows by validation
@@ -312,3 +321,12 @@ def storage_url(out_dir: Path, cfg: SearchConfig) -> str:
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+
+
+def _curve(row: dict[str, Any]) -> list[tuple[int, float]]:
+    """(layer, validation nmse_db after it) of a row (its ``curves`` JSON), finite values only."""
+    try:
+        values = json.loads(str(row.get("curves") or "{}")).get("val_nmse_db", [])
+    except (ValueError, AttributeError):
+        return []
+    return [(k, float(v)) for k, v in enumerate(values, start=1) if isinstance(v, int | float) and math.isfinite(v)]

@@ -49,6 +49,7 @@ class SearchConfig(SearchSpace):
     # and the verdict is computed there. None: k = max(3, 10 % of the budget); 0: no promotion (a screening verdict).
     promote_top: int | None = None
     promote_protocol: str = "final"
+    track: tuple[str, ...] = ()  # experiment trackers fed as cohorts end: tensorboard, mlflow (nasdun.tracking)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -121,6 +122,7 @@ class SearchConfig(SearchSpace):
     def validate(self) -> None:
         """Resolve every name now, so a bad config fails before Ray starts."""
         from nasdun.samplers import SAMPLERS, make_sampler, sampler_factory
+        from nasdun.tracking import check_trackers
         from trainers.problems import get_setting
         from trainers.protocols import get_protocol
 
@@ -143,6 +145,7 @@ class SearchConfig(SearchSpace):
         self.start_genotypes()
         if self.promoted_k:
             get_protocol(self.promote_protocol)
+        check_trackers(self.track)
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> SearchConfig:

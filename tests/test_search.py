@@ -61,12 +61,15 @@ def test_mini_search_fills_table_and_study_with_the_same_candidates(sampler, ray
         t = trials[row.trial_number]
         assert t.state == optuna.trial.TrialState.COMPLETE
         assert t.value == pytest.approx(row.val_nmse_db)
+        curve = json.loads(row.curves)["val_nmse_db"]  # the per-layer curve as intermediate values (optuna-dashboard)
+        assert t.intermediate_values == {k: pytest.approx(v) for k, v in enumerate(curve, start=1)} and len(curve) == 3
         assert t.user_attrs["hash"] == row.hash == Genotype.from_json(row.genotype).hash
         assert cfg.space().decode(t.params) == Genotype.from_json(row.genotype)
     trained = {t.user_attrs["hash"] for t in trials.values() if t.state.name == "COMPLETE" and "cached_from" not in t.user_attrs}
     assert trained == set(df["hash"])
     assert json.loads((out / "search.json").read_text())["cohorts"] == 2
     assert yaml.safe_load((out / "search.yaml").read_text())["sampler"] == sampler
+    assert study_of(out).metric_names == ["val_nmse_db"]  # the objective is named, not "Objective 0"
 
 
 @pytest.mark.slow
@@ -348,6 +351,40 @@ def test_one_slot_search_is_reproducible_end_to_end(ray_local, tmp_path):
     a, b = (pd.read_csv(tmp_path / name / "results.csv").sort_values("trial_number") for name in ("a", "b"))
     assert list(a["hash"]) == list(b["hash"]) and a["hash"].nunique() == 4
     assert list(a["val_nmse_db"]) == list(b["val_nmse_db"]) and list(a["test_nmse_db"]) == list(b["test_nmse_db"])
+
+
+def tensorboard_scalars(folder: Path) -> dict[str, dict[int, float]]:
+    """Every scalar of the TensorBoard event files in ``folder``, read from their records (length, crc, event, crc)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out: dict[str, dict[int, float]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+            pos += 12 + length + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, {})[event.step] = v.simple_value
+    return out
+
+
+def test_track_tensorboard_logs_every_candidate_and_the_best_so_far(ray_local, tmp_path):
+    out = tmp_path / "exp"
+    fig = run_search(out, SearchConfig(sampler="random", **{**MINI, "budget": 6, "baselines": True, "track": ("tensorboard",)}))
+    df = pd.read_csv(out / "results.csv", keep_default_na=False)
+    logged = tensorboard_scalars(out / "tensorboard")
+    found, hand = df[df["preset"] == ""], df[df["preset"] != ""]
+    assert len(hand) >= 3 and len(found) >= 1
+    assert logged["candidate/val_nmse_db"] == {int(r.trial_number): pytest.approx(r.val_nmse_db) for r in found.itertuples()}
+    for r in hand.itertuples():
+        assert logged[f"hand_design/{r.preset.replace('=', '_')}"] == {int(r.trial_number): pytest.approx(r.val_nmse_db)}
+    best = logged["search/best_val_nmse_db"]
+    assert best[max(best)] == pytest.approx(found["val_nmse_db"].astype(float).min()) and fig["finished"]
+    with pytest.raises(NasdunError, match="track 'wandb'; expected some of: tensorboard, mlflow"):
+        SearchConfig(track=("wandb",)).validate()
 
 
 @pytest.mark.slow
