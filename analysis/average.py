@@ -152,6 +152,7 @@ def write_average(path: str | Path, genotype: Genotype, freq: Frequencies, membe
         "genotype": genotype.to_dict(),
         "hash": genotype.hash,
         "arch_string": genotype.to_arch_string(),
+        "spec": genotype.to_spec(),
         "n_extra": genotype.n_extra,
         "frequencies": freq.to_dict(),
         "members": [{"hash": h, "val_nmse_db": float(v)} for h, v in zip(members["hash"], members["val_nmse_db"], strict=True)],

@@ -89,7 +89,8 @@ def build_report(
         (
             f"Averaged architecture (top-{k}, threshold 0.5)",
             (f"{note}. " if note else "")
-            + f"hash `{genotype.hash}`, {genotype.n_extra} extra connections, arch string `{genotype.to_arch_string()}`, "
+            + f"hash `{genotype.hash}`, {genotype.n_extra} extra connections, arch string `{genotype.to_arch_string()}` "
+            f"(with neurons and lags: `{genotype.to_spec()}`), "
             f"neurons {', '.join(genotype.neurons)}, LM orders {[genotype.order(j) for j in range(1, genotype.layers + 1)]}.",
             [f"conn_average_top{k}", f"lags_average_top{k}", f"conn_top{k}", f"lags_top{k}", f"neurons_top{k}"]
             + ([f"conn_top{k}_minus_top{k // 2}"] if k >= 4 else []),

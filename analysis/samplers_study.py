@@ -169,7 +169,7 @@ def summarize(out_dir: Path, samplers: list[str], seeds: list[int], budget: int,
         k, _ = resolve_top_k(pooled[s], ks[-1])
         g, freq, members = average(pooled[s], k)
         write_average(out_dir / f"avg-{s}.json", g, freq, members, sampler=s, top_k=k, seeds=seeds)
-        averaged[s] = {"top_k": k, "arch_string": g.to_arch_string(), "hash": g.hash, "n_extra": g.n_extra}
+        averaged[s] = {"top_k": k, "arch_string": g.to_arch_string(), "spec": g.to_spec(), "hash": g.hash, "n_extra": g.n_extra}
     agreement = [{"a": a, "b": b, **_agree(pooled[a], pooled[b], k)} for k in ks for a, b in combinations(samplers, 2)]
     k_run = max(1, round(0.1 * budget))
     seed_pairs = []  # per-run top-k: one sampler at two seeds (the noise floor) against two samplers at two seeds

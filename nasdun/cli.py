@@ -316,6 +316,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _print_train(df: Any, out: str, layers: int) -> int:
     cols = ["name", "status", "test_nmse_db", "test_nmse_db_mean", "val_nmse_db", "iterations", "n_extra"]
+    cols += [c for c in ("test_psnr",) if c in df.columns and df[c].notna().any()]  # image settings: the test images' mean PSNR (dB)
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     for rec in df[df["status"] != "ok"].to_dict("records"):
         print(f"{rec['name']}: {rec['status']}: {rec['reason']}")
@@ -380,7 +381,7 @@ def _average(args: argparse.Namespace) -> int:
     if note:
         print(note)
     print(f"averaged top-{k}: hash {g.hash}, {g.n_extra} extra connections, {sum(map(len, g.lags))} open lags")
-    print(f"arch string {g.to_arch_string()}; neurons {','.join(g.neurons)}")
+    print(f"arch string {g.to_arch_string()}; neurons {','.join(g.neurons)}; the whole genotype: {g.to_spec()}")
     print(f"written to {args.out}")
     return 0
 

@@ -156,7 +156,7 @@ def export_network(run: str | Path, out: str | Path, name: str | None = None, ra
     preset = preset_of(row)
     meta = {
         "name": str(row["name"]), "hash": g.hash, "preset": preset, "preset_display": display(preset) if preset else "",
-        "genotype": g.to_dict(), "arch_string": g.to_arch_string(), "layers": g.layers,
+        "genotype": g.to_dict(), "arch_string": g.to_arch_string(), "spec": g.to_spec(), "layers": g.layers,
         "setting": s.name, "m": s.m, "n": s.n, "seed": int(row["seed"]), "protocol": str(row["protocol"]),
         "metrics": metrics, "run": str(Path(run).resolve()), "source": str(source.resolve()), "promoted": source == promoted,
         "nasdun_version": __version__,

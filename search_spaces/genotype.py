@@ -155,6 +155,35 @@ class Genotype:
             inputs.append((0,) if k == 1 else tuple(sorted({*extra, k - 1})))
         return cls(inputs=tuple(inputs), neurons=(neurons,) * len(codes), lags=((),) * len(codes), max_lag=max_lag)
 
+    def to_spec(self) -> str:
+        """The whole genotype in one line, ``<arch string>|<neurons>|<lags>``: the paper's integer string for the
+        connections, the neuron of each layer (comma-joined names), and per layer the open LM lags as a bitmask
+        (bit j-1 set: lag j open), ``_``-joined; e.g. 2NO-LISTA at K = 4 is ``0_0_0_0|soft,soft,soft,soft|0_1_1_1``.
+        Unlike :meth:`to_arch_string`, two different genotypes never share it."""
+        lags = "_".join(str(sum(1 << (j - 1) for j in q)) for q in self.lags)
+        return f"{self.to_arch_string()}|{','.join(self.neurons)}|{lags}"
+
+    @classmethod
+    def from_spec(cls, text: str, max_lag: int = 2) -> Genotype:
+        """Parse :meth:`to_spec`'s line."""
+        parts = text.strip().split("|")
+        if len(parts) != 3:
+            raise NasdunError(f"genotype spec {text!r}; expected <arch string>|<neurons>|<lags>, e.g. 0_0_0_0|soft,soft,soft,soft|0_1_1_1")
+        base = cls.from_arch_string(parts[0], max_lag=max_lag)
+        neurons = tuple(n.strip() for n in parts[1].split(","))
+        try:
+            masks = [int(tok) for tok in parts[2].split("_")]
+        except ValueError:
+            raise NasdunError(f"genotype spec {text!r}: lags {parts[2]!r}; expected integers joined by '_'") from None
+        if len(neurons) != base.layers or len(masks) != base.layers:
+            raise NasdunError(
+                f"genotype spec {text!r}: {len(neurons)} neurons and {len(masks)} lag masks for {base.layers} layers; expected one each"
+            )
+        lags = tuple(tuple(j for j in range(1, max_lag + 1) if m >> (j - 1) & 1) for m in masks)
+        if any(m >> max_lag for m in masks):
+            raise NasdunError(f"genotype spec {text!r}: a lag mask above {(1 << max_lag) - 1}; expected lags 1..{max_lag}")
+        return cls(inputs=base.inputs, neurons=neurons, lags=lags, max_lag=max_lag)
+
     @classmethod
     def build(
         cls,

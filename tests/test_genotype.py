@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from nasdun.errors import NasdunError
@@ -114,3 +115,20 @@ def test_resolve_archs_reads_json_files(tmp_path):
         resolve_archs(str(tmp_path / "mine.json"), layers=6)
     with pytest.raises(NasdunError, match="more than once"):
         resolve_archs("lista,lista", layers=5)
+
+
+def test_spec_encodes_connections_neurons_and_lags_and_round_trips():
+    from search_spaces import preset
+
+    assert preset("2no", 4).to_spec() == "0_0_0_0|soft,soft,soft,soft|0_1_1_1"
+    assert preset("lista", 4).to_arch_string() == preset("2no", 4).to_arch_string()  # the paper's string cannot tell them apart
+    assert preset("lista", 4).to_spec() != preset("2no", 4).to_spec()
+    space = SearchSpace(layers=6)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        g = space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()})
+        assert Genotype.from_spec(g.to_spec()) == g
+    with pytest.raises(NasdunError, match="expected <arch string>\\|<neurons>\\|<lags>"):
+        Genotype.from_spec("0_0_0")
+    with pytest.raises(NasdunError, match="a lag mask above 3"):
+        Genotype.from_spec("0_0|soft,soft|0_4")
