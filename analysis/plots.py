@@ -179,21 +179,34 @@ def scatter_figure(
 
 
 def frontier_figure(df: pd.DataFrame, out_dir: Path, name: str, reference: str) -> pd.DataFrame:
-    """Each protocol's agreement with ``reference`` against its cost: Spearman (left) and the median |value - reference
-    value| in dB (right), over the training saved (reference iterations / the protocol's, log scale); one point per protocol."""
+    """Each protocol's agreement with ``reference`` against its cost: Spearman (left; hollow: over the networks the
+    reference trains without divergence, where given as ``spearman_ok``) and the median |value - reference value| in dB
+    (right), against the training saved (reference iterations / the protocol's, log scale); one marker per protocol."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
     plt, _ = _plt()
-    data = df.set_index("protocol")[["cost_ratio", "spearman", "median_abs_delta_db"]]
-    fig, axes = plt.subplots(1, 2, figsize=(PAPER_WIDTH, 2.6))
+    cols = ["cost_ratio", "spearman", "median_abs_delta_db"] + (["spearman_ok"] if "spearman_ok" in df.columns else [])
+    data = df.set_index("protocol")[cols]
+    fig, axes = plt.subplots(1, 2, figsize=(PAPER_WIDTH, 2.7))
     for ax, col, label in (
         (axes[0], "spearman", f"Spearman against {reference}"),
         (axes[1], "median_abs_delta_db", f"median |value − {reference}| (dB)"),
     ):
         for i, (proto, r) in enumerate(data.iterrows()):
-            ax.scatter(r["cost_ratio"], r[col], color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)], s=22, label=str(proto), zorder=3)
+            colour, marker = PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)]
+            ax.scatter(r["cost_ratio"], r[col], color=colour, marker=marker, s=24, label=str(proto), zorder=3)
+            if col == "spearman" and "spearman_ok" in data.columns and r["spearman_ok"] == r["spearman_ok"]:
+                ax.scatter(r["cost_ratio"], r["spearman_ok"], facecolors="none", edgecolors=colour, marker=marker, s=24, zorder=3)
         ax.set_xscale("log")
-        ax.set_xlabel(f"training saved ({reference} iterations / the protocol's)")
+        ax.xaxis.set_major_locator(FixedLocator([20, 30, 50, 100, 150]))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"× less training than {reference}")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
+    if "spearman_ok" in data.columns:
+        axes[0].set_title(f"filled: all networks; hollow: where {reference} does not diverge", fontsize=7)
     axes[1].legend(fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
     save(fig, out_dir, name)
     return data

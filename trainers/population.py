@@ -389,10 +389,13 @@ class PopulationTrainer:
         status = [r.status for r in self.results]
         n_active = int(self.c.active_h.sum())
         live = self.c.active_h
-        per_layer = self.protocol.stages_per_layer
-        stages_total = self.model.K * per_layer
-        # stages finished by each candidate still in the cohort, and by those that left it (all of theirs)
-        done_stages = float(((self.c.t_h[live] - 1) * per_layer + self.c.s_h[live]).sum()) + stages_total * (len(status) - int(live.sum()))
+        per_layer, K = self.protocol.stages_per_layer, self.model.K
+        # stages finished by each candidate still in the cohort, and by those that left it (all of theirs), each weighted
+        # by its cap (equal caps: a count of stages; a long final_iters pass weighs what it costs)
+        caps = np.cumsum([0] + [self.protocol.stage_cap(t, s, K) for t in range(1, K + 1) for s in range(per_layer)])
+        done = caps[(self.c.t_h[live] - 1) * per_layer + self.c.s_h[live]]
+        done_stages = float(done.sum()) / caps[-1] * K * per_layer + K * per_layer * (len(status) - int(live.sum()))
+        stages_total = K * per_layer
         self.progress(
             Progress(
                 iteration=self.iteration,
