@@ -31,7 +31,9 @@ def finalists(df: pd.DataFrame, k: int, hand_designs: bool = False) -> pd.DataFr
     run (rows with one; each genotype once, whatever its screening status): the sides of the verdict."""
     if not hand_designs:
         return top_k(df, k)
-    hand = df["preset"].fillna("").astype(str) != "" if "preset" in df.columns else pd.Series(False, index=df.index)
+    from nasdun.verdict import hand_design_rows
+
+    hand = hand_design_rows(df)
     found = trained_rows(df[~hand]).sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash").head(k)
     return pd.concat([found, df[hand].drop_duplicates("hash", keep="first")])
 
@@ -97,7 +99,7 @@ def promote_search(run: str | Path, cfg: Any) -> dict[str, Any]:
     went on after it) is kept as ``promoted.N`` and the new top-k promoted; an unfinished one
     (no ``promote.csv``: nothing of it was written) is redone.
     """
-    from nasdun.verdict import compare
+    from nasdun.verdict import compare, hand_design_rows
 
     run, start = Path(run), time.perf_counter()
     k, protocol = cfg.promoted_k, cfg.promote_protocol
@@ -116,7 +118,7 @@ def promote_search(run: str | Path, cfg: Any) -> dict[str, Any]:
     device = "auto" if cfg.gpus_per_trial > 0 else "cpu"
     table = pd.read_csv(done) if reused else run_promote(run, k, protocol, out, device, cfg.compile, cfg.precision, hand_designs=True)
     verdict = compare(table.to_dict("records"))
-    found = table[table["preset"].fillna("") == ""]
+    found = table[~hand_design_rows(table)]
     both = found["screen_val_nmse_db"].notna() & found["val_nmse_db"].notna()
     return {
         "top_k": k,

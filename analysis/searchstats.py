@@ -57,9 +57,9 @@ def best_trained(df: pd.DataFrame) -> dict[str, Any]:
 def search_figures(df: pd.DataFrame, out_dir: Path) -> dict[str, Any]:
     """The best found network so far per run and sampler, against each run's hand designs (a reference line at the
     best, every one marked), and validation NMSE against extra connections, hand designs apart; returns the data drawn."""
-    from nasdun.verdict import display, preset_of
+    from nasdun.verdict import display, hand_design_rows, preset_of
 
-    hand_rows = df.apply(lambda r: bool(preset_of(r.to_dict())), axis=1).astype(bool) if len(df) else pd.Series(False, index=df.index)
+    hand_rows = hand_design_rows(df)
     curves = best_so_far(df[~hand_rows]) if (~hand_rows).any() else {}
     several = "run" in df.columns and df["run"].nunique() > 1
     hand: dict[str, dict[str, float]] = {}

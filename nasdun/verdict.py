@@ -64,6 +64,13 @@ def preset_of(row: Mapping[str, Any]) -> str:
     return str(value)
 
 
+def hand_design_rows(df: Any) -> Any:
+    """A results frame's rows that are hand designs (:func:`preset_of` non-empty), as a boolean Series."""
+    import pandas as pd
+
+    return pd.Series([bool(preset_of(r)) for r in df.to_dict("records")], index=df.index, dtype=bool)
+
+
 def _ok(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [r for r in rows if r.get("status") == "ok" and _finite(r.get("val_nmse_db"))]
 
