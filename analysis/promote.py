@@ -28,14 +28,15 @@ from search_spaces.genotype import Genotype
 def finalists(df: pd.DataFrame, k: int, hand_designs: bool = False) -> pd.DataFrame:
     """The rows to promote: the ``k`` best distinct genotypes by validation nmse_db (:func:`analysis.average.top_k`);
     with ``hand_designs``, the ``k`` best *found* ones (rows without a ``preset``) and then every hand design of the
-    run (rows with one; each genotype once, whatever its screening status): the sides of the verdict."""
+    run (rows with one, in trial order; each genotype once, whatever its screening status): the sides of the verdict."""
     if not hand_designs:
         return top_k(df, k)
     from nasdun.verdict import hand_design_rows
 
     hand = hand_design_rows(df)
     found = trained_rows(df[~hand]).sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash").head(k)
-    return pd.concat([found, df[hand].drop_duplicates("hash", keep="first")])
+    designs = df[hand].sort_values("trial_number", kind="mergesort") if "trial_number" in df else df[hand]  # the table: finishing order
+    return pd.concat([found, designs.drop_duplicates("hash", keep="first")])
 
 
 def run_promote(

@@ -246,11 +246,14 @@ def _rebuild_study(storage: Any, study: Any, rows: list[dict[str, Any]], old: li
     from search_spaces.genotype import Genotype
 
     kept = ""
+    attrs = dict(study.user_attrs) if study is not None else {}
     if study is not None:
         kept = f"{STUDY_NAME}-before-repair-{time.strftime('%Y%m%d-%H%M%S')}"
         optuna.copy_study(from_study_name=STUDY_NAME, from_storage=storage, to_storage=storage, to_study_name=kept)
         optuna.delete_study(study_name=STUDY_NAME, storage=storage)
     new = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="minimize")
+    for key, value in attrs.items():  # the objective's name, the sampler's random state
+        new.set_user_attr(key, value)
     dists: dict[str, BaseDistribution] = {d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions()}
     by_row = {int(r["trial_number"]): r for r in rows}
     by_name = {str(r["name"]): r for r in rows}

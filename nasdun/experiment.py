@@ -12,10 +12,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from nasdun.errors import NasdunError
 from nasdun.searchconfig import SearchConfig
 from search_spaces.genotype import Genotype
 
 STUDY_NAME = "nasdun"
+RANDOM_STATE = "sampler_random_state"  # study user attribute: an Optuna sampler's random state after the last ask
 
 
 class Experiment:
@@ -39,6 +41,14 @@ class Experiment:
             self.rows = [dict(r) for r in read_table(out_dir).to_dict("records")]
         storage, _ = verify(out_dir, self.storage_url, self.rows, default_storage=not cfg.storage)  # one record: repaired, never trained over
         self.study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=self.sampler, direction="minimize", load_if_exists=True)
+        from nasdun.samplers._history import restore_random_state
+
+        saved = self.study.user_attrs.get(RANDOM_STATE)
+        if saved is not None:  # an Optuna sampler continues its random sequence where the last ask left it
+            try:
+                restore_random_state(self.sampler, saved)
+            except ValueError as err:
+                raise NasdunError(f"{out_dir}: the study's sampler state is not sampler {cfg.sampler!r}'s ({err})") from None
         if self.study.metric_names != ["val_nmse_db"]:
             with warnings.catch_warnings():  # experimental in Optuna; names the objective in optuna-dashboard
                 warnings.simplefilter("ignore")
@@ -68,15 +78,18 @@ class Experiment:
         return len(self.by_hash)
 
     def recover(self) -> dict[str, int]:
-        """Settle trials a killed driver left open: tell them from the table, or queue their cohort again.
+        """Settle trials a killed or interrupted driver left open: tell them from the table, or train their cohort again.
 
-        An interrupted cohort is redone whole, with the same members in the same order, so a
-        cohort that halves (successive halving is relative to the cohort) reaches the same rungs
-        and survivors. The redone trials get new numbers and a ``redo_of`` attribute. A cohort
-        whose asking was cut short (no member carries the ``cohort_size`` mark that
-        :meth:`ask_cohort` sets after the last ask) never reached a worker: its trials are
-        failed and the budget asks afresh, so no cohort is redone short of members.
+        An interrupted cohort is trained again whole, as the same trials (same numbers, so the same row names
+        as in a search that was never stopped), with the same members in the same order, so a cohort that
+        halves (successive halving is relative to the cohort) reaches the same rungs and survivors, and its
+        worker continues from the cohort's checkpoint where one was written. A cohort whose asking was cut
+        short (no member carries the ``cohort_size`` mark that :meth:`ask_cohort` sets after the last ask)
+        never reached a worker: its trials are failed and the budget asks afresh, so no cohort is redone
+        short of members. A proposal of a genotype that was training when the driver stopped waits for
+        that training again (told its value when it ends), as it would have.
         """
+        import optuna
         from optuna.trial import TrialState
 
         told = redone = dropped = 0
@@ -89,22 +102,33 @@ class Experiment:
                 told += 1
             else:
                 cohorts.setdefault(int(t.user_attrs.get("cohort", -1)), []).append(t)
+        unplaced = cohorts.pop(-1, [])  # asked but never made a cohort's member: waiting for a training, or cut short
         for old_cohort in sorted(cohorts):
-            if not any("cohort_size" in t.user_attrs for t in cohorts[old_cohort]):
-                for t in cohorts[old_cohort]:
-                    self.study.tell(t.number, state=TrialState.FAIL)
-                    dropped += 1
+            members = sorted(cohorts[old_cohort], key=lambda t: t.number)
+            if not any("cohort_size" in t.user_attrs for t in members):
+                unplaced.extend(members)
                 continue
-            old = sorted(cohorts[old_cohort], key=lambda t: t.number)
-            for t in old:
+            asked = []
+            for t in members:
+                self._asked[t.number] = optuna.trial.Trial(self.study, t._trial_id)
+                g = self.space.decode(t.params)
+                self.training.add(g.hash)
+                asked.append((t.number, g))
+            self.pending.append((old_cohort, asked))
+            redone += len(members)
+        for t in sorted(unplaced, key=lambda t: t.number):
+            if t.user_attrs.get("hash") in self.training:
+                self._asked[t.number] = optuna.trial.Trial(self.study, t._trial_id)
+                self._waiting.setdefault(str(t.user_attrs["hash"]), []).append(t.number)
+            else:
                 self.study.tell(t.number, state=TrialState.FAIL)
-            self._redo([(t.number, t.params) for t in old])
-            redone += len(old)
+                dropped += 1
         return {"told_from_table": told, "requeued": redone, "dropped_unasked": dropped}
 
     def _redo(self, members: list[tuple[int, dict[str, Any]]]) -> None:
         """Queue a cohort again as the next pending one: each (old trial number, decisions), in order, becomes a new
-        enqueued trial with the same decisions and a ``redo_of`` mark (used by :meth:`recover` and :meth:`requeue_lost`)."""
+        enqueued trial with the same decisions and a ``redo_of`` mark (used by :meth:`requeue_lost`: the old trials
+        were told failed when their worker was lost, so they cannot be trained again as themselves)."""
         asked = []
         for number, params in members:
             self.study.enqueue_trial(params, user_attrs={"redo_of": number}, skip_if_exists=False)
@@ -137,6 +161,8 @@ class Experiment:
             self._asked[number].set_user_attr("cohort_size", len(members))
 
     def _decode(self, trial: Any) -> Genotype:
+        from nasdun.samplers._history import random_state
+
         params = {d.name: trial.suggest_categorical(d.name, list(d.choices)) for d in self.decisions}
         g = self.space.decode(params)
         self._asked[trial.number] = trial
@@ -146,6 +172,9 @@ class Experiment:
         consumed = getattr(self.sampler, "consumed", None)
         if consumed is not None:  # a history sampler's proposal is a function of the study's first `consumed` trials
             trial.set_user_attr("sampler_history", int(consumed))
+        state = random_state(self.sampler)
+        if state is not None:  # an Optuna sampler's random state after this ask: a resume continues from it
+            self.study.set_user_attr(RANDOM_STATE, state)
         return g
 
     def _tell_from_row(self, number: int, row: dict[str, Any]) -> None:

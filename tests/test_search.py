@@ -235,12 +235,19 @@ def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
     rec = again.recover()
     assert rec == {"told_from_table": 1, "requeued": 4, "dropped_unasked": 2}
     assert [[g.hash for _, g in members] for _, members in again.pending] == [[a[0][1].hash, a[2][1].hash], [g.hash for _, g in b]]
-    assert [c for c, _ in again.pending] == [3, 4]  # cohort 2 was cut short; its number is not reused
+    assert [c for c, _ in again.pending] == [0, 1]  # their own cohorts; cohort 2 was cut short
+    # the same trials again, not new ones: the rows get the names an uninterrupted search gives them
+    assert [[n for n, _ in members] for _, members in again.pending] == [[a[0][0], a[2][0]], [n for n, _ in b]]
     trials = study_of(out).trials
+    assert len(trials) == cut.number + 2  # nothing enqueued
     assert trials[done[0]].state.name == "COMPLETE" and trials[done[0]].value == -3.0
     assert trials[cut.number].state.name == trials[cut.number + 1].state.name == "FAIL"
-    assert all(trials[n].user_attrs["cohort_size"] == len(m) for _, m in again.pending for n, _ in m)
-    assert {trials[n].user_attrs["redo_of"] for _, m in again.pending for n, _ in m} == {a[0][0], a[2][0], b[0][0], b[1][0]}
+    assert all(trials[n].state.name == "RUNNING" and "redo_of" not in trials[n].user_attrs for _, m in again.pending for n, _ in m)
+    assert again.next_cohort == 3
+    _, members = again.pending.pop(0)  # a worker reports the redone cohort: its own trials are told
+    rows = again.complete(0, members, {"candidates": [{"status": "ok", "val_nmse_db": -1.0 - i, "curves": {}} for i in range(2)]})
+    assert [r["name"] for r in rows] == [f"t{a[0][0]:05d}", f"t{a[2][0]:05d}"]
+    assert [study_of(out).trials[n].value for n, _ in members] == [-1.0, -2.0]
 
 
 def test_time_limit_stops_new_cohorts_and_resume_lifts_it(ray_local, tmp_path):
@@ -295,7 +302,8 @@ def test_recover_fails_enqueued_trials_and_proposes_unfinished_start_genotypes(t
     assert [g.hash for _, g in again.pending[0][1]] == [lista[0][1].hash]
     nxt = again.ask_cohort(2, lag=2)  # the redone cohort is in flight beside it
     assert [g.hash for _, g in nxt] == [preset("2no", 3).hash, preset("3no", 3).hash]
-    assert [t.state.name for t in study_of(out).trials[:3]] == ["FAIL", "FAIL", "RUNNING"]
+    assert [n for n, _ in again.pending[0][1]] == [lista[0][0]]  # LISTA is trained again as its own trial
+    assert [t.state.name for t in study_of(out).trials[:4]] == ["RUNNING", "FAIL", "RUNNING", "RUNNING"]
 
 
 def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tmp_path, capsys):
@@ -418,6 +426,50 @@ def test_ctrl_c_names_the_resume_command_exits_130_and_the_resume_finishes(tmp_p
     assert main(["search", "--resume", str(out), "--num-cpus", "2"]) == 0
     after = pd.read_csv(out / "results.csv")
     assert len(after) == 10 and after["hash"].nunique() == 10
+    # the interrupted cohort was trained again as its own trials: names run t00000..t00009 with no gap
+    assert sorted(after["name"]) == [f"t{n:05d}" for n in range(10)] and sorted(after["trial_number"]) == list(range(10))
+    assert all(t.state.name == "COMPLETE" for t in study_of(out).trials)
+
+
+SMALL_OPTIONS = {
+    "evolution": {"population_size": 2, "sample_size": 2},
+    "rl": {"batch_size": 2},
+    "tpe": {"n_startup_trials": 2},
+    "nsga2": {"population_size": 2},
+    "predictor": {"startup": 2, "pool": 40, "ensemble": 2},
+}
+
+
+@pytest.mark.parametrize("sampler", USABLE)
+def test_a_restarted_driver_proposes_what_the_uninterrupted_one_would(sampler, tmp_path):
+    """Every sampler, Optuna's own included (their random state travels in the study): a driver stopped with a
+    cohort in flight and started again trains that cohort as the same trials and then proposes the same
+    genotypes under the same trial numbers as a driver that never stopped. (Before, a resumed random or tpe
+    search began its random sequence again and re-proposed its first genotypes.) No training: values are
+    a fixed function of the genotype."""
+    from nasdun.driver import Experiment
+
+    options = SMALL_OPTIONS.get(sampler, {})
+    cfg = SearchConfig(sampler=sampler, sampler_options={sampler: options} if options else {}, **{**MINI, "budget": 12})
+
+    def report(members):
+        return {"candidates": [{"status": "ok", "val_nmse_db": -(int(g.hash[:6], 16) % 997) / 50, "curves": {}} for _, g in members]}
+
+    def drive(out: Path, stop_at: int | None) -> list[list[tuple[int, str]]]:
+        out.mkdir()
+        exp, asked = Experiment(out, cfg), []
+        for c in range(6):
+            members = exp.ask_cohort(2)
+            if c == stop_at:  # the driver dies with cohort c in flight
+                exp = Experiment(out, cfg)
+                assert exp.recover()["requeued"] == 2
+                cohort, members = exp.pending.pop(0)
+                assert cohort == c
+            exp.complete(c, members, report(members))
+            asked.append([(n, g.hash) for n, g in members])
+        return asked
+
+    assert drive(tmp_path / "stopped", 3) == drive(tmp_path / "whole", None)
 
 
 @pytest.mark.parametrize("sampler", USABLE)

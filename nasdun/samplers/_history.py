@@ -8,12 +8,19 @@ results arrive (which depends on timing) never changes the state. The search als
 :attr:`HistorySampler.history_limit` before asking each cohort: with several cohorts in flight,
 a cohort is proposed from the trials of the cohorts that must have finished by then, never from
 one that merely happened to finish first (:meth:`nasdun.experiment.Experiment.ask_cohort`).
+
+Optuna's own samplers (random, TPE, NSGA-II) draw from a random state that each ask advances, so a
+sampler rebuilt on resume would start its sequence again and re-propose the first genotypes of the
+search. :func:`random_state` and :func:`restore_random_state` carry that state across a restart:
+the search stores it in the study after every ask and puts it back on resume, so a resumed search
+proposes what the uninterrupted one would have.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,3 +161,38 @@ class _StudyView:
     @property
     def trials(self) -> list[FrozenTrial]:
         return self.get_trials()
+
+
+def _lazy_states(obj: Any, path: str = "", depth: int = 3) -> Iterator[tuple[str, Any]]:
+    """(attribute path, Optuna LazyRandomState) for every random state held by ``obj`` and the Optuna objects it holds."""
+    from optuna.samplers._lazy_random_state import LazyRandomState
+
+    for name, value in sorted(vars(obj).items()):
+        where = f"{path}.{name}" if path else name
+        if isinstance(value, LazyRandomState):
+            yield where, value
+        elif depth > 0 and hasattr(value, "__dict__") and type(value).__module__.startswith("optuna."):
+            yield from _lazy_states(value, where, depth - 1)
+
+
+def random_state(sampler: Any) -> str | None:
+    """The random state of an Optuna sampler (wrapped or not) as JSON; None for a nasdun sampler (seeded per trial)."""
+    if isinstance(sampler, HistorySampler):
+        return None
+    inner = sampler.inner if isinstance(sampler, FixedHistory) else sampler
+    states = {}
+    for where, lazy in _lazy_states(inner):
+        kind, keys, pos, has_gauss, gauss = lazy.rng.get_state()
+        states[where] = [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)]
+    return json.dumps(states) if states else None
+
+
+def restore_random_state(sampler: Any, text: str) -> None:
+    """Put back what :func:`random_state` returned; a state the sampler does not hold is an error (another sampler's record)."""
+    inner = sampler.inner if isinstance(sampler, FixedHistory) else sampler
+    held = dict(_lazy_states(inner))
+    states = json.loads(text)
+    if set(states) != set(held):
+        raise ValueError(f"the stored sampler state has {sorted(states)}, this sampler {sorted(held)}")
+    for where, (kind, keys, pos, has_gauss, gauss) in states.items():
+        held[where].rng.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
