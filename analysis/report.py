@@ -74,6 +74,11 @@ def build_report(
         headline = f"**{saved['verdict']}**"
         if saved.get("promoted"):
             headline += f"\n\nUnder the screening protocol alone: {verdict['verdict']}."
+    headline += (
+        "\n\nThe verdict's dB are the pooled `nmse_db` (a split's total squared error over its total energy);"
+        + (" the retraining table below is in `nmse_db_mean`, the mean of each test sample's NMSE in dB (the design-space"
+           " paper's Table 1), which is usually the lower of the two." if retrain is not None else "")
+    )  # fmt: skip
     sections: list[tuple[str, str, list[str]]] = [("Did the search beat the hand designs?", headline, [])]
     if (run_dir / "promoted" / "promote.md").is_file():
         sections.append(("The verdict's networks under the promotion's protocol", (run_dir / "promoted" / "promote.md").read_text(), []))

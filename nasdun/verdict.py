@@ -147,6 +147,7 @@ def ranks_like(protocol: str) -> str:
     return f"ranks like paper at ρ {a['spearman']:.2f}{ok}, median |Δ| {a['median_abs_delta_db']:.1f} dB on {a['reference']}"
 
 
+METRIC = "pooled nmse_db"  # the verdict's dB: total error over total energy of the split (docs/design.md); Table 1 is nmse_db_mean
 CLOSE_DB = 0.3  # 2NO-LISTA's test value under `final` moved 0.8 dB between two fresh seeds (docs/results/samplers.md)
 
 
@@ -159,5 +160,5 @@ def trusted_line(promoted: Mapping[str, Any] | None, screening: Mapping[str, Any
         line = verdict_line({k.removeprefix("verdict_"): v for k, v in promoted.items() if k.startswith("verdict_")})
         close = abs(float(promoted.get("verdict_gain_db", math.nan))) < CLOSE_DB
         note = "; a margin this small is within what a training seed moves: `nasdun confirm` retrains on fresh seeds" if close else ""
-        return f"under {proto} ({ranks_like(proto)}): {line}; screening under {screen}{note}"
-    return f"screening verdict under {screen} ({ranks_like(screen)}; no promotion: --promote-top 0): {screening['verdict']}"
+        return f"under {proto} ({ranks_like(proto)}) in {METRIC}: {line}; screening under {screen}{note}"
+    return f"screening verdict under {screen} ({ranks_like(screen)}; no promotion: --promote-top 0) in {METRIC}: {screening['verdict']}"

@@ -138,6 +138,7 @@ def test_retrain_table_matches_its_runs_and_report_includes_it(tmp_path, run):
         assert t1.loc[setting, "best"] == best
     md = (out / "table1.md").read_text()
     assert "| small_snr20 |" in md and md.count("**") == 4
+    assert "Table 1 metric" in md and "pooled" in (out / "table_pooled.md").read_text()  # each table names its metric
     assert (out / "figures" / "nmse_vs_layer_small.png").is_file()
 
     html_path, md_path = build_report(run, tmp_path / "rep", top=3, retrain=out)
@@ -145,6 +146,7 @@ def test_retrain_table_matches_its_runs_and_report_includes_it(tmp_path, run):
     assert "data:image/png;base64," in text and "<table>" in text and "small_snr20" in text
     assert "conn_top3" in md_path.read_text() and (tmp_path / "rep" / "figures" / "conn_top3.png").is_file()
     assert "| small |" in md_path.read_text()
+    assert "dB are the pooled `nmse_db`" in md_path.read_text() and "the retraining table below is in `nmse_db_mean`" in md_path.read_text()
 
 
 def test_report_errors(tmp_path, run):

@@ -336,7 +336,7 @@ def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tm
     assert not fig["reused"] and fig["found"] == 2 and fig["hand_designs"] == 4
     printed = capsys.readouterr().out.strip().splitlines()
     assert f"promoted the top 2 found networks and 4 hand designs with {longer}: trained in" in printed[-2]
-    assert printed[-1] == saved["verdict"] and printed[-1].startswith("under longer (its agreement with paper is not measured): ")
+    assert printed[-1] == saved["verdict"] and printed[-1].startswith("under longer (its agreement with paper is not measured) in pooled nmse_db: ")
     assert printed[-1].endswith("; screening under smoke") and expected["verdict"] in printed[-1]
 
     stamp = (out / "promoted" / "params.pt").stat().st_mtime_ns
