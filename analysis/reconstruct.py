@@ -2,7 +2,7 @@
 
 Panels: the original; the back-projection Phi^T b; FISTA and ISTA (1,000 iterations, lambda tuned
 on validation); LISTA and the run's best network by validation (when the run kept their
-parameters). Block by block (non-overlapping ``patch`` x ``patch`` blocks), as they are scored.
+parameters; one panel when the best is LISTA). Block by block (non-overlapping ``patch`` x ``patch`` blocks), as they are scored.
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ def _networks(run: str | Path, df: Any) -> dict[str, str]:
             break
     if saved:
         best = pick_row(run, rank=1)
-        label = display(preset_of(best)) if preset_of(best) else str(best["name"])
-        out[f"best: {label}"] = str(best["name"])
+        if str(best["name"]) == out.get("LISTA") or str(best["hash"]) == lista:  # one panel, not the same network twice
+            out = {"LISTA (the run's best)": str(best["name"])}
+        else:
+            label = display(preset_of(best)) if preset_of(best) else str(best["name"])
+            out[f"best: {label}"] = str(best["name"])
     return out

@@ -217,11 +217,18 @@ def test_reconstruct_draws_every_method_and_agrees_with_the_table(image_run, tmp
     assert (out / "reconstruct-camera.png").stat().st_size > 10_000
     labels = list(rec["psnr_db"])
     assert labels[0].startswith("back-projection") and any(k.startswith("FISTA") for k in labels) and any(k.startswith("ISTA") for k in labels)
-    assert rec["networks"]["LISTA"] == "lista"
+    lista = next(k for k in rec["networks"] if k.startswith("LISTA"))  # "LISTA", or "LISTA (the run's best)"
+    assert rec["networks"][lista] == "lista" and len(set(rec["networks"].values())) == len(rec["networks"])  # no network twice
     df = pd.read_csv(image_run / "results.csv").set_index("name")
-    assert rec["psnr_db"]["LISTA"] == pytest.approx(df.loc["lista", "psnr_camera"], abs=1e-3)  # the panel is the row's network
+    assert rec["psnr_db"][lista] == pytest.approx(df.loc["lista", "psnr_camera"], abs=1e-3)  # the panel is the row's network
     assert main(["reconstruct", str(image_run), "--image", "moon", "--out", str(tmp_path / "r2")]) == 2
     assert "not a test image of image_cs50_tiny" in capsys.readouterr().err
+
+    alone = tmp_path / "lista-only"  # the run's best is LISTA itself: one panel for it, not two of the same network
+    assert main(["train", "--arch", "lista", "--layers", "2", "--protocol", "smoke", "--setting", "image_cs50_tiny", "--out", str(alone)]) == 0
+    assert main(["reconstruct", str(alone), "--image", "camera", "--iterations", "30", "--out", str(tmp_path / "r3")]) == 0
+    rec = json.loads((tmp_path / "r3" / "reconstruct-camera.json").read_text())
+    assert rec["networks"] == {"LISTA (the run's best)": "lista"} and not any(k.startswith("best:") for k in rec["psnr_db"])
 
 
 def test_an_exported_image_network_outputs_the_signal(image_run, tmp_path):
