@@ -2,19 +2,53 @@
 
 The CLI parses arguments and calls these; a notebook calls them directly (``import nasdun``
 re-exports them lazily, see :mod:`nasdun`). Each returns plain data (dicts, DataFrames) and
-writes the same run directory as the command.
+writes the same run directory as the command. Their errors name Python arguments (``force=True``,
+``rank=3``), where the command's name its flags (``--force``, ``--rank 3``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nasdun.errors import NasdunError
 
+F = TypeVar("F", bound=Callable[..., Any])
+_FLAG = re.compile(r"--([a-z][a-z0-9-]*)(?: ('(?:[^'\\]|\\.)*'|-?\d[^\s;,)]*))?")
+_SWITCHES = {"force", "resume"}  # flags without a value: True in Python
+_ARGUMENT = {"arch": "archs"}  # a flag whose Python argument has another name
 
-def search(
+
+def python_words(message: str) -> str:
+    """A message written for the command line, with each ``--flag [value]`` as the Python argument ``flag=value``."""
+
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1).replace("-", "_")
+        name = _ARGUMENT.get(name, name)
+        if m.group(2):
+            return f"{name}={m.group(2)}"
+        return f"{name}=True" if name in _SWITCHES else name
+
+    return _FLAG.sub(one, message)
+
+
+def _python_errors(fn: F) -> F:
+    """``fn`` with its one-line errors in Python's words (:func:`python_words`)."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NasdunError as err:
+            raise NasdunError(python_words(str(err))) from None
+
+    return call  # type: ignore[return-value]
+
+
+def search_pipeline(
     out: str | Path,
     config: str | Path | Any | None = None,
     *,
@@ -67,6 +101,11 @@ def search(
     return fig
 
 
+search = _python_errors(search_pipeline)  # `nasdun search` calls search_pipeline, whose errors name the flags
+search.__name__ = search.__qualname__ = "search"
+
+
+@_python_errors
 def train(
     archs: str | Sequence[str] = "lista,lfista,dense,2no,3no,meng2021",
     setting: str = "small",
@@ -97,6 +136,7 @@ def train(
     return run_train(named, setting, protocol, seed, out, device, **options)
 
 
+@_python_errors
 def read_results(*runs: str | Path) -> Any:
     """The results table(s) of run directories as one DataFrame (a ``run`` column names each)."""
     from analysis.average import load_runs
@@ -104,6 +144,7 @@ def read_results(*runs: str | Path) -> Any:
     return load_runs(list(runs))
 
 
+@_python_errors
 def compare(run: str | Path) -> dict[str, Any]:
     """Best found network vs best hand design of a run (see :func:`nasdun.verdict.compare`)."""
     from nasdun.results import read_table
@@ -112,6 +153,7 @@ def compare(run: str | Path) -> dict[str, Any]:
     return compare(read_table(run).to_dict("records"))
 
 
+@_python_errors
 def load_network(run: str | Path, name: str | None = None, rank: int | None = None, device: str = "cpu") -> Any:
     """A run's trained network (row ``name``, or the ``rank``-th best by validation with kept parameters) as a
     P = 1 :class:`~trainers.model.UnrolledLISTA`; ``net(b)[-1]`` is x(K) for measurements ``b`` (B, m)."""
@@ -121,6 +163,7 @@ def load_network(run: str | Path, name: str | None = None, rank: int | None = No
     return _load(run, pick_row(run, name, rank)["name"], device)
 
 
+@_python_errors
 def export_network(run: str | Path, out: str | Path, name: str | None = None, rank: int | None = None, force: bool = False) -> dict[str, Any]:
     """Write a run's trained network as a self-contained TorchScript file (see :mod:`nasdun.export`)."""
     from nasdun.export import export_network as _export

@@ -330,7 +330,7 @@ def _print_train(df: Any, out: str, layers: int) -> int:
 def _search(args: argparse.Namespace) -> int:
     import time
 
-    from nasdun.api import search
+    from nasdun.api import search_pipeline as search
 
     names = ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage", "promote_top", "promote_protocol",
              "precision", "baselines", "keep_params", "retry_failed")  # fmt: skip

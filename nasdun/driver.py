@@ -332,9 +332,7 @@ def run_search(
             if cfg is None:
                 raise NasdunError("run_search needs a config unless resuming")
             cfg.validate()
-            check_out_dir(
-                out_dir, force, hint="or resume it: --resume, resume=True in Python; or replace it: --force, force=True"
-            )  # nothing is overwritten
+            check_out_dir(out_dir, force, hint="or resume it: --resume; or replace it: --force")  # nothing is overwritten
         _start_ray(address, num_cpus)  # before writing: an unreachable cluster leaves no half-made directory
         _check_resources(cfg, autoscaling=bool(address))
         proto = get_protocol(cfg.protocol)

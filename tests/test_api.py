@@ -46,3 +46,31 @@ def test_search_from_python_runs_the_promotion_phase_like_the_cli(tmp_path):
         and len(prom) == 2
         and json.loads((out / "search.json").read_text())["promoted"]["best"] == fig["promoted"]["best"]
     )
+
+    # run again into the same directory: the error names Python's arguments, not the command's flags
+    with pytest.raises(nasdun.NasdunError) as err:
+        nasdun.search(out, budget=4, layers=3, setting="small", protocol="smoke", sampler="random", num_cpus=2)
+    assert "resume=True" in str(err.value) and "force=True" in str(err.value) and "--" not in str(err.value)
+    with pytest.raises(nasdun.NasdunError, match=r"^rank=99; expected 1\.\."):
+        nasdun.load_network(out, rank=99)
+    with pytest.raises(nasdun.NasdunError, match=r"^archs names \['lista'\] more than once$"):
+        nasdun.train("lista,lista", layers=3, out=tmp_path / "t")
+    with pytest.raises(nasdun.NasdunError, match=r"^device='gpu'; expected cpu, cuda"):
+        nasdun.train("lista", layers=3, device="gpu", out=tmp_path / "t")
+
+
+@pytest.mark.parametrize(
+    ("cli", "python"),
+    [
+        ("--out '/r' is not empty; choose a new directory (or pass --force)", "out='/r' is not empty; choose a new directory (or pass force=True)"),
+        ("--top-k 0; expected an integer >= 1", "top_k=0; expected an integer >= 1"),
+        ("--budget 4 is below the resumed search's budget 8", "budget=4 is below the resumed search's budget 8"),
+        ("--minutes -1.5; expected a number >= 0", "minutes=-1.5; expected a number >= 0"),
+        ("has 3 layers; expected 4 (--layers)", "has 3 layers; expected 4 (layers)"),
+        ("--arch 'x' names no architecture", "archs='x' names no architecture"),
+    ],
+)
+def test_python_words_turn_flags_into_arguments(cli, python):
+    from nasdun.api import python_words
+
+    assert python_words(cli) == python
