@@ -117,6 +117,9 @@ def curves_figure(curves: Mapping[str, Sequence[float]], out_dir: Path, name: st
     fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.55, 2.6))
     for i, col in enumerate(df.columns):  # a qualitative palette and a marker per line: distinguishable in print too
         ax.plot(df.index, df[col], marker=MARKERS[i % len(MARKERS)], markersize=3, linewidth=1.1, label=col, color=PALETTE[i % len(PALETTE)])
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole
     ax.set_xlabel("layer k")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -124,6 +127,30 @@ def curves_figure(curves: Mapping[str, Sequence[float]], out_dir: Path, name: st
     ax.legend(fontsize=6.5, frameon=False)
     save(fig, out_dir, name)
     return df
+
+
+def spread(values: Sequence[float], gap: float) -> list[float]:
+    """Label heights for marks at ``values`` (same order), neighbours at least ``gap`` apart: labels that would
+    overlap form a group centred on the mean of its marks; groups that then overlap merge, until none do."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    groups = [[i] for i in order]  # each group: indices, lowest first; its labels sit gap apart around its marks' mean
+
+    def bottom(g: list[int]) -> float:
+        return sum(values[i] for i in g) / len(g) - gap * (len(g) - 1) / 2
+
+    merged = True
+    while merged:
+        merged = False
+        for k in range(len(groups) - 1):
+            if bottom(groups[k + 1]) < bottom(groups[k]) + gap * len(groups[k]) - 1e-12:
+                groups[k : k + 2] = [groups[k] + groups[k + 1]]
+                merged = True
+                break
+    placed = [0.0] * len(values)
+    for g in groups:
+        for n, i in enumerate(g):
+            placed[i] = bottom(g) + n * gap
+    return placed
 
 
 def best_so_far_figure(
@@ -144,7 +171,7 @@ def best_so_far_figure(
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    labelled: set[tuple[str, float]] = set()
+    labels: dict[tuple[str, float], float] = {}  # (design, value rounded): value; runs that share their hand designs are labelled once
     for j, (run, values) in enumerate((hand or {}).items()):
         if not values:
             continue
@@ -153,9 +180,15 @@ def best_so_far_figure(
         ax.axhline(values[best], color="0.25", linestyle=(0, (4, 2 + j)), linewidth=0.9, label=f"best hand design{of}: {best} {values[best]:.2f}")
         for design, value in values.items():
             ax.plot([right], [value], marker="_", markersize=9, color="0.25", clip_on=False)
-            if (design, round(value, 2)) not in labelled:  # runs that share their hand designs are labelled once
-                ax.annotate(design, (right, value), xytext=(4, 0), textcoords="offset points", fontsize=5.5, va="center", annotation_clip=False)
-                labelled.add((design, round(value, 2)))
+            labels.setdefault((design, round(value, 2)), value)
+    low, high = ax.get_ylim()
+    placed = spread([v for v in labels.values()], gap=0.05 * (high - low))  # close values: labels apart, each tied to its mark
+    from matplotlib.transforms import offset_copy
+
+    beside = offset_copy(ax.transData, fig=fig, x=16, units="points")  # just right of the marks, whatever the x range
+    for (design, _), y in zip(labels, placed, strict=True):
+        ax.text(right, y, design, transform=beside, fontsize=5.5, va="center", clip_on=False)
+    ax.set_ylim(low, high)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("best validation nmse_db so far (dB)")
     ax.grid(alpha=0.3)

@@ -46,7 +46,7 @@ def run_promote(
     """Train the top-``k`` of ``run`` (with ``hand_designs``: and every hand design, :func:`finalists`) under ``protocol``
     into ``out``; returns the comparison table (``promote.csv``; its ``preset`` column marks the hand designs)."""
     from nasdun.training import run_train
-    from nasdun.verdict import preset_of
+    from nasdun.verdict import display, preset_of
 
     df = load_runs([run])
     setting, seed = only_value(df, "setting", str(run)), int(only_value(df, "seed", str(run)))
@@ -78,7 +78,7 @@ def run_promote(
     ]
     for name, r in table.iterrows():
         values = f"{r['screen_val_nmse_db']:.2f}", f"{r['val_nmse_db']:.2f}", f"{r['test_nmse_db']:.2f}"
-        cells = [r["preset"] or "", values[0], str(int(r["screen_rank"])), values[1], values[2], str(int(r["rank"]))]
+        cells = [display(str(r["preset"])) if r["preset"] else "", values[0], str(int(r["screen_rank"])), values[1], values[2], str(int(r["rank"]))]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     (Path(out) / "promote.md").write_text("\n".join(lines) + "\n")
     table["protocol"] = protocol

@@ -113,11 +113,12 @@ def build_report(
     md = [f"# nasdun report: {run_dir.name}\n"]
     body = [f"<h1>nasdun report: {html.escape(run_dir.name)}</h1>"]
     for title, text, figs in sections:
-        md += [f"## {title}\n", text, ""] + [f"![{f}](figures/{f}.png)\n" for f in figs]
+        md += [f"## {title}\n", text, ""] + [f"![{caption(f)}](figures/{f}.png)\n" for f in figs]
         body += [f"<h2>{html.escape(title)}</h2>", _md_to_html(text)]
         for f in figs:
             data = base64.b64encode((fig_dir / f"{f}.png").read_bytes()).decode()
-            body.append(f'<figure><img alt="{f}" src="data:image/png;base64,{data}"/><figcaption>{f}</figcaption></figure>')
+            words = html.escape(caption(f))
+            body.append(f'<figure><img alt="{words}" src="data:image/png;base64,{data}"/><figcaption>{words}</figcaption></figure>')
     if config:
         md += ["## Configuration\n", f"<details><summary>search.yaml</summary>\n\n```yaml\n{config}```\n</details>\n"]
         body.append(f"<details><summary>Configuration (search.yaml)</summary><pre>{html.escape(config)}</pre></details>")
@@ -130,6 +131,30 @@ def build_report(
     head = f"<head><meta charset='utf-8'><title>nasdun report</title><style>{style}</style></head>"
     html_path.write_text(f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>")
     return html_path, md_path
+
+
+CAPTIONS = (  # figure file stem -> what a reader is shown (the file names stay short)
+    (r"conn_average_top(\d+)", "Connections of the averaged architecture: those open in at least half of the top-{0}."),
+    (r"lags_average_top(\d+)", "LM lags of the averaged architecture: those open in at least half of the top-{0}."),
+    (r"conn_top(\d+)_minus_top(\d+)", "Connections more (red) or less (blue) frequent in the top-{0} than in the top-{1}."),
+    (r"conn_top(\d+)", "How often each connection is open in the top-{0}."),
+    (r"lags_top(\d+)", "How often each LM lag is open in the top-{0}."),
+    (r"neurons_top(\d+)", "Neuron type per layer in the top-{0}."),
+    (r"best_so_far", "Best validation nmse_db so far against found candidates trained; dashed: the best hand design, marks: every hand design."),
+    (r"nmse_vs_connections", "Validation nmse_db against extra connections, hand designs and found networks."),
+    (r"nmse_vs_layer_(.+)", "Retraining on {0}: test nmse_db_mean after each layer, mean over seeds."),
+)
+
+
+def caption(stem: str) -> str:
+    """A figure's caption from its file stem (:data:`CAPTIONS`); an unknown stem is its own caption."""
+    import re
+
+    for pattern, words in CAPTIONS:
+        m = re.fullmatch(pattern, stem)
+        if m:
+            return words.format(*m.groups())
+    return stem
 
 
 def _md_to_html(text: str) -> str:

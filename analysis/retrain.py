@@ -91,7 +91,9 @@ def summary_table(rows: pd.DataFrame, metric: str, networks: Sequence[str], sett
 
 
 def markdown_table(table: pd.DataFrame, networks: Sequence[str], metric: str, higher: bool = False) -> str:
-    head = f"| setting | {' | '.join(networks)} |\n|---|{'---|' * len(networks)}\n"
+    from nasdun.verdict import display
+
+    head = f"| setting | {' | '.join(display(n) for n in networks)} |\n|---|{'---|' * len(networks)}\n"
     lines = []
     for rec in table.to_dict("records"):
         cells = []
@@ -102,7 +104,7 @@ def markdown_table(table: pd.DataFrame, networks: Sequence[str], metric: str, hi
         lines.append(f"| {rec['setting']} | {' | '.join(cells)} |")
     better = "higher" if higher else "lower"
     what = f" ({METRIC_WORDS[metric]})" if metric in METRIC_WORDS else ""
-    return f"Test `{metric}`{what} (dB, {better} is better), mean ± std over seeds; best per row in bold.\n\n" + head + "\n".join(lines) + "\n"
+    return f"`{metric}`{what} (dB, {better} is better), mean ± std over seeds; best per row in bold.\n\n" + head + "\n".join(lines) + "\n"
 
 
 METRIC_WORDS = {  # docs/design.md, the metric: the two differ (the mean is usually the lower), so a table says which it shows
@@ -112,6 +114,7 @@ METRIC_WORDS = {  # docs/design.md, the metric: the two differ (the mean is usua
 
 
 def build_tables(out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    from nasdun.verdict import display
     from trainers.operators import setting_label
 
     out_dir = Path(out_dir)
@@ -143,7 +146,7 @@ def build_tables(out_dir: str | Path) -> dict[str, pd.DataFrame]:
     mean_curves.to_csv(out_dir / "curves.csv", index=False)
     table_metric = "nmse_db_mean"  # the figure shows the metric of Table 1 beside it
     for setting, part in mean_curves[mean_curves["metric"] == table_metric].groupby("setting"):
-        series = {net: part[part["name"] == net].sort_values("layer")["value"].tolist() for net in networks if (part["name"] == net).any()}
+        series = {display(net): part[part["name"] == net].sort_values("layer")["value"].tolist() for net in networks if (part["name"] == net).any()}
         title = f"{setting}: test {table_metric} per layer (Table 1's metric), mean over seeds"
         curves_figure(series, out_dir / "figures", f"nmse_vs_layer_{setting}", title, f"test {table_metric} (dB)")
     tables["curves"] = mean_curves

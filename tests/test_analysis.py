@@ -560,3 +560,25 @@ def test_best_so_far_figure_draws_found_networks_against_each_runs_hand_designs(
     assert "best hand design (a): 2NO-LISTA -12.50" in text and "LISTA" in text
     assert set(drawn["scatter"]["kind"]) == {"hand design", "found (rl)"}
     assert "extra connections (LWA inputs beyond x(k-1))" in svg_text(tmp_path / "figs" / "nmse_vs_connections.svg")
+
+
+def test_hand_design_labels_spread_apart_only_where_they_would_overlap():
+    from analysis.plots import spread
+
+    values = [-3.53, -3.64, -3.85, -4.37, -5.84]  # three within a label's height of each other, two alone
+    placed = spread(values, gap=0.25)
+    ordered = sorted(placed)
+    assert all(b - a >= 0.25 - 1e-9 for a, b in zip(ordered, ordered[1:], strict=False))
+    assert sorted(range(5), key=lambda i: placed[i]) == sorted(range(5), key=lambda i: values[i])  # no label passes another
+    assert placed[3:] == values[3:]  # the lone marks keep their labels beside them
+    assert sum(placed[:3]) / 3 == pytest.approx(sum(values[:3]) / 3)  # the crowded three centred on their marks
+    assert spread([2.0, 2.0, 2.0], 1.0) == [1.0, 2.0, 3.0] and spread([], 1.0) == []
+
+
+def test_report_figures_have_captions_not_file_names():
+    from analysis.report import caption
+
+    assert caption("conn_top8_minus_top4") == "Connections more (red) or less (blue) frequent in the top-8 than in the top-4."
+    assert caption("conn_top8") == "How often each connection is open in the top-8."
+    assert caption("nmse_vs_layer_small_snr20").startswith("Retraining on small_snr20: test nmse_db_mean")
+    assert caption("something_new") == "something_new"
