@@ -154,12 +154,12 @@ def study_networks(n_genotypes: int, layers: int, genotype_seed: int) -> list[tu
     """The networks of a fidelity study: ``r000``... (``n_genotypes`` uniform draws of the whole space at
     ``layers``, from ``genotype_seed``), then every hand design of the preset registry that has ``layers`` layers."""
     from search_spaces.genotype import SearchSpace
-    from search_spaces.presets import PRESETS, preset
+    from search_spaces.presets import existing
 
     space = SearchSpace(layers=layers)
     rng = np.random.default_rng(genotype_seed)
     archs = [(f"r{i:03d}", space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()})) for i in range(n_genotypes)]
-    return archs + [(name, preset(name, layers)) for name in PRESETS.names() if name != "meng2021" or layers <= 16]
+    return archs + existing(layers)
 
 
 def run_fidelity(

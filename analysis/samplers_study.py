@@ -23,8 +23,6 @@ import pandas as pd
 
 from nasdun.errors import NasdunError
 
-HAND = ("lista", "lfista", "dense", "2no", "3no", "meng2021")
-
 
 def run_sampler_study(
     samplers: list[str], seeds: list[int], budget: int, out: str | Path, config: str | None = None, baselines: bool = False,
@@ -109,13 +107,12 @@ def _hand_threshold(out_dir: Path, cfg: Any, baselines: bool, force: bool) -> di
     hand designs trained once with that seed, setting and protocol (the data a search of that seed trains on)."""
     from nasdun.training import train_or_reuse
     from nasdun.verdict import display
-    from search_spaces.presets import resolve_archs
+    from search_spaces.presets import HAND, resolve_archs
 
     if baselines:
         return {}
     run = out_dir / "hand" / f"seed{cfg.seed}"
-    names = [n for n in HAND if n != "meng2021" or cfg.layers <= 16]
-    df = train_or_reuse(run, resolve_archs(",".join(names), cfg.layers), cfg.setting, cfg.protocol, cfg.seed, force)
+    df = train_or_reuse(run, resolve_archs(HAND, cfg.layers), cfg.setting, cfg.protocol, cfg.seed, force)
     ok = df[df["status"] == "ok"].sort_values("val_nmse_db")
     best = ok.iloc[0]
     return {"name": display(str(best["name"])), "val_nmse_db": float(best["val_nmse_db"]), "test_nmse_db": float(best["test_nmse_db"])}
@@ -262,15 +259,14 @@ def _confirm(out_dir: Path, summary: dict[str, Any], base: Any, seeds: int, prot
     from analysis.average import load_runs, top_k
     from nasdun.training import train_or_reuse
     from search_spaces.genotype import Genotype
-    from search_spaces.presets import resolve_archs
+    from search_spaces.presets import HAND, resolve_archs
 
     archs: dict[str, Genotype] = {}
     for s in summary["averaged"]:
         runs = sorted((out_dir / "runs").glob(f"{s}-seed*"))
         best = top_k(load_runs(runs), 1).iloc[0]
         archs[f"top1-{s}"] = Genotype.from_json(str(best["genotype"]))
-    names = [n for n in HAND if n != "meng2021" or base.layers <= 16]
-    nets = list(archs.items()) + resolve_archs(",".join(names), base.layers)
+    nets = list(archs.items()) + resolve_archs(HAND, base.layers)
     label, rows = _label(protocol), []
     where = out_dir / "confirm" if label == _label(base.protocol) else out_dir / "confirm" / label
     for seed in range(1000, 1000 + seeds):

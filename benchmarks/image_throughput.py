@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     proto = replace(get_protocol("search"), name="fixed", patience=args.iters, max_iters=args.iters)
-    nets = [g for _, g in resolve_archs("lista,lfista,dense,2no,3no,meng2021", args.layers)]
+    nets = [g for _, g in resolve_archs("hand", args.layers)]
     problems = {name: make_problem(name, 0, batch_size=proto.batch_size) for name in ("small", "image_cs50")}
     rates: dict[str, list[float]] = {name: [] for name in problems}
     for r in range(args.rounds):

@@ -107,7 +107,7 @@ search.__name__ = search.__qualname__ = "search"
 
 @_python_errors
 def train(
-    archs: str | Sequence[str] = "lista,lfista,dense,2no,3no,meng2021",
+    archs: str | Sequence[str] = "hand",
     setting: str = "small",
     layers: int = 8,
     protocol: str = "search",
@@ -116,7 +116,7 @@ def train(
     device: str = "auto",
     **options: Any,
 ) -> Any:
-    """Train architectures (presets, genotype files or :class:`~search_spaces.Genotype` objects) together;
+    """Train architectures (presets, genotype files or :class:`~search_spaces.Genotype` objects; ``hand``: every hand design) together;
     returns the results table (a DataFrame; ``df.attrs`` holds the ISTA reference and the wall time)."""
     import time
 

@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, parents=list(parents), formatter_class=fmt)
 
     t = add("train", "train architectures together on one setting; write a results table", dev)
-    t.add_argument("--arch", default="lista,lfista,dense,2no,3no,meng2021", help="comma list of presets and genotype .json files")
+    t.add_argument("--arch", default="hand", help="comma list of presets and genotype .json files; hand: every hand design")
     t.add_argument("--setting", default="small", help="problem setting (see `nasdun settings`)")
     t.add_argument("--layers", type=_positive_int, default=8, help="K, the number of layers")
     t.add_argument("--protocol", default="search", help="training protocol name or YAML file (see `nasdun protocols`)")
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rt = add("retrain", "retrain an architecture against the hand designs on several settings and seeds", dev, force)
     rt.add_argument("--arch", required=True, help="the architecture(s) to retrain, e.g. avg.json (comma list)")
-    rt.add_argument("--against", default="lista,lfista,dense,2no,3no,meng2021", help="hand designs trained alongside")
+    rt.add_argument("--against", default="hand", help="hand designs trained alongside (hand: every one)")
     rt.add_argument("--settings", default="noiseless", help="comma list of settings")
     rt.add_argument("--seeds", type=_positive_int, default=3, help="training seeds per setting (0..N-1)")
     rt.add_argument("--protocol", default="paper", help="training protocol name or YAML file")

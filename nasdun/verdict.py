@@ -16,23 +16,11 @@ from typing import Any
 
 from search_spaces.genotype import Genotype
 
-HAND_DESIGNS = ("lista", "lfista", "dense", "2no", "3no", "meng2021")
-DISPLAY = {"lista": "LISTA", "lfista": "LFISTA", "dense": "Dense-LISTA", "2no": "2NO-LISTA", "3no": "3NO-LISTA", "meng2021": "meng2021"}
-
 
 def _existing(layers: int, max_lag: int) -> list[tuple[str, Genotype]]:
-    """(name, genotype) of every hand design that exists at this (K, J): meng2021 beyond 16 layers or 3no with
-    max_lag < 2 do not."""
-    from nasdun.errors import NasdunError
-    from search_spaces.presets import preset
+    from search_spaces.presets import existing
 
-    out = []
-    for name in HAND_DESIGNS:
-        try:
-            out.append((name, preset(name, layers, max_lag)))
-        except NasdunError:
-            continue
-    return out
+    return existing(layers, max_lag)
 
 
 def hand_designs(layers: int, max_lag: int) -> dict[str, Genotype]:
@@ -53,7 +41,10 @@ def preset_names(layers: int, max_lag: int) -> dict[str, str]:
 
 
 def display(preset: str) -> str:
-    return "=".join(DISPLAY.get(p, p) for p in preset.split("="))
+    """A ``preset`` cell as readers see it (``lfista=dense`` -> ``LFISTA=Dense-LISTA``); other names unchanged."""
+    from search_spaces.presets import display_name
+
+    return "=".join(display_name(p) for p in preset.split("="))
 
 
 def preset_of(row: Mapping[str, Any]) -> str:

@@ -1,4 +1,9 @@
-"""Hand designs as points of the design space: each preset maps (K, J) to a Genotype."""
+"""Hand designs as points of the design space: each preset maps (K, J) to a Genotype.
+
+:data:`PRESETS` is the one list of hand designs: what is registered here (with :func:`hand_design`) is trained
+as a baseline by every search, study and retraining, counted by the verdict and shown by its display name, with
+no other edit. ``hand`` in an architecture list stands for all of them (those that exist at its K).
+"""
 
 from __future__ import annotations
 
@@ -10,30 +15,59 @@ from search_spaces.genotype import Genotype
 
 PresetFn = Callable[[int, int], Genotype]
 PRESETS: Registry[PresetFn] = Registry("preset")  # each maps (layers, max_lag) to a Genotype
+HAND = "hand"  # in an architecture list: every registered hand design that exists at its K
+
+
+def hand_design(name: str, display: str, aliases: tuple[str, ...] = ()) -> Callable[[PresetFn], PresetFn]:
+    """Register a hand design under ``name`` (and ``aliases``), shown to readers as ``display``."""
+
+    def add(fn: PresetFn) -> PresetFn:
+        fn.display = display  # type: ignore[attr-defined]
+        return PRESETS.register(name, fn, aliases=aliases)
+
+    return add
+
+
+def display_name(name: str) -> str:
+    """How a hand design is shown (``2no`` -> ``2NO-LISTA``); any other name as it is."""
+    return str(getattr(PRESETS.get(name), "display", name)) if name in PRESETS else name
+
+
+def existing(layers: int, max_lag: int = 2) -> list[tuple[str, Genotype]]:
+    """(name, genotype) of every hand design, in registry order, that exists at this (K, J): meng2021 beyond
+    16 layers or 3no with max_lag < 2 do not."""
+    out = []
+    for name in PRESETS.names():
+        try:
+            out.append((name, preset(name, layers, max_lag)))
+        except NasdunError:
+            continue
+    return out
+
 
 #: The design-space paper's published searched network (K = 16), in its code's format.
 MENG2021_ARCH = "0_0_0_2_1_3_14_42_48_249_284_4_152_328_4888_12193"
 
 
-@PRESETS.register("lista")
+@hand_design("lista", "LISTA")
 def lista(layers: int, max_lag: int = 2) -> Genotype:
     """LISTA: no extra connections, soft thresholds, order 1."""
     return Genotype.build(layers, max_lag=max_lag)
 
 
-@PRESETS.register("lfista")
+@hand_design("lfista", "LFISTA")
 def lfista(layers: int, max_lag: int = 2) -> Genotype:
     """LFISTA: layer k >= 3 also reads x(k-2) (c initialised to 1 as in the reference code)."""
     return Genotype.build(layers, {k: [k - 2] for k in range(3, layers + 1)}, max_lag=max_lag)
 
 
-@PRESETS.register("dense", aliases=("dense-lista",))
+@hand_design("dense", "Dense-LISTA", aliases=("dense-lista",))
 def dense(layers: int, max_lag: int = 2) -> Genotype:
     """Dense-LISTA: every layer reads every earlier output."""
     return Genotype.build(layers, {k: list(range(1, k - 1)) for k in range(3, layers + 1)}, max_lag=max_lag)
 
 
-@PRESETS.register("2no", aliases=("2no-lista",))
+@hand_design("2no", "2NO-LISTA", aliases=("2no-lista",))
 def two_no(layers: int, max_lag: int = 2) -> Genotype:
     """2NO-LISTA (HNO paper): lag 1 open for k >= 2, layer 1 plain."""
     if max_lag < 1:
@@ -41,7 +75,7 @@ def two_no(layers: int, max_lag: int = 2) -> Genotype:
     return Genotype.build(layers, lags={k: [1] for k in range(2, layers + 1)}, max_lag=max_lag)
 
 
-@PRESETS.register("3no", aliases=("3no-lista",))
+@hand_design("3no", "3NO-LISTA", aliases=("3no-lista",))
 def three_no(layers: int, max_lag: int = 2) -> Genotype:
     """3NO-LISTA (HNO paper): lag 1 for k >= 2, lag 2 for k >= 3."""
     if max_lag < 2:
@@ -49,7 +83,7 @@ def three_no(layers: int, max_lag: int = 2) -> Genotype:
     return Genotype.build(layers, lags={k: [1, 2][: k - 1] for k in range(2, layers + 1)}, max_lag=max_lag)
 
 
-@PRESETS.register("meng2021")
+@hand_design("meng2021", "meng2021")
 def meng2021(layers: int, max_lag: int = 2) -> Genotype:
     """The design-space paper's searched network; for K < 16 its first K layers (documented)."""
     full = Genotype.from_arch_string(MENG2021_ARCH, max_lag=max_lag)
@@ -98,8 +132,14 @@ def infer_layers(spec: str) -> int | None:
 
 
 def resolve_archs(spec: str, layers: int = 16, max_lag: int = 2) -> list[tuple[str, Genotype]]:
-    """A comma-separated list of preset names and genotype JSON files; names must be unique."""
-    items = [resolve_arch(tok, layers, max_lag) for tok in spec.split(",") if tok.strip()]
+    """A comma-separated list of preset names, genotype JSON files and ``hand`` (every hand design that exists at
+    this K, :func:`existing`); names must be unique."""
+    items: list[tuple[str, Genotype]] = []
+    for tok in (t.strip() for t in spec.split(",")):
+        if tok.lower() == HAND:
+            items += existing(layers, max_lag)
+        elif tok:
+            items.append(resolve_arch(tok, layers, max_lag))
     if not items:
         raise NasdunError(f"--arch {spec!r} names no architecture; expected e.g. lista,2no or a file.json")
     names = [n for n, _ in items]

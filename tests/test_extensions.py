@@ -1,4 +1,4 @@
-"""A new neuron, sampler or setting is a change in one place: registered here in fixtures, used everywhere."""
+"""A new neuron, sampler, hand design or setting is a change in one place: registered here in fixtures, used everywhere."""
 
 import optuna
 import pandas as pd
@@ -71,3 +71,34 @@ def test_a_toy_neuron_trains_like_the_neuron_it_restates(toys, small_problem):
     assert a.iterations == b.iterations
     assert b.test_nmse_db == pytest.approx(a.test_nmse_db, abs=1e-4)
     assert torch.allclose(a.params["Wx"], b.params["Wx"], atol=1e-4)
+
+
+@pytest.fixture
+def toy_preset():
+    """A toy hand design: LISTA with ReLU neurons, registered in this one place."""
+    from search_spaces.presets import PRESETS, hand_design
+
+    @hand_design("relu-lista", "ReLU-LISTA")
+    def relu_lista(layers: int, max_lag: int = 2) -> Genotype:
+        return Genotype.build(layers, neurons=("relu",) * layers, max_lag=max_lag)
+
+    yield relu_lista
+    PRESETS.unregister("relu-lista")
+
+
+def test_a_toy_hand_design_is_a_baseline_and_counted_by_the_verdict_with_no_other_edit(toy_preset, tmp_path):
+    from nasdun.driver import Experiment
+    from nasdun.searchconfig import SearchConfig
+    from nasdun.verdict import compare, display
+    from search_spaces.presets import resolve_archs
+
+    cfg = SearchConfig(sampler="random", budget=6, cohort=3, setting="small", protocol="smoke", layers=3, baselines=True, promote_top=0)
+    assert "relu-lista" in cfg.baseline_genotypes() and "relu-lista" in [n for n, _ in resolve_archs("hand", 3)]
+    exp = Experiment(tmp_path, cfg)
+    drive_search(exp, steps=10)
+    df = pd.read_csv(tmp_path / "results.csv")
+    toy = df[df["preset"] == "relu-lista"]
+    assert len(toy) == 1 and toy["status"].item() == "ok" and toy["hash"].item() == toy_preset(3, 2).hash  # trained as a baseline
+    verdict = compare(df[(df["preset"] == "relu-lista") | df["preset"].isna()].to_dict("records"))  # the toy and the found networks
+    assert verdict["best_preset"] == "relu-lista" and "ReLU-LISTA" in verdict["verdict"]  # counted on the hand-design side
+    assert display("relu-lista") == "ReLU-LISTA"
