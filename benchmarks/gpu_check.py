@@ -7,7 +7,7 @@ pytest; no Ray, no Optuna, nothing installed). Steps, in order, each in its own 
 its own time box; a failure or a time-out is recorded and the next step runs:
 
 a. ``env``    torch / CUDA / device, measured fp32, TF32 and bf16 matmul TFLOP/s;
-b. ``tests``  ``pytest -m gpu tests/test_devices.py`` (CUDA cases, and the same tests on the CPU);
+b. ``tests``  ``pytest tests/test_devices.py`` (the CUDA cases, marked ``gpu``, and the same tests on the CPU);
 c. ``bench``  the trainer at paper size (m=250, n=500, K=16, batch 128, 10,240 validation samples):
               single, packing (8 processes), batched P in {1, 16, 64, 128, 256}, eager and
               compiled, fp32 and TF32; every rate is one JSON line of ``bench.jsonl`` as it is measured;
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # b. device tests
     quick_k = ["-k", "not compiled"] if a.quick else []  # the dress rehearsal leaves out the CPU compilation (~30 s)
-    r = run_step(log, "tests", [py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *quick_k, "tests/test_devices.py"], box(150))
+    r = run_step(log, "tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", *quick_k, "tests/test_devices.py"], box(150))
     steps["tests"] = r
     (out / "pytest.txt").write_text(r["output"])
     summary["tests"] = _pytest_counts(r["output"])

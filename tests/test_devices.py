@@ -17,9 +17,9 @@ from trainers.precision import precision_scope
 from trainers.problems import make_problem
 from trainers.protocols import Protocol, get_protocol
 
-pytestmark = pytest.mark.gpu
 SMOKE = get_protocol("smoke")
-CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))
+# `gpu` marks the CUDA cases only: `-m "not gpu"` keeps the CPU cases (together-equals-alone and the rest)
+CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")])
 DEVICES = ["cpu", CUDA]
 # The same candidate in a cohort of another size may get another GEMM kernel on a GPU (another
 # summation order); on the CPU we observe bit-equality (docs/protocol.md).
