@@ -12,7 +12,7 @@ so that any protocol can be ranked against them without retraining ``paper``
   ``protocol``, the genotype (``genotype`` as JSON, its ``hash``, ``neurons`` one letter a layer);
 * what the reference reached: ``status`` (``ok`` or ``failed``), ``reason``, ``diverged_layer`` and
   ``diverged_value_db`` (the validation nmse_db that crossed the protocol's limit), validation and test
-  ``nmse_db`` and ``nmse_db_mean`` (docs/design.md, the metric), ``iterations``, and the validation nmse_db at
+  ``nmse_db`` and ``nmse_db_mean`` (docs/design.md §4), ``iterations``, and the validation nmse_db at
   the end of each layer (``val_nmse_db_layer1``...), empty where it was not recorded;
 * other protocols' validation nmse_db measured on the same networks and data (``<protocol>_val_nmse_db``).
 

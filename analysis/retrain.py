@@ -107,7 +107,7 @@ def markdown_table(table: pd.DataFrame, networks: Sequence[str], metric: str, hi
     return f"`{metric}`{what} (dB, {better} is better), mean ± std over seeds; best per row in bold.\n\n" + head + "\n".join(lines) + "\n"
 
 
-METRIC_WORDS = {  # docs/design.md, the metric: the two differ (the mean is usually the lower), so a table says which it shows
+METRIC_WORDS = {  # docs/design.md §4: the two differ (the mean is usually the lower), so a table says which it shows
     "test_nmse_db_mean": "the mean over test samples of each sample's NMSE in dB: the design-space paper's Table 1 metric",
     "test_nmse_db": "pooled: the test set's total squared error over its total energy, the metric of the search's verdict",
 }

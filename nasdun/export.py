@@ -7,7 +7,7 @@ PyTorch to run::
     x = net(b)                               # b: (B, m) float32
     info = json.loads(net.metadata)          # genotype, setting, metrics, where it came from
 
-:class:`ExportedNetwork` is the update rule of DESIGN.md section 2 written again with plain
+:class:`ExportedNetwork` is the update rule of docs/design.md §2 written again with plain
 tensor operations for one candidate (no custom autograd function, no registry), so that
 TorchScript can compile it; the trained parameters are folded into buffers:
 

@@ -138,7 +138,7 @@ def ranks_like(protocol: str) -> str:
     return f"ranks like paper at ρ {a['spearman']:.2f}{ok}, median |Δ| {a['median_abs_delta_db']:.1f} dB on {a['reference']}"
 
 
-METRIC = "pooled nmse_db"  # the verdict's dB: total error over total energy of the split (docs/design.md); Table 1 is nmse_db_mean
+METRIC = "pooled nmse_db"  # the verdict's dB: total error over total energy of the split (docs/design.md §4); Table 1 is nmse_db_mean
 CLOSE_DB = 0.3  # 2NO-LISTA's test value under `final` moved 0.8 dB between two fresh seeds (docs/results/samplers.md)
 
 

@@ -1,6 +1,6 @@
 """The genotype: one point of the unrolled-LISTA design space, as frozen, validated data.
 
-Layer ``k`` (1-based, 1..K) computes ``x(k)`` from earlier outputs (DESIGN.md section 2):
+Layer ``k`` (1-based, 1..K) computes ``x(k)`` from earlier outputs (docs/design.md §2):
 
 * ``inputs[k-1]`` is the LWA origin set P(k): layer 1 reads ``(0,)`` (x(0) = 0); layer
   k >= 2 reads a sorted subset of 1..k-1 that always holds k-1.

@@ -23,7 +23,7 @@ def ista(D, b, L, lam, K):
 
 
 def reference_forward(g: Genotype, params: dict, b: np.ndarray) -> list:
-    """DESIGN.md section 2 written out literally, one sample batch, float64."""
+    """docs/design.md §2 written out literally, one sample batch, float64."""
     Wb, Wx, theta, c, h, beta = (params[k] for k in ("Wb", "Wx", "theta", "coef", "h", "beta"))
     xs = [np.zeros((b.shape[0], Wb.shape[0]))]
     for k in range(1, g.layers + 1):

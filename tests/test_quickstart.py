@@ -53,3 +53,17 @@ def test_each_quickstart_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as stop:
         main([command, "--help"])
     assert stop.value.code == 0 and "--out" in capsys.readouterr().out
+
+
+def test_every_design_citation_in_the_code_names_a_section_of_docs_design_md():
+    """Docstrings cite the maths by section number ("docs/design.md §2"): each number is a numbered heading there."""
+    sections = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\. ", (ROOT / "docs" / "design.md").read_text(), re.M))
+    sections |= set(re.findall(r"^#{2,3} (\d+\.\d+) ", (ROOT / "docs" / "design.md").read_text(), re.M))
+    cited = {}
+    for path in [*ROOT.glob("*/*.py"), *ROOT.glob("*/*/*.py")]:
+        if ".venv" not in path.parts:
+            for n in re.findall(r"design\.md §(\d+(?:\.\d+)?)", path.read_text()):
+                cited.setdefault(n, path.relative_to(ROOT).as_posix())
+    assert len(cited) >= 4 and set(cited) <= sections, {n: p for n, p in cited.items() if n not in sections}
+    stale = [p.relative_to(ROOT).as_posix() for p in ROOT.glob("*/*.py") if "DESIGN.md " + "section" in p.read_text()]
+    assert not stale  # the old citations, of a file the repository does not hold

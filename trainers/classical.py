@@ -39,7 +39,7 @@ def solve(A: torch.Tensor, b: torch.Tensor, lam: float, iters: int, fista: bool 
 
 
 def nmse_db(estimate: torch.Tensor, truth: torch.Tensor) -> float:
-    """Pooled NMSE in dB (DESIGN.md section 4)."""
+    """Pooled NMSE in dB (docs/design.md §4)."""
     return float(10 * torch.log10((estimate - truth).double().pow(2).sum() / truth.double().pow(2).sum()))
 
 

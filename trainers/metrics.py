@@ -1,4 +1,4 @@
-r"""NMSE in dB, both definitions of DESIGN.md section 4, batched over candidates and layers.
+r"""NMSE in dB, both definitions of docs/design.md §4, batched over candidates and layers.
 
 * ``nmse_db`` (pooled): :math:`10\log_{10}\big(\sum_s\|\hat x_s - x_s\|^2 / \sum_s\|x_s\|^2\big)`.
 * ``nmse_db_mean`` (the design-space paper's code): mean over samples of

@@ -1,6 +1,6 @@
 r"""One batched unrolled network that evaluates P genotypes (same K, J, m, n) at once.
 
-Layer k of candidate p (DESIGN.md section 2), from x(0) = 0:
+Layer k of candidate p (docs/design.md §2), from x(0) = 0:
 
 .. math::
     \tilde x(k-1) &= \frac{1}{|P(k)|}\sum_{i \in P(k)} c_{k,i}\, x(i)          && \text{(LWA pre-mix)} \\

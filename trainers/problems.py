@@ -1,4 +1,4 @@
-"""Synthetic sparse-recovery problem settings (DESIGN.md section 3) and their seeded data.
+"""Synthetic sparse-recovery problem settings (docs/design.md §3) and their seeded data.
 
 A :class:`Setting` is data; :func:`make_problem` draws its dictionary and sample sets. What
 is fixed by what:
@@ -106,12 +106,6 @@ def get_setting(name: str | Setting | OperatorSetting) -> Setting | OperatorSett
     if isinstance(name, str) and is_problem_file(name):
         return load_problem_file(name)
     return SETTINGS.get(name)
-
-
-def setting_arg(name: str) -> str:
-    """A setting as configs and tables record it: a registered name, or a problem file's absolute path
-    (Ray workers and later runs resolve it from any working directory)."""
-    return str(load_problem_file(name).name) if is_problem_file(name) else name
 
 
 @dataclass

@@ -20,7 +20,7 @@ SCHEDULES = ("constant", "cosine")
 
 @dataclass(frozen=True)
 class Protocol:
-    r"""The stage-wise protocol (DESIGN.md section 5).
+    r"""The stage-wise protocol (docs/design.md §5).
 
     For each layer t = 1..K, one stage per learning rate in ``lrs``: the first trains layer t's
     new parameters, every later one all parameters of layers 1..t (the reference code has
