@@ -28,7 +28,7 @@ def reconstruct(run: str | Path, image: str, out: str | Path, force: bool = Fals
 
     df = read_table(run)
     s = get_setting(str(df["setting"].iloc[0]))
-    if not (isinstance(s, OperatorSetting) and s.images):
+    if not (isinstance(s, OperatorSetting) and s.images):  # the image fields below are an operator setting's
         raise NasdunError(f"run {str(run)!r} is on setting {s.name!r}, which has no test images; expected an image setting such as image_cs50")
     if image not in s.test_images:
         raise NasdunError(f"--image {image!r} is not a test image of {s.name}; expected one of {', '.join(s.test_images)}")

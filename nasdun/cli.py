@@ -452,7 +452,7 @@ def _report(args: argparse.Namespace) -> int:
 
 @command("repair")
 def _repair(args: argparse.Namespace) -> int:
-    from nasdun.consistency import repair
+    from nasdun.record import repair
 
     done = repair(args.run)
     if not done["repaired"]:

@@ -31,10 +31,10 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import Interrupted, NasdunError
-from nasdun.experiment import Experiment, storage_url
+from nasdun.experiment import Experiment
 from nasdun.progress import ProgressLine, duration
+from nasdun.record import load_saved_config, storage_url
 from nasdun.results import write_json
 from nasdun.searchconfig import SearchConfig, load_config
 from nasdun.tracking import Tracker
@@ -304,8 +304,8 @@ def run_search(
     """
     import shutil
 
-    from nasdun.consistency import verify
     from nasdun.lock import run_lock
+    from nasdun.record import verify
     from nasdun.results import check_out_dir, read_table
     from trainers.operators import check_record
     from trainers.problems import get_setting
@@ -353,15 +353,6 @@ def run_search(
                     shutil.rmtree(out_dir, ignore_errors=True)  # a refused start leaves nothing behind
                 raise
             return _run_session(exp, resume, address)
-
-
-def load_saved_config(run_dir: Path, what: str = "run") -> SearchConfig:
-    """The configuration a search directory was written with (``search.yaml``)."""
-    if not (run_dir / "search.yaml").is_file():
-        raise NasdunError(f"{what} {str(run_dir)!r} holds no search.yaml; expected a directory written by nasdun search")
-    data = load_yaml(run_dir / "search.yaml")
-    data.setdefault("baselines", False)  # a search written before baselines existed had none
-    return from_mapping(SearchConfig, data, str(run_dir / "search.yaml"))
 
 
 def _open_experiment(out_dir: Path, cfg: SearchConfig) -> Experiment:

@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from nasdun.errors import NasdunError
+from nasdun.record import LOST, NAN_METRICS, RANDOM_STATE, STUDY_NAME, lost, row_attr, storage_url, verify
 from nasdun.searchconfig import SearchConfig
 from search_spaces.genotype import Genotype
-
-STUDY_NAME = "nasdun"
-RANDOM_STATE = "sampler_random_state"  # study user attribute: an Optuna sampler's random state after the last ask
 
 
 class Experiment:
@@ -26,7 +24,6 @@ class Experiment:
     def __init__(self, out_dir: Path, cfg: SearchConfig) -> None:
         import optuna
 
-        from nasdun.consistency import verify
         from nasdun.results import read_table
         from nasdun.samplers import make_sampler
 
@@ -183,8 +180,6 @@ class Experiment:
         import optuna
         from optuna.trial import TrialState
 
-        from nasdun.consistency import row_attr
-
         raw = row.get("val_nmse_db")
         value = math.nan if raw is None else float(raw)
         finite = math.isfinite(value)
@@ -261,7 +256,7 @@ class Experiment:
         }
         metrics = (report or {}).get("candidates") or [{"status": "failed", "reason": f"{LOST}: {error}"}] * len(members)
         new = [
-            candidate_row(f"t{number:05d}", g, {**_NAN_METRICS, **m}, trial_number=number, preset=self.presets.get(g.hash, ""), **context)
+            candidate_row(f"t{number:05d}", g, {**NAN_METRICS, **m}, trial_number=number, preset=self.presets.get(g.hash, ""), **context)
             for (number, g), m in zip(members, metrics, strict=True)
         ]
         self.rows.extend(new)
@@ -307,28 +302,6 @@ class Experiment:
         return min(vals) if vals else math.nan
 
 
-LOST = "worker lost"  # the reason prefix of a cohort whose Ray trial failed for good
-
-
-def lost(row: dict[str, Any]) -> bool:
-    return row.get("status") == "failed" and str(row.get("reason") or "").startswith(LOST)
-
-
-_NAN_METRICS = {
-    "status": "failed",
-    "reason": "",
-    "iterations": 0,
-    "wall_s": 0.0,
-    "rung": 0,
-    "rung_layer": 0,
-    "val_nmse_db": math.nan,
-    "val_nmse_db_mean": math.nan,
-    "test_nmse_db": math.nan,
-    "test_nmse_db_mean": math.nan,
-    "curves": {},
-}
-
-
 def _rank_key(row: dict[str, Any]) -> tuple[float, str]:
     """Rows by validation nmse_db, ties by hash (the order of analysis.average.top_k)."""
     return float(row["val_nmse_db"]), str(row["hash"])
@@ -341,15 +314,6 @@ def _load_kept(out_dir: Path) -> dict[str, Any]:
 
     blob = torch.load(out_dir / "params.pt", map_location="cpu", weights_only=True)
     return {name: (Genotype.from_json(v["genotype"]), v["params"]) for name, v in blob["networks"].items()}
-
-
-def storage_url(out_dir: Path, cfg: SearchConfig) -> str:
-    """The study's storage: ``--storage`` if given, else DIR/optuna.db."""
-    return cfg.storage or f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
-
-
-def _engine_kwargs(url: str) -> dict[str, Any]:
-    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
 
 
 def _curve(row: dict[str, Any]) -> list[tuple[int, float]]:

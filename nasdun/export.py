@@ -130,7 +130,6 @@ def export_network(run: str | Path, out: str | Path, name: str | None = None, ra
     from nasdun import __version__
     from nasdun.results import load_network
     from nasdun.verdict import display, preset_of
-    from trainers.operators import OperatorSetting, operator
     from trainers.problems import get_setting
 
     out = Path(out)
@@ -149,7 +148,7 @@ def export_network(run: str | Path, out: str | Path, name: str | None = None, ra
     model = load_network(source, str(row["name"]))
     g = model.genotypes[0]
     s = get_setting(str(row["setting"]))
-    basis = operator(s)[1] if isinstance(s, OperatorSetting) else None
+    basis = s.synthesis_basis()
     psi = None if basis is None else torch.tensor(basis)
     n_out = s.n if psi is None else psi.shape[0]
     metrics = {k: float(row[k]) for k in ("val_nmse_db", "val_nmse_db_mean", "test_nmse_db", "test_nmse_db_mean") if k in row}

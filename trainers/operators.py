@@ -33,7 +33,7 @@ from nasdun.errors import NasdunError
 if TYPE_CHECKING:
     import torch
 
-    from trainers.problems import Problem
+    from trainers.data import Problem
 
 SPLITS = ("train", "val", "test")
 
@@ -68,11 +68,26 @@ class OperatorSetting:
 
     @property
     def images(self) -> bool:
+        """Whether the test set is whole images (scored by PSNR too)."""
         return self.source == "images"
+
+    def draw_dictionary(self, dtype: Any = None) -> Any:
+        """The effective dictionary A = Phi Psi, as a CPU tensor."""
+        import torch
+
+        return torch.tensor(effective_dictionary(self)).to(dtype or torch.float32)
+
+    def synthesis_basis(self) -> np.ndarray | None:
+        """The synthesis basis Psi the signal is scored in (None: f = x)."""
+        return operator(self)[1]
+
+    def build(self, seed: int, batch_size: int, device: Any, dtype: Any) -> Problem:
+        """Draw or read the setting's data (:func:`build`)."""
+        return build(self, seed, batch_size, device, dtype)
 
 
 def _derive(*parts: int) -> int:
-    from trainers.problems import _derive as derive
+    from trainers.data import derive
 
     return derive(*parts)
 
@@ -140,7 +155,7 @@ def build(s: OperatorSetting, seed: int, batch_size: int, device: Any, dtype: to
     """Draw or read the setting's data (what is seeded by what: the module's text)."""
     import torch
 
-    from trainers.problems import Problem, Split, _add_noise
+    from trainers.data import Problem, Split, add_noise
 
     phi, psi = operator(s)
     A = phi if psi is None else phi @ psi
@@ -155,7 +170,7 @@ def build(s: OperatorSetting, seed: int, batch_size: int, device: Any, dtype: to
         f = torch.tensor(sets[name])  # a copy: file arrays are cached read-only
         b = f @ torch.tensor(phi).T
         if s.snr_db is not None:
-            b = _add_noise(b, s.snr_db, torch.Generator().manual_seed(_derive(s.seed, *tag)))
+            b = add_noise(b, s.snr_db, torch.Generator().manual_seed(_derive(s.seed, *tag)))
         return Split(b=b.to(device=device, dtype=dtype), x=f.to(device=device, dtype=dtype))
 
     return Problem(
@@ -334,7 +349,7 @@ def _array(path: str, what: str, where: str = "") -> np.ndarray:
 # -- what a run directory records ------------------------------------------------------------------
 def record(setting: Any) -> dict[str, Any]:
     """What a run directory records of its problem: for a problem file, its path and the data's digest."""
-    if isinstance(setting, OperatorSetting) and setting.digest:
+    if getattr(setting, "digest", ""):  # only a problem file has one
         return {"problem_file": setting.name, "digest": setting.digest}
     return {}
 

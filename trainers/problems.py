@@ -20,18 +20,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
 from nasdun.errors import NasdunError
 from nasdun.registry import Registry
-from trainers.operators import IMAGE_SETTINGS, OperatorSetting, build, effective_dictionary, is_problem_file, load_problem_file
+from trainers.data import Problem, Split, add_noise, derive, synthesize
+from trainers.operators import IMAGE_SETTINGS, OperatorSetting, is_problem_file, load_problem_file
+
+__all__ = ["SETTINGS", "OperatorSetting", "Problem", "Setting", "Split", "dictionary", "get_setting", "make_problem", "register", "synthesize"]
 
 SETTINGS: Registry[Setting | OperatorSetting] = Registry("setting")
-
-
-def synthesize(x: torch.Tensor, psi: torch.Tensor | None) -> torch.Tensor:
-    """The scored signal of codes ``x`` (..., n) under a synthesis basis ``psi`` (n_f, n): f = psi x, or x without one."""
-    return x if psi is None else x @ psi.T.to(x.dtype)
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,44 @@ class Setting:
     test_dict_noise: float = 0.0  # Laplace scale added to D for the test set (test only)
     seed: int = 1234
     tags: tuple[str, ...] = field(default=())
+
+    def draw_dictionary(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """D, drawn from the setting's seed alone."""
+        return _dictionary(self, torch.Generator().manual_seed(derive(self.seed, 1))).to(dtype)
+
+    def synthesis_basis(self) -> np.ndarray | None:
+        """The synthesis basis Psi of the scored signal: none, the code is scored itself."""
+        return None
+
+    @property
+    def images(self) -> bool:
+        """Whether the test set is whole images (scored by PSNR too): never for a synthetic setting."""
+        return False
+
+    def build(self, seed: int, batch_size: int, device: str | torch.device, dtype: torch.dtype) -> Problem:
+        """Draw the dictionary and the sets (see the module docstring for what is seeded by what)."""
+        s = self
+
+        def gen(*tag: int) -> torch.Generator:
+            return torch.Generator().manual_seed(derive(s.seed, *tag))
+
+        D = _dictionary(s, gen(1))
+        val = _split(s, D, s.n_val, gen(2), test=False)
+        test = _split(s, D, s.n_test, gen(3), test=True)
+        train = _split(s, D, s.n_train, gen(4, seed), test=False)
+
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=device, dtype=dtype)
+
+        return Problem(
+            setting=s,
+            seed=seed,
+            D=cast(D),
+            train=Split(cast(train.b), cast(train.x)),
+            val=Split(cast(val.b), cast(val.x)),
+            test=Split(cast(test.b), cast(test.x)),
+            batch_size=batch_size,
+        )
 
 
 def register(setting: Setting | OperatorSetting) -> Setting:
@@ -108,59 +145,6 @@ def get_setting(name: str | Setting | OperatorSetting) -> Setting | OperatorSett
     return SETTINGS.get(name)
 
 
-@dataclass
-class Split:
-    """One sample set: measurements ``b`` (N, m) and ground truth ``x`` (N, n): the code, or with a
-    synthesis basis Psi the signal f (N, n_f) that the network's f = Psi x is scored against."""
-
-    b: torch.Tensor
-    x: torch.Tensor
-
-
-@dataclass
-class Problem:
-    """A setting's data, on one device."""
-
-    setting: Setting
-    seed: int
-    D: torch.Tensor
-    train: Split
-    val: Split
-    test: Split
-    batch_size: int
-    psi: torch.Tensor | None = None  # synthesis basis (n_f, n): what is scored is x @ psi.T; None: x itself
-    layout: tuple[tuple[str, int, int], ...] = ()  # image settings: (name, height, width) of the test images, in block order
-    _perm: torch.Tensor | None = None
-    _perm_epoch: int = -1
-
-    def synthesize(self, x: torch.Tensor) -> torch.Tensor:
-        """The scored signal of codes ``x`` (..., n): f = Psi x, or x without a basis."""
-        return synthesize(x, self.psi)
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return max(1, self.train.x.shape[0] // self.batch_size)
-
-    def train_batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch of global iteration ``iteration``: a seeded permutation per epoch."""
-        epoch, pos = divmod(iteration, self.batches_per_epoch)
-        if epoch != self._perm_epoch:
-            g = torch.Generator().manual_seed(_derive(self.setting.seed, self.seed, 7, epoch))
-            self._perm = torch.randperm(self.train.x.shape[0], generator=g).to(self.train.x.device)
-            self._perm_epoch = epoch
-        assert self._perm is not None
-        idx = self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
-        return self.train.b[idx], self.train.x[idx]
-
-
-def _derive(*parts: int) -> int:
-    """A 63-bit seed from integers, stable across runs and platforms."""
-    h = 1469598103934665603
-    for part in parts:
-        h = ((h ^ (part & 0xFFFFFFFFFFFF)) * 1099511628211) % (1 << 63)
-    return h
-
-
 def _dictionary(s: Setting, g: torch.Generator) -> torch.Tensor:
     if s.dictionary == "gaussian":
         D = torch.randn(s.m, s.n, generator=g, dtype=torch.float64) / math.sqrt(s.m)
@@ -189,12 +173,6 @@ def _signals(s: Setting, count: int, g: torch.Generator) -> torch.Tensor:
     raise NasdunError(f"setting {s.name}: unknown signal kind {s.signal!r}; expected bernoulli_gaussian or gamma")
 
 
-def _add_noise(y: torch.Tensor, snr_db: float, g: torch.Generator) -> torch.Tensor:
-    """Per sample, Gaussian noise of std = std(y) * 10^(-SNR/20), std over the m entries dividing by m (as the reference code)."""
-    std = y.std(dim=1, keepdim=True, correction=0) * 10 ** (-snr_db / 20)
-    return y + std * torch.randn(y.shape, generator=g, dtype=torch.float64)
-
-
 def _split(s: Setting, D: torch.Tensor, count: int, g: torch.Generator, test: bool) -> Split:
     x = _signals(s, count, g)
     Dm = D
@@ -204,9 +182,9 @@ def _split(s: Setting, D: torch.Tensor, count: int, g: torch.Generator, test: bo
         Dm = Dm / torch.linalg.norm(Dm, dim=0, keepdim=True)
     b = x @ Dm.T
     if s.snr_db is not None:
-        b = _add_noise(b, s.snr_db, g)
+        b = add_noise(b, s.snr_db, g)
     if test and s.test_snr_db is not None:
-        b = _add_noise(b, s.test_snr_db, g)
+        b = add_noise(b, s.test_snr_db, g)
     if test and s.test_saltpepper > 0:
         hit = torch.rand(b.shape, generator=g, dtype=torch.float64) < s.test_saltpepper
         salt = torch.rand(b.shape, generator=g, dtype=torch.float64) < 0.5
@@ -216,12 +194,9 @@ def _split(s: Setting, D: torch.Tensor, count: int, g: torch.Generator, test: bo
     return Split(b=b, x=x)
 
 
-def dictionary(setting: str | Setting, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The setting's dictionary D alone (the one :func:`make_problem` draws), on the CPU."""
-    s = get_setting(setting)
-    if isinstance(s, OperatorSetting):
-        return torch.tensor(effective_dictionary(s)).to(dtype)  # A = Phi Psi
-    return _dictionary(s, torch.Generator().manual_seed(_derive(s.seed, 1))).to(dtype)
+def dictionary(setting: str | Setting | OperatorSetting, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The setting's dictionary alone (the one :func:`make_problem` draws; an operator setting's A = Phi Psi), on the CPU."""
+    return get_setting(setting).draw_dictionary(dtype)
 
 
 def make_problem(
@@ -239,26 +214,4 @@ def make_problem(
         raise NasdunError(f"batch_size must be an integer >= 1; got {batch_size!r}")
     if batch_size > s.n_train:
         raise NasdunError(f"batch_size {batch_size} exceeds the {s.n_train} training samples of setting {s.name}")
-    if isinstance(s, OperatorSetting):
-        return build(s, seed, batch_size, device, dtype)
-
-    def gen(*tag: int) -> torch.Generator:
-        return torch.Generator().manual_seed(_derive(s.seed, *tag))
-
-    D = _dictionary(s, gen(1))
-    val = _split(s, D, s.n_val, gen(2), test=False)
-    test = _split(s, D, s.n_test, gen(3), test=True)
-    train = _split(s, D, s.n_train, gen(4, seed), test=False)
-
-    def cast(t: torch.Tensor) -> torch.Tensor:
-        return t.to(device=device, dtype=dtype)
-
-    return Problem(
-        setting=s,
-        seed=seed,
-        D=cast(D),
-        train=Split(cast(train.b), cast(train.x)),
-        val=Split(cast(val.b), cast(val.x)),
-        test=Split(cast(test.b), cast(test.x)),
-        batch_size=batch_size,
-    )
+    return s.build(seed, batch_size, device, dtype)

@@ -1,4 +1,8 @@
-"""The results table and the Optuna study of a search, checked as one record; `nasdun repair` mends them.
+"""The run record of a search: its study's name and storage, its saved configuration, the row a failed
+trial gets, and the results table and the Optuna study checked as one record; `nasdun repair` mends them.
+
+This is the one home of those rules: :mod:`nasdun.experiment` (the driver's view of a run) and
+:mod:`nasdun.driver` import them from here, and this module imports neither.
 
 A search writes each finished cohort's rows first and tells the study second (:meth:`Experiment.complete`),
 so after a clean stop or a kill the two agree up to trials left *running* (settled on resume). Anything
@@ -26,7 +30,51 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import NasdunError
+
+STUDY_NAME = "nasdun"
+RANDOM_STATE = "sampler_random_state"  # study user attribute: an Optuna sampler's random state after the last ask
+LOST = "worker lost"  # the reason prefix of a cohort whose Ray trial failed for good
+NAN_METRICS = {  # a candidate's metrics before (or without) a report: a row that says it failed
+    "status": "failed",
+    "reason": "",
+    "iterations": 0,
+    "wall_s": 0.0,
+    "rung": 0,
+    "rung_layer": 0,
+    "val_nmse_db": math.nan,
+    "val_nmse_db_mean": math.nan,
+    "test_nmse_db": math.nan,
+    "test_nmse_db_mean": math.nan,
+    "curves": {},
+}
+
+
+def lost(row: dict[str, Any]) -> bool:
+    """A row of a cohort whose worker was lost for good (not a candidate that failed by itself)."""
+    return row.get("status") == "failed" and str(row.get("reason") or "").startswith(LOST)
+
+
+def storage_url(out_dir: Path, cfg: Any) -> str:
+    """The study's storage: ``--storage`` if given, else DIR/optuna.db."""
+    return cfg.storage or f"sqlite:///{(out_dir / 'optuna.db').resolve()}"
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+
+
+def load_saved_config(run_dir: Path, what: str = "run") -> Any:
+    """The configuration a search directory was written with (``search.yaml``), a SearchConfig."""
+    from nasdun.searchconfig import SearchConfig
+
+    if not (run_dir / "search.yaml").is_file():
+        raise NasdunError(f"{what} {str(run_dir)!r} holds no search.yaml; expected a directory written by nasdun search")
+    data = load_yaml(run_dir / "search.yaml")
+    data.setdefault("baselines", False)  # a search written before baselines existed had none
+    return from_mapping(SearchConfig, data, str(run_dir / "search.yaml"))
+
 
 REBUILT = "rebuilt from the study by nasdun repair: test metrics were not recorded there"
 
@@ -130,11 +178,9 @@ def open_study(url: str) -> Any:
     """The run's study in ``url``, or None where the storage holds none."""
     import optuna
 
-    from nasdun.experiment import STUDY_NAME, _engine_kwargs
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
     except Exception as err:  # SQLAlchemy raises many types; the user needs one line
         raise NasdunError(f"--storage {url!r} cannot be opened: {str(err).splitlines()[0]}") from None
     if STUDY_NAME not in optuna.get_all_study_names(storage):
@@ -157,8 +203,6 @@ def verify(run_dir: Path, url: str, rows: list[dict[str, Any]], default_storage:
 def repair(run_dir: str | Path) -> dict[str, Any]:
     """Rebuild the lagging side of ``run_dir``'s table and study from the other (see the module's text).
     Returns what was done; the directory is locked while it works."""
-    from nasdun.driver import load_saved_config
-    from nasdun.experiment import storage_url
     from nasdun.lock import run_lock
     from nasdun.results import read_table
 
@@ -203,7 +247,6 @@ def repair(run_dir: str | Path) -> dict[str, Any]:
 
 def _row_from_trial(trial: Any, cfg: Any, space: Any) -> tuple[dict[str, Any], int]:
     """The row a finished trial was told from: kept whole on the trial, or rebuilt from its value alone."""
-    from nasdun.experiment import _NAN_METRICS
     from nasdun.results import candidate_row
     from nasdun.verdict import preset_names
 
@@ -212,7 +255,7 @@ def _row_from_trial(trial: Any, cfg: Any, space: Any) -> tuple[dict[str, Any], i
     g = space.decode(trial.params)
     value = trial.value if trial.state.name == "COMPLETE" else _last_intermediate(trial)
     status = "ok" if trial.state.name == "COMPLETE" else "stopped"
-    metrics = {**_NAN_METRICS, "status": status, "reason": REBUILT, "val_nmse_db": value, "rung_layer": max(trial.intermediate_values, default=0)}
+    metrics = {**NAN_METRICS, "status": status, "reason": REBUILT, "val_nmse_db": value, "rung_layer": max(trial.intermediate_values, default=0)}
     context = {"sampler": cfg.sampler, "cohort": int(trial.user_attrs.get("cohort", -1)), "setting": cfg.setting, "protocol": cfg.protocol,
                "seed": cfg.seed, "device": "", "precision": cfg.precision}  # fmt: skip
     preset = preset_names(cfg.layers, cfg.max_lag).get(g.hash, "")
@@ -242,7 +285,6 @@ def _rebuild_study(storage: Any, study: Any, rows: list[dict[str, Any]], old: li
     from optuna.distributions import BaseDistribution, CategoricalDistribution
     from optuna.trial import TrialState, create_trial
 
-    from nasdun.experiment import STUDY_NAME
     from search_spaces.genotype import Genotype
 
     kept = ""

@@ -1,0 +1,122 @@
+"""The folders are the layers: a test reads every import (function-local ones included) and fails on an arrow
+against the plan, or on any import circle between modules."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Bottom to top; a module may import its own layer and the layers below it, never one above. An entry names a
+# module and everything under it (the longest entry wins), or with "=" that module alone.
+PLAN = [
+    ("core", ["nasdun.errors", "nasdun.registry", "nasdun.config", "=nasdun"]),  # =: that module only (__version__; the API loads lazily)
+    ("design space", ["search_spaces"]),
+    ("trainers", ["trainers"]),
+    (
+        "runs",
+        [
+            "nasdun.results",
+            "nasdun.training",
+            "nasdun.lock",
+            "nasdun.progress",
+            "nasdun.verdict",
+            "nasdun.export",
+            "nasdun.bench",
+            "nasdun.tracking",
+            "nasdun.worker",
+        ],
+    ),  # fmt: skip
+    ("search", ["nasdun.samplers", "nasdun.searchconfig", "nasdun.record", "nasdun.experiment", "nasdun.driver"]),
+    (
+        "analysis: readers",
+        ["analysis", "analysis.average", "analysis.plots", "analysis.heatmaps", "analysis.searchstats", "analysis.report", "analysis.reference"],
+    ),
+    (
+        "analysis: studies that train",
+        ["analysis.promote", "analysis.confirm", "analysis.retrain", "analysis.fidelity", "analysis.samplers_study", "analysis.reconstruct"],
+    ),  # fmt: skip
+    ("interfaces", ["nasdun.api", "nasdun.cli", "nasdun.__main__"]),
+    ("benchmarks", ["benchmarks"]),
+]
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for top in ("nasdun", "search_spaces", "trainers", "analysis", "benchmarks"):
+        for path in (ROOT / top).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            found[name] = path
+    return found
+
+
+def layer(module: str) -> int:
+    """The plan's layer of ``module``: the longest prefix it names."""
+    best = (-1, -1)
+    for i, (_, prefixes) in enumerate(PLAN):
+        for p in prefixes:
+            if module == p.lstrip("=") or (not p.startswith("=") and module.startswith(p + ".")):
+                best = max(best, (len(p), i))
+    assert best[1] >= 0, f"{module} is in no layer of the plan: add it to PLAN"
+    return best[1]
+
+
+def imports(mods: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the project's modules it imports (anywhere in its file)."""
+    out: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            found |= {t for t in targets if t in mods and t != name}
+        out[name] = found
+    return out
+
+
+def test_no_import_points_up_the_plan():
+    mods = modules()
+    against = [
+        f"{m} ({PLAN[layer(m)][0]}) imports {t} ({PLAN[layer(t)][0]})"
+        for m, targets in sorted(imports(mods).items())
+        for t in sorted(targets)
+        if layer(t) > layer(m)
+    ]
+    assert not against, "\n".join(against)
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import circle found by a depth-first walk, each as the modules around it."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    found: list[list[str]] = []
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for t in sorted(graph.get(m, ())):
+            if state.get(t) == 1:
+                found.append([*path[path.index(t) :], m, t] if t in path else [m, t])
+            elif t not in state:
+                visit(t, [*path, m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+    return found
+
+
+def test_no_import_circles():
+    graph = imports(modules())
+    for m in list(graph):  # a package's __init__ re-exporting its own modules is not a circle
+        graph[m] = {t for t in graph[m] if not t.startswith(m + ".")}
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]  # the walk itself finds one
+    found = circles(graph)
+    assert not found, "\n".join(" -> ".join(c) for c in found)
+
+
+def test_the_plan_holds_every_module():
+    for m in modules():
+        layer(m)
