@@ -102,3 +102,19 @@ def test_a_toy_hand_design_is_a_baseline_and_counted_by_the_verdict_with_no_othe
     verdict = compare(df[(df["preset"] == "relu-lista") | df["preset"].isna()].to_dict("records"))  # the toy and the found networks
     assert verdict["best_preset"] == "relu-lista" and "ReLU-LISTA" in verdict["verdict"]  # counted on the hand-design side
     assert display("relu-lista") == "ReLU-LISTA"
+
+
+def test_a_toy_neuron_with_a_piecewise_form_joins_the_fused_family_where_it_is_registered():
+    from search_spaces.neurons import PIECEWISE, neuron, piecewise
+
+    @neuron("leaky2", piecewise=(0.0, 0.2))
+    def leaky2(z, theta):
+        return (z - theta).relu() + 0.2 * (z - theta).clamp(max=0)
+
+    try:
+        assert PIECEWISE["leaky2"] == (0.0, 0.2) and "leaky2" in SearchSpace().neurons
+        z, theta = torch.linspace(-2, 2, 41, dtype=torch.float64), torch.tensor(0.3, dtype=torch.float64)
+        assert torch.allclose(piecewise(z, theta, 0.0, 0.2), leaky2(z, theta), atol=1e-15)  # the fused kernel's formula is the neuron
+    finally:
+        NEURONS.unregister("leaky2")
+    assert "leaky2" not in PIECEWISE  # the family is the registry's, not a second list
