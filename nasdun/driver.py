@@ -15,7 +15,7 @@ runs in the driver: it asks the study for candidates, skips genotypes already tr
 this experiment (their cached value is told to the study instead), and on completion writes
 the rows first and tells the study second, so a driver killed at any moment loses at most
 the cohorts in flight. On resume, trials left running are either told from the table (their
-rows were written) or re-enqueued with the same decisions and trained again.
+rows were written) or trained again as the same trials (:meth:`Experiment.recover`).
 """
 
 from __future__ import annotations
