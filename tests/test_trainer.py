@@ -77,16 +77,17 @@ def test_stage_one_moves_only_the_new_layer(small_problem):
     assert not (tr.params["theta"].detach() != before["theta"])[:, 3].any()
 
 
+@pytest.mark.slow
 def test_training_beats_ista_and_2no_at_least_lista(small_problem):
     """Measured (small, K=5, this protocol, seed 0): ISTA -3.16 dB, LISTA -7.35, 2NO -8.01,
-    3NO -6.21, Dense -6.08 (pooled test nmse_db). Margins asserted: LISTA >= 3 dB past ISTA,
-    2NO at least as good as LISTA."""
+    3NO -6.21, Dense -6.08 (pooled test nmse_db; deterministic from the seed). Margins asserted: LISTA >= 3 dB
+    past ISTA, 2NO >= 0.3 dB past LISTA (measured 0.66)."""
     proto = Protocol(name="t", patience=60, max_iters=150, batch_size=64)
     gs = [preset("lista", 5), preset("2no", 5)]
     lista, two = train_population(gs, small_problem, proto)
     ista = float(evaluate(UnrolledLISTA([gs[0]], small_problem.D), small_problem.test).nmse_db()[-1, 0])
     assert lista.test_nmse_db < ista - 3.0
-    assert two.test_nmse_db <= lista.test_nmse_db
+    assert two.test_nmse_db < lista.test_nmse_db - 0.3
 
 
 def test_bad_trainer_inputs(small_problem):
