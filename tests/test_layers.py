@@ -33,7 +33,15 @@ PLAN = [
     ),
     (
         "analysis: studies that train",
-        ["analysis.promote", "analysis.confirm", "analysis.retrain", "analysis.fidelity", "analysis.samplers_study", "analysis.reconstruct"],
+        [
+            "analysis.promote",
+            "analysis.confirm",
+            "analysis.retrain",
+            "analysis.fidelity",
+            "analysis.samplers_study",
+            "analysis.reconstruct",
+            "analysis.gpu_check",
+        ],
     ),  # fmt: skip
     ("interfaces", ["nasdun.api", "nasdun.cli", "nasdun.__main__"]),
     ("benchmarks", ["benchmarks"]),
