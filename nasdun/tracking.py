@@ -4,7 +4,7 @@ config, ``--track tensorboard,mlflow`` on the command line.
 As each cohort ends, the driver logs every candidate of it at step = its trial number: ``candidate/val_nmse_db``,
 ``candidate/test_nmse_db`` (found networks), ``hand_design/<name>`` (the baselines), and ``search/best_val_nmse_db``
 (the best found so far). TensorBoard event files go to ``DIR/tensorboard`` (tensorboardX, which Ray Tune brings:
-``tensorboard --logdir DIR/tensorboard``); MLflow, when installed, to ``$MLFLOW_TRACKING_URI`` or ``DIR/mlruns``,
+``tensorboard --logdir DIR/tensorboard``); MLflow, when installed, to ``$MLFLOW_TRACKING_URI`` or ``sqlite:///DIR/mlflow.db``,
 one MLflow run per search session with the search's configuration as parameters. The results table stays the
 record; trackers are views of it.
 """
@@ -50,7 +50,7 @@ class Tracker:
             import mlflow
 
             if not os.environ.get("MLFLOW_TRACKING_URI"):
-                mlflow.set_tracking_uri((run_dir / "mlruns").resolve().as_uri())
+                mlflow.set_tracking_uri(f"sqlite:///{(run_dir / 'mlflow.db').resolve()}")  # MLflow 3 refuses a file store by default
             mlflow.set_experiment("nasdun")
             mlflow.start_run(run_name=run_dir.name)
             mlflow.log_params({k: str(v)[:250] for k, v in params.items()})
