@@ -484,13 +484,7 @@ def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampl
     from nasdun.progress import ProgressLine
     from nasdun.worker import cohort_report
 
-    options = {
-        "evolution": {"population_size": 2, "sample_size": 2},
-        "rl": {"batch_size": 2},
-        "tpe": {"n_startup_trials": 2},
-        "nsga2": {"population_size": 2},
-        "predictor": {"startup": 2, "pool": 40, "ensemble": 2},
-    }.get(sampler, {})
+    options = SMALL_OPTIONS.get(sampler, {})
     cfg = SearchConfig(sampler=sampler, sampler_options={sampler: options} if options else {}, **{**MINI, "budget": 10})
     runs = {}
     for order in ("fifo", "newest_first"):
