@@ -1,4 +1,4 @@
-"""A new neuron, sampler, hand design or setting is a change in one place: registered here in fixtures, used everywhere."""
+"""A new neuron, sampler, hand design, setting or protocol is a change in one place: registered here in fixtures, used everywhere."""
 
 import optuna
 import pandas as pd
@@ -118,3 +118,37 @@ def test_a_toy_neuron_with_a_piecewise_form_joins_the_fused_family_where_it_is_r
     finally:
         NEURONS.unregister("leaky2")
     assert "leaky2" not in PIECEWISE  # the family is the registry's, not a second list
+
+
+@pytest.fixture
+def toy_setting_and_protocol():
+    """A toy problem setting and a toy protocol, each registered in this one place."""
+    from trainers.problems import SETTINGS, Setting, register
+    from trainers.protocols import PROTOCOLS, Protocol
+
+    register(Setting("toy", "a toy setting: m=12, n=24, p=0.2", m=12, n=24, p=0.2, n_train=512, n_val=128, n_test=128, seed=7))
+    PROTOCOLS.register("toy", Protocol(name="toy", lrs=(1e-3,), patience=20, max_iters=40, batch_size=32))
+    yield
+    SETTINGS.unregister("toy")
+    PROTOCOLS.unregister("toy")
+
+
+def test_a_toy_setting_and_protocol_are_usable_by_name_with_no_other_edit(toy_setting_and_protocol, tmp_path, capsys):
+    """`nasdun train` and a search run on them by name; the data is the setting's (its shape, seeded by its seed)."""
+    from nasdun.cli import main
+    from nasdun.driver import Experiment
+    from nasdun.searchconfig import SearchConfig
+    from trainers.problems import make_problem
+
+    assert main(["train", "--arch", "lista,2no", "--layers", "3", "--setting", "toy", "--protocol", "toy", "--out", str(tmp_path / "t")]) == 0
+    df = pd.read_csv(tmp_path / "t" / "results.csv")
+    assert (df["status"] == "ok").all() and (df["setting"] == "toy").all() and (df["protocol"] == "toy").all()
+    assert (df["iterations"] <= 3 * 40).all()  # one stage of at most 40 iterations per layer: the toy protocol's
+    problem = make_problem("toy", 0, batch_size=32)
+    assert problem.D.shape == (12, 24) and problem.val.x.shape == (128, 24)
+    assert torch.equal(make_problem("toy", 1, batch_size=32).val.b, problem.val.b)  # validation from the setting's seed alone
+    cfg = SearchConfig(sampler="random", budget=4, cohort=2, setting="toy", protocol="toy", layers=3, baselines=False, promote_top=0)
+    (tmp_path / "s").mkdir()
+    drive_search(Experiment(tmp_path / "s", cfg), steps=6)
+    rows = pd.read_csv(tmp_path / "s" / "results.csv")
+    assert len(rows) == 4 and (rows["setting"] == "toy").all() and (rows["status"] == "ok").all()
