@@ -120,6 +120,7 @@ def test_average_cli_writes_a_file_train_reads(run, tmp_path, capsys):
     assert "--top-k 99: the runs hold 5 distinct genotypes trained to the end, so the top-5 (all of them) are used" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_retrain_table_matches_its_runs_and_report_includes_it(tmp_path, run):
     avg = tmp_path / "avg.json"
     g = Genotype.build(3, {3: [1]}, "soft", {2: [1]})
@@ -195,6 +196,7 @@ def test_spearman_without_the_reference_failures():
     assert spearman_ref_ok(ref.assign(status="ok", val_nmse_db=[-9.0, -7.0, -5.0, -6.5, -8.0]), cheap) != spearman_ref_ok(ref, cheap)
 
 
+@pytest.mark.slow
 def test_fidelity_study_tables_costs_and_cache(tmp_path):
     from analysis.fidelity import run_fidelity
 
@@ -300,6 +302,7 @@ def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
         run_promote(run, 2, str(longer), tmp_path / "p2", device="cpu")
 
 
+@pytest.mark.slow
 def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
     """Two runs' top 2 (one genotype shared) + an anchor, on two fresh seeds: values equal an
     independent training on that seed; mean and std are over seeds; a rerun reads, not trains."""
@@ -397,6 +400,7 @@ def test_report_opens_with_the_verdict_and_folds_the_configuration(tmp_path):
     build_report(run, tmp_path / "rep", top=2, force=True)
 
 
+@pytest.mark.slow
 def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_path):
     """A reference built in chunks (separate runs, same data) gives each network the value one run gives it."""
     from analysis.fidelity import reference_chunks, run_fidelity

@@ -29,6 +29,7 @@ def test_the_docs_example_runs(tmp_path):
     assert (tmp_path / "runs" / "api-demo" / "best.pt").is_file() and (tmp_path / "runs" / "api-train" / "results.csv").is_file()
 
 
+@pytest.mark.slow
 def test_search_from_python_runs_the_promotion_phase_like_the_cli(tmp_path):
     """The two-fidelity pipeline lives in the library: nasdun.search(promote_top=2) promotes, as `nasdun search --promote-top 2` does."""
     import json

@@ -151,6 +151,7 @@ def test_exported_module_equals_the_batched_model_on_random_genotypes():
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)  # float32: the same sums in another order
 
 
+@pytest.mark.slow
 def test_no_baselines_search_says_it_cannot_compare(tmp_path, capsys):
     out = tmp_path / "cold"
     assert main(["search", *TINY, "--budget", "3", "--no-baselines", "--out", str(out)]) == 0
@@ -183,6 +184,7 @@ def test_export_from_a_train_run_and_bad_exports(tmp_path, capsys):
         pick_row(tmp_path, rank=1)
 
 
+@pytest.mark.slow
 def test_a_resumed_search_keeps_only_the_top_k_and_the_baselines(searched, tmp_path):
     """Rows read back from results.csv have NaN in an empty `preset` cell; they are found networks, not baselines."""
     import shutil

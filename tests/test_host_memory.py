@@ -31,6 +31,7 @@ def probe(policy: str) -> tuple[str, int]:
     return out[0], int(out[1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_retained_heap_stops_page_faults_per_allocation():
     system, _ = probe("system")  # glibc's own adaptive thresholds: 4k-150k faults here, depending on history

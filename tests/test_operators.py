@@ -141,6 +141,7 @@ def test_dct_needs_a_square_signal_length(tmp_path):
         load_problem_file(_problem_file(tmp_path, phi="phi.npy", basis="dct", synthetic={"p": 0.1}))
 
 
+@pytest.mark.slow
 def test_an_own_problem_searches_from_one_yaml_and_a_resume_refuses_changed_data(tmp_path, capsys):
     """A fixed-mask inpainting operator (a selection matrix) with the DCT as basis, made in a few lines of numpy;
     `nasdun search` runs on it, the run records the data's digest, and a resume after the data changed is refused."""

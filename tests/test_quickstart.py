@@ -33,6 +33,7 @@ def test_readme_quickstart_names_the_whole_chain():
     assert [c[0] for c in quickstart_commands()] == ["search", "average", "heatmap", "retrain", "report", "export"]
 
 
+@pytest.mark.slow
 def test_readme_quickstart_runs_as_written(tmp_path, capsys):
     for args in quickstart_commands():
         code = main(shrink(args, tmp_path))

@@ -107,6 +107,7 @@ def test_a_corrupt_table_is_one_line_in_every_reader_and_nothing_is_written(kind
     assert not any((tmp_path / n).exists() for n in ("a.json", "h", "r", "n.pt"))
 
 
+@pytest.mark.slow
 def test_a_refused_start_leaves_nothing(tmp_path, capsys):
     out = tmp_path / "o"
     args = ["search", "--budget", "2", "--layers", "3", "--protocol", "smoke", "--num-cpus", "2", "--promote-top", "0", "--out", str(out)]
@@ -181,6 +182,7 @@ def test_a_checkpoint_of_another_run_is_refused(small_problem, tmp_path):
         train_population([preset("2no", 3)], small_problem, get_protocol("smoke"), checkpoint=ckpt)
 
 
+@pytest.mark.slow
 def test_nasdun_train_killed_and_resumed_writes_the_uninterrupted_table(tmp_path):
     args = ["train", "--arch", "lista,2no,dense", "--layers", "4", "--protocol", "smoke", "--checkpoint-every", "0"]
     assert main([*args, "--out", str(tmp_path / "ref")]) == 0
@@ -245,6 +247,7 @@ def test_a_requeued_cohort_continues_from_its_checkpoint(tmp_path):
     assert drop_time[0] == drop_time[1] and not cohort_checkpoint(killed).exists()  # exact values; only the clock differs
 
 
+@pytest.mark.slow
 def test_a_lost_cohort_does_not_count_and_is_trained_again_on_resume(tmp_path):
     """A cohort whose Ray trial failed for good: its rows say `worker lost`, the budget is filled by other candidates,
     and a resume trains that cohort again (same members, same order)."""
@@ -267,6 +270,7 @@ def test_a_lost_cohort_does_not_count_and_is_trained_again_on_resume(tmp_path):
     assert set(lost["hash"]) <= set(after[after["status"] == "ok"]["hash"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "retrain", "promote", "search"])
 def test_every_writing_command_refuses_a_non_empty_out_unless_forced(command, good_run, tmp_path, capsys):
     full = tmp_path / "full"
@@ -300,6 +304,7 @@ def test_every_writing_command_refuses_a_non_empty_out_unless_forced(command, go
     assert list(full.rglob("results.csv"))
 
 
+@pytest.mark.slow
 def test_an_address_where_ray_does_not_listen_fails_in_bounded_time(tmp_path, capsys, monkeypatch):
     """A port that accepts TCP but is no Ray GCS (ray.init would retry there for many minutes): one line, in seconds."""
     import socket
@@ -365,6 +370,7 @@ TAMPER = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", list(TAMPER))
 def test_a_table_and_study_that_disagree_are_refused_then_repaired(fault, searched, tmp_path, capsys):
     """Study deleted, table cut back, a value edited: the resume is one line naming the lagging side and `nasdun repair`,
@@ -456,6 +462,7 @@ def test_a_forced_train_into_a_run_being_trained_is_refused_before_it_writes(tmp
         holder.wait()
 
 
+@pytest.mark.slow
 def test_a_table_with_repeated_trial_numbers_is_renumbered_and_a_foreign_study_is_refused(searched, tmp_path, capsys):
     """What the old code made of a resume without optuna.db (rows repeating trial numbers 0-7) is refused and
     repaired: the repeats get fresh numbers and names, the study is rebuilt, a resume runs. A fresh search whose

@@ -46,6 +46,7 @@ def test_sampler_gives_valid_decisions_and_is_seeded(name):
     assert [t.params for t in run(name, 4, 25).trials] != [t.params for t in a.trials]
 
 
+@pytest.mark.slow
 def test_evolution_and_rl_beat_random_on_a_known_optimum():
     """Best-of-200 over 42 decisions, seeds 0-2 (fixed, so it cannot flake). Measured means:
     random -27.7, evolution -36.7, rl -36.3 matches; asserted margin: 5 matches."""

@@ -48,6 +48,7 @@ def study_of(out: Path) -> optuna.Study:
     return optuna.load_study(study_name="nasdun", storage=f"sqlite:///{out / 'optuna.db'}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", USABLE)
 def test_mini_search_fills_table_and_study_with_the_same_candidates(sampler, ray_local, tmp_path):
     cfg = SearchConfig(sampler=sampler, sampler_options={"rl": {"batch_size": 2}, "evolution": {"population_size": 2, "sample_size": 1}}, **MINI)
@@ -187,6 +188,7 @@ def test_bad_config_and_non_empty_out(tmp_path, capsys):
         load_config(None, {"budget": 0})
 
 
+@pytest.mark.slow
 def test_halving_search_prunes_in_the_study(ray_local, tmp_path):
     """`--protocol` with rungs: stopped candidates are PRUNED with their rung value as intermediate value."""
     proto = tmp_path / "sh.yaml"
@@ -250,6 +252,7 @@ def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
     assert [study_of(out).trials[n].value for n, _ in members] == [-1.0, -2.0]
 
 
+@pytest.mark.slow
 def test_time_limit_stops_new_cohorts_and_resume_lifts_it(ray_local, tmp_path):
     """`minutes`: no cohort starts after the limit; a resume with --minutes 0 finishes the budget."""
     out = tmp_path / "exp"
@@ -262,6 +265,7 @@ def test_time_limit_stops_new_cohorts_and_resume_lifts_it(ray_local, tmp_path):
         SearchConfig(minutes=-1)
 
 
+@pytest.mark.slow
 def test_start_from_proposes_the_given_genotypes_first(ray_local, tmp_path):
     """Hand designs seed the search: proposed first, in order, trained, and in the sampler's population."""
     from search_spaces import preset
@@ -306,6 +310,7 @@ def test_recover_fails_enqueued_trials_and_proposes_unfinished_start_genotypes(t
     assert [t.state.name for t in study_of(out).trials[:4]] == ["RUNNING", "FAIL", "RUNNING", "RUNNING"]
 
 
+@pytest.mark.slow
 def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tmp_path, capsys):
     """`--promote-top 2`: after the search, its top 2 found networks by validation and every hand design trained with
     the longer protocol on the search's own data, equal to an independent training of them; the verdict (last line,
@@ -349,6 +354,7 @@ def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tm
     assert main(["search", "--resume", str(out), "--promote-top", "-1"]) == 2
 
 
+@pytest.mark.slow
 def test_one_slot_search_is_reproducible_end_to_end(ray_local, tmp_path):
     """With one cohort at a time, evolution sees the same history at every ask: two runs give the same
     genotypes in the same order with bit-equal values (several slots may not: docs/search.md)."""
@@ -379,6 +385,7 @@ def tensorboard_scalars(folder: Path) -> dict[str, dict[int, float]]:
     return out
 
 
+@pytest.mark.slow
 def test_track_tensorboard_logs_every_candidate_and_the_best_so_far(ray_local, tmp_path):
     out = tmp_path / "exp"
     fig = run_search(out, SearchConfig(sampler="random", **{**MINI, "budget": 6, "baselines": True, "track": ("tensorboard",)}))
@@ -440,6 +447,7 @@ SMALL_OPTIONS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", USABLE)
 def test_a_restarted_driver_proposes_what_the_uninterrupted_one_would(sampler, tmp_path):
     """Every sampler, Optuna's own included (their random state travels in the study): a driver stopped with a
@@ -472,6 +480,7 @@ def test_a_restarted_driver_proposes_what_the_uninterrupted_one_would(sampler, t
     assert drive(tmp_path / "stopped", 3) == drive(tmp_path / "whole", None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", USABLE)
 def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampler, tmp_path):
     """Two cohorts in flight, completed in submission order in one run and newest-first in the other:
