@@ -166,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cs = add("compare-samplers", "samplers searched side by side over seeds: candidates to beat the hand designs, top-k agreement", force, searching)
     cs.add_argument("--samplers", default="rl,evolution,random,tpe,predictor", help="comma list of samplers")
-    cs.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="comma list of search seeds")
+    cs.add_argument("--seeds", type=_int_list, default="0,1,2", help="comma list of search seeds")
     cs.add_argument("--budget", type=_positive_int, required=True, help="candidates per search")
-    cs.add_argument("--baselines", action="store_true", help="train the hand designs first in every search (default: cold)")
+    cs.add_argument("--baselines", action="store_true", help="train the hand designs first in every search (without it the searches start cold)")
     cs.add_argument("--confirm-seeds", type=_nonneg_int, default=0, help="retrain each sampler's top-1 on this many fresh seeds")
     cs.add_argument("--confirm-protocol", type=_names, default=None,
                     help="comma list of confirmation protocols, PROTOCOL or PROTOCOL:SEEDS (default: the search's)")  # fmt: skip
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     cf = add("confirm", "compare runs by their top-k retrained on fresh training seeds (no selection bias)", dev, force)
     cf.add_argument("runs", nargs="+", help="run directories of one setting and depth")
     cf.add_argument("--top-k", type=_positive_int, default=3, help="finalists per run")
-    cf.add_argument("--seeds", type=_int_list, default=[101, 102, 103], help="comma list of fresh run seeds")
+    cf.add_argument("--seeds", type=_int_list, default="101,102,103", help="comma list of fresh run seeds")
     cf.add_argument("--protocol", required=True, help="the protocol every finalist is retrained with")
     cf.add_argument("--against", default="", help="comma list of hand designs to train alongside as anchors")
     cf.add_argument("--out", required=True, help="a new directory (or one of an interrupted confirm)")
