@@ -24,6 +24,8 @@ import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -64,12 +66,32 @@ class CohortSearcher(Searcher):
         self.start = time.perf_counter()
         self.start_trained = exp.trained
         self.tracker = Tracker(exp.dir, exp.cfg.track, _plain(exp.cfg)) if exp.cfg.track and fixed is not None else None
+        self.interrupted = threading.Event()  # set by the session's SIGINT handler
+        self.busy = False  # inside suggest / on_trial_complete: Ctrl-C waits for the step to be whole (_step)
+
+    @contextlib.contextmanager
+    def _step(self) -> Any:
+        """A cohort asked in full, or a report written and told in full: a Ctrl-C inside waits for its end, so a
+        resume finds the cohort whole (trained again as the same trials) rather than cut short."""
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
+        if self.interrupted.is_set():
+            raise KeyboardInterrupt
 
     def _inflight_candidates(self) -> int:
         return sum(len(m) for _, m in self.inflight.values())
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:  # or Searcher.FINISHED
+        with self._step():
+            return self._suggest(trial_id)
+
+    def _suggest(self, trial_id: str) -> dict[str, Any] | None:
         exp, cfg = self.exp, self.exp.cfg
+        if self.interrupted.is_set():  # Ctrl-C: no new cohort
+            return Searcher.FINISHED if not self.inflight else None  # type: ignore[return-value]
         if exp.pending:  # cohorts a killed driver left unfinished come first, unchanged
             cohort, members = exp.pending.pop(0)
         else:
@@ -124,6 +146,10 @@ class CohortSearcher(Searcher):
             self._show(force=False)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        with self._step():
+            self._complete(trial_id, result, error)
+
+    def _complete(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         if trial_id not in self.inflight:
             return
         cohort, members = self.inflight.pop(trial_id)
@@ -401,13 +427,26 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
         ),
     )
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # Ctrl-C is nasdun's (Ray Tune's own handler is off: _start_ray)
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            searcher.interrupted.set()  # kept even where the exception below is swallowed (inside a callback, a finaliser)
+            if not searcher.busy:  # inside an ask or a report the searcher raises it when the step is whole
+                raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         tuner.fit()
-    except KeyboardInterrupt:  # Ray's own SIGINT handler is off (_start_ray): Ctrl-C is nasdun's, the study and table as they stand
+        if searcher.interrupted.is_set():  # the KeyboardInterrupt was lost on its way: no cohort started after it
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:  # the study and table as they stand
         progress.close()
         write_json(out_dir / "search.json", searcher.figures(finished=False))
         raise Interrupted(f"nasdun search --resume {out_dir}") from None
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         if searcher.tracker is not None:
             searcher.tracker.close()
     progress.close()
