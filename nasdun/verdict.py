@@ -15,18 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces.genotype import Genotype
-
-
-def _existing(layers: int, max_lag: int) -> list[tuple[str, Genotype]]:
-    from search_spaces.presets import existing
-
-    return existing(layers, max_lag)
+from search_spaces.presets import display_name, existing
 
 
 def hand_designs(layers: int, max_lag: int) -> dict[str, Genotype]:
     """The hand designs at this (K, J), by name; designs equal at this K share one entry (the first name)."""
     out: dict[str, Genotype] = {}
-    for name, g in _existing(layers, max_lag):
+    for name, g in existing(layers, max_lag):
         if all(g != other for other in out.values()):
             out[name] = g
     return out
@@ -35,15 +30,13 @@ def hand_designs(layers: int, max_lag: int) -> dict[str, Genotype]:
 def preset_names(layers: int, max_lag: int) -> dict[str, str]:
     """genotype hash -> the hand-design names it equals at this (K, J), joined by ``=`` (e.g. ``lfista=dense`` at K = 3)."""
     names: dict[str, list[str]] = {}
-    for name, g in _existing(layers, max_lag):
+    for name, g in existing(layers, max_lag):
         names.setdefault(g.hash, []).append(name)
     return {h: "=".join(v) for h, v in names.items()}
 
 
 def display(preset: str) -> str:
     """A ``preset`` cell as readers see it (``lfista=dense`` -> ``LFISTA=Dense-LISTA``); other names unchanged."""
-    from search_spaces.presets import display_name
-
     return "=".join(display_name(p) for p in preset.split("="))
 
 

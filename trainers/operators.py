@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nasdun.errors import NasdunError
+from trainers.data import derive
 
 if TYPE_CHECKING:
     import torch
@@ -86,12 +87,6 @@ class OperatorSetting:
         return build(self, seed, batch_size, device, dtype)
 
 
-def _derive(*parts: int) -> int:
-    from trainers.data import derive
-
-    return derive(*parts)
-
-
 @cache
 def operator(s: OperatorSetting) -> tuple[np.ndarray, np.ndarray | None]:
     """(Phi, Psi or None) in float64, read-only (cached); Psi is n_f x n."""
@@ -104,7 +99,7 @@ def operator(s: OperatorSetting) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _operator(s: OperatorSetting) -> tuple[np.ndarray, np.ndarray | None]:
     if s.phi == "gaussian":
-        g = np.random.default_rng(_derive(s.seed, 1))
+        g = np.random.default_rng(derive(s.seed, 1))
         phi = g.standard_normal((s.m, s.n_signal)) / math.sqrt(s.m)
     else:
         phi = _array(s.phi, "phi")
@@ -141,7 +136,7 @@ def learned_basis(s: OperatorSetting) -> np.ndarray:
     from trainers.images import random_patches
 
     print(f"nasdun: learning a {s.n_signal} x {s.n} dictionary on {s.learn_patches:,} patches (once per setting; cached in {cache_dir})", flush=True)
-    patches = random_patches(s.train_images, s.learn_patches, s.patch, np.random.default_rng(_derive(s.seed, 5)))
+    patches = random_patches(s.train_images, s.learn_patches, s.patch, np.random.default_rng(derive(s.seed, 5)))
     learner = MiniBatchDictionaryLearning(n_components=s.n, alpha=0.1, batch_size=256, max_iter=s.learn_epochs, random_state=s.seed % 2**32)
     psi = learner.fit(patches).components_.T.copy()  # atoms (unit norm) as columns
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +165,7 @@ def build(s: OperatorSetting, seed: int, batch_size: int, device: Any, dtype: to
         f = torch.tensor(sets[name])  # a copy: file arrays are cached read-only
         b = f @ torch.tensor(phi).T
         if s.snr_db is not None:
-            b = add_noise(b, s.snr_db, torch.Generator().manual_seed(_derive(s.seed, *tag)))
+            b = add_noise(b, s.snr_db, torch.Generator().manual_seed(derive(s.seed, *tag)))
         return Split(b=b.to(device=device, dtype=dtype), x=f.to(device=device, dtype=dtype))
 
     return Problem(
@@ -199,9 +194,9 @@ def _signals(s: OperatorSetting, split: str, seed: int) -> np.ndarray:
                 raise NasdunError(f"setting {s.name}: its test images give {test.shape[0]} blocks; n_test says {s.n_test}")
             return test
         names, count, tag = (s.train_images, s.n_train, (4, seed)) if split == "train" else (s.val_images, s.n_val, (2, 0))
-        return random_patches(names, count, s.patch, np.random.default_rng(_derive(s.seed, *tag)))
+        return random_patches(names, count, s.patch, np.random.default_rng(derive(s.seed, *tag)))
     count, tag = {"train": (s.n_train, (4, seed)), "val": (s.n_val, (2, 0)), "test": (s.n_test, (3, 0))}[split]
-    g = np.random.default_rng(_derive(s.seed, *tag))
+    g = np.random.default_rng(derive(s.seed, *tag))
     x = (g.random((count, s.n)) < s.p) * g.standard_normal((count, s.n))
     _, psi = operator(s)
     return x if psi is None else x @ psi.T
