@@ -82,7 +82,7 @@ def _networks(run: str | Path, df: Any) -> dict[str, str]:
             break
     if saved:
         best = pick_row(run, rank=1)
-        if str(best["name"]) == out.get("LISTA") or str(best["hash"]) == lista:  # one panel, not the same network twice
+        if str(best["hash"]) == lista:  # the best is LISTA itself: one panel, not the same network twice
             out = {"LISTA (the run's best)": str(best["name"])}
         else:
             label = display(preset_of(best)) if preset_of(best) else str(best["name"])
