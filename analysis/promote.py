@@ -16,13 +16,18 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from analysis.average import load_runs, only_value, top_k, trained_rows
 from analysis.fidelity import spearman
+from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype
+
+if TYPE_CHECKING:
+    from nasdun.searchconfig import ResolvedSearch
+    from trainers.protocols import Protocol
 
 
 def finalists(df: pd.DataFrame, k: int, hand_designs: bool = False) -> pd.DataFrame:
@@ -40,7 +45,7 @@ def finalists(df: pd.DataFrame, k: int, hand_designs: bool = False) -> pd.DataFr
 
 
 def run_promote(
-    run: str | Path, k: int, protocol: str, out: str | Path, device: str = "auto", compile: bool = False, precision: str = "fp32",
+    run: str | Path, k: int, protocol: str | Protocol, out: str | Path, device: str = "auto", compile: bool = False, precision: str = "fp32",
     force: bool = False, hand_designs: bool = False,
 ) -> pd.DataFrame:  # fmt: skip
     """Train the top-``k`` of ``run`` (with ``hand_designs``: and every hand design, :func:`finalists`) under ``protocol``
@@ -48,6 +53,7 @@ def run_promote(
     from nasdun.training import run_train
     from nasdun.verdict import display, preset_of
 
+    label = Path(protocol).stem if isinstance(protocol, str) else protocol.name  # a file protocol is named by its stem
     df = load_runs([run])
     setting, seed = only_value(df, "setting", str(run)), int(only_value(df, "seed", str(run)))
     chosen = finalists(df, k, hand_designs)
@@ -70,7 +76,7 @@ def run_promote(
     rho = spearman(table.loc[both, "screen_val_nmse_db"], table.loc[both, "val_nmse_db"]) if both.sum() > 2 else float("nan")
     what = f"Top {k}" + (" found networks and every hand design" if hand_designs else "")
     lines = [
-        f"{what} of `{run}` (setting `{setting}`, seed {seed}) trained with `{Path(protocol).stem}`; "
+        f"{what} of `{run}` (setting `{setting}`, seed {seed}) trained with `{label}`; "
         f"Spearman between screening and promoted validation nmse_db: {rho:.3f}.",
         "",
         "| name | hand design | screening val | screening rank | promoted val | promoted test | promoted rank |",
@@ -81,7 +87,7 @@ def run_promote(
         cells = [display(str(r["preset"])) if r["preset"] else "", values[0], str(int(r["screen_rank"])), values[1], values[2], str(int(r["rank"]))]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     (Path(out) / "promote.md").write_text("\n".join(lines) + "\n")
-    table["protocol"] = protocol
+    table["protocol"] = label
     table.reset_index().to_csv(Path(out) / "promote.csv", index=False)  # written last: the mark of a finished promotion
     return table.reset_index()
 
@@ -89,10 +95,10 @@ def run_promote(
 PROMOTED = "promoted"
 
 
-def promote_search(run: str | Path, cfg: Any) -> dict[str, Any]:
-    """A search's own second phase: its top ``cfg.promote_top`` found networks and every hand design it trained,
-    under ``cfg.promote_protocol``, in RUN/promoted, with the search's precision and compile settings (and a GPU when
-    its trials had one), on its setting and seed. The returned figures (``search.json``'s ``promoted``) hold the
+def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
+    """A search's own second phase: its top ``promoted_k`` found networks and every hand design it trained, under
+    ``search.promote_protocol``, in RUN/promoted, with the search's precision and compile settings and its device
+    (a GPU when its trials had one), on its setting and seed. The returned figures (``search.json``'s ``promoted``) hold the
     verdict computed there (:func:`nasdun.verdict.compare` of the promoted rows).
 
     Idempotent, so ``--resume`` can always call it: a finished promotion of the same finalists
@@ -102,8 +108,10 @@ def promote_search(run: str | Path, cfg: Any) -> dict[str, Any]:
     """
     from nasdun.verdict import compare, hand_design_rows
 
-    run, start = Path(run), time.perf_counter()
-    k, protocol = cfg.promoted_k, cfg.promote_protocol
+    run, start, cfg = Path(run), time.perf_counter(), search.cfg
+    if search.promote_protocol is None:
+        raise NasdunError(f"promote_top=0 for {run}: the search has no promotion phase; expected promote_top >= 1 or null")
+    k, protocol = cfg.promoted_k, search.promote_protocol.name
     out = run / PROMOTED
     names = [str(n) for n in finalists(load_runs([run]), k, hand_designs=True)["name"]]
     done = out / "promote.csv"
@@ -116,8 +124,10 @@ def promote_search(run: str | Path, cfg: Any) -> dict[str, Any]:
             out.rename(run / f"{PROMOTED}.{n}")
     elif out.exists():
         shutil.rmtree(out)
-    device = "auto" if cfg.gpus_per_trial > 0 else "cpu"
-    table = pd.read_csv(done) if reused else run_promote(run, k, protocol, out, device, cfg.compile, cfg.precision, hand_designs=True)
+    if reused:
+        table = pd.read_csv(done)
+    else:
+        table = run_promote(run, k, search.promote_protocol, out, search.device, cfg.compile, cfg.precision, hand_designs=True)
     verdict = compare(table.to_dict("records"))
     found = table[~hand_design_rows(table)]
     both = found["screen_val_nmse_db"].notna() & found["val_nmse_db"].notna()

@@ -49,6 +49,8 @@ def run_sampler_study(
         raise NasdunError(f"--confirm-protocol {','.join(unseeded)} with --confirm-seeds 0; expected PROTOCOL:SEEDS or --confirm-seeds N >= 1")
     fixed = {**(overrides or {}), "budget": budget, "baselines": baselines}
     cfgs = {(s, k): load_config(config, {**fixed, "sampler": s, "seed": k}) for k in seeds for s in samplers}  # seed by seed: a cut study is balanced
+    for cfg in cfgs.values():
+        cfg.resolve()  # every search's names checked before the first one runs
     base = cfgs[(samplers[0], seeds[0])]
     out_dir = Path(out)
     spec = {"samplers": samplers, "seeds": seeds, "budget": budget, "baselines": baselines, "setting": base.setting, "protocol": base.protocol,
@@ -87,10 +89,10 @@ def _changed(run: Path, cfg: Any) -> list[str]:
     """The fields (and sampler options) in which the search in ``run`` differs from ``cfg``."""
     from dataclasses import fields
 
-    from nasdun.searchconfig import load_config
+    from nasdun.record import load_saved_config
     from search_spaces.genotype import SearchSpace
 
-    held = load_config(str(run / "search.yaml"), {})
+    held = load_saved_config(run)
     changed = [f for f in (*(f.name for f in fields(SearchSpace)), *RESULT_FIELDS) if getattr(held, f) != getattr(cfg, f)]
     return changed + (["sampler options"] if held.options_for(held.sampler) != cfg.options_for(cfg.sampler) else [])
 
@@ -134,7 +136,7 @@ def summarize(out_dir: Path, samplers: list[str], seeds: list[int], budget: int,
     """Curves, candidates to beat, averaged architectures and pairwise agreement (figures under OUT/figures)."""
     from analysis.average import average, load_runs, resolve_top_k, write_average
     from analysis.plots import best_so_far_figure, save
-    from analysis.searchstats import best_so_far
+    from analysis.searchstats import best_so_far, median_or_none
     from nasdun.verdict import compare
 
     tables = {s: {k: load_runs([out_dir / "runs" / f"{s}-seed{k}"]) for k in seeds} for s in samplers}
@@ -156,7 +158,7 @@ def summarize(out_dir: Path, samplers: list[str], seeds: list[int], budget: int,
         arr = np.array([c[:n] for c in curves])
         medians[s] = {"median": np.median(arr, axis=0).tolist(), "low": arr.min(axis=0).tolist(), "high": arr.max(axis=0).tolist()}
     needs = {s: [r["candidates_to_beat"] for r in per_run if r["sampler"] == s] for s in samplers}
-    median_need = {s: _median_or_none(v) for s, v in needs.items()}
+    median_need = {s: median_or_none(v) for s, v in needs.items()}
     _band_figure(medians, out_dir / "figures", save)
     best_so_far_figure({s: m["median"] for s, m in medians.items()}, out_dir / "figures", "best_so_far_median")
     ks = sorted({max(1, round(0.1 * budget))} | ({50} if budget >= 100 else set()))
@@ -199,12 +201,6 @@ def _own_hand(df: pd.DataFrame, compare: Any) -> dict[str, Any]:
     from nasdun.verdict import display
 
     return {"name": display(c["best_preset"]), "val_nmse_db": c["best_preset_val_nmse_db"], "test_nmse_db": c["best_preset_test_nmse_db"]}
-
-
-def _median_or_none(values: list[int | None]) -> float | None:
-    """Median with "not reached" as +infinity; None when the median itself is not reached."""
-    med = float(np.median([math.inf if v is None else v for v in values]))
-    return None if math.isinf(med) else med
 
 
 def _nanmean(values: list[float]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,12 @@ from analysis.average import frequencies, resolve_top_k, top_k, trained_rows
 from analysis.heatmaps import check_same_size, conn_vector
 from analysis.plots import best_so_far_figure, scatter_figure
 from search_spaces.genotype import Genotype
+
+
+def median_or_none(values: list[int | None]) -> float | None:
+    """Median with "not reached" (None) as +infinity; None when the median itself is not reached."""
+    med = float(np.median([math.inf if v is None else v for v in values]))
+    return None if math.isinf(med) else med
 
 
 def best_so_far(df: pd.DataFrame) -> dict[str, list[float]]:

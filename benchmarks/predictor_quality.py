@@ -25,19 +25,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.fidelity import spearman  # noqa: E402
+from analysis.surrogate_search import pools  # noqa: E402
 from nasdun.samplers._history import Observation  # noqa: E402
 from nasdun.samplers._predictor import PredictorSampler  # noqa: E402
 from search_spaces.genotype import Genotype, SearchSpace  # noqa: E402
-
-
-def pools(study: Path) -> dict[int, pd.DataFrame]:
-    """Per search seed: distinct finished genotypes (decisions as a dict) and their validation nmse_db."""
-    frames = [pd.read_csv(f) for f in sorted((study / "runs").glob("*/results.csv"))]
-    if not frames:
-        raise SystemExit(f"{study}/runs/*/results.csv: none found; expected a compare-samplers study directory")
-    df = pd.concat(frames)
-    df = df[(df["status"] == "ok") & df["preset"].isna()].drop_duplicates(["seed", "hash"])
-    return {int(s): g.reset_index(drop=True) for s, g in df.groupby("seed")}
 
 
 def main() -> None:

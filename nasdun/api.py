@@ -67,37 +67,30 @@ def search_pipeline(
     ``verdict`` (under the promotion's protocol unless ``promote_top=0``: :func:`nasdun.verdict.trusted_line`), ``promoted`` (its
     figures), and the screening comparison (``screening_verdict``, ``best_found``, ``best_preset``, ``gain_db``).
     """
-    from dataclasses import replace
-
-    from nasdun.config import from_mapping, load_yaml
     from nasdun.driver import run_search
-    from nasdun.results import write_json
     from nasdun.searchconfig import SearchConfig, load_config
 
-    if "start_from" in overrides and isinstance(overrides["start_from"], str):
-        overrides["start_from"] = tuple(v.strip() for v in overrides["start_from"].split(",") if v.strip())
     if resume:
         if config is not None:
             raise NasdunError("a config cannot be given with resume (the directory's search.yaml is used)")
-        fig = run_search(out, resume=True, address=address, num_cpus=num_cpus, overrides=overrides)
-    else:
-        if isinstance(config, SearchConfig):
-            cfg = replace(config, **{k: v for k, v in overrides.items() if v is not None})
-        else:
-            cfg = load_config(None if config is None else str(config), overrides)
-        fig = run_search(out, cfg, address=address, num_cpus=num_cpus, force=force)
-    cfg = from_mapping(SearchConfig, load_yaml(Path(out) / "search.yaml"), str(Path(out) / "search.yaml"))  # as run
+        return run_search(out, resume=True, address=address, num_cpus=num_cpus, overrides=overrides, then=_promote)
+    cfg = config.with_overrides(overrides) if isinstance(config, SearchConfig) else load_config(None if config is None else str(config), overrides)
+    return run_search(out, cfg, address=address, num_cpus=num_cpus, force=force, then=_promote)
+
+
+def _promote(run: Path, resolved: Any, fig: dict[str, Any]) -> dict[str, Any]:
+    """A search's second phase (its run still locked): the top-k found networks and every hand design under the
+    promotion's protocol (:func:`analysis.promote.promote_search`, given the search as resolved), and the verdict there."""
+    from nasdun.results import write_json
     from nasdun.verdict import trusted_line
 
     fig["screening_verdict"] = fig["verdict"]
-    if cfg.promoted_k:
+    if resolved.promote_protocol is not None:
         from analysis.promote import promote_search
-        from nasdun.lock import run_lock
 
-        with run_lock(out):  # the promotion writes into the run directory too
-            fig["promoted"] = promote_search(out, cfg)
-    fig["verdict"] = trusted_line(fig.get("promoted"), fig, cfg.protocol)
-    write_json(Path(out) / "search.json", fig)
+        fig["promoted"] = promote_search(run, resolved)
+    fig["verdict"] = trusted_line(fig.get("promoted"), fig, resolved.cfg.protocol)
+    write_json(run / "search.json", fig)
     return fig
 
 

@@ -14,36 +14,38 @@ from typing import Any
 
 from nasdun.errors import NasdunError
 from nasdun.record import LOST, NAN_METRICS, RANDOM_STATE, STUDY_NAME, lost, row_attr, storage_url, verify
-from nasdun.searchconfig import SearchConfig
+from nasdun.searchconfig import ResolvedSearch, SearchConfig
+from nasdun.weights import KeptParams
 from search_spaces.genotype import Genotype
 
 
 class Experiment:
-    """The experiment directory: configuration, Optuna study and results table, kept in step."""
+    """The experiment directory: configuration, Optuna study and results table, kept in step.
 
-    def __init__(self, out_dir: Path, cfg: SearchConfig) -> None:
+    ``search`` is the resolved search (:meth:`SearchConfig.resolve`; a config given instead is resolved here)."""
+
+    def __init__(self, out_dir: Path, search: ResolvedSearch | SearchConfig) -> None:
         import optuna
 
         from nasdun.results import read_table
-        from nasdun.samplers import make_sampler
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.search = search if isinstance(search, ResolvedSearch) else search.resolve()
+        cfg = self.search.cfg
         self.dir, self.cfg = out_dir, cfg
-        self.space = cfg.space()
-        self.decisions = self.space.decisions()
+        self.space = self.search.space
+        self.decisions = self.search.decisions
         self.storage_url = storage_url(out_dir, cfg)
-        self.sampler = make_sampler(cfg.sampler, self.decisions, cfg.seed, cfg.options_for(cfg.sampler))
+        self.sampler = self.search.sampler()
         self.rows: list[dict[str, Any]] = []
         if (out_dir / "results.csv").is_file():
             self.rows = [dict(r) for r in read_table(out_dir).to_dict("records")]
         storage, _ = verify(out_dir, self.storage_url, self.rows, default_storage=not cfg.storage)  # one record: repaired, never trained over
         self.study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=self.sampler, direction="minimize", load_if_exists=True)
-        from nasdun.samplers._history import restore_random_state
-
         saved = self.study.user_attrs.get(RANDOM_STATE)
         if saved is not None:  # an Optuna sampler continues its random sequence where the last ask left it
             try:
-                restore_random_state(self.sampler, saved)
+                self.sampler.restore_random_state(saved)
             except ValueError as err:
                 raise NasdunError(f"{out_dir}: the study's sampler state is not sampler {cfg.sampler!r}'s ({err})") from None
         if self.study.metric_names != ["val_nmse_db"]:
@@ -53,7 +55,8 @@ class Experiment:
         from nasdun.verdict import preset_names
 
         self.presets = preset_names(cfg.layers, cfg.max_lag)  # hash -> hand-design name(s), for the `preset` column
-        self.kept = _load_kept(out_dir)  # row name -> (genotype, parameters): what DIR/params.pt holds
+        proto = self.search.protocol
+        self.params = KeptParams(out_dir, cfg.keep_params, {"setting": cfg.setting, "seed": cfg.seed, "lam": proto.lam, "coef_init": proto.coef_init})
         self.by_hash = {str(r["hash"]): r for r in self.rows if not lost(r)}  # trained genotypes (a lost cohort's are not)
         self.round_first: dict[int, int] = {}  # cohort -> number of the first trial asked for it
         asked = []
@@ -158,18 +161,16 @@ class Experiment:
             self._asked[number].set_user_attr("cohort_size", len(members))
 
     def _decode(self, trial: Any) -> Genotype:
-        from nasdun.samplers._history import random_state
-
         params = {d.name: trial.suggest_categorical(d.name, list(d.choices)) for d in self.decisions}
         g = self.space.decode(params)
         self._asked[trial.number] = trial
         trial.set_user_attr("hash", g.hash)
         trial.set_user_attr("ask_round", self.next_cohort)
         self.round_first.setdefault(self.next_cohort, trial.number)
-        consumed = getattr(self.sampler, "consumed", None)
-        if consumed is not None:  # a history sampler's proposal is a function of the study's first `consumed` trials
-            trial.set_user_attr("sampler_history", int(consumed))
-        state = random_state(self.sampler)
+        used = self.sampler.history_used()
+        if used is not None:  # a history sampler's proposal is a function of the study's first `used` trials
+            trial.set_user_attr("sampler_history", int(used))
+        state = self.sampler.random_state()
         if state is not None:  # an Optuna sampler's random state after this ask: a resume continues from it
             self.study.set_user_attr(RANDOM_STATE, state)
         return g
@@ -211,14 +212,11 @@ class Experiment:
         """
         from optuna.trial import TrialState
 
-        from nasdun.samplers._history import FixedHistory, HistorySampler
-
         if self._start is None:  # after recover(): a start genotype whose trial failed is proposed again
             present = {t.user_attrs.get("hash") for t in self.study.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
-            self._start = [g for g in self.cfg.start_genotypes() if g.hash not in present]
-        if isinstance(self.sampler, HistorySampler | FixedHistory):
-            later = [f for k, f in self.round_first.items() if k > self.next_cohort - lag]
-            self.sampler.history_limit = min(later, default=len(self.study.get_trials(deepcopy=False)))
+            self._start = [g for g in self.search.start if g.hash not in present]
+        later = [f for k, f in self.round_first.items() if k > self.next_cohort - lag]
+        self.sampler.history_limit = min(later, default=len(self.study.get_trials(deepcopy=False)))
         picked: list[tuple[int, Genotype]] = []
         for _ in range(20 * size + len(self._start)):
             if len(picked) == size:
@@ -261,7 +259,7 @@ class Experiment:
         ]
         self.rows.extend(new)
         write_table(self.dir, self.rows)
-        self._keep_params(new, (report or {}).get("params_file"))
+        self.params.fold_in(self.rows, new, (report or {}).get("params_file"))
         for row in new:
             if not lost(row):  # a lost cohort does not count toward the budget: it is retried on --resume
                 self.by_hash[str(row["hash"])] = row
@@ -272,48 +270,10 @@ class Experiment:
                 self._tell_from_row(number, row)
         return new
 
-    def _keep_params(self, new: list[dict[str, Any]], params_file: str | None) -> None:
-        """Fold a finished cohort's parameters into DIR/params.pt: the top ``keep_params`` rows by validation
-        nmse_db (status ok) and every hand design; the cohort's own file is removed once folded in."""
-        import torch
-
-        from nasdun.results import save_params
-        from nasdun.verdict import preset_of
-        from trainers.protocols import get_protocol
-
-        if not params_file or not Path(params_file).is_file():
-            return  # a worker whose file system the driver cannot see: the table is complete, the parameters are not kept
-        by_hash = torch.load(params_file, map_location="cpu", weights_only=True)
-        fresh = {str(r["name"]): (Genotype.from_json(str(r["genotype"])), by_hash[str(r["hash"])]) for r in new if str(r["hash"]) in by_hash}
-        ok = sorted((r for r in self.rows if r.get("status") == "ok" and math.isfinite(float(r["val_nmse_db"]))), key=_rank_key)
-        wanted = [str(r["name"]) for r in ok[: self.cfg.keep_params]] + [str(r["name"]) for r in ok if preset_of(r)]
-        pool = {**self.kept, **fresh}
-        kept = {name: pool[name] for name in dict.fromkeys(wanted) if name in pool}
-        if kept.keys() != self.kept.keys():
-            proto = get_protocol(self.cfg.protocol)
-            meta = {"setting": self.cfg.setting, "seed": self.cfg.seed, "lam": proto.lam, "coef_init": proto.coef_init}
-            save_params(self.dir, kept, meta)
-            self.kept = kept
-        Path(params_file).unlink()
-
     def best(self) -> float:
         vals = [float(r["val_nmse_db"]) for r in self.rows if r.get("status") == "ok"]
         vals = [v for v in vals if math.isfinite(v)]
         return min(vals) if vals else math.nan
-
-
-def _rank_key(row: dict[str, Any]) -> tuple[float, str]:
-    """Rows by validation nmse_db, ties by hash (the order of analysis.average.top_k)."""
-    return float(row["val_nmse_db"]), str(row["hash"])
-
-
-def _load_kept(out_dir: Path) -> dict[str, Any]:
-    if not (out_dir / "params.pt").is_file():
-        return {}
-    import torch
-
-    blob = torch.load(out_dir / "params.pt", map_location="cpu", weights_only=True)
-    return {name: (Genotype.from_json(v["genotype"]), v["params"]) for name, v in blob["networks"].items()}
 
 
 def _curve(row: dict[str, Any]) -> list[tuple[int, float]]:

@@ -1,15 +1,26 @@
-"""The search configuration: a typed dataclass read from YAML (unknown keys are errors)."""
+"""The search configuration: a typed dataclass read from YAML (unknown keys are errors), and the search it resolves to.
+
+A :class:`SearchConfig` is what the user wrote (a file, then overrides: :meth:`SearchConfig.with_overrides`);
+:meth:`SearchConfig.resolve` checks every name in it once and returns a :class:`ResolvedSearch`, the object
+a start or a resume builds and passes down: to the experiment, the searcher (whose cohort payload it
+builds, :meth:`ResolvedSearch.payload`) and the promotion.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import NasdunError
-from search_spaces.genotype import Genotype, SearchSpace
+from search_spaces.genotype import Decision, Genotype, SearchSpace
 from trainers.precision import check_precision
+
+if TYPE_CHECKING:
+    from nasdun.samplers._history import ReplayableSampler
+    from trainers.protocols import Protocol
 
 HERE = Path(__file__).parent
 CONFIGS = HERE / "configs"
@@ -119,8 +130,21 @@ class SearchConfig(SearchSpace):
                 out.append(g)
         return out
 
-    def validate(self) -> None:
-        """Resolve every name now, so a bad config fails before Ray starts."""
+    def to_mapping(self) -> dict[str, Any]:
+        """The config as plain data (``search.yaml``; :meth:`with_overrides` and :func:`~nasdun.config.from_mapping` read it back)."""
+        data = asdict(self)
+        data["neurons"] = list(self.neurons)
+        return {f.name: data[f.name] for f in fields(self)}
+
+    def with_overrides(self, overrides: Mapping[str, Any], what: str = "overrides") -> SearchConfig:
+        """This config with ``overrides`` (field -> value, only the fields given: None is a value, e.g. ``promote_top=None``)
+        applied and typed like a YAML file's keys (an unknown field or a value of the wrong type is a one-line error); a
+        comma string is accepted for a list field (``start_from="lista,2no"``)."""
+        return from_mapping(SearchConfig, {**self.to_mapping(), **_listed(overrides)}, what)
+
+    def resolve(self) -> ResolvedSearch:
+        """Every name resolved once (protocols, setting, sampler and its options, start genotypes, trackers), so a bad
+        config fails before Ray starts; the result is what the search passes down."""
         from nasdun.samplers import SAMPLERS, make_sampler, sampler_factory
         from nasdun.tracking import check_trackers
         from trainers.problems import get_setting
@@ -139,23 +163,74 @@ class SearchConfig(SearchSpace):
             SAMPLERS.get(name)
             if not isinstance(opts, dict):
                 raise NasdunError(f"sampler_options.{name}={opts!r}; expected a mapping of option -> value")
-        get_setting(self.setting)
+        setting = get_setting(self.setting)
         space = self.space()
-        make_sampler(self.sampler, space.decisions(), self.seed, self.options_for(self.sampler))  # bad options refused before Ray starts
-        self.start_genotypes()
-        if self.promoted_k:
-            get_protocol(self.promote_protocol)
+        decisions = space.decisions()
+        make_sampler(self.sampler, decisions, self.seed, self.options_for(self.sampler))  # bad options refused before Ray starts
+        start = tuple(self.start_genotypes())
+        promote = get_protocol(self.promote_protocol) if self.promoted_k else None
         check_trackers(self.track)
+        return ResolvedSearch(self, proto, setting, space, decisions, start, promote)
 
 
-def load_config(path: str | None, overrides: dict[str, Any]) -> SearchConfig:
-    """A YAML file (or a shipped config's name) plus CLI overrides; no ``--config``: the demo."""
+@dataclass(frozen=True)
+class ResolvedSearch:
+    """A search with every name resolved, built once at start or resume (:meth:`SearchConfig.resolve`) and passed down:
+    the experiment proposes from its space and start genotypes, the searcher sends :meth:`payload` to the workers,
+    the promotion trains under :attr:`promote_protocol` with the search's precision, compile and device."""
+
+    cfg: SearchConfig
+    protocol: Protocol
+    setting: Any  # a registered Setting or OperatorSetting (trainers.problems.get_setting)
+    space: SearchSpace
+    decisions: tuple[Decision, ...]
+    start: tuple[Genotype, ...]  # the baselines, then start_from: the first candidates
+    promote_protocol: Protocol | None  # None: no promotion phase (promote_top 0)
+
+    @property
+    def device(self) -> str:
+        """Where the promotion trains: a GPU when the search's trials had one, else the CPU."""
+        return "auto" if self.cfg.gpus_per_trial > 0 else "cpu"
+
+    def sampler(self) -> ReplayableSampler:
+        """A fresh sampler of this search (its state comes from the study it is attached to)."""
+        from nasdun.samplers import make_sampler
+
+        return make_sampler(self.cfg.sampler, self.decisions, self.cfg.seed, self.cfg.options_for(self.cfg.sampler))
+
+    def payload(self, cohort: int, genotypes: list[Genotype], params_path: Path) -> dict[str, Any]:
+        """What a worker trains one cohort from (:func:`nasdun.worker.cohort_report`): all data, so a remote worker
+        needs no YAML file of this machine (the protocol travels resolved)."""
+        cfg = self.cfg
+        return {
+            "cohort": cohort,
+            "genotypes": [g.to_json() for g in genotypes],
+            "setting": cfg.setting,
+            "protocol": asdict(self.protocol),
+            "seed": cfg.seed,
+            "cpus": cfg.cpus_per_trial,
+            "compile": cfg.compile,
+            "precision": cfg.precision,
+            "params_path": str(params_path.resolve()),
+            "checkpoint_every_s": 60 * cfg.checkpoint_minutes if cfg.checkpoint_minutes > 0 else None,
+        }
+
+
+def load_config(path: str | None, overrides: Mapping[str, Any]) -> SearchConfig:
+    """A YAML file (or a shipped config's name) with ``overrides`` (the fields given) applied; no ``--config``: the demo.
+    Not yet resolved: :meth:`SearchConfig.resolve` checks its names."""
     source = path or "demo"
     file = Path(source) if source.endswith((".yaml", ".yml")) else CONFIGS / f"{source}.yaml"
     if not file.is_file():
         shipped = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml")))
         raise NasdunError(f"config {source!r} not found; expected a YAML file or one of: {shipped}")
-    data = {**load_yaml(file), **{k: v for k, v in overrides.items() if v is not None}}
-    cfg = from_mapping(SearchConfig, data, str(file))
-    cfg.validate()
-    return cfg
+    return from_mapping(SearchConfig, {**load_yaml(file), **_listed(overrides)}, str(file))
+
+
+def _listed(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` with a comma string given for a list field split into its items (``"lista, 2no"``: two)."""
+    given = dict(overrides)
+    for name in ("start_from", "track", "neurons"):
+        if isinstance(given.get(name), str):
+            given[name] = [v.strip() for v in given[name].split(",") if v.strip()]
+    return given

@@ -59,6 +59,46 @@ def test_a_toy_neuron_and_sampler_search_without_touching_another_file(toys, tmp
     assert "shrink" in neurons  # the toy neuron was proposed, built into the batched model and trained
 
 
+class Counting(optuna.samplers.BaseSampler):
+    """A toy plain Optuna sampler that reads the study: each decision from the number of finished trials it sees."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, name, distribution):
+        self.seen.append(len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))))
+        return distribution.choices[self.seen[-1] % len(distribution.choices)]
+
+
+def test_a_plain_optuna_sampler_keeps_the_replay_contract_with_no_other_edit():
+    """Registered as it is, a plain Optuna sampler is put behind the search's history limit (it sees the trials below
+    the limit, not every one that happened to finish), so a search with it stays repeatable: nothing is duck-typed."""
+    from nasdun.samplers import make_sampler
+    from nasdun.samplers._history import ReplayableSampler
+
+    SAMPLERS.register("counting", lambda decisions, seed, **options: Counting())
+    try:
+        decisions = SearchSpace(layers=3).decisions()
+        sampler = make_sampler("counting", decisions)
+        assert isinstance(sampler, ReplayableSampler) and sampler.random_state() is None
+        study = optuna.create_study(sampler=sampler)
+        for _ in range(3):
+            trial = study.ask()
+            trial.suggest_categorical(decisions[0].name, list(decisions[0].choices))
+            study.tell(trial, 0.0)
+        sampler.history_limit = 1  # what Experiment.ask_cohort sets: the trials of the cohorts that must have finished
+        study.ask().suggest_categorical(decisions[0].name, list(decisions[0].choices))
+        assert sampler.inner.seen == [0, 1, 2, 1]  # 3 trials finished, 1 seen
+    finally:
+        SAMPLERS.unregister("counting")
+
+
 def test_a_toy_neuron_trains_like_the_neuron_it_restates(toys, small_problem):
     """`shrink` is the soft threshold written another way: a network of it trains to the same numbers (eager path)."""
     from search_spaces import preset

@@ -24,9 +24,13 @@ PLAN = [
             "nasdun.bench",
             "nasdun.tracking",
             "nasdun.worker",
+            "nasdun.weights",
         ],
     ),  # fmt: skip
-    ("search", ["nasdun.samplers", "nasdun.searchconfig", "nasdun.record", "nasdun.experiment", "nasdun.driver"]),
+    (
+        "search",
+        ["nasdun.samplers", "nasdun.searchconfig", "nasdun.record", "nasdun.experiment", "nasdun.raycluster", "nasdun.searcher", "nasdun.driver"],
+    ),
     (
         "analysis: readers",
         ["analysis", "analysis.average", "analysis.plots", "analysis.heatmaps", "analysis.searchstats", "analysis.report", "analysis.reference"],
@@ -39,6 +43,7 @@ PLAN = [
             "analysis.retrain",
             "analysis.fidelity",
             "analysis.samplers_study",
+            "analysis.surrogate_search",
             "analysis.reconstruct",
             "analysis.gpu_check",
         ],

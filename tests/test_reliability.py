@@ -310,14 +310,14 @@ def test_an_address_where_ray_does_not_listen_fails_in_bounded_time(tmp_path, ca
     import socket
     import threading
 
-    import nasdun.driver
+    import nasdun.raycluster
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
     held = []
     threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(8)], daemon=True).start()
-    monkeypatch.setattr(nasdun.driver, "GCS_TIMEOUT_S", 8.0)
+    monkeypatch.setattr(nasdun.raycluster, "GCS_TIMEOUT_S", 8.0)
     port = server.getsockname()[1]
     try:
         code = main(["search", "--address", f"127.0.0.1:{port}", "--budget", "2", "--out", str(tmp_path / "o")])
@@ -332,12 +332,12 @@ def test_an_address_where_ray_does_not_listen_fails_in_bounded_time(tmp_path, ca
 
 def _search_dir(out, **changes):
     """A finished 8-candidate search (baselines first) written as `nasdun search` writes it."""
-    from nasdun.driver import Experiment, _plain
+    from nasdun.driver import Experiment
     from nasdun.searchconfig import SearchConfig
 
     cfg = SearchConfig(**{**SLOW, "budget": 8, "layers": 3, "baselines": True, **changes})
     out.mkdir(parents=True)
-    (out / "search.yaml").write_text(yaml.safe_dump(_plain(cfg), sort_keys=False))
+    (out / "search.yaml").write_text(yaml.safe_dump(cfg.to_mapping(), sort_keys=False))
     drive_search(Experiment(out, cfg))
     return out
 

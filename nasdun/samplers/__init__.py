@@ -1,20 +1,24 @@
 """Samplers over the genotype's named decisions, each an ``optuna.samplers.BaseSampler``.
 
 ``rl``, ``evolution`` and ``predictor`` are nasdun's own (one private file each, sharing the replayable
-history of :mod:`nasdun.samplers._history`); ``random`` and the Optuna built-ins are Optuna's
-(``tpe`` and ``nsga2`` behind :class:`~nasdun.samplers._history.FixedHistory`, so they read the same
-history).
-Make one with :func:`make_sampler`; every name is listed in :data:`SAMPLERS`.
+history of :mod:`nasdun.samplers._history`); ``random``, ``tpe`` and ``nsga2`` are Optuna's. Make one with
+:func:`make_sampler`, which puts any sampler that is not a
+:class:`~nasdun.samplers._history.ReplayableSampler` behind :class:`~nasdun.samplers._history.FixedHistory`,
+so that every registered sampler, a new plain Optuna one included, keeps the search's replay contract.
+Every name is listed in :data:`SAMPLERS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasdun.errors import NasdunError
 from nasdun.registry import Registry
 from search_spaces.genotype import Decision
+
+if TYPE_CHECKING:
+    from nasdun.samplers._history import ReplayableSampler
 
 SamplerFactory = Callable[..., Any]
 SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
@@ -52,18 +56,14 @@ def _random(decisions: tuple[Decision, ...], seed: int, **options: Any) -> Any:
 def _tpe(decisions: tuple[Decision, ...], seed: int, **options: Any) -> Any:
     import optuna
 
-    from nasdun.samplers._history import FixedHistory
-
-    return FixedHistory(optuna.samplers.TPESampler(seed=seed, **{"multivariate": True, "n_startup_trials": 10, **options}))
+    return optuna.samplers.TPESampler(seed=seed, **{"multivariate": True, "n_startup_trials": 10, **options})
 
 
 @SAMPLERS.register("nsga2")
 def _nsga2(decisions: tuple[Decision, ...], seed: int, **options: Any) -> Any:
     import optuna
 
-    from nasdun.samplers._history import FixedHistory
-
-    return FixedHistory(optuna.samplers.NSGAIISampler(seed=seed, **options))
+    return optuna.samplers.NSGAIISampler(seed=seed, **options)
 
 
 NOT_APPLICABLE = {"cmaes": "CMA-ES needs numeric decisions and every nasdun decision is categorical"}  # Optuna's, not offered
@@ -76,10 +76,19 @@ def sampler_factory(name: str) -> SamplerFactory:
     return SAMPLERS.get(name)
 
 
-def make_sampler(name: str, decisions: tuple[Decision, ...], seed: int = 0, options: Mapping[str, Any] | None = None) -> Any:
-    """The sampler ``name`` over ``decisions``; bad options are one-line errors."""
+def make_sampler(name: str, decisions: tuple[Decision, ...], seed: int = 0, options: Mapping[str, Any] | None = None) -> ReplayableSampler:
+    """The sampler ``name`` over ``decisions``, replayable (an Optuna sampler behind FixedHistory); bad options are one-line errors."""
+    from optuna.samplers import BaseSampler
+
+    from nasdun.samplers._history import FixedHistory, ReplayableSampler
+
     factory = sampler_factory(name)
     try:
-        return factory(decisions, seed, **dict(options or {}))
+        sampler = factory(decisions, seed, **dict(options or {}))
     except TypeError as err:
         raise NasdunError(f"sampler {name!r}: bad option ({err})") from None
+    if isinstance(sampler, ReplayableSampler):
+        return sampler
+    if not isinstance(sampler, BaseSampler):
+        raise NasdunError(f"sampler {name!r} made a {type(sampler).__name__}; expected an optuna.samplers.BaseSampler")
+    return FixedHistory(sampler)

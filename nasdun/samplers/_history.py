@@ -11,9 +11,14 @@ one that merely happened to finish first (:meth:`nasdun.experiment.Experiment.as
 
 Optuna's own samplers (random, TPE, NSGA-II) draw from a random state that each ask advances, so a
 sampler rebuilt on resume would start its sequence again and re-propose the first genotypes of the
-search. :func:`random_state` and :func:`restore_random_state` carry that state across a restart:
-the search stores it in the study after every ask and puts it back on resume, so a resumed search
-proposes what the uninterrupted one would have.
+search. :meth:`ReplayableSampler.random_state` and :meth:`ReplayableSampler.restore_random_state`
+carry that state across a restart: the search stores it in the study after every ask and puts it back
+on resume, so a resumed search proposes what the uninterrupted one would have.
+
+The search speaks to a sampler only through :class:`ReplayableSampler`, the contract declared here:
+:class:`HistorySampler` (nasdun's own) and :class:`FixedHistory` (any Optuna sampler, wrapped) are its
+two kinds, and :func:`nasdun.samplers.make_sampler` wraps every registered sampler that is not one, so
+no sampler can enter a search without the history limit and the stored random state.
 """
 
 from __future__ import annotations
@@ -48,7 +53,30 @@ class Observation:
     value: float | None
 
 
-class HistorySampler(BaseSampler, abc.ABC):
+class ReplayableSampler(BaseSampler, abc.ABC):
+    """What the search needs of a sampler to be repeatable from its seed, config and lag, and across a restart.
+
+    * :attr:`history_limit`: set before each cohort is asked; trials numbered at or above it are not
+      seen, whichever of them happen to have finished (:meth:`nasdun.experiment.Experiment.ask_cohort`);
+    * :meth:`history_used`: how many of the study's first trials the last proposal was a function of
+      (recorded per trial; None where the sampler does not count them);
+    * :meth:`random_state` / :meth:`restore_random_state`: the random state an ask advances, as JSON
+      (None where proposals are seeded per trial), stored in the study after every ask and put back on resume.
+    """
+
+    history_limit: int | None = None
+
+    def history_used(self) -> int | None:
+        return None
+
+    @abc.abstractmethod
+    def random_state(self) -> str | None: ...
+
+    @abc.abstractmethod
+    def restore_random_state(self, text: str) -> None: ...
+
+
+class HistorySampler(ReplayableSampler):
     """Base of the nasdun samplers: all decisions sampled jointly from a replayable history.
 
     Subclasses implement :meth:`observe` (fold one finished trial into the state) and
@@ -62,6 +90,15 @@ class HistorySampler(BaseSampler, abc.ABC):
         self.consumed = 0  # trials 0..consumed-1 have been observed
         self.history_limit: int | None = None  # trials numbered >= this are not observed (yet)
         self._space = {d.name: CategoricalDistribution(list(d.choices)) for d in decisions}
+
+    def history_used(self) -> int:
+        return self.consumed  # a proposal is a function of the study's first `consumed` trials
+
+    def random_state(self) -> None:
+        return None  # seeded per trial (rng): nothing to carry across a restart
+
+    def restore_random_state(self, text: str) -> None:
+        raise ValueError(f"sampler {type(self).__name__} is seeded per trial and holds no random state")
 
     # -- what subclasses implement -------------------------------------------------------------
     @abc.abstractmethod
@@ -108,8 +145,8 @@ class HistorySampler(BaseSampler, abc.ABC):
             self.consumed += 1
 
 
-class FixedHistory(BaseSampler):
-    """An Optuna sampler that sees only the trials numbered below :attr:`history_limit`.
+class FixedHistory(ReplayableSampler):
+    """An Optuna sampler that sees only the trials numbered below :attr:`history_limit`, its random state carried.
 
     Optuna's own model-based samplers (TPE, NSGA-II) read every finished trial of the study when asked,
     so with several cohorts in flight what they propose would depend on which cohort finished
@@ -142,6 +179,23 @@ class FixedHistory(BaseSampler):
     def reseed_rng(self) -> None:
         self.inner.reseed_rng()
 
+    def random_state(self) -> str | None:
+        """The inner sampler's random states (every LazyRandomState it holds, by attribute path) as JSON; None if it holds none."""
+        states = {}
+        for where, lazy in _lazy_states(self.inner):
+            kind, keys, pos, has_gauss, gauss = lazy.rng.get_state()
+            states[where] = [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)]
+        return json.dumps(states) if states else None
+
+    def restore_random_state(self, text: str) -> None:
+        """Put back what :meth:`random_state` returned; a state this sampler does not hold is an error (another sampler's record)."""
+        held = dict(_lazy_states(self.inner))
+        states = json.loads(text)
+        if set(states) != set(held):
+            raise ValueError(f"the stored sampler state has {sorted(states)}, this sampler {sorted(held)}")
+        for where, (kind, keys, pos, has_gauss, gauss) in states.items():
+            held[where].rng.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+
 
 class _StudyView:
     """A study whose trial lists stop below ``limit``; everything else is the study's."""
@@ -173,26 +227,3 @@ def _lazy_states(obj: Any, path: str = "", depth: int = 3) -> Iterator[tuple[str
             yield where, value
         elif depth > 0 and hasattr(value, "__dict__") and type(value).__module__.startswith("optuna."):
             yield from _lazy_states(value, where, depth - 1)
-
-
-def random_state(sampler: Any) -> str | None:
-    """The random state of an Optuna sampler (wrapped or not) as JSON; None for a nasdun sampler (seeded per trial)."""
-    if isinstance(sampler, HistorySampler):
-        return None
-    inner = sampler.inner if isinstance(sampler, FixedHistory) else sampler
-    states = {}
-    for where, lazy in _lazy_states(inner):
-        kind, keys, pos, has_gauss, gauss = lazy.rng.get_state()
-        states[where] = [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)]
-    return json.dumps(states) if states else None
-
-
-def restore_random_state(sampler: Any, text: str) -> None:
-    """Put back what :func:`random_state` returned; a state the sampler does not hold is an error (another sampler's record)."""
-    inner = sampler.inner if isinstance(sampler, FixedHistory) else sampler
-    held = dict(_lazy_states(inner))
-    states = json.loads(text)
-    if set(states) != set(held):
-        raise ValueError(f"the stored sampler state has {sorted(states)}, this sampler {sorted(held)}")
-    for where, (kind, keys, pos, has_gauss, gauss) in states.items():
-        held[where].rng.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))

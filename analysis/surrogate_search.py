@@ -5,7 +5,7 @@ study of docs/results/samplers.md stops at 40 candidates, where no sampler reach
 Here each candidate is scored instead by an *oracle*: per data seed of a finished ``nasdun compare-samplers``
 study, a random forest fitted on every genotype trained at that seed (all samplers' candidates and the hand
 designs; the searches of one seed share one dataset), as the surrogate NAS benchmarks do (NAS-Bench-301).
-The search itself is the real one: the driver's :class:`nasdun.driver.CohortSearcher` over an
+The search itself is the real one: the driver's :class:`nasdun.searcher.CohortSearcher` over an
 :class:`nasdun.experiment.Experiment` with the study's config (sampler and options, cohort size, search
 space), ``--lag`` cohorts in flight, only the training replaced. Simulated seed r searches with sampler seed r on the oracle of data
 seed ``r mod S`` (S data seeds).
@@ -19,7 +19,7 @@ The oracle's 5-fold cross-validated Spearman (how well it ranks genotypes it was
 with it, and ``--check`` compares the simulated runs at the real study's budget and seeds with the real
 runs, so the surrogate's own error is on the page next to what it predicts.
 
-    python benchmarks/surrogate_search.py runs/samplers8 --samplers predictor,tpe,rl,evolution,random \\
+    python -m analysis.surrogate_search runs/samplers8 --samplers predictor,tpe,rl,evolution,random \\
         --seeds 0-19 --budget 200 --out runs/surrogate8
 
 Writes ``--out``/``<sampler>-seed<r>/`` (each simulated search's own results table and study),
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -39,16 +38,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analysis.samplers_study import _median_or_none, candidates_to_beat  # noqa: E402
-from analysis.searchstats import best_so_far  # noqa: E402
-from benchmarks.predictor_quality import pools  # noqa: E402
-from nasdun.errors import NasdunError  # noqa: E402
-from nasdun.samplers._predictor import PredictorSampler  # noqa: E402
-from search_spaces.genotype import Genotype, SearchSpace  # noqa: E402
+from analysis.samplers_study import candidates_to_beat
+from analysis.searchstats import best_so_far, median_or_none
+from nasdun.errors import NasdunError
+from nasdun.samplers._predictor import PredictorSampler
+from search_spaces.genotype import Genotype, SearchSpace
 
 TREES = 500
+
+
+def pools(study: Path) -> dict[int, pd.DataFrame]:
+    """Per search seed of a compare-samplers study: distinct finished found genotypes and their validation nmse_db."""
+    frames = [pd.read_csv(f) for f in sorted((study / "runs").glob("*/results.csv"))]
+    if not frames:
+        raise SystemExit(f"{study}/runs/*/results.csv: none found; expected a compare-samplers study directory")
+    df = pd.concat(frames)
+    df = df[(df["status"] == "ok") & df["preset"].isna()].drop_duplicates(["seed", "hash"])
+    return {int(s): g.reset_index(drop=True) for s, g in df.groupby("seed")}
 
 
 class Oracle:
@@ -112,7 +118,7 @@ def hand_designs(study: Path, seed: int) -> pd.DataFrame:
 
 def simulate(cfg: Any, score: Callable[[Genotype], float], out: Path, lag: int) -> pd.DataFrame:
     """One search of ``cfg.budget`` distinct candidates in ``out``, scored by ``score`` instead of trained. The driver's
-    own searcher (:class:`nasdun.driver.CohortSearcher`) asks the cohorts, ``lag`` in flight, and each is told back
+    own searcher (:class:`nasdun.searcher.CohortSearcher`) asks the cohorts, ``lag`` in flight, and each is told back
     as soon as the searcher can go no further: the order in which a real search with ``lag`` workers is told
     (which cohort finishes first does not change its proposals, see :meth:`~nasdun.experiment.Experiment.ask_cohort`)."""
     import io
@@ -187,9 +193,9 @@ def summary(tables: dict[str, dict[int, pd.DataFrame]], bars: dict[int, dict[str
         row: dict[str, Any] = {
             "sampler": sampler,
             "runs": len(runs),
-            "to_lista": _median_or_none(need_lista),
+            "to_lista": median_or_none(need_lista),
             "lista_reached": sum(n is not None for n in need_lista),
-            "to_best_hand": _median_or_none(need_best),
+            "to_best_hand": median_or_none(need_best),
             "best_reached": sum(n is not None for n in need_best),
         }
         for n in checkpoints:
