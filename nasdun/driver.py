@@ -156,7 +156,7 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
     session = 1 + len(list((out_dir / "tune").glob("session-*"))) if (out_dir / "tune").is_dir() else 1
     stats: dict[str, Any] = {"trainer_s": 0.0, "cohorts": 0}
     fixed = {"session": session, "resumed": resume, "recovered": recovered, "concurrency": lag, "budget": cfg.budget,
-             "baselines": list(cfg.baseline_genotypes()), "storage": exp.storage_url}  # fmt: skip
+             "baselines": list(exp.search.baselines), "storage": exp.storage_url}  # fmt: skip
     searcher = CohortSearcher(exp, progress, stats, lag=lag, fixed=fixed)
     trainable = tune.with_resources(train_cohort, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     tuner = tune.Tuner(

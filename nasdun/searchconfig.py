@@ -114,12 +114,13 @@ class SearchConfig(SearchSpace):
             out[name] = g
         return out
 
-    def start_genotypes(self) -> list[Genotype]:
-        """The first candidates: the baselines, then ``start_from`` resolved at this K (a one-line error
-        if one is not in this space); a genotype listed twice is proposed once."""
+    def start_genotypes(self, baselines: Mapping[str, Genotype] | None = None) -> list[Genotype]:
+        """The first candidates: the baselines (``baselines`` if already computed, else :meth:`baseline_genotypes`), then
+        ``start_from`` resolved at this K (a one-line error if one is not in this space); a genotype listed twice is proposed once."""
         from search_spaces.presets import resolve_arch
 
-        space, out = self.space(), list(self.baseline_genotypes().values())
+        hand = self.baseline_genotypes() if baselines is None else baselines
+        space, out = self.space(), list(hand.values())
         for token in self.start_from:
             try:
                 g = resolve_arch(token, self.layers, self.max_lag)[1]
@@ -167,10 +168,11 @@ class SearchConfig(SearchSpace):
         space = self.space()
         decisions = space.decisions()
         make_sampler(self.sampler, decisions, self.seed, self.options_for(self.sampler))  # bad options refused before Ray starts
-        start = tuple(self.start_genotypes())
+        hand = self.baseline_genotypes()
+        start = tuple(self.start_genotypes(hand))
         promote = get_protocol(self.promote_protocol) if self.promoted_k else None
         check_trackers(self.track)
-        return ResolvedSearch(self, proto, setting, space, decisions, start, promote)
+        return ResolvedSearch(self, proto, setting, space, decisions, tuple(hand), start, promote)
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ class ResolvedSearch:
     setting: Any  # a registered Setting or OperatorSetting (trainers.problems.get_setting)
     space: SearchSpace
     decisions: tuple[Decision, ...]
+    baselines: tuple[str, ...]  # the hand designs this search trains first, by name (SearchConfig.baseline_genotypes)
     start: tuple[Genotype, ...]  # the baselines, then start_from: the first candidates
     promote_protocol: Protocol | None  # None: no promotion phase (promote_top 0)
 
