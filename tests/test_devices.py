@@ -75,6 +75,24 @@ def test_halving_survivors_match_training_without_halving(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_a_model_built_from_a_device_dictionary_lives_there_and_starts_as_on_the_cpu(device):
+    """UnrolledLISTA(gs, D on a device): every tensor on that device, the initialisation the CPU's to the bit.
+
+    The trainer builds its model from the problem's D where the problem lives; on the first GPU run (H200,
+    2026-12-04) the constructor mixed a CUDA D with CPU tensors and every CUDA training failed.
+    """
+    gs = [preset(n, 4) for n in ("lista", "3no", "meng2021")] + random_genotypes(2, 4, seed=5)
+    D = problem_on("cpu").D
+    ref = UnrolledLISTA(gs, D, coef_init="identity", compile=True)
+    got = UnrolledLISTA(gs, D.to(device), coef_init="identity", compile=True)
+    tensors = dict(got.named_parameters()) | dict(got.named_buffers())
+    assert {name: t.device.type for name, t in tensors.items()} == dict.fromkeys(tensors, torch.device(device).type)
+    want = dict(ref.named_parameters()) | dict(ref.named_buffers())
+    for name, t in tensors.items():
+        torch.testing.assert_close(t.cpu(), want[name], rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_compiled_layers_equal_eager_in_values_and_gradients(device):
     """``compile=True`` (neuron + LM mix as one torch.compile'd kernel) is the same maths as eager."""
     gs = random_genotypes(6, 5, seed=7)

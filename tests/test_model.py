@@ -175,3 +175,14 @@ def test_chunked_evaluation_equals_one_shot(small_problem, monkeypatch):
     torch.testing.assert_close(chunked.nmse_db_mean(), one_shot.nmse_db_mean(), rtol=1e-12, atol=1e-12)
     layer = torch.tensor([2, 4, 3])
     torch.testing.assert_close(scoring.evaluate(model, split, layer=layer).nmse_db(), one_shot.nmse_db()[layer - 1, torch.arange(3)])
+
+
+def test_gpu_evaluation_chunks_grow_with_the_card_and_stay_bounded():
+    """The CUDA chunk budget (measured on an H200: 2^26 -> 2^30 floats, 453 -> 1,056 candidate-steps/s at P = 256)."""
+    from trainers.scoring import EVAL_FLOATS, eval_floats, gpu_eval_floats
+
+    gib = 1 << 30
+    assert gpu_eval_floats(2 * gib) == 1 << 26  # a small card: never below the old fixed budget
+    assert gpu_eval_floats(16 * gib) == 1 << 28  # 1 GiB of fp32 outputs on a 16 GiB card
+    assert gpu_eval_floats(141 * gib) == gpu_eval_floats(80 * gib) == 1 << 30  # H100 / H200: the measured best, a cap
+    assert eval_floats(torch.device("cpu")) == EVAL_FLOATS["cpu"] == 1 << 21

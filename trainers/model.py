@@ -110,6 +110,9 @@ class UnrolledLISTA(nn.Module):
         if coef_init not in COEF_INITS:
             raise NasdunError(f"unknown coef_init {coef_init!r}; expected one of {', '.join(COEF_INITS)}")
         P, (m, n) = len(genotypes), D.shape
+        # Built on the CPU from a CPU copy of D, then moved to D's device (the last line): the masks,
+        # the Lipschitz constant and the ISTA initialisation are then the same bits on every device.
+        device, D = D.device, D.detach().cpu()
         self.genotypes = list(genotypes)
         self.K, self.J, self.P = K, J, P
         self.neuron_names = sorted({name for g in genotypes for name in g.neurons})
@@ -163,6 +166,7 @@ class UnrolledLISTA(nn.Module):
         self._layer_lags = [[j for j in range(1, J + 1) if lag[:, k - 1, j - 1].any()] for k in range(1, K + 1)]  # validated: j <= k-1
         # Optional: neuron + LM mix of a layer as one torch.compile'd pointwise kernel (same maths).
         self._fused = torch.compile(fused_layer(tuple(self.neuron_names)), dynamic=None) if compile else None
+        self.to(device)
 
     def param_layers(self) -> dict[str, torch.Tensor]:
         """For each parameter, the layer that adds it, broadcastable to the parameter without P.

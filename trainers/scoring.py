@@ -15,11 +15,31 @@ from trainers.metrics import NmseAccumulator
 from trainers.model import UnrolledLISTA
 from trainers.problems import Split, synthesize
 
-# Per evaluation chunk: candidates x samples x n x layers. On a CPU, small enough that a chunk's
-# pointwise work stays in cache (a 1,024-sample validation of 16 candidates at `small`: 80 -> 46 ms,
-# benchmarks/NOTES.md row 7); on a GPU, large enough to fill it (256 MiB in fp32: at paper size
-# with P = 128, 16 samples per chunk would be 2 under the CPU budget).
-EVAL_FLOATS = {"cpu": 1 << 21, "cuda": 1 << 26}
+# Per evaluation chunk: candidates x samples x n x layers, by device type. On a CPU, small enough that a
+# chunk's pointwise work stays in cache (a 1,024-sample validation of 16 candidates at `small`: 80 -> 46 ms,
+# benchmarks/NOTES.md row 7). A device type not listed gets eval_floats()'s rule.
+EVAL_FLOATS: dict[str, int] = {"cpu": 1 << 21}
+
+
+def eval_floats(device: torch.device) -> int:
+    """Floats one evaluation chunk may hold on ``device``: EVAL_FLOATS by type, else (CUDA) a 64th of the
+    device's memory, between 2^26 and 2^30 floats.
+
+    Measured on an H200 (2026-12-04, docs/results/gpu.md, benchmarks/eval_chunk.py): at paper size with P = 256
+    a 2^26 budget leaves 16 samples per chunk and the trainer runs at 453 candidate-steps/s; 2^28, 952; 2^30,
+    1,056. The rule reads the device's total memory, not its free memory, so one device model always chunks
+    alike (the sums' order, hence the last bits, do not depend on what else runs).
+    """
+    if device.type in EVAL_FLOATS:
+        return EVAL_FLOATS[device.type]
+    if device.type == "cuda":
+        return gpu_eval_floats(torch.cuda.get_device_properties(device).total_memory)
+    return 1 << 26
+
+
+def gpu_eval_floats(total_bytes: int) -> int:
+    """A 64th of a GPU's memory in floats, between 2^26 (a 4 GiB card) and 2^30 (64 GiB and up)."""
+    return int(min(1 << 30, max(1 << 26, total_bytes // 64)))
 
 
 @dataclass
@@ -87,7 +107,7 @@ class Progress:
 
 def _chunks(model: UnrolledLISTA, split: Split, T: int) -> Iterator[tuple[int, int]]:
     n = max(split.x.shape[1], model.Wx.shape[-1])
-    budget = EVAL_FLOATS.get(split.x.device.type, EVAL_FLOATS["cuda"])
+    budget = eval_floats(split.x.device)
     chunk = max(1, budget // max(1, model.P * n * T))
     for start in range(0, split.x.shape[0], chunk):
         yield start, min(start + chunk, split.x.shape[0])
