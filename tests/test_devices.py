@@ -5,6 +5,8 @@ suite runs; on a GPU machine ``pytest -m gpu tests/test_devices.py`` adds the CU
 torch, numpy, pandas and pyyaml only: no Ray, no Optuna).
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -58,7 +60,7 @@ def test_halving_survivors_match_training_without_halving(device):
     problem = problem_on(device)
     gs = [preset(n, 4) for n in ("lista", "2no", "dense", "3no", "lfista")]
     halving = Protocol(name="sh-test", patience=20, max_iters=40, batch_size=64, rungs=(1, 2), eta=2)
-    full = train_population(gs, problem, Protocol(name="full-test", patience=20, max_iters=40, batch_size=64))  # the same, no rungs
+    full = train_population(gs, problem, replace(halving, name="full-test", rungs=()))  # the same protocol without its rungs
     sh = train_population(gs, problem, halving)
     survivors = [p for p, r in enumerate(sh) if r.status == "ok"]
     assert len(survivors) == 2  # 5 -> ceil(5/2) = 3 -> ceil(3/2) = 2

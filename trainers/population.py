@@ -84,8 +84,7 @@ class PopulationTrainer:
         self.checkpoint_every_s = float(checkpoint_every_s)
         if problem.D.device.type == "cpu":
             keep_freed_memory()
-        self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=compile)
-        self.model = self.model.to(problem.D.device)
+        self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=compile)  # on D's device
         K, P, dev = self.model.K, self.model.P, problem.D.device
         bad_rungs = [r for r in protocol.rungs if not 1 <= r < K]
         if bad_rungs:
@@ -297,7 +296,7 @@ class PopulationTrainer:
         old = self.params
         self.model = UnrolledLISTA(
             [self.results[i].genotype for i in self.c.ids[keep]], self.problem.D, self.protocol.lam, self.protocol.coef_init, self.compile
-        ).to(self.problem.D.device)
+        )
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 p.copy_(old[name].index_select(0, idx))
