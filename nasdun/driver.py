@@ -164,6 +164,7 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             num_samples=-1,
+            reuse_actors=True,
             max_concurrent_trials=lag,
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,

@@ -77,6 +77,7 @@ def test_ties_and_limits(run, tmp_path):
         threshold_genotype(frequencies([A]), 1.5)
 
 
+@pytest.mark.slow
 def test_heatmap_data_equals_frequencies_and_files_are_valid(run, tmp_path):
     out = tmp_path / "figs"
     mats = run_heatmaps([run], out, top=3, diff=2)
@@ -273,6 +274,7 @@ def test_compare_names_each_runs_best_fully_trained_candidate(run, tmp_path, cap
     assert lines[2].startswith("top-2: ")
 
 
+@pytest.mark.slow
 def test_report_compares_other_runs(run, tmp_path):
     other = table(tmp_path, [(A, -9.0, "ok", "tpe"), (B, -8.0, "ok", "tpe"), (D, -7.0, "ok", "tpe")], "other")
     _, md_path = build_report(run, tmp_path / "rep", top=2, others=[other])
@@ -280,6 +282,7 @@ def test_report_compares_other_runs(run, tmp_path):
     assert "## Agreement with other runs (top-k)" in text and "| other | 2 | 2 | 1.000 |" in text
 
 
+@pytest.mark.slow
 def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
     from analysis.promote import run_promote
     from nasdun.training import run_train
@@ -357,6 +360,7 @@ def svg_text(path) -> str:
     return " ".join(t.text or "" for t in ET.parse(path).getroot().iter() if t.tag.endswith("text"))
 
 
+@pytest.mark.slow
 def test_figures_name_run_metric_pool_threshold_and_label_colour_bars(run, tmp_path):
     out = tmp_path / "figs"
     res = run_heatmaps([run], out, top=3, threshold=0.6)
@@ -385,6 +389,7 @@ def test_best_so_far_keeps_runs_of_one_sampler_apart(run, tmp_path):
     assert curves[f"{run.name}: rl"] == [-10.0, -30.0, -30.0, -30.0] and curves["other: rl"] == [-9.0, -40.0]
 
 
+@pytest.mark.slow
 def test_report_opens_with_the_verdict_and_folds_the_configuration(tmp_path):
     rows = [(A, -30.0, "ok", "evolution"), (preset("2no", K), -28.0, "ok", "evolution"), (B, -20.0, "ok", "evolution")]
     run = table(tmp_path, rows)

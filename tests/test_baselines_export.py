@@ -66,6 +66,7 @@ def searched(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_search_trains_the_baselines_first_and_states_the_verdict(searched, capsys):
     df = pd.read_csv(searched / "results.csv", keep_default_na=False)
     first = df[df["cohort"] == 0].sort_values("trial_number")
@@ -83,6 +84,7 @@ def test_search_trains_the_baselines_first_and_states_the_verdict(searched, caps
     assert fig["verdict"] == f"{head} in pooled nmse_db: {screening}"
 
 
+@pytest.mark.slow
 def test_search_keeps_the_top_k_and_every_baseline(searched):
     df = pd.read_csv(searched / "results.csv", keep_default_na=False).astype({"val_nmse_db": float})
     blob = torch.load(searched / "params.pt", weights_only=True)
@@ -91,6 +93,7 @@ def test_search_keeps_the_top_k_and_every_baseline(searched):
     assert not list((searched / "cohorts").glob("*.pt"))  # each cohort's file was folded in and removed
 
 
+@pytest.mark.slow
 def test_exported_network_loads_without_nasdun_and_scores_as_its_row(searched, tmp_path):
     from trainers.problems import make_problem
 

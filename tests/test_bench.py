@@ -8,6 +8,7 @@ from nasdun.bench import BenchSize
 from nasdun.cli import main
 
 
+@pytest.mark.slow
 def test_bench_json_has_every_field(capsys):
     code = main(["bench", "--m", "10", "--n", "20", "--layers", "3", "--batch", "16", "--val", "64", "--P", "2,3", "--procs", "1",
                  "--seconds", "0.2", "--json"])  # fmt: skip

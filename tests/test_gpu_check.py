@@ -29,7 +29,10 @@ def no_ray_no_optuna(tmp_path_factory) -> dict:
         ["presets"],
         ["settings"],
         ["protocols"],
-        ["bench", "--m", "8", "--n", "16", "--layers", "2", "--batch", "8", "--val", "32", "--P", "2", "--procs", "0", "--seconds", "0.1"],
+        pytest.param(
+            ["bench", "--m", "8", "--n", "16", "--layers", "2", "--batch", "8", "--val", "32", "--P", "2", "--procs", "0", "--seconds", "0.1"],
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["presets", "settings", "protocols", "bench"],
 )

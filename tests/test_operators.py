@@ -211,6 +211,7 @@ def test_an_image_setting_reports_each_test_images_psnr_as_scikit_image_computes
     assert lista["test_psnr"] == pytest.approx(np.mean([lista[f"psnr_{n}"] for n in IMAGE_CS50.test_images]))
 
 
+@pytest.mark.slow
 def test_reconstruct_draws_every_method_and_agrees_with_the_table(image_run, tmp_path, capsys):
     out = tmp_path / "rec"
     assert main(["reconstruct", str(image_run), "--image", "camera", "--iterations", "30", "--out", str(out)]) == 0

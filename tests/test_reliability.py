@@ -205,6 +205,7 @@ def test_nasdun_train_killed_and_resumed_writes_the_uninterrupted_table(tmp_path
     assert main(["train", "--resume", str(run)]) == 2  # a finished run has nothing to resume
 
 
+@pytest.mark.slow
 def test_a_requeued_cohort_continues_from_its_checkpoint(tmp_path):
     """A cohort's worker killed mid-training: the same cohort sent again (Ray's retry, or the redo after a driver kill)
     continues from the checkpoint in the run directory and reports exactly what an uninterrupted cohort reports."""

@@ -73,7 +73,7 @@ def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without
 
     # the same top-1s confirmed under a second protocol too: trained beside the first confirmation, which is read back, not retrained
     longer = tmp_path / "longer.yaml"
-    longer.write_text("lrs: [5.0e-4, 1.0e-4]\npatience: 30\nmax_iters: 60\nval_every: 10\nbatch_size: 64\nlam: 0.4\ncoef_init: ones\n"
+    longer.write_text("lrs: [5.0e-4, 1.0e-4]\npatience: 30\nmax_iters: 30\nval_every: 10\nbatch_size: 64\nlam: 0.4\ncoef_init: ones\n"
                       "diverge_db: 20.0\n")  # fmt: skip
     first = (out / "confirm" / "seed1000" / "results.csv").stat().st_mtime_ns
     # (its own number of seeds: `longer:2`, one more than --confirm-seeds gives the search's protocol)

@@ -92,7 +92,21 @@ class PredictorSampler(HistorySampler):
         self._shares = np.zeros((int(self._offsets[-1]), len(kinds)))  # one-hot @ _shares = share of each choice per kind
         for col, positions in enumerate(kinds.values()):
             self._shares[positions, col] = 1.0 / len(positions)
-        self._models: list[Any] | None = None  # fitted on the history as it stood at ``_fitted_on`` observations
+        # choice -> its index, per decision (the first of equal choices, as tuple.index finds it)
+        self._index: list[dict[Choice, int]] = [{} for _ in decisions]
+        for i, d in enumerate(decisions):
+            for j, c in enumerate(d.choices):
+                self._index[i].setdefault(c, j)
+        # every (decision, choice) pair in decision order: the single-change moves of the descent
+        self._move_decision = np.array([i for i, d in enumerate(decisions) for _ in d.choices])
+        self._move_choice = np.array([j for d in decisions for j in range(len(d.choices))])
+        position = {d.name: i for i, d in enumerate(decisions)}  # the kind moves, as (decisions, their choice indices)
+        self._kind_moves = [
+            (np.array([position[n] for n in names]), np.array([self._index[position[n]][c] for n in names]))
+            for (_, c), names in self._kind_sets.items()
+        ]
+        self._models: dict[int, Any] = {}  # members fitted so far on the history as it stood at ``_fitted_on`` observations
+        self._data: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 0)), np.zeros(0))  # that history's features and standardised values
         self._fitted_on = -1
         self._study: Any = None
 
@@ -104,36 +118,58 @@ class PredictorSampler(HistorySampler):
         return super().sample_relative(study, trial, search_space)
 
     def encode(self, params: dict[str, Choice]) -> np.ndarray:
-        x = np.zeros(int(self._offsets[-1]))
-        for i, d in enumerate(self.decisions):
-            x[self._offsets[i] + d.choices.index(params[d.name])] = 1.0
-        return np.concatenate([x, x @ self._shares])
+        """The features of one genotype: the decisions' one-hot, then each choice's share among decisions of its kind."""
+        return self._features(self._choices([params]))[0]
+
+    def _choices(self, many: list[dict[str, Choice]]) -> np.ndarray:
+        """Genotypes as rows of choice indices (one column per decision)."""
+        return np.array([[index[p[d.name]] for index, d in zip(self._index, self.decisions, strict=True)] for p in many], dtype=np.int64)
+
+    def _features(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`encode` of each row of choice indices. The shares are taken row by row (a vector times the share
+        matrix), the same arithmetic for one genotype and for many, so a prediction never depends on the batch."""
+        x = np.zeros((len(rows), int(self._offsets[-1])))
+        x[np.arange(len(rows))[:, None], self._offsets[:-1][None, :] + rows] = 1.0
+        return np.concatenate([x, np.stack([row @ self._shares for row in x])], axis=1)
+
+    def _params(self, row: np.ndarray, like: dict[str, Choice]) -> dict[str, Choice]:
+        """Row of choice indices -> decisions, in the key order of ``like``."""
+        out = dict(like)
+        for d, j in zip(self.decisions, row, strict=True):
+            out[d.name] = d.choices[int(j)]
+        return out
 
     def _fit(self) -> list[Any]:
-        if self._fitted_on != len(self.history):
-            from sklearn.ensemble import RandomForestRegressor
-            from sklearn.neural_network import MLPRegressor
+        """Every member of the ensemble, fitted on the history as it stands."""
+        return [self._member(m) for m in range(self.ensemble)]
 
+    def _member(self, m: int) -> Any:
+        """Member ``m`` fitted on the history as it stands. Each member is its own bootstrap resample and seed (a function of
+        the seed, the history's length and ``m``), so fitting only the member a proposal draws is the same model as
+        fitting them all: members are fitted when first drawn, once per history length."""
+        if self._fitted_on != len(self.history):
             values = [o.value for o in self.history if o.value is not None]
             worst = max(values) if values else 0.0
-            X = np.stack([self.encode(o.params) for o in self.history])
+            X = self._features(self._choices([o.params for o in self.history]))
             y = np.array([worst if o.value is None else o.value for o in self.history])
             if self.clip < 1:  # values worse than this quantile are learnt as the quantile: the model spends itself on the best ones
                 y = np.minimum(y, np.quantile(y, self.clip))
-            y = (y - y.mean()) / (y.std() or 1.0)
-            models = []
-            for m in range(self.ensemble):
-                rng = np.random.default_rng([self.seed, len(self.history), m])
-                idx = rng.integers(len(y), size=len(y))  # a bootstrap resample
-                state = int(rng.integers(2**31))
-                if self.model == "forest":
-                    net: Any = RandomForestRegressor(self.trees, random_state=state)
-                else:
-                    net = MLPRegressor(hidden_layer_sizes=(self.hidden, self.hidden), alpha=1e-3, max_iter=800, random_state=state)
-                models.append(net.fit(X[idx], y[idx]))
-            self._models, self._fitted_on = models, len(self.history)
-        assert self._models is not None
-        return self._models
+            self._data = (X, (y - y.mean()) / (y.std() or 1.0))
+            self._models, self._fitted_on = {}, len(self.history)
+        if m not in self._models:
+            from sklearn.ensemble import RandomForestRegressor
+            from sklearn.neural_network import MLPRegressor
+
+            X, y = self._data
+            rng = np.random.default_rng([self.seed, len(self.history), m])
+            idx = rng.integers(len(y), size=len(y))  # a bootstrap resample
+            state = int(rng.integers(2**31))
+            if self.model == "forest":
+                net: Any = RandomForestRegressor(self.trees, random_state=state)
+            else:
+                net = MLPRegressor(hidden_layer_sizes=(self.hidden, self.hidden), alpha=1e-3, max_iter=800, random_state=state)
+            self._models[m] = net.fit(X[idx], y[idx])
+        return self._models[m]
 
     def propose(self, rng: np.random.Generator, number: int) -> dict[str, Choice]:
         scored = [o for o in self.history if o.value is not None]
@@ -151,33 +187,42 @@ class PredictorSampler(HistorySampler):
                 child[d.name] = d.choices[int(rng.integers(len(d.choices)))]
             pool.append(child)
         pool += [self.random_params(rng) for _ in range(self.pool - len(pool))]
-        member = self._fit()[int(rng.integers(self.ensemble))]
-        scores = member.predict(np.stack([self.encode(p) for p in pool]))
+        member = self._member(int(rng.integers(self.ensemble)))
+        scores = member.predict(self._features(self._choices(pool)))
         for start in np.argsort(scores, kind="stable")[: self.climbs]:
             pool.append(self._descend(member, pool[int(start)]))
         fresh = [p for p in pool if tuple(sorted(p.items())) not in asked]
         if not fresh:
             return self.random_params(rng)
-        scores = member.predict(np.stack([self.encode(p) for p in fresh]))
+        scores = member.predict(self._features(self._choices(fresh)))
         return fresh[int(np.argmin(scores))]
 
     def _descend(self, member: Any, params: dict[str, Choice]) -> dict[str, Choice]:
         """Greedy descent of ``member``'s prediction from ``params``: move to the best genotype one decision away while
-        that lowers the prediction (at most as many steps as there are decisions)."""
-        current = dict(params)
-        value = float(member.predict(self.encode(current)[None])[0])
+        that lowers the prediction (at most as many steps as there are decisions). Neighbours in decision order, then
+        choice order; with ``kind_moves``, then every decision of one kind set to one choice (each move once)."""
+        current = self._choices([params])[0]
+        value = float(member.predict(self._features(current[None]))[0])
         for _ in range(len(self.decisions)):
-            neighbours = [{**current, d.name: c} for d in self.decisions for c in d.choices if c != current[d.name]]
+            single = self._move_choice != current[self._move_decision]
+            neighbours = np.repeat(current[None], int(single.sum()), axis=0)
+            neighbours[np.arange(len(neighbours)), self._move_decision[single]] = self._move_choice[single]
             if self.kind_moves:  # every decision of one kind set to one choice (every layer soft threshold, no extra connection...)
-                for (_, c), names in self._kind_sets.items():
-                    moved = {**current, **dict.fromkeys(names, c)}
-                    if moved != current and moved not in neighbours:
-                        neighbours.append(moved)
-            if not neighbours:
+                seen = {row.tobytes() for row in neighbours}
+                extra = []
+                for where, choice in self._kind_moves:
+                    moved = current.copy()
+                    moved[where] = choice
+                    if moved.tobytes() not in seen and not np.array_equal(moved, current):
+                        seen.add(moved.tobytes())
+                        extra.append(moved)
+                if extra:
+                    neighbours = np.concatenate([neighbours, np.stack(extra)])
+            if not len(neighbours):
                 break
-            scores = member.predict(np.stack([self.encode(p) for p in neighbours]))
+            scores = member.predict(self._features(neighbours))
             i = int(np.argmin(scores))
             if scores[i] >= value:
                 break
-            current, value = neighbours[i], float(scores[i])
-        return current
+            current, value = neighbours[i].copy(), float(scores[i])
+        return self._params(current, params)
