@@ -44,6 +44,7 @@ class CohortSearcher(Searcher):
         self.tracker = Tracker(exp.dir, exp.cfg.track, exp.cfg.to_mapping()) if exp.cfg.track and fixed is not None else None
         self.interrupted = threading.Event()  # set by the session's SIGINT handler
         self.busy = False  # inside suggest / on_trial_complete: Ctrl-C waits for the step to be whole (_step)
+        self.dry = False  # the last ask found no fresh genotype: the next waits until no cohort is in flight
 
     @contextlib.contextmanager
     def _step(self) -> Any:
@@ -79,12 +80,18 @@ class CohortSearcher(Searcher):
                 return Searcher.FINISHED if not self.inflight else None  # type: ignore[return-value]
             if any(k <= exp.next_cohort - self.lag for k, _ in self.inflight.values()):
                 return None  # cohort c is proposed from cohorts <= c - lag: wait for them (Experiment.ask_cohort)
+            if self.dry and self.inflight:
+                return None
             members = exp.ask_cohort(min(cfg.cohort, remaining), self.lag)
             if not members:
+                # Asked once more only when every cohort in flight has ended, not at each of Tune's polls: the
+                # number of proposals (trials in the study) is then fixed by the seed, not by timing.
                 if self.inflight:
+                    self.dry = True
                     return None
                 self.stats["stopped_early"] = "the sampler proposed only genotypes already trained in this experiment"
                 return Searcher.FINISHED  # type: ignore[return-value]
+            self.dry = False
             cohort = exp.next_cohort - 1
         self.inflight[trial_id] = (cohort, members)
         return exp.search.payload(cohort, [g for _, g in members], exp.dir / "cohorts" / f"cohort-{cohort}.pt")
