@@ -37,9 +37,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORKS = "hand"  # every registered hand design (search_spaces.presets)
-# The design-space paper's Table 1 (noiseless, K = 16, test nmse_db_mean in dB); the fidelity goal
-# is each within 1.5 dB under `paper` (2NO/3NO have no figure there).
-PAPER_TARGETS = {"lista": -42.9, "lfista": -47.3, "dense": -48.1, "meng2021": -54.1}
+# The fidelity goal: each hand design within 1.5 dB under `paper` of its figure in the design-space paper's
+# Table 1 (search_spaces.presets.paper_figure; 2NO/3NO have none there).
 GOAL_STEPS_PER_S = 10_000
 GOAL_OVER_PACKING = 30.0
 GOAL_VAL_SHARE = 0.10
@@ -259,13 +258,15 @@ def _train_summary(run: Path, minutes: float, out: Path) -> dict[str, Any]:
         return {"minutes": minutes, "networks": []}
     import pandas as pd
 
+    from search_spaces.presets import paper_figure
+
     shutil.copy(run / "results.csv", out / "train_results.csv")
     df = pd.read_csv(run / "results.csv", keep_default_na=False, na_values=[""])
     meta = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
     wall = float(meta.get("wall_s", math.nan))
     nets = []
     for rec in df.to_dict("records"):
-        target = PAPER_TARGETS.get(str(rec["name"]))
+        target = paper_figure(str(rec["name"]))
         nets.append({
             "name": rec["name"], "status": rec["status"], "layer_reached": int(rec.get("rung_layer") or rec["layers"]), "layers": int(rec["layers"]),
             "iterations": int(rec["iterations"]), "val_nmse_db": rec["val_nmse_db"], "val_nmse_db_mean": rec["val_nmse_db_mean"],

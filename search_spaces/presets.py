@@ -18,11 +18,13 @@ PRESETS: Registry[PresetFn] = Registry("preset")  # each maps (layers, max_lag) 
 HAND = "hand"  # in an architecture list: every registered hand design that exists at its K
 
 
-def hand_design(name: str, display: str, aliases: tuple[str, ...] = ()) -> Callable[[PresetFn], PresetFn]:
-    """Register a hand design under ``name`` (and ``aliases``), shown to readers as ``display``."""
+def hand_design(name: str, display: str, aliases: tuple[str, ...] = (), paper_db: float | None = None) -> Callable[[PresetFn], PresetFn]:
+    """Register a hand design under ``name`` (and ``aliases``), shown to readers as ``display``; ``paper_db`` is
+    its published test nmse_db_mean in the design-space paper's Table 1 (noiseless, K = 16), where it has one."""
 
     def add(fn: PresetFn) -> PresetFn:
         fn.display = display  # type: ignore[attr-defined]
+        fn.paper_db = paper_db  # type: ignore[attr-defined]
         return PRESETS.register(name, fn, aliases=aliases)
 
     return add
@@ -31,6 +33,12 @@ def hand_design(name: str, display: str, aliases: tuple[str, ...] = ()) -> Calla
 def display_name(name: str) -> str:
     """How a hand design is shown (``2no`` -> ``2NO-LISTA``); any other name as it is."""
     return str(getattr(PRESETS.get(name), "display", name)) if name in PRESETS else name
+
+
+def paper_figure(name: str) -> float | None:
+    """The hand design's test nmse_db_mean in the design-space paper's Table 1 (K = 16, noiseless), or None: not
+    a hand design, or not in that table (2NO/3NO come from another paper)."""
+    return getattr(PRESETS.get(name), "paper_db", None) if name in PRESETS else None
 
 
 def existing(layers: int, max_lag: int = 2) -> list[tuple[str, Genotype]]:
@@ -49,19 +57,19 @@ def existing(layers: int, max_lag: int = 2) -> list[tuple[str, Genotype]]:
 MENG2021_ARCH = "0_0_0_2_1_3_14_42_48_249_284_4_152_328_4888_12193"
 
 
-@hand_design("lista", "LISTA")
+@hand_design("lista", "LISTA", paper_db=-42.9)
 def lista(layers: int, max_lag: int = 2) -> Genotype:
     """LISTA: no extra connections, soft thresholds, order 1."""
     return Genotype.build(layers, max_lag=max_lag)
 
 
-@hand_design("lfista", "LFISTA")
+@hand_design("lfista", "LFISTA", paper_db=-47.3)
 def lfista(layers: int, max_lag: int = 2) -> Genotype:
     """LFISTA: layer k >= 3 also reads x(k-2) (c initialised to 1 as in the reference code)."""
     return Genotype.build(layers, {k: [k - 2] for k in range(3, layers + 1)}, max_lag=max_lag)
 
 
-@hand_design("dense", "Dense-LISTA", aliases=("dense-lista",))
+@hand_design("dense", "Dense-LISTA", aliases=("dense-lista",), paper_db=-48.1)
 def dense(layers: int, max_lag: int = 2) -> Genotype:
     """Dense-LISTA: every layer reads every earlier output."""
     return Genotype.build(layers, {k: list(range(1, k - 1)) for k in range(3, layers + 1)}, max_lag=max_lag)
@@ -83,7 +91,7 @@ def three_no(layers: int, max_lag: int = 2) -> Genotype:
     return Genotype.build(layers, lags={k: [1, 2][: k - 1] for k in range(2, layers + 1)}, max_lag=max_lag)
 
 
-@hand_design("meng2021", "meng2021")
+@hand_design("meng2021", "meng2021", paper_db=-54.1)
 def meng2021(layers: int, max_lag: int = 2) -> Genotype:
     """The design-space paper's searched network; for K < 16 its first K layers (documented)."""
     full = Genotype.from_arch_string(MENG2021_ARCH, max_lag=max_lag)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search_spaces.presets import PRESETS
+from search_spaces.presets import PRESETS, paper_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,6 +70,9 @@ def test_gpu_check_dress_rehearsal_produces_every_figure(no_ray_no_optuna, tmp_p
     for n in nets:
         assert 1 <= n["layer_reached"] <= 3 and n["iterations"] > 0 and n["test_nmse_db"] < 0
         assert n["status"] in ("ok", "stopped") and (n["status"] == "stopped" or n["layer_reached"] == 3)  # stopped: cut by the time box
+        assert n["paper_test_nmse_db_mean"] == paper_figure(n["name"])  # the published figure its preset carries, or None
+        assert n["gap_to_paper_db"] == (None if paper_figure(n["name"]) is None else pytest.approx(n["test_nmse_db_mean"] - paper_figure(n["name"])))
+    assert [n["name"] for n in nets if n["paper_test_nmse_db_mean"] is not None] == ["lista", "lfista", "dense", "meng2021"]
     assert s["train"]["candidate_steps_per_s"] > 0
     md = (out / "summary.md").read_text()
     assert "## Goals" in md and "| lista |" in md and "candidate-steps/s" in md
