@@ -18,6 +18,9 @@ from nasdun.searchconfig import ResolvedSearch, SearchConfig
 from nasdun.weights import KeptParams
 from search_spaces.genotype import Genotype
 
+#: Proposals an ask makes per place in the cohort before it gives up on finding a fresh genotype.
+TRIES_PER_PLACE = 20
+
 
 class Experiment:
     """The experiment directory: configuration, Optuna study and results table, kept in step.
@@ -218,7 +221,7 @@ class Experiment:
         later = [f for k, f in self.round_first.items() if k > self.next_cohort - lag]
         self.sampler.history_limit = min(later, default=len(self.study.get_trials(deepcopy=False)))
         picked: list[tuple[int, Genotype]] = []
-        for _ in range(20 * size + len(self._start)):
+        for _ in range(TRIES_PER_PLACE * size + len(self._start)):
             if len(picked) == size:
                 break
             if self._start:  # the sampler's own proposals come after the start genotypes

@@ -17,6 +17,7 @@ import yaml
 from nasdun.cli import main
 from nasdun.driver import SearchConfig, load_config, run_search
 from nasdun.errors import NasdunError
+from nasdun.experiment import TRIES_PER_PLACE
 from nasdun.samplers import SAMPLERS, make_sampler
 from search_spaces import Genotype
 
@@ -86,9 +87,9 @@ def test_already_trained_genotypes_are_not_trained_again(ray_local, tmp_path):
     assert not [t.number for t in trials if t.state.name == "RUNNING"]  # proposals made while it trained were told too
     cached = [t for t in trials if "cached_from" in t.user_attrs]
     assert cached and all(t.value == pytest.approx(float(df.set_index("name").loc[t.user_attrs["cached_from"], "val_nmse_db"])) for t in cached)
-    # after the first cohort, two asks of 20 tries per place (cohort 2) found nothing fresh: one while it trained (whatever
-    # the number of Tune's polls meanwhile) and one when it had ended; then the search stopped
-    assert sum(t.number > df["trial_number"].max() for t in trials) == 2 * 20 * 2
+    # after the first cohort, two asks (cohort 2) found nothing fresh: one while it trained (whatever the number of
+    # Tune's polls meanwhile) and one when it had ended; then the search stopped
+    assert sum(t.number > df["trial_number"].max() for t in trials) == 2 * TRIES_PER_PLACE * 2
 
 
 @pytest.mark.slow
