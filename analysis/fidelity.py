@@ -101,13 +101,25 @@ def reference_chunks(archs: list[tuple[str, Any]], n_random: int, size: int) -> 
     designs first on a tie), so that every prefix of finished chunks holds both kinds in
     about their overall shares and a partly built reference already ranks random genotypes
     among hand designs. Fixed for given groups and size, so a rerun finds its chunks again.
+    Hand designs outside the classic space (:data:`search_spaces.genotype.CLASSIC`: the field's designs added
+    2026-12-06) come after, in chunks of their own, so the chunks of the reference built before them stay as they were.
     """
     if size <= 0:
         return [list(archs)]  # one run, in the given order (as before chunks existed)
-    groups = [archs[n_random:], archs[:n_random]]
+    hand = archs[n_random:]
+    classic = [a for a in hand if _classic(a[1])]
+    groups = [classic, archs[:n_random]]
     keyed = [((i + 0.5) / len(g), k, a) for k, g in enumerate(groups) for i, a in enumerate(g)]
     order = [a for _, _, a in sorted(keyed, key=lambda t: (t[0], t[1]))]
-    return [order[i : i + size] for i in range(0, len(order), size)]
+    later = [a for a in hand if not _classic(a[1])]
+    return [order[i : i + size] for i in range(0, len(order), size)] + [later[i : i + size] for i in range(0, len(later), size)]
+
+
+def _classic(g: Any) -> bool:
+    """Whether genotype ``g`` is a point of the classic space (free weights, soft / relu / lrelu neurons)."""
+    from search_spaces.genotype import CLASSIC
+
+    return g.weights in CLASSIC["weights"] and all(n in CLASSIC["neurons"] for n in g.neurons)
 
 
 def rung_study(run_dirs: str | Path | Sequence[str | Path], randoms: Sequence[str] = ()) -> pd.DataFrame:
@@ -151,12 +163,13 @@ def rung_study(run_dirs: str | Path | Sequence[str | Path], randoms: Sequence[st
 
 
 def study_networks(n_genotypes: int, layers: int, genotype_seed: int) -> list[tuple[str, Any]]:
-    """The networks of a fidelity study: ``r000``... (``n_genotypes`` uniform draws of the whole space at
-    ``layers``, from ``genotype_seed``), then every hand design of the preset registry that has ``layers`` layers."""
-    from search_spaces.genotype import SearchSpace
+    """The networks of a fidelity study: ``r000``... (``n_genotypes`` uniform draws of the classic space at
+    ``layers``, from ``genotype_seed``: :data:`search_spaces.genotype.CLASSIC`, the space the shipped references were drawn
+    from), then every hand design of the preset registry that has ``layers`` layers."""
+    from search_spaces.genotype import classic_space
     from search_spaces.presets import existing
 
-    space = SearchSpace(layers=layers)
+    space = classic_space(layers)
     rng = np.random.default_rng(genotype_seed)
     archs = [(f"r{i:03d}", space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()})) for i in range(n_genotypes)]
     return archs + existing(layers)

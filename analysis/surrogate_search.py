@@ -42,7 +42,7 @@ from analysis.samplers_study import candidates_to_beat
 from analysis.searchstats import best_so_far, median_or_none
 from nasdun.errors import NasdunError
 from nasdun.samplers._predictor import PredictorSampler
-from search_spaces.genotype import Genotype, SearchSpace
+from search_spaces.genotype import Genotype, classic_space
 
 TREES = 500
 
@@ -64,7 +64,7 @@ class Oracle:
     def __init__(self, genotypes: list[Genotype], values: np.ndarray, hand: dict[str, Genotype], seed: int) -> None:
         from sklearn.ensemble import RandomForestRegressor
 
-        self.space = SearchSpace(layers=genotypes[0].layers, max_lag=genotypes[0].max_lag)
+        self.space = classic_space(genotypes[0].layers, genotypes[0].max_lag)  # the space the reference's genotypes were drawn from
         self._probe = PredictorSampler(self.space.decisions(), seed=seed)
         X = self.features(genotypes)
         self.forest = RandomForestRegressor(TREES, random_state=seed, n_jobs=1).fit(X, values)

@@ -19,14 +19,14 @@ import time
 import numpy as np
 import torch
 
-from search_spaces import SearchSpace
+from search_spaces.genotype import classic_space
 from trainers.host_memory import keep_freed_memory
 from trainers.model import UnrolledLISTA
 
 
 def fwd_bwd_ms(P: int, mode: str, m: int, n: int, K: int, batch: int, reps: int = 20) -> tuple[float, float]:
     """Median milliseconds of one forward + backward, and seconds the first call took (compilation)."""
-    space = SearchSpace(layers=K)
+    space = classic_space(K)
     rng = np.random.default_rng(0)
     gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(P)]
     gen = torch.Generator().manual_seed(0)

@@ -28,7 +28,7 @@ from analysis.fidelity import spearman  # noqa: E402
 from analysis.surrogate_search import pools  # noqa: E402
 from nasdun.samplers._history import Observation  # noqa: E402
 from nasdun.samplers._predictor import PredictorSampler  # noqa: E402
-from search_spaces.genotype import Genotype, SearchSpace  # noqa: E402
+from search_spaces.genotype import Genotype, classic_space  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     rows = []
     for seed, pool in pools(args.study).items():
         genotypes = [Genotype.from_json(g) for g in pool["genotype"]]
-        space = SearchSpace(layers=genotypes[0].layers, max_lag=genotypes[0].max_lag)
+        space = classic_space(genotypes[0].layers, genotypes[0].max_lag)
         params = [space.encode(g) for g in genotypes]
         probe = PredictorSampler(space.decisions(), seed=seed)
         X = np.stack([probe.encode(p) for p in params])

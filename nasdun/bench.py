@@ -45,14 +45,14 @@ class BenchSize:
 
 
 def _trainer(size: BenchSize, P: int, device: str, seed: int = 0, compile: bool = False, precision: str = "fp32") -> Any:
-    from search_spaces.genotype import SearchSpace
+    from search_spaces.genotype import classic_space
     from trainers.population import PopulationTrainer
     from trainers.problems import Setting, make_problem
     from trainers.protocols import Protocol
 
     setting = Setting("bench", "benchmark", m=size.m, n=size.n, n_train=max(4 * size.batch, 2048), n_val=size.val, n_test=size.batch)
     problem = make_problem(setting, seed, batch_size=size.batch, device=device)
-    space = SearchSpace(layers=size.layers)
+    space = classic_space(size.layers)  # the classic space: throughput comparable with the measurements before the new kinds
     rng = np.random.default_rng(seed)
     gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(P)]
     proto = Protocol(name="bench", batch_size=size.batch, patience=10**6, max_iters=10**7)

@@ -43,7 +43,6 @@ def cohort_report(config: dict[str, Any], progress: Any = None) -> dict[str, Any
     from trainers.problems import make_problem
     from trainers.protocols import Protocol
 
-    torch.set_num_threads(max(1, int(config["cpus"])))
     device = "cuda" if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     proto = Protocol(**config["protocol"])  # sent as data by the searcher
     key = (config["setting"], int(config["seed"]), proto.batch_size, device)
@@ -54,7 +53,7 @@ def cohort_report(config: dict[str, Any], progress: Any = None) -> dict[str, Any
     t0 = time.perf_counter()
     results = train_population(
         genotypes, _PROBLEMS[key], proto, compile=bool(config["compile"]), precision=str(config.get("precision", "fp32")), progress=progress,
-        checkpoint=checkpoint, checkpoint_every_s=float(config.get("checkpoint_every_s") or 0.0),
+        checkpoint=checkpoint, checkpoint_every_s=float(config.get("checkpoint_every_s") or 0.0), threads=max(1, int(config["cpus"])),
     )  # fmt: skip
     report = {"trainer_wall_s": time.perf_counter() - t0, "device": device, "host": os.uname().nodename, "candidates": [r.metrics() for r in results]}
     path = config.get("params_path")

@@ -6,9 +6,11 @@ Layer ``k`` (1-based, 1..K) computes ``x(k)`` from earlier outputs (docs/design.
   k >= 2 reads a sorted subset of 1..k-1 that always holds k-1.
 * ``neurons[k-1]`` is the neuron type (a name in :data:`search_spaces.neurons.NEURONS`).
 * ``lags[k-1]`` is the sorted set of open LM lags j in 1..J with k-1-j >= 0.
+* ``weights`` is the network's weight parameterisation (a name in :data:`search_spaces.weights.WEIGHTS`;
+  ``free``, today's tied Wb, Wx, by default; it is left out of the JSON then, so earlier genotypes keep their hash).
 
 A sampler sees the genotype as a flat list of named categorical decisions
-(``conn_k_i``, ``neuron_k``, ``lag_k_j``); see :class:`SearchSpace`.
+(``conn_k_i``, ``neuron_k``, ``lag_k_j``, ``weights``); see :class:`SearchSpace`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from nasdun.errors import NasdunError
 from search_spaces.neurons import NEURONS
+from search_spaces.weights import DEFAULT_WEIGHTS, WEIGHTS
 
 Choice = int | str
 
@@ -41,6 +44,7 @@ class Genotype:
     neurons: tuple[str, ...]
     lags: tuple[tuple[int, ...], ...]
     max_lag: int = 2
+    weights: str = DEFAULT_WEIGHTS
 
     def __post_init__(self) -> None:
         k_total = len(self.inputs)
@@ -59,6 +63,9 @@ class Genotype:
                 raise NasdunError(f"layer {k}: unknown neuron {name!r}; expected one of: {', '.join(NEURONS.names())}")
         for k, lags in enumerate(self.lags, start=1):
             _check_lags(k, lags, self.max_lag)
+        if not isinstance(self.weights, str) or self.weights not in WEIGHTS:
+            raise NasdunError(f"unknown weight parameterisation {self.weights!r}; expected one of: {', '.join(WEIGHTS.names())}")
+        object.__setattr__(self, "weights", WEIGHTS.canonical(self.weights))
 
     # -- views ------------------------------------------------------------------------------
     @property
@@ -80,13 +87,16 @@ class Genotype:
 
     # -- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "layers": self.layers,
             "max_lag": self.max_lag,
             "inputs": [list(o) for o in self.inputs],
             "neurons": list(self.neurons),
             "lags": [list(q) for q in self.lags],
         }
+        if self.weights != DEFAULT_WEIGHTS:  # the default is left out: genotypes written before it existed keep their hash
+            out["weights"] = self.weights
+        return out
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys, no spaces): the basis of :attr:`hash`."""
@@ -101,7 +111,7 @@ class Genotype:
     def from_dict(cls, data: Mapping[str, Any]) -> Genotype:
         if not isinstance(data, Mapping):
             raise NasdunError(f"a genotype must be a JSON object; got {type(data).__name__}")
-        known = {"layers", "max_lag", "inputs", "neurons", "lags"}
+        known = {"layers", "max_lag", "inputs", "neurons", "lags", "weights"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise NasdunError(f"unknown genotype key(s) {unknown}; expected keys: {sorted(known)}")
@@ -118,7 +128,8 @@ class Genotype:
             raise NasdunError(f"genotype has {len(inputs)} layers; expected at most {MAX_LAYERS}")
         if "layers" in data and _integer(data["layers"], "layers", high=MAX_LAYERS) != len(inputs):
             raise NasdunError(f"genotype says layers={data['layers']!r} but lists {len(inputs)} input sets")
-        return cls(inputs=inputs, neurons=neurons, lags=lags, max_lag=max_lag)
+        weights = _text(data.get("weights", DEFAULT_WEIGHTS), "weights", "a weight parameterisation")
+        return cls(inputs=inputs, neurons=neurons, lags=lags, max_lag=max_lag, weights=weights)
 
     @classmethod
     def from_json(cls, text: str) -> Genotype:
@@ -159,16 +170,20 @@ class Genotype:
         """The whole genotype in one line, ``<arch string>|<neurons>|<lags>``: the paper's integer string for the
         connections, the neuron of each layer (comma-joined names), and per layer the open LM lags as a bitmask
         (bit j-1 set: lag j open), ``_``-joined; e.g. 2NO-LISTA at K = 4 is ``0_0_0_0|soft,soft,soft,soft|0_1_1_1``.
+        A fourth part names the weight parameterisation where it is not ``free`` (``...|0_1_1_1|analytic``).
         Unlike :meth:`to_arch_string`, two different genotypes never share it."""
         lags = "_".join(str(sum(1 << (j - 1) for j in q)) for q in self.lags)
-        return f"{self.to_arch_string()}|{','.join(self.neurons)}|{lags}"
+        tail = "" if self.weights == DEFAULT_WEIGHTS else f"|{self.weights}"
+        return f"{self.to_arch_string()}|{','.join(self.neurons)}|{lags}{tail}"
 
     @classmethod
     def from_spec(cls, text: str, max_lag: int = 2) -> Genotype:
         """Parse :meth:`to_spec`'s line."""
         parts = text.strip().split("|")
-        if len(parts) != 3:
-            raise NasdunError(f"genotype spec {text!r}; expected <arch string>|<neurons>|<lags>, e.g. 0_0_0_0|soft,soft,soft,soft|0_1_1_1")
+        if len(parts) not in (3, 4):
+            raise NasdunError(
+                f"genotype spec {text!r}; expected <arch string>|<neurons>|<lags>[|<weights>], e.g. 0_0_0_0|soft,soft,soft,soft|0_1_1_1"
+            )
         base = cls.from_arch_string(parts[0], max_lag=max_lag)
         neurons = tuple(n.strip() for n in parts[1].split(","))
         try:
@@ -182,7 +197,8 @@ class Genotype:
         lags = tuple(tuple(j for j in range(1, max_lag + 1) if m >> (j - 1) & 1) for m in masks)
         if any(m >> max_lag for m in masks):
             raise NasdunError(f"genotype spec {text!r}: a lag mask above {(1 << max_lag) - 1}; expected lags 1..{max_lag}")
-        return cls(inputs=base.inputs, neurons=neurons, lags=lags, max_lag=max_lag)
+        weights = parts[3].strip() if len(parts) == 4 else DEFAULT_WEIGHTS
+        return cls(inputs=base.inputs, neurons=neurons, lags=lags, max_lag=max_lag, weights=weights)
 
     @classmethod
     def build(
@@ -192,6 +208,7 @@ class Genotype:
         neurons: str | Sequence[str] = "soft",
         lags: Mapping[int, Sequence[int]] | None = None,
         max_lag: int = 2,
+        weights: str = DEFAULT_WEIGHTS,
     ) -> Genotype:
         """Convenience constructor from extra origins and open lags per 1-based layer."""
         if not isinstance(layers, int) or layers < 1:
@@ -201,7 +218,7 @@ class Genotype:
         inputs = tuple((0,) if k == 1 else tuple(sorted({*extra.get(k, ()), k - 1})) for k in range(1, layers + 1))
         neuron_list = (neurons,) * layers if isinstance(neurons, str) else tuple(neurons)
         lag_sets = tuple(tuple(sorted(lags.get(k, ()))) for k in range(1, layers + 1))
-        return cls(inputs=inputs, neurons=neuron_list, lags=lag_sets, max_lag=max_lag)
+        return cls(inputs=inputs, neurons=neuron_list, lags=lag_sets, max_lag=max_lag, weights=weights)
 
 
 MAX_LAYERS = 1024  # bounds checked before any loop runs over them
@@ -223,9 +240,9 @@ def _integer(value: Any, where: str, high: int | None = None) -> int:
     return value
 
 
-def _text(value: Any, where: str) -> str:
+def _text(value: Any, where: str, what: str = "a neuron name") -> str:
     if not isinstance(value, str):
-        raise NasdunError(f"malformed genotype: {where} holds {value!r}; expected a neuron name")
+        raise NasdunError(f"malformed genotype: {where} holds {value!r}; expected {what}")
     return value
 
 
@@ -257,7 +274,8 @@ def _check_lags(k: int, lags: tuple[int, ...], max_lag: int) -> None:
 class SearchSpace:
     """Which decisions are searched, at which size; unsearched families keep their defaults.
 
-    Size at K = 16, J = 2 with everything searched: 2^105 x 3^16 x 2^29.
+    Size at K = 16, J = 2 with everything searched: 2^105 connectivities x 6^16 neuron choices x 2^29 lag patterns
+    x 5 weight parameterisations (with the six built-in neurons and five built-in kinds).
     """
 
     layers: int = 16
@@ -267,6 +285,7 @@ class SearchSpace:
     search_neurons: bool = True
     search_lags: bool = True
     default_neuron: str = "soft"
+    weights: tuple[str, ...] = field(default_factory=lambda: tuple(WEIGHTS.names()))  # every registered kind; one: not searched
 
     def __post_init__(self) -> None:
         if not isinstance(self.layers, int) or self.layers < 1:
@@ -277,6 +296,9 @@ class SearchSpace:
             raise NasdunError("search space neurons is empty; expected one or more neuron types")
         for name in (*self.neurons, self.default_neuron):
             NEURONS.get(name)
+        if not self.weights:
+            raise NasdunError("search space weights is empty; expected one or more weight parameterisations")
+        object.__setattr__(self, "weights", tuple(WEIGHTS.canonical(w) for w in self.weights))
 
     def decisions(self) -> tuple[Decision, ...]:
         out: list[Decision] = []
@@ -286,6 +308,8 @@ class SearchSpace:
             out += [Decision(f"neuron_{k}", tuple(self.neurons)) for k in range(1, self.layers + 1)]
         if self.search_lags:
             out += [Decision(f"lag_{k}_{j}", (0, 1)) for k in range(1, self.layers + 1) for j in range(1, self.max_lag + 1) if k - 1 - j >= 0]
+        if len(self.weights) > 1:
+            out.append(Decision("weights", tuple(self.weights)))
         return tuple(out)
 
     def decode(self, values: Mapping[str, Choice]) -> Genotype:
@@ -303,7 +327,7 @@ class SearchSpace:
         extra = {k: [i for i in range(1, k - 1) if values.get(f"conn_{k}_{i}", 0)] for k in range(1, self.layers + 1)}
         neurons = [str(values.get(f"neuron_{k}", self.default_neuron)) for k in range(1, self.layers + 1)]
         lags = {k: [j for j in range(1, self.max_lag + 1) if values.get(f"lag_{k}_{j}", 0)] for k in range(1, self.layers + 1)}
-        return Genotype.build(self.layers, extra, neurons, lags, self.max_lag)
+        return Genotype.build(self.layers, extra, neurons, lags, self.max_lag, str(values.get("weights", self.weights[0])))
 
     def encode(self, genotype: Genotype) -> dict[str, Choice]:
         """Genotype -> decisions; refuses a genotype this space cannot express."""
@@ -311,6 +335,9 @@ class SearchSpace:
             raise NasdunError(f"genotype has K={genotype.layers}, J={genotype.max_lag}; this space has K={self.layers}, J={self.max_lag}")
         values: dict[str, Choice] = {}
         for d in self.decisions():
+            if d.name == "weights":
+                values[d.name] = genotype.weights
+                continue
             kind, *idx = d.name.split("_")
             k = int(idx[0])
             if kind == "conn":
@@ -322,6 +349,16 @@ class SearchSpace:
         if self.decode(values) != genotype:
             raise NasdunError(f"genotype {genotype.hash} uses choices outside this search space")
         return values
+
+
+#: The space of the design-space and HNO papers (LWA, three neurons, lags; free weights): the space of every study
+#: before the field's stronger designs joined (the shipped `paper` reference's random genotypes were drawn from it).
+CLASSIC = {"neurons": ("soft", "relu", "lrelu"), "weights": ("free",)}
+
+
+def classic_space(layers: int, max_lag: int = 2) -> SearchSpace:
+    """:data:`CLASSIC` at K = ``layers``."""
+    return SearchSpace(layers=layers, max_lag=max_lag, **CLASSIC)  # type: ignore[arg-type]
 
 
 def common_size(genotypes: Sequence[Genotype], what: str) -> tuple[int, int]:

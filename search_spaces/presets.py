@@ -100,6 +100,72 @@ def meng2021(layers: int, max_lag: int = 2) -> Genotype:
     return Genotype(full.inputs[:layers], full.neurons[:layers], full.lags[:layers], max_lag)
 
 
+# -- the field's strongest designs (docs/design.md §2 item 5): weight parameterisations, support selection, gain gates.
+# Each is its published form at our K; the untrained network equals the published iteration (tests/test_model.py).
+
+
+def _lags(layers: int, max_lag: int, order: int) -> dict[int, list[int]]:
+    """The HNO paper's lags: none (order 1), lag 1 from layer 2 (2NO), lags 1, 2 from layers 2, 3 (3NO)."""
+    if order - 1 > max_lag:
+        raise NasdunError(f"a {order}NO design needs max_lag >= {order - 1}; got {max_lag}")
+    return {k: [1, 2][: min(order - 1, k - 1)] for k in range(2, layers + 1)}
+
+
+@hand_design("lista_cp", "LISTA-CP", aliases=("lista-cp",))
+def lista_cp(layers: int, max_lag: int = 2) -> Genotype:
+    """LISTA-CP (Chen et al. 2018): coupled weights, a W per layer, soft thresholds."""
+    return Genotype.build(layers, max_lag=max_lag, weights="coupled_untied")
+
+
+@hand_design("lista_ss", "LISTA-SS", aliases=("lista-ss",))
+def lista_ss(layers: int, max_lag: int = 2) -> Genotype:
+    """LISTA-SS (Chen et al. 2018): LISTA's free weights with support selection."""
+    return Genotype.build(layers, neurons="ss", max_lag=max_lag)
+
+
+@hand_design("lista_cpss", "LISTA-CPSS", aliases=("lista-cpss", "cpss"))
+def lista_cpss(layers: int, max_lag: int = 2) -> Genotype:
+    """LISTA-CPSS (Chen et al. 2018, as published): coupled weights, a W per layer, support selection."""
+    return Genotype.build(layers, neurons="ss", max_lag=max_lag, weights="coupled_untied")
+
+
+@hand_design("tilista", "TiLISTA")
+def tilista(layers: int, max_lag: int = 2) -> Genotype:
+    """TiLISTA (Liu et al. 2019): one tied W, a learned step per layer, support selection."""
+    return Genotype.build(layers, neurons="ss", max_lag=max_lag, weights="tied_step")
+
+
+@hand_design("alista", "ALISTA")
+def alista(layers: int, max_lag: int = 2) -> Genotype:
+    """ALISTA (Liu et al. 2019): the analytic W, a learned step and threshold per layer, support selection."""
+    return Genotype.build(layers, neurons="ss", max_lag=max_lag, weights="analytic")
+
+
+@hand_design("glista", "GLISTA")
+def glista(layers: int, max_lag: int = 2) -> Genotype:
+    """GLISTA (Wu et al. 2020): LISTA-CPSS with gain gates on every layer's input (without its overshoot gates:
+    docs/design.md says why)."""
+    return Genotype.build(layers, neurons="gain_ss", max_lag=max_lag, weights="coupled_untied")
+
+
+@hand_design("2no_glista", "2NO-GLISTA", aliases=("2no-glista",))
+def two_no_glista(layers: int, max_lag: int = 2) -> Genotype:
+    """2NO-GLISTA (the HNO paper's own network): GLISTA with 2NO's lag 1 from layer 2."""
+    return Genotype.build(layers, neurons="gain_ss", lags=_lags(layers, max_lag, 2), max_lag=max_lag, weights="coupled_untied")
+
+
+@hand_design("2no_cpss", "2NO-CPSS", aliases=("2no-cpss",))
+def two_no_cpss(layers: int, max_lag: int = 2) -> Genotype:
+    """2NO-CPSS: the HNO paper's crossing of 2NO with LISTA-CPSS (proposed there, not measured)."""
+    return Genotype.build(layers, neurons="ss", lags=_lags(layers, max_lag, 2), max_lag=max_lag, weights="coupled_untied")
+
+
+@hand_design("2no_alista", "2NO-ALISTA", aliases=("2no-alista",))
+def two_no_alista(layers: int, max_lag: int = 2) -> Genotype:
+    """2NO-ALISTA: the HNO paper's crossing of 2NO with ALISTA (proposed there, not measured)."""
+    return Genotype.build(layers, neurons="ss", lags=_lags(layers, max_lag, 2), max_lag=max_lag, weights="analytic")
+
+
 def preset(name: str, layers: int = 16, max_lag: int = 2) -> Genotype:
     """The hand design ``name`` at K = ``layers``."""
     return PRESETS.get(name)(layers, max_lag)

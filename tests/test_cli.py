@@ -102,7 +102,6 @@ def test_bad_protocol_yaml(tmp_path, capsys):
         (["--bogus"], "nasdun: error: unrecognized arguments: --bogus"),
         (["train", "--layers", "x"], "nasdun: error: train: argument --layers: 'x' is not an integer"),
         (["search", "--sampler", "cmaes"], "sampler 'cmaes' does not apply"),
-        (["search", "--layers", "1"], "evolution: mutations=2, but this search space has 1 decision(s)"),
         (["search", "--protocol", "sh"], "use --layers 9 or more, or a protocol file whose rungs fit"),
         (["search", "--precision", "fp8"], "argument --precision: invalid choice: 'fp8'"),
         (["bench", "--P", ","], "expected one or more P >= 1"),
@@ -114,6 +113,15 @@ def test_rough_edges_are_one_line_errors_that_say_how(args, fragment, capsys, tm
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and fragment in err, err
     assert "nasdun: nasdun" not in err and not out.exists()  # refused before anything was written
+
+
+def test_a_space_too_small_for_the_samplers_moves_is_one_line(capsys, tmp_path):
+    cfg = tmp_path / "one.yaml"
+    cfg.write_text("layers: 1\nneurons: [soft]\nweights: [free]\nsampler_options: {evolution: {mutations: 2}}\n")
+    out = tmp_path / "o"
+    assert main(["search", "--config", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "evolution: mutations=2, but this search space has 1 decision(s)" in err and not out.exists()
 
 
 def test_version_and_every_option_has_help(capsys):

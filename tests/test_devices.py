@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from search_spaces import SearchSpace, preset
+from search_spaces.genotype import classic_space
 from trainers.model import UnrolledLISTA
 from trainers.population import train_population
 from trainers.precision import precision_scope
@@ -28,8 +29,8 @@ DEVICES = ["cpu", CUDA]
 TOL = {"cpu": dict(rtol=1e-6, atol=1e-7), "cuda": dict(rtol=1e-4, atol=1e-5)}
 
 
-def random_genotypes(count: int, layers: int, seed: int) -> list:
-    space = SearchSpace(layers=layers, max_lag=2)
+def random_genotypes(count: int, layers: int, seed: int, classic: bool = False) -> list:
+    space = classic_space(layers, 2) if classic else SearchSpace(layers=layers, max_lag=2)
     rng = np.random.default_rng(seed)
     return [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(count)]
 
@@ -40,9 +41,10 @@ def problem_on(device: str):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_training_together_equals_training_alone(device):
-    """Candidates share no parameter and no reduction across the P axis: each trains as if alone."""
+    """Candidates share no parameter and no reduction across the P axis: each trains as if alone, whatever its
+    weight kind and neurons (free, coupled per layer, tied step, analytic; support selection, gain gates)."""
     problem = problem_on(device)
-    gs = [preset(n, 3) for n in ("lista", "3no", "dense")] + random_genotypes(1, 3, seed=3)
+    gs = [preset(n, 3) for n in ("lista", "3no", "dense", "lista_cpss", "tilista", "alista", "2no_glista")] + random_genotypes(2, 3, seed=3)
     with precision_scope("fp32"):
         together = train_population(gs, problem, SMOKE)
         for g, r in zip(gs, together, strict=True):
@@ -97,7 +99,7 @@ def test_a_model_built_from_a_device_dictionary_lives_there_and_starts_as_on_the
 @pytest.mark.parametrize("device", DEVICES)
 def test_compiled_layers_equal_eager_in_values_and_gradients(device):
     """``compile=True`` (neuron + LM mix as one torch.compile'd kernel) is the same maths as eager."""
-    gs = random_genotypes(6, 5, seed=7)
+    gs = random_genotypes(6, 5, seed=7, classic=True)
     assert {n for g in gs for n in g.neurons} == {"soft", "relu", "lrelu"} and any(any(g.lags) for g in gs)
     problem = problem_on("cpu")
     b, D = problem.val.b[:64].double().to(device), problem.D.double()  # float64: no reassociation noise

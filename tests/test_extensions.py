@@ -50,7 +50,7 @@ def test_a_toy_neuron_and_sampler_search_without_touching_another_file(toys, tmp
 
     search_help = next(a for a in build_parser()._actions if a.dest == "command").choices["search"].format_help()
     assert "shrink" in SearchSpace().neurons and "cycle" in search_help  # the CLI help is read from the registry
-    cfg = SearchConfig(sampler="cycle", budget=6, cohort=3, setting="small", protocol="smoke", layers=3, baselines=False)
+    cfg = SearchConfig(sampler="cycle", budget=6, cohort=3, setting="small", protocol="smoke", layers=3, baselines=False, neurons=("soft", "shrink"))
     exp = Experiment(tmp_path, cfg)
     drive_search(exp, steps=10)
     df = pd.read_csv(tmp_path / "results.csv")
@@ -132,7 +132,8 @@ def test_a_toy_hand_design_is_a_baseline_and_counted_by_the_verdict_with_no_othe
     from nasdun.verdict import compare, display
     from search_spaces.presets import resolve_archs
 
-    cfg = SearchConfig(sampler="random", budget=6, cohort=3, setting="small", protocol="smoke", layers=3, baselines=True, promote_top=0)
+    classic = {"neurons": ("soft", "relu", "lrelu"), "weights": ("free",)}  # the hand designs of the classic space, and the toy
+    cfg = SearchConfig(sampler="random", budget=8, cohort=3, setting="small", protocol="smoke", layers=3, baselines=True, promote_top=0, **classic)
     assert "relu-lista" in cfg.baseline_genotypes() and "relu-lista" in [n for n, _ in resolve_archs("hand", 3)]
     exp = Experiment(tmp_path, cfg)
     drive_search(exp, steps=10)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from search_spaces import NEURONS, Genotype, SearchSpace, preset
+from search_spaces.genotype import classic_space
 from trainers.model import UnrolledLISTA, lipschitz
 
 NP_NEURONS = {
@@ -12,6 +13,25 @@ NP_NEURONS = {
     "relu": lambda z, th: np.maximum(z - th, 0),
     "lrelu": lambda z, th: np.where(z - th > 0, z - th, 0.1 * (z - th)),
 }
+NP_NEURONS.update({name: NP_NEURONS["soft"] for name in ("ss", "gain", "gain_ss")})  # their threshold; the flags below
+SUPPORT, GAIN = {"ss", "gain_ss"}, {"gain", "gain_ss"}
+
+
+def np_support(z, th, k):
+    """Support selection as the reference TF code computes it: the (100 - p)-th percentile of |z| per sample with
+    nearest rank (numpy's 'nearest' on the ascending sort), entries strictly above it and above theta pass."""
+    p = min(1.2 * k, 13.0)
+    a = np.abs(z)
+    thres = np.percentile(a, 100.0 - p, axis=-1, method="nearest", keepdims=True)
+    keep = (a > thres) & (a > th)
+    return np.where(keep, z, NP_NEURONS["soft"](z, th))
+
+
+def np_analytic(D):
+    """ALISTA's W (m, n) column by column: solve (D D^T) v = d_i, then scale so that d_i^T w_i = 1."""
+    G = D @ D.T
+    V = np.linalg.solve(G, D)
+    return V / np.sum(D * V, axis=0)
 
 
 def ista(D, b, L, lam, K):
@@ -22,15 +42,23 @@ def ista(D, b, L, lam, K):
     return x
 
 
-def reference_forward(g: Genotype, params: dict, b: np.ndarray) -> list:
-    """docs/design.md §2 written out literally, one sample batch, float64."""
+def reference_forward(g: Genotype, params: dict, b: np.ndarray, D: np.ndarray | None = None) -> list:
+    """docs/design.md §2 written out literally, one sample batch, float64 (``D`` for the residual weight kinds)."""
     Wb, Wx, theta, c, h, beta = (params[k] for k in ("Wb", "Wx", "theta", "coef", "h", "beta"))
     xs = [np.zeros((b.shape[0], Wb.shape[0]))]
     for k in range(1, g.layers + 1):
         origins = [i for i in g.inputs[k - 1] if i >= 1]
         xt = sum(c[k - 1, i - 1] * xs[i] for i in origins) / len(g.inputs[k - 1]) if origins else 0 * xs[0]
-        z = b @ Wb.T + xt @ Wx.T
-        u = NP_NEURONS[g.neurons[k - 1]](z, theta[k - 1])
+        name = g.neurons[k - 1]
+        if name in GAIN:
+            xt = xt * (1 + params["kappa"][k - 1] * np.maximum(1 - np.maximum(params["nu"][k - 1] * np.abs(xt), 0), 0))
+        if g.weights == "free":
+            z = b @ Wb.T + xt @ Wx.T
+        else:
+            W = np_analytic(D).T if g.weights == "analytic" else params["W"][k - 1 if g.weights == "coupled_untied" else 0]
+            step = params["gamma"][k - 1] if g.weights in ("tied_step", "analytic") else 1.0
+            z = xt + step * (b - xt @ D.T) @ W.T
+        u = np_support(z, theta[k - 1], k) if name in SUPPORT else NP_NEURONS[name](z, theta[k - 1])
         lags = g.lags[k - 1]
         if not lags:
             xs.append(u)
@@ -53,8 +81,11 @@ def test_piecewise_family_equals_each_neuron_it_names():
     """The fused kernel's one formula, at each type's (symmetric, slope), is that type (both signs of theta)."""
     from search_spaces.neurons import PIECEWISE, piecewise
 
+    from search_spaces.neurons import uses_gain, uses_support
+
     z = torch.linspace(-2, 2, 41, dtype=torch.float64)
-    assert set(PIECEWISE) == set(NEURONS.names())  # a new type that fits the family should join it
+    plain = {n for n in NEURONS.names() if not (uses_support(n) or uses_gain(n))}
+    assert set(PIECEWISE) == plain and plain >= {"soft", "relu", "lrelu"}  # a new type that fits the family should join it
     for name, (sym, slope) in PIECEWISE.items():
         for th in (0.3, -0.2):
             got = piecewise(z, torch.tensor(th, dtype=torch.float64), sym, slope).numpy()
@@ -108,11 +139,15 @@ def test_closed_gate_coefficient_has_no_effect(small_problem):
     torch.testing.assert_close(back, before, rtol=0, atol=0)
 
 
-def test_batched_random_genotypes_match_literal_reference(small_problem):
-    """Random genotypes with random parameters: every candidate equals the literal formula."""
+@pytest.mark.parametrize("seed, count", [(3, 5), (11, 12)])
+def test_batched_random_genotypes_match_literal_reference(small_problem, seed, count):
+    """Random genotypes of the whole space (every weight kind and neuron, mixed in one cohort) with random
+    parameters: every candidate equals the literal formula."""
     space = SearchSpace(layers=6, max_lag=2)
-    rng = np.random.default_rng(3)
-    gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(5)]
+    rng = np.random.default_rng(seed)
+    gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(count)]
+    if count > 5:
+        assert {g.weights for g in gs} == set(space.weights) and {n for g in gs for n in g.neurons} == set(space.neurons)
     D, b = small_problem.D.double(), small_problem.val.b[:32].double()
     model = UnrolledLISTA(gs, D)
     gen = torch.Generator().manual_seed(0)
@@ -122,7 +157,7 @@ def test_batched_random_genotypes_match_literal_reference(small_problem):
         out = model(b)
     for p, g in enumerate(gs):
         params = {k: v.numpy() for k, v in model.candidate_state(p).items()}
-        ref = reference_forward(g, params, b.numpy())
+        ref = reference_forward(g, params, b.numpy(), D.numpy())
         for k in range(6):
             np.testing.assert_allclose(out[k][p].numpy(), ref[k], rtol=1e-10, atol=1e-12, err_msg=f"cand {p} layer {k + 1}")
 
@@ -139,10 +174,13 @@ def test_combine_and_whole_model_gradients_pass_gradcheck():
     c = torch.randn(3, 3, dtype=torch.float64, generator=gen, requires_grad=True)
     assert torch.autograd.gradcheck(lambda c, *xs: combine(c, xs), (c, *xs))
 
-    space = SearchSpace(layers=4, max_lag=2)
+    space = classic_space(4, 2)
     rng = np.random.default_rng(5)
     gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(4)]
     assert {n for g in gs for n in g.neurons} == {"soft", "relu", "lrelu"} and any(any(g.lags) for g in gs)
+    # and one network of each other weight kind, gain-gated and support-selecting (a cohort of every family)
+    gs += [Genotype.build(4, neurons=neurons, lags={3: [1]}, weights=w) for w, neurons in
+           (("coupled", "gain"), ("coupled_untied", ["gain", "soft", "gain", "relu"]), ("tied_step", "gain_ss"), ("analytic", "ss"))]  # fmt: skip
     D = torch.randn(5, 8, dtype=torch.float64, generator=gen)
     b = torch.randn(6, 5, dtype=torch.float64, generator=gen)
     model = UnrolledLISTA(gs, D)

@@ -4,14 +4,19 @@ Layer k of candidate p (docs/design.md §2), from x(0) = 0:
 
 .. math::
     \tilde x(k-1) &= \frac{1}{|P(k)|}\sum_{i \in P(k)} c_{k,i}\, x(i)          && \text{(LWA pre-mix)} \\
-    z(k) &= W_b b + W_x \tilde x(k-1)                                            && \text{(tied linear step)} \\
-    u(k) &= \mathrm{neuron}_k(z(k); \theta_k) \\
+    \tilde x(k-1) &\leftarrow g_k(\tilde x(k-1)) \odot \tilde x(k-1)              && \text{(gain gate, gain neurons only)} \\
+    z(k) &= W_b b + W_x \tilde x(k-1)                                            && \text{(linear step, ``free`` weights)} \\
+    z(k) &= \tilde x(k-1) + \gamma_k W_k (b - D \tilde x(k-1))                   && \text{(the residual kinds)} \\
+    u(k) &= \mathrm{neuron}_k(z(k); \theta_k)                                   && \text{(support selection where flagged)} \\
     x(k) &= \Big(1 - h_k - \sum_j q_{k,j}\beta_{k,j}\Big) x(k-1)
             + \sum_j q_{k,j}\beta_{k,j}\, x(k-1-j) + h_k u(k)                    && \text{(LM post-mix)}
 
-with h_k fixed to 1 where layer k has no open lag. Gates, neuron choices and lags are
-masks (buffers); parameters are stacked along a leading candidate axis P. P = 1 is the same
-code path.
+with h_k fixed to 1 where layer k has no open lag. The linear step is the network's weight
+parameterisation (:mod:`search_spaces.weights`: W_k one matrix or one per layer, gamma_k learned or 1, W fixed for
+``analytic``); gain gates and support selection are flags of the neuron type (:mod:`search_spaces.neurons`).
+Gates, neuron choices, lags and kinds are masks (buffers); parameters are stacked along a leading candidate axis
+P, so candidates of different kinds train in one cohort. P = 1 is the same code path, and it is the code the
+export traces (:mod:`nasdun.export`): the update rule is written once, here.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from torch import nn
 
 from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype, common_size
-from search_spaces.neurons import NEURONS, PIECEWISE, piecewise
+from search_spaces.neurons import GAIN_INIT, NEURONS, PIECEWISE, gain_gate, piecewise, support_count, support_select, uses_gain, uses_support
+from search_spaces.weights import WEIGHTS
 
 COEF_INITS = ("ones", "identity")
 
@@ -103,6 +109,14 @@ class UnrolledLISTA(nn.Module):
     neuron_kind: torch.Tensor
     neuron_perm: torch.Tensor
     neuron_inv: torch.Tensor
+    D: torch.Tensor
+    Wbar: torch.Tensor
+    gained: torch.Tensor
+    uses_step: torch.Tensor
+    is_analytic: torch.Tensor
+    kind_perm: torch.Tensor
+    untied: torch.Tensor
+    kind_inv: torch.Tensor
 
     def __init__(self, genotypes: Sequence[Genotype], D: torch.Tensor, lam: float = 0.4, coef_init: str = "ones", compile: bool = False) -> None:
         super().__init__()
@@ -133,6 +147,8 @@ class UnrolledLISTA(nn.Module):
         self.register_buffer("lag", lag)
         self.register_buffer("has_lag", lag.sum(-1) > 0)
         self.register_buffer("onehot", onehot)
+        flagged = any(uses_support(name) or uses_gain(name) for name in self.neuron_names)
+        compile = compile and not flagged  # support selection and gain gates need the layer: those cohorts run the eager path
         if compile:  # the fused kernel's neuron per candidate and layer: (symmetric, slope) in the family, else the one-hot
             in_family = all(name in PIECEWISE for name in self.neuron_names)
             table = torch.tensor([PIECEWISE[name] for name in self.neuron_names], dtype=dtype) if in_family else None
@@ -152,6 +168,8 @@ class UnrolledLISTA(nn.Module):
         self.coef = nn.Parameter(coef)
         self.h = nn.Parameter(torch.ones(P, K, dtype=dtype))
         self.beta = nn.Parameter(torch.full((P, K, max(J, 1)), -0.5, dtype=dtype))
+        self._init_weight_kinds(genotypes, Dd, L, dtype)
+        self._init_neuron_flags(genotypes, onehot, dtype)
         # Per layer, the neuron types and lags some candidate uses (no work for what nobody uses).
         # Mixed layers: candidates grouped by neuron type (stable order), so each type's function
         # runs on its own candidates only; neuron_inv puts the groups back in candidate order.
@@ -168,22 +186,67 @@ class UnrolledLISTA(nn.Module):
         self._fused = torch.compile(fused_layer(tuple(self.neuron_names)), dynamic=None) if compile else None
         self.to(device)
 
-    def param_layers(self) -> dict[str, torch.Tensor]:
-        """For each parameter, the layer that adds it, broadcastable to the parameter without P.
+    def _init_weight_kinds(self, genotypes: Sequence[Genotype], Dd: torch.Tensor, L: float, dtype: torch.dtype) -> None:
+        """The residual kinds' parameters (W, gamma) and masks, where some candidate of the cohort uses them."""
+        from trainers.analytic import analytic_weight
 
-        Wb and Wx belong to layer 1; theta, the c row, h and beta to their own layer.
+        kinds = [WEIGHTS.get(g.weights) for g in genotypes]
+        P, K, (m, n) = self.P, self.K, Dd.shape
+        residual = torch.tensor([k.residual for k in kinds])
+        self._untied = [k.untied for k in kinds]
+        self.register_buffer("untied", torch.tensor(self._untied))
+        # Candidates grouped by family (free first, stable order), as the neurons are: each family's step runs on its own.
+        perm = torch.sort(residual.long(), stable=True).indices
+        self.register_buffer("kind_perm", perm)
+        self.register_buffer("kind_inv", torch.argsort(perm))
+        self._n_free = int((~residual).sum())
+        self.register_buffer("uses_step", torch.tensor([k.step for k in kinds]))
+        self.register_buffer("is_analytic", torch.tensor([k.analytic for k in kinds]))
+        if not bool(residual.any()):
+            return
+        self.register_buffer("D", Dd.to(dtype))
+        slots = K if any(self._untied) else 1  # a W per layer where some candidate is untied; else one
+        self.W = nn.Parameter((Dd.T / L).to(dtype).expand(P, slots, n, m).clone())  # W_k (n, m), the reference code's D^T / L
+        self.gamma = nn.Parameter(torch.ones(P, K, dtype=dtype))
+        self.register_buffer("Wbar", analytic_weight(Dd).T.to(dtype) if bool(self.is_analytic.any()) else torch.zeros(0, dtype=dtype))
+
+    def _init_neuron_flags(self, genotypes: Sequence[Genotype], onehot: torch.Tensor, dtype: torch.dtype) -> None:
+        """Gain gates' parameters (kappa, nu per layer) where some candidate has a gain-gated layer."""
+        gained = torch.tensor([[uses_gain(name) for name in g.neurons] for g in genotypes])  # (P, K)
+        self.register_buffer("gained", gained)
+        self._gain_layers = [bool(gained[:, k].any()) for k in range(self.K)]
+        self._support = [uses_support(name) for name in self.neuron_names]  # by neuron type index
+        if any(self._gain_layers):
+            self.kappa = nn.Parameter(torch.full((self.P, self.K), GAIN_INIT[0], dtype=dtype))
+            self.nu = nn.Parameter(torch.full((self.P, self.K), GAIN_INIT[1], dtype=dtype))
+
+    def param_layers(self) -> dict[str, torch.Tensor]:
+        """For each parameter, the layer that adds it, broadcastable to the parameter (its leading axis P included).
+
+        Wb and Wx belong to layer 1; theta, the c row, h, beta, gamma, kappa and nu to their own layer; a shared W
+        to layer 1, an untied W_k to layer k; an ``analytic`` candidate's W to no layer (K + 1: never trained).
         """
-        ks = torch.arange(1, self.K + 1, device=self.theta.device)
-        one = torch.ones((), dtype=torch.long, device=self.theta.device)
-        return {"Wb": one, "Wx": one, "theta": ks, "coef": ks[:, None], "h": ks, "beta": ks[:, None]}
+        dev = self.theta.device
+        ks = torch.arange(1, self.K + 1, device=dev)[None]  # (1, K)
+        one = torch.ones((), dtype=torch.long, device=dev)
+        out = {"Wb": one, "Wx": one, "theta": ks, "coef": ks[..., None], "h": ks, "beta": ks[..., None]}
+        if hasattr(self, "W"):
+            slots = self.W.shape[1]
+            layer = torch.where(self.untied[:, None], torch.arange(1, slots + 1, device=dev)[None], 1)  # (P, slots)
+            layer = torch.where(self.is_analytic[:, None], self.K + 1, layer)
+            out["W"] = layer[..., None, None]
+            out["gamma"] = ks
+        if hasattr(self, "kappa"):
+            out["kappa"], out["nu"] = ks, ks
+        return out
 
     def forward(self, b: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
         """Outputs x(1..upto), each (P, B, n), for measurements ``b`` of shape (B, m)."""
         T = self.K if upto is None else int(upto)
         if not 1 <= T <= self.K:
             raise NasdunError(f"upto={T} is outside 1..{self.K}")
-        Bb = torch.matmul(b, self.Wb.transpose(1, 2))  # (P, B, n)
-        zero = Bb.new_zeros(()).expand_as(Bb)  # x(0) = 0 as a broadcast view: no memory, no fill
+        Bb = torch.matmul(b, self.Wb.transpose(1, 2)) if self._n_free else None  # (P, B, n), the free kind's W_b b
+        zero = b.new_zeros(()).expand(self.P, b.shape[0], self.Wx.shape[-1])  # x(0) = 0 as a broadcast view: no memory, no fill
         xs = [zero]  # xs[i] = x(i)
         w = self.coef * self.gate * self.inv_count[..., None]  # (P, K, K) LWA weights
         hk = torch.where(self.has_lag, self.h, torch.ones_like(self.h))
@@ -196,12 +259,15 @@ class UnrolledLISTA(nn.Module):
         fused = self._fused if torch.is_grad_enabled() else None
         for k in range(1, T + 1):
             if k == 1:
-                z = Bb
+                xt = None  # x(0) = 0: no mix, no gain
             else:
                 origins = self._layer_inputs[k - 1]  # closed for every candidate: no work
                 cols = slice(0, k - 1) if len(origins) == k - 1 else [i - 1 for i in origins]  # a view when all are open
                 xt = combine(w[:, k - 1, cols], [xs[i] for i in origins])  # (P, B, n)
-                z = torch.baddbmm(Bb, xt, WxT)
+                if self._gain_layers[k - 1]:
+                    gated = gain_gate(xt, self.kappa[:, k - 1, None, None], self.nu[:, k - 1, None, None])
+                    xt = torch.where(self.gained[:, k - 1, None, None], gated, xt)
+            z = self.linear_step(k, xt, b, Bb, WxT)
             if fused is not None:
                 lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
                 xs.append(fused(z, self.theta[:, k - 1, None, None], self.neuron_kind[:, k - 1], hk[:, k - 1], qb[:, k - 1], xs[k - 1], *lags))
@@ -209,15 +275,52 @@ class UnrolledLISTA(nn.Module):
                 xs.append(self._lm_mix(k, self._neuron(k, z), xs, hk, qb))
         return xs[1:]
 
+    def linear_step(
+        self, k: int, xt: torch.Tensor | None, b: torch.Tensor, Bb: torch.Tensor | None, WxT: torch.Tensor
+    ) -> torch.Tensor:
+        """z(k) of every candidate from its layer input ``xt`` (None: x(0) = 0) and ``b`` (B, m), by its weight kind:
+        ``free``: W_b b + W_x xt (``Bb`` = W_b b); the residual kinds: xt + gamma_k W_k (b - D xt)."""
+        n_free = self._n_free
+        if n_free == self.P:
+            assert Bb is not None
+            return Bb if xt is None else torch.baddbmm(Bb, xt, WxT)
+        res = self._residual_step(k, xt, b)
+        if n_free == 0:
+            return res
+        assert Bb is not None
+        free, rest = self.kind_perm[:n_free], self.kind_perm[n_free:]  # mixed kinds: each family on its own candidates
+        zf = Bb.index_select(0, free) if xt is None else torch.baddbmm(Bb.index_select(0, free), xt.index_select(0, free), WxT.index_select(0, free))
+        return torch.cat([zf, res.index_select(0, rest)]).index_select(0, self.kind_inv)
+
+    def _residual_step(self, k: int, xt: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
+        """xt + gamma_k W_k (b - D xt) for every candidate (a free candidate's value is computed and dropped)."""
+        slot = k - 1 if self.W.shape[1] > 1 else 0
+        Wk = self.W[:, slot]
+        if slot:  # a tied candidate in a cohort with untied ones reads its one W, slot 0
+            Wk = torch.where(self.untied[:, None, None], Wk, self.W[:, 0])
+        if self.Wbar.numel():
+            Wk = torch.where(self.is_analytic[:, None, None], self.Wbar, Wk)
+        step = torch.where(self.uses_step, self.gamma[:, k - 1], torch.ones_like(self.gamma[:, k - 1]))[:, None, None]
+        r = b.expand(self.P, *b.shape) if xt is None else b - torch.matmul(xt, self.D.T)  # (P, B, m)
+        z = torch.matmul(r * step, Wk.transpose(1, 2))  # (P, B, n)
+        return z if xt is None else z + xt
+
     def _neuron(self, k: int, z: torch.Tensor) -> torch.Tensor:
         theta = self.theta[:, k - 1, None, None]
         groups = self._neuron_groups[k - 1]
         if len(groups) == 1:
-            return NEURONS.get(self.neuron_names[groups[0][0]])(z, theta)
+            return self._threshold(groups[0][0], k, z, theta)
         perm = self.neuron_perm[k - 1]
         zs, ths = z.index_select(0, perm).split([n for _, n in groups]), theta.index_select(0, perm).split([n for _, n in groups])
-        parts = [NEURONS.get(self.neuron_names[t])(zg, tg) for (t, _), zg, tg in zip(groups, zs, ths, strict=True)]
+        parts = [self._threshold(t, k, zg, tg) for (t, _), zg, tg in zip(groups, zs, ths, strict=True)]
         return torch.cat(parts).index_select(0, self.neuron_inv[k - 1])
+
+    def _threshold(self, t: int, k: int, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """Neuron type ``t`` of layer k, with its support selection where the type has one."""
+        fn = NEURONS.get(self.neuron_names[t])
+        if self._support[t]:
+            return support_select(z, theta, support_count(k, z.shape[-1]), fn)
+        return fn(z, theta)
 
     def _lm_mix(self, k: int, u: torch.Tensor, xs: list[torch.Tensor], hk: torch.Tensor, qb: torch.Tensor) -> torch.Tensor:
         lags = self._layer_lags[k - 1]
@@ -230,12 +333,33 @@ class UnrolledLISTA(nn.Module):
         return combine(coefs, [u, xs[k - 1], *(xs[k - 1 - j] for j in used)])
 
     def candidate_state(self, p: int) -> dict[str, torch.Tensor]:
-        """Parameters of candidate p (no P axis), on the CPU."""
-        return {name: t[p].detach().cpu().clone() for name, t in self.named_parameters()}
+        """Parameters of candidate p (no P axis), on the CPU: W as the candidate uses it (one slot unless untied), so a
+        candidate's state does not depend on the cohort it was trained in."""
+        unused = self._unused(p)
+        out = {name: t[p].detach().cpu().clone() for name, t in self.named_parameters() if name not in unused}
+        if "W" in out and not self._untied[p]:
+            out["W"] = out["W"][:1]
+        return out
+
+    def _unused(self, p: int) -> set[str]:
+        """Parameters candidate p's own network does not have (it shares a cohort with networks that do)."""
+        out = set()
+        if int(self.kind_inv[p]) < self._n_free:  # a free candidate: no W, no gamma
+            out |= {"W", "gamma"}
+        if not bool(self.gained[p].any()):
+            out |= {"kappa", "nu"}
+        return out
 
     def load_candidate_state(self, p: int, state: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
+            unused = self._unused(p)
             for name, t in self.named_parameters():
+                if name not in state and name in unused:
+                    continue  # a parameter of another member of this cohort: it keeps its initial value
                 if name not in state:
                     raise NasdunError(f"saved parameters lack {name!r}")
-                t[p].copy_(state[name])
+                src = state[name]
+                if name == "W" and src.shape[0] != t.shape[1]:  # one W, into a cohort with per-layer slots: slot 0 (and the rest alike)
+                    t[p].copy_(src[:1].expand_as(t[p]))
+                    continue
+                t[p].copy_(src)

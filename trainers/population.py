@@ -47,6 +47,7 @@ from trainers.problems import Problem
 from trainers.protocols import Protocol
 from trainers.scoring import CandidateResult, Progress, evaluate, image_psnr
 from trainers.state import CandidateState
+from trainers.threads import check_threads, thread_scope
 
 __all__ = ["CandidateResult", "PopulationTrainer", "Progress", "evaluate", "train_population"]
 
@@ -72,6 +73,7 @@ class PopulationTrainer:
         minutes: float = 0.0,
         checkpoint: str | Path | None = None,
         checkpoint_every_s: float = 300.0,
+        threads: int | None = None,
     ) -> None:
         if problem.batch_size != protocol.batch_size:
             raise NasdunError(f"problem batch size {problem.batch_size} differs from protocol {protocol.name}'s {protocol.batch_size}")
@@ -82,6 +84,7 @@ class PopulationTrainer:
         self.minutes = float(minutes)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)  # trainers/checkpoint.py
         self.checkpoint_every_s = float(checkpoint_every_s)
+        self.threads = check_threads(threads)  # on a CPU, the run's fixed intra-op thread count (trainers/threads.py)
         if problem.D.device.type == "cpu":
             keep_freed_memory()
         self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=compile)  # on D's device
@@ -182,7 +185,7 @@ class PopulationTrainer:
 
     def _trainable(self, name: str, p: torch.Tensor) -> torch.Tensor:
         """Elements candidate q may move: its layer t's new parameters in stage 0, else layers <= t."""
-        layer = self.layer_of[name].unsqueeze(0)
+        layer = self.layer_of[name]  # broadcastable to p, its candidate axis included
         t = per_candidate(self.t, layer.expand(p.shape))
         s0 = per_candidate(self.s == 0, layer.expand(p.shape))
         act = per_candidate(self.active, layer.expand(p.shape))
@@ -344,7 +347,7 @@ class PopulationTrainer:
         """
         from trainers.checkpoint import restore_checkpoint, save_checkpoint
 
-        with precision_scope(self.precision):
+        with precision_scope(self.precision), thread_scope(self.threads, self.c.step.device):
             if self.checkpoint is not None and self.checkpoint.is_file():
                 start = time.perf_counter() - restore_checkpoint(self, self.checkpoint)
             else:
@@ -425,6 +428,7 @@ def train_population(
     minutes: float = 0.0,
     checkpoint: str | Path | None = None,
     checkpoint_every_s: float = 300.0,
+    threads: int | None = None,
 ) -> list[CandidateResult]:
     """Train ``genotypes`` together under ``protocol``; one result per genotype, in order.
 
@@ -433,6 +437,9 @@ def train_population(
     ``bf16`` (:mod:`trainers.precision`). ``minutes`` > 0 stops every candidate still training
     after that long (checked at validations): its row is ``stopped`` at the layer it reached.
     ``checkpoint``: a file to save the whole state to every ``checkpoint_every_s`` and to resume from
-    if it exists (:mod:`trainers.checkpoint`); the results equal an uninterrupted run's.
+    if it exists (:mod:`trainers.checkpoint`); the results equal an uninterrupted run's. ``threads``: a CPU training's
+    intra-op threads, fixed for the run (None: 1, :mod:`trainers.threads` says why).
     """
-    return PopulationTrainer(genotypes, problem, protocol, lr_scale, progress, compile, precision, minutes, checkpoint, checkpoint_every_s).run()
+    return PopulationTrainer(
+        genotypes, problem, protocol, lr_scale, progress, compile, precision, minutes, checkpoint, checkpoint_every_s, threads
+    ).run()
