@@ -30,23 +30,28 @@ if TYPE_CHECKING:
     from trainers.protocols import Protocol
 
 
-def finalists(df: pd.DataFrame, k: int, hand_designs: bool = False) -> pd.DataFrame:
+def finalists(df: pd.DataFrame, k: int, hand_designs: bool = False, hand_top: int | None = None) -> pd.DataFrame:
     """The rows to promote: the ``k`` best distinct genotypes by validation nmse_db (:func:`analysis.average.top_k`);
     with ``hand_designs``, the ``k`` best *found* ones (rows without a ``preset``) and then every hand design of the
-    run (rows with one, in trial order; each genotype once, whatever its screening status): the sides of the verdict."""
+    run (rows with one, in trial order; each genotype once, whatever its screening status): the sides of the verdict.
+    With ``hand_top``, only the ``hand_top`` hand designs best by screening validation nmse_db (among those trained to
+    the end), best first."""
     if not hand_designs:
         return top_k(df, k)
     from nasdun.verdict import hand_design_rows
 
     hand = hand_design_rows(df)
     found = trained_rows(df[~hand]).sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash").head(k)
+    if hand_top is not None:
+        designs = trained_rows(df[hand]).sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash").head(hand_top)
+        return pd.concat([found, designs])
     designs = df[hand].sort_values("trial_number", kind="mergesort") if "trial_number" in df else df[hand]  # the table: finishing order
     return pd.concat([found, designs.drop_duplicates("hash", keep="first")])
 
 
 def run_promote(
     run: str | Path, k: int, protocol: str | Protocol, out: str | Path, device: str = "auto", compile: bool = False, precision: str = "fp32",
-    force: bool = False, hand_designs: bool = False,
+    force: bool = False, hand_designs: bool = False, hand_top: int | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     """Train the top-``k`` of ``run`` (with ``hand_designs``: and every hand design, :func:`finalists`) under ``protocol``
     into ``out``; returns the comparison table (``promote.csv``; its ``preset`` column marks the hand designs)."""
@@ -56,7 +61,7 @@ def run_promote(
     label = Path(protocol).stem if isinstance(protocol, str) else protocol.name  # a file protocol is named by its stem
     df = load_runs([run])
     setting, seed = only_value(df, "setting", str(run)), int(only_value(df, "seed", str(run)))
-    chosen = finalists(df, k, hand_designs)
+    chosen = finalists(df, k, hand_designs, hand_top)
     archs = [(str(r["name"]), Genotype.from_json(str(r["genotype"]))) for _, r in chosen.iterrows()]
     promoted = run_train(archs, setting, protocol, seed, out, device=device, overwrite=force, compile=compile, precision=precision).set_index("name")
     table = pd.DataFrame(
@@ -74,7 +79,8 @@ def run_promote(
     table["rank"] = table["val_nmse_db"].astype(float).rank(method="first").astype(int)
     both = table["screen_val_nmse_db"].notna() & table["val_nmse_db"].notna()
     rho = spearman(table.loc[both, "screen_val_nmse_db"], table.loc[both, "val_nmse_db"]) if both.sum() > 2 else float("nan")
-    what = f"Top {k}" + (" found networks and every hand design" if hand_designs else "")
+    designs = " found networks and every hand design" if hand_top is None else f" found networks and the {hand_top} best-screened hand designs"
+    what = f"Top {k}" + (designs if hand_designs else "")
     lines = [
         f"{what} of `{run}` (setting `{setting}`, seed {seed}) trained with `{label}`; "
         f"Spearman between screening and promoted validation nmse_db: {rho:.3f}.",
@@ -113,7 +119,9 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
         raise NasdunError(f"promote_top=0 for {run}: the search has no promotion phase; expected promote_top >= 1 or null")
     k, protocol = cfg.promoted_k, search.promote_protocol.name
     out = run / PROMOTED
-    names = [str(n) for n in finalists(load_runs([run]), k, hand_designs=True)["name"]]
+    rows = load_runs([run])
+    names = [str(n) for n in finalists(rows, k, hand_designs=True, hand_top=cfg.promote_hand)["name"]]
+    screened = int(hand_design_rows(rows).sum())
     done = out / "promote.csv"
     reused = False
     if done.is_file():
@@ -127,7 +135,9 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
     if reused:
         table = pd.read_csv(done)
     else:
-        table = run_promote(run, k, search.promote_protocol, out, search.device, cfg.compile, cfg.precision, hand_designs=True)
+        table = run_promote(
+            run, k, search.promote_protocol, out, search.device, cfg.compile, cfg.precision, hand_designs=True, hand_top=cfg.promote_hand
+        )
     verdict = compare(table.to_dict("records"))
     found = table[~hand_design_rows(table)]
     both = found["screen_val_nmse_db"].notna() & found["val_nmse_db"].notna()
@@ -139,6 +149,7 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
         "wall_s": 0.0 if reused else time.perf_counter() - start,
         "found": len(found),
         "hand_designs": len(table) - len(found),
+        "hand_designs_screened": screened,
         "best": verdict["best_found"] if not verdict["best_is_hand_design"] else verdict["best_preset_name"],
         "best_val_nmse_db": min(verdict["best_found_val_nmse_db"], verdict["best_preset_val_nmse_db"]),
         "spearman_screen_vs_promoted": spearman(found.loc[both, "screen_val_nmse_db"], found.loc[both, "val_nmse_db"])

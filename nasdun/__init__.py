@@ -6,7 +6,7 @@ The Python API (``docs/api.md``)::
     fig = nasdun.search("runs/s1", budget=24)              # a search; fig["verdict"]: found vs hand designs
     df = nasdun.read_results("runs/s1")                     # its results table
     net = nasdun.load_network("runs/s1", rank=1)            # the best network as a torch module
-    nasdun.export_network("runs/s1", "best.pt", rank=1)     # ... as a TorchScript file, loadable without nasdun
+    nasdun.export_network("runs/s1", "best.pt2", rank=1)    # ... as a torch.export program, loadable without nasdun
 
 ``import nasdun`` stays light: every name below is loaded on first use, and torch, Ray, Optuna
 and seaborn load only inside the functions that need them.

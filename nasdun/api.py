@@ -158,7 +158,7 @@ def load_network(run: str | Path, name: str | None = None, rank: int | None = No
 
 @_python_errors
 def export_network(run: str | Path, out: str | Path, name: str | None = None, rank: int | None = None, force: bool = False) -> dict[str, Any]:
-    """Write a run's trained network as a self-contained TorchScript file (see :mod:`nasdun.export`)."""
+    """Write a run's trained network as a self-contained ``torch.export`` program (see :mod:`nasdun.export`)."""
     from nasdun.export import export_network as _export
 
     return _export(run, out, name=name, rank=rank, force=force)

@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--promote-top", type=_nonneg_int, default=None, metavar="K",
                     help="when the search ends, train its top K found networks and every hand design under --promote-protocol and give"
                          " the verdict there (default from the config: max(3, 10%% of the budget); 0: a screening verdict)")  # fmt: skip
+    se.add_argument("--promote-hand", type=_nonneg_int, default=None, metavar="N",
+                    help="the promotion trains the N hand designs that screened best, not every one (default from the config: all;"
+                         " demo: 4); the verdict's line says so")  # fmt: skip
     se.add_argument("--promote-protocol", default=None, help="protocol of the promotion phase (default from the config: final)")
     se.add_argument("--precision", default=None, choices=PRECISIONS, help="matmul precision of the trainers (default fp32)")
     se.add_argument("--track", default=None, help="comma list of experiment trackers fed per candidate: tensorboard (DIR/tensorboard), mlflow")
@@ -232,11 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--iterations", type=_positive_int, default=1000, help="iterations of each solver")
     cl.add_argument("--out", default=None, help="a JSON file to write the figures to")
 
-    ex = add("export", "write a trained network as a TorchScript file that plain PyTorch loads (torch.jit.load)", force)
+    ex = add("export", "write a trained network as a torch.export program that plain PyTorch loads (torch.export.load)", force)
     ex.add_argument("run", help="a search or train run directory (with params.pt)")
     ex.add_argument("--rank", type=_positive_int, default=None, help="the N-th best by validation among networks with saved parameters")
     ex.add_argument("--name", default=None, help="the row name, e.g. t00013 or lista")
-    ex.add_argument("--out", required=True, help="the file to write, e.g. net.pt")
+    ex.add_argument("--out", required=True, help="the file to write, e.g. net.pt2")
 
     rep = add("repair", "rebuild a search's study from its results table, or missing rows from its study, when they disagree")
     rep.add_argument("run", help="a search run directory (with search.yaml)")
@@ -333,7 +336,7 @@ def _search(args: argparse.Namespace) -> int:
     from nasdun.api import search_pipeline as search
 
     names = ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage", "promote_top", "promote_protocol",
-             "precision", "baselines", "keep_params", "retry_failed")  # fmt: skip
+             "promote_hand", "precision", "baselines", "keep_params", "retry_failed")  # fmt: skip
     overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if args.start_from is not None:
         overrides["start_from"] = tuple(_names(args.start_from))
@@ -517,7 +520,10 @@ def _export(args: argparse.Namespace) -> int:
         print(f"note: the rank-{args.rank} network is a hand design, {meta['preset_display']}: the search found none better;"
               " `--name tNNNNN` exports a found one")  # fmt: skip
     what = "x" if meta["n_out"] == meta["n"] and "Psi" not in meta["output"] else "f"
-    print(f"written to {args.out}: net = torch.jit.load({str(args.out)!r}); {what} = net(b)  # b: (B, {meta['m']}) -> {what}: (B, {meta['n_out']})")
+    print(
+        f"written to {args.out}: net = torch.export.load({str(args.out)!r}).module(); {what} = net(b)"
+        f"  # b: (B, {meta['m']}) float32 -> {what}: (B, {meta['n_out']})"
+    )
     return 0
 
 

@@ -49,6 +49,7 @@ RESUMABLE = {
     "minutes",
     "promote_top",
     "promote_protocol",
+    "promote_hand",
     "keep_params",
     "checkpoint_minutes",
     "retry_failed",

@@ -60,6 +60,9 @@ class SearchConfig(SearchSpace):
     # and the verdict is computed there. None: k = max(3, 10 % of the budget); 0: no promotion (a screening verdict).
     promote_top: int | None = None
     promote_protocol: str = "final"
+    # The hand designs the promotion trains: None, every one the search trained; N, the N that screened best (a demo that
+    # must stay short: 15 hand designs under final cost minutes); the verdict's line names the choice.
+    promote_hand: int | None = None
     track: tuple[str, ...] = ()  # experiment trackers fed as cohorts end: tensorboard, mlflow (nasdun.tracking)
 
     def __post_init__(self) -> None:
@@ -79,6 +82,8 @@ class SearchConfig(SearchSpace):
             raise NasdunError(f"checkpoint_minutes={self.checkpoint_minutes}; expected a number >= 0 (0: no checkpoints)")
         if self.keep_params < 0:
             raise NasdunError(f"keep_params={self.keep_params}; expected an integer >= 0 (parameters of the top-k kept)")
+        if self.promote_hand is not None and (isinstance(self.promote_hand, bool) or not isinstance(self.promote_hand, int) or self.promote_hand < 1):
+            raise NasdunError(f"promote_hand={self.promote_hand!r}; expected an integer >= 1 (the best-screened hand designs) or null (every one)")
         if self.promote_top is not None and self.promote_top < 0:
             raise NasdunError(
                 f"promote_top={self.promote_top}; expected an integer >= 0 (0: no promotion phase) or null (max(3, 10 % of the budget))"

@@ -144,5 +144,7 @@ def trusted_line(promoted: Mapping[str, Any] | None, screening: Mapping[str, Any
         line = verdict_line({k.removeprefix("verdict_"): v for k, v in promoted.items() if k.startswith("verdict_")})
         close = abs(float(promoted.get("verdict_gain_db", math.nan))) < CLOSE_DB
         note = "; a margin this small is within what a training seed moves: `nasdun confirm` retrains on fresh seeds" if close else ""
-        return f"under {proto} ({ranks_like(proto)}) in {METRIC}: {line}; screening under {screen}{note}"
+        n, m = int(promoted.get("hand_designs", 0)), int(promoted.get("hand_designs_screened", 0))
+        chosen = f"; hand designs: the {n} of {m} that screened best" if 0 < n < m else ""
+        return f"under {proto} ({ranks_like(proto)}) in {METRIC}: {line}; screening under {screen}{chosen}{note}"
     return f"screening verdict under {screen} ({ranks_like(screen)}; no promotion: --promote-top 0) in {METRIC}: {screening['verdict']}"

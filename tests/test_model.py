@@ -79,9 +79,7 @@ def test_neuron_registry_matches_numpy_definitions():
 
 def test_piecewise_family_equals_each_neuron_it_names():
     """The fused kernel's one formula, at each type's (symmetric, slope), is that type (both signs of theta)."""
-    from search_spaces.neurons import PIECEWISE, piecewise
-
-    from search_spaces.neurons import uses_gain, uses_support
+    from search_spaces.neurons import PIECEWISE, piecewise, uses_gain, uses_support
 
     z = torch.linspace(-2, 2, 41, dtype=torch.float64)
     plain = {n for n in NEURONS.names() if not (uses_support(n) or uses_gain(n))}

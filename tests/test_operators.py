@@ -237,7 +237,7 @@ def test_an_exported_image_network_outputs_the_signal(image_run, tmp_path):
     from nasdun.results import load_network
 
     assert main(["export", str(image_run), "--name", "dense", "--out", str(tmp_path / "n.pt")]) == 0
-    net = torch.jit.load(str(tmp_path / "n.pt"))
+    net = torch.export.load(str(tmp_path / "n.pt")).module()
     problem = make_problem("image_cs50_tiny", 0, batch_size=64)
     b = problem.test.b[:50]
     with torch.no_grad():

@@ -9,7 +9,7 @@ import pytest
 from nasdun.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_SEARCH = ["--budget", "7", "--cohort", "4", "--layers", "3", "--protocol", "smoke", "--num-cpus", "2", "--promote-protocol", "smoke"]
+TINY_SEARCH = ["--budget", "16", "--cohort", "4", "--layers", "3", "--protocol", "smoke", "--num-cpus", "2", "--promote-protocol", "smoke"]
 
 
 def quickstart_commands() -> list[list[str]]:

@@ -194,6 +194,8 @@ class UnrolledLISTA(nn.Module):
         P, K, (m, n) = self.P, self.K, Dd.shape
         residual = torch.tensor([k.residual for k in kinds])
         self._untied = [k.untied for k in kinds]
+        # the cohort's mix as plain bools (read while tracing, where the buffers are symbolic)
+        self._mix = {flag: (all(getattr(k, flag) for k in kinds), any(getattr(k, flag) for k in kinds)) for flag in ("untied", "analytic", "step")}
         self.register_buffer("untied", torch.tensor(self._untied))
         # Candidates grouped by family (free first, stable order), as the neurons are: each family's step runs on its own.
         perm = torch.sort(residual.long(), stable=True).indices
@@ -252,6 +254,7 @@ class UnrolledLISTA(nn.Module):
         hk = torch.where(self.has_lag, self.h, torch.ones_like(self.h))
         qb = self.lag * self.beta  # (P, K, J)
         WxT = self.Wx.transpose(1, 2)
+        residual = self._residual_weights()
         # The compiled kernel serves training only: evaluation (no grad) is a second set of
         # compiled variants, and with the shapes and requires-grad patterns of a protocol they
         # exceed torch.compile's recompile limit, past which it runs the kernel's Python
@@ -267,7 +270,7 @@ class UnrolledLISTA(nn.Module):
                 if self._gain_layers[k - 1]:
                     gated = gain_gate(xt, self.kappa[:, k - 1, None, None], self.nu[:, k - 1, None, None])
                     xt = torch.where(self.gained[:, k - 1, None, None], gated, xt)
-            z = self.linear_step(k, xt, b, Bb, WxT)
+            z = self.linear_step(k, xt, b, Bb, WxT, residual)
             if fused is not None:
                 lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
                 xs.append(fused(z, self.theta[:, k - 1, None, None], self.neuron_kind[:, k - 1], hk[:, k - 1], qb[:, k - 1], xs[k - 1], *lags))
@@ -276,15 +279,22 @@ class UnrolledLISTA(nn.Module):
         return xs[1:]
 
     def linear_step(
-        self, k: int, xt: torch.Tensor | None, b: torch.Tensor, Bb: torch.Tensor | None, WxT: torch.Tensor
+        self,
+        k: int,
+        xt: torch.Tensor | None,
+        b: torch.Tensor,
+        Bb: torch.Tensor | None,
+        WxT: torch.Tensor,
+        residual: tuple[list[torch.Tensor], list[torch.Tensor | None]],
     ) -> torch.Tensor:
         """z(k) of every candidate from its layer input ``xt`` (None: x(0) = 0) and ``b`` (B, m), by its weight kind:
-        ``free``: W_b b + W_x xt (``Bb`` = W_b b); the residual kinds: xt + gamma_k W_k (b - D xt)."""
+        ``free``: W_b b + W_x xt (``Bb`` = W_b b); the residual kinds: xt + gamma_k W_k (b - D xt) (``residual``: the
+        effective W_k^T and gamma_k of every layer, :meth:`_residual_weights`)."""
         n_free = self._n_free
         if n_free == self.P:
             assert Bb is not None
             return Bb if xt is None else torch.baddbmm(Bb, xt, WxT)
-        res = self._residual_step(k, xt, b)
+        res = self._residual_step(k, xt, b, residual[0][k - 1], residual[1][k - 1])
         if n_free == 0:
             return res
         assert Bb is not None
@@ -292,17 +302,35 @@ class UnrolledLISTA(nn.Module):
         zf = Bb.index_select(0, free) if xt is None else torch.baddbmm(Bb.index_select(0, free), xt.index_select(0, free), WxT.index_select(0, free))
         return torch.cat([zf, res.index_select(0, rest)]).index_select(0, self.kind_inv)
 
-    def _residual_step(self, k: int, xt: torch.Tensor | None, b: torch.Tensor) -> torch.Tensor:
+    def _residual_weights(self) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """Per layer, each candidate's W_k^T (P, m, n) and step gamma_k (P, 1, 1) (None: 1 for every candidate): the
+        effective weights of the residual kinds, built once per forward (``unbind``: no per-layer zero-filled gradient)."""
+        if self._n_free == self.P:
+            return [], []
+        K, P = self.K, self.P
+        slots = list(self.W.unbind(1))  # (P, n, m) each
+        untied, analytic, step = self.untied, self.is_analytic, self.uses_step
+        (all_untied, _), (all_analytic, any_analytic), (all_step, any_step) = (self._mix[f] for f in ("untied", "analytic", "step"))
+        Ws = []
+        for k in range(K):
+            Wk = slots[k] if len(slots) > 1 else slots[0]
+            if len(slots) > 1 and not all_untied:  # a one-W candidate in a cohort with untied ones reads slot 0
+                Wk = torch.where(untied[:, None, None], Wk, slots[0])
+            if all_analytic:
+                Wk = self.Wbar.expand(P, *self.Wbar.shape)
+            elif any_analytic:
+                Wk = torch.where(analytic[:, None, None], self.Wbar, Wk)
+            Ws.append(Wk.transpose(1, 2))
+        if not any_step:
+            return Ws, [None] * K
+        gammas = self.gamma.unbind(1)
+        steps: list[torch.Tensor | None] = [(g if all_step else torch.where(step, g, torch.ones_like(g)))[:, None, None] for g in gammas]
+        return Ws, steps
+
+    def _residual_step(self, k: int, xt: torch.Tensor | None, b: torch.Tensor, WkT: torch.Tensor, step: torch.Tensor | None) -> torch.Tensor:
         """xt + gamma_k W_k (b - D xt) for every candidate (a free candidate's value is computed and dropped)."""
-        slot = k - 1 if self.W.shape[1] > 1 else 0
-        Wk = self.W[:, slot]
-        if slot:  # a tied candidate in a cohort with untied ones reads its one W, slot 0
-            Wk = torch.where(self.untied[:, None, None], Wk, self.W[:, 0])
-        if self.Wbar.numel():
-            Wk = torch.where(self.is_analytic[:, None, None], self.Wbar, Wk)
-        step = torch.where(self.uses_step, self.gamma[:, k - 1], torch.ones_like(self.gamma[:, k - 1]))[:, None, None]
         r = b.expand(self.P, *b.shape) if xt is None else b - torch.matmul(xt, self.D.T)  # (P, B, m)
-        z = torch.matmul(r * step, Wk.transpose(1, 2))  # (P, B, n)
+        z = torch.matmul(r if step is None else r * step, WkT)  # (P, B, n)
         return z if xt is None else z + xt
 
     def _neuron(self, k: int, z: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from nasdun.errors import NasdunError
+
+if TYPE_CHECKING:
+    import torch
 
 CPU_THREADS = 1  # the default intra-op threads of a CPU training (see the module docstring)
 
@@ -29,11 +33,11 @@ def check_threads(threads: int | None) -> int:
 
 
 @contextlib.contextmanager
-def thread_scope(threads: int, device: object) -> Iterator[None]:
+def thread_scope(threads: int, device: str | torch.device) -> Iterator[None]:
     """``torch.set_num_threads(threads)`` inside, the caller's count restored after; nothing on a GPU."""
     import torch
 
-    if torch.device(device).type != "cpu":  # type: ignore[arg-type]
+    if torch.device(device).type != "cpu":
         yield
         return
     old = torch.get_num_threads()

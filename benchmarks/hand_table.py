@@ -1,0 +1,59 @@
+"""The hand-design table of docs/results/hand-designs.md: `nasdun train --arch hand` runs, one per seed, read back.
+
+    python benchmarks/hand_table.py RUN_DIR [RUN_DIR ...]
+
+Prints a Markdown table: every network, mean ± std over the runs (seeds) of test nmse_db (pooled), test nmse_db_mean
+(per sample, the design-space paper's) and validation nmse_db, ranked by mean test nmse_db; the rank of each seed;
+and the gap of each network to the best one.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from nasdun.results import read_table  # noqa: E402
+from search_spaces.presets import display_name  # noqa: E402
+
+
+def table(runs: list[str]) -> str:
+    frames = []
+    for run in runs:
+        df = read_table(Path(run))
+        frames.append(df.assign(run=Path(run).name))
+    df = pd.concat(frames)
+    ok = df[df["status"] == "ok"]
+    failed = df[df["status"] != "ok"]
+    g = ok.groupby("name")
+    stats = pd.DataFrame(
+        {
+            "seeds": g.size(),
+            "test": g["test_nmse_db"].mean(), "test_sd": g["test_nmse_db"].std(ddof=1),
+            "test_mean": g["test_nmse_db_mean"].mean(), "test_mean_sd": g["test_nmse_db_mean"].std(ddof=1),
+            "val": g["val_nmse_db"].mean(), "val_sd": g["val_nmse_db"].std(ddof=1),
+        }
+    ).sort_values("test")  # fmt: skip
+    ok = ok.assign(rank=ok.groupby("run")["test_nmse_db"].rank(method="min").astype(int))
+    ranks = ok.pivot(index="name", columns="run", values="rank")
+    best = stats["test"].iloc[0]
+    lines = [
+        "| rank | network | seeds | test nmse_db (pooled) | test nmse_db_mean | val nmse_db | gap to best (test) | rank per seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, (name, r) in enumerate(stats.iterrows(), start=1):
+        per_seed = ", ".join(str(int(v)) for v in ranks.loc[name].dropna())
+        lines.append(
+            f"| {i} | {display_name(name)} | {int(r['seeds'])} | {r['test']:.2f} ± {r['test_sd']:.2f}"
+            f" | {r['test_mean']:.2f} ± {r['test_mean_sd']:.2f} | {r['val']:.2f} ± {r['val_sd']:.2f} | {r['test'] - best:+.2f} | {per_seed} |"
+        )
+    for _, r in failed.iterrows():
+        lines.append(f"| – | {display_name(str(r['name']))} ({r['run']}) | failed: {r['reason']} | | | | | |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(sys.argv[1:]))
