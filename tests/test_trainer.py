@@ -178,3 +178,30 @@ def test_final_iters_caps_the_last_stage_and_bad_schedules_are_refused(small_pro
         Protocol(name="x", warmup=10)
     with pytest.raises(NasdunError, match="final_iters=15; expected 0 or a positive multiple of val_every"):
         Protocol(name="x", final_iters=15)
+
+
+def test_the_stage_rule_reads_a_validation_subset_and_the_whole_set_scores_what_is_kept():
+    """docs/design.md §5: with a validation set larger than ``val_subset``, the stage rule reads its first ``val_subset``
+    samples; the kept parameters of each stage and the final result are scored on the whole set; a set no larger than
+    the subset is used whole (the same bits as before the rule)."""
+    from dataclasses import replace
+
+    from trainers.problems import Setting, make_problem
+
+    setting = Setting("val2048", "test: a 2,048-sample validation set", m=50, n=100, n_train=4096, n_val=2048, n_test=512)
+    problem = make_problem(setting, seed=0, batch_size=64)
+    gs = [preset("lista", 3), preset("2no", 3)]
+    whole = train_population(gs, problem, replace(SMOKE, val_subset=2048))
+    larger = train_population(gs, problem, replace(SMOKE, val_subset=10_000))
+    for a, b in zip(whole, larger, strict=True):  # a subset as large as the set: the set itself, same bits
+        assert a.stages == b.stages and all(torch.equal(a.params[k], b.params[k]) for k in a.params)
+        assert "kept_val_nmse_db_full" not in a.stages[-1]
+    sub = train_population(gs, problem, replace(SMOKE, val_subset=256))
+    for r in sub:
+        last = r.stages[-1]
+        assert last["kept_val_nmse_db_full"] == pytest.approx(r.val_nmse_db, abs=1e-9)  # the final result: the whole set
+        assert abs(last["best_val_nmse_db"] - r.val_nmse_db) > 1e-6  # the rule read another (smaller) set
+        model = UnrolledLISTA([r.genotype], problem.D)
+        model.load_candidate_state(0, r.params)
+        first = evaluate(model, type(problem.val)(problem.val.b[:256], problem.val.x[:256])).nmse_db()[-1, 0]
+        assert float(first) == pytest.approx(last["best_val_nmse_db"], abs=1e-5)

@@ -96,6 +96,9 @@ class PopulationTrainer:
         if len(scale) != P:
             raise NasdunError(f"lr_scale has {len(scale)} entries; expected one per candidate ({P})")
         self.lrs = torch.tensor(protocol.lrs, dtype=problem.D.dtype, device=dev)
+        # The stage rule's validation set (docs/design.md §5): the first val_subset samples; the whole set where it is no larger.
+        val = problem.val
+        self.val_rule = val if val.x.shape[0] <= protocol.val_subset else type(val)(val.b[: protocol.val_subset], val.x[: protocol.val_subset])
         self._bind_params()
         # Control state (layer, stage, counters, flags) lives on the host (it changes only at
         # validations, which read the device anyway); _sync_state mirrors it to the device and
@@ -195,7 +198,13 @@ class PopulationTrainer:
     def _validate(self) -> torch.Tensor:
         """Validation nmse_db of each candidate's x(t[p]), shape (P,)."""
         with autocast(self.precision, self.c.step.device):
-            return evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi).nmse_db()
+            return evaluate(self.model, self.val_rule, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi).nmse_db()
+
+    def _validate_full(self) -> np.ndarray:
+        """Validation nmse_db of each candidate's x(t[p]) on the whole validation set (the kept parameters' score)."""
+        with autocast(self.precision, self.c.step.device):
+            acc = evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi)
+        return acc.nmse_db().cpu().numpy()
 
     def _record_best(self, val: torch.Tensor, mask: torch.Tensor) -> None:
         improved = mask & (val < self.c.best_val)
@@ -237,14 +246,18 @@ class PopulationTrainer:
         val_h, best_h = val.cpu().numpy(), self.c.best_val.cpu().numpy()
         started = np.zeros_like(self.c.active_h)
         for p in map(int, np.flatnonzero(host[0] | host[1])):
-            r, t, s = self.results[self.c.ids[p]], int(self.c.t_h[p]), int(self.c.s_h[p])
             self._restore_best(p)  # best of the stage; for a failed candidate, finite numbers
+        full_h = self._validate_full() if self.val_rule is not self.problem.val and host[1].any() else None
+        for p in map(int, np.flatnonzero(host[0] | host[1])):
+            r, t, s = self.results[self.c.ids[p]], int(self.c.t_h[p]), int(self.c.s_h[p])
             if host[0][p]:
                 why = "non-finite training loss" if host[2][p] else f"validation nmse_db {val_h[p]:.4g} (limit {proto.diverge_db})"
                 r.status, r.reason = "failed", f"diverged at layer {t} stage {s + 1}: {why}"
                 r.iterations = int(self.c.it_h[p])
             else:
                 r.stages.append({"layer": t, "stage": s + 1, "iters": int(host[3][p]), "best_val_nmse_db": float(best_h[p])})
+                if full_h is not None:  # the kept parameters scored on the whole validation set
+                    r.stages[-1]["kept_val_nmse_db_full"] = float(full_h[p])
                 last_stage = s + 1 == proto.stages_per_layer
                 if last_stage and t in proto.rungs:
                     self.c.waiting_h[p] = True  # at a rung: wait for the rest of the cohort

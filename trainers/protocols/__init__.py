@@ -25,7 +25,9 @@ class Protocol:
     For each layer t = 1..K, one stage per learning rate in ``lrs``: the first trains layer t's
     new parameters, every later one all parameters of layers 1..t (the reference code has
     three: 5e-4, 1e-4, 1e-5; a screening protocol may drop the fine-tuning stages).
-    Validation every ``val_every`` iterations; a stage ends when its best validation NMSE is
+    Validation every ``val_every`` iterations, on the first ``val_subset`` samples of the validation set (docs/design.md
+    §5: the stage rule reads the subset; the full set scores the parameters each stage keeps and the final result;
+    a validation set of at most ``val_subset`` samples is used whole); a stage ends when its best validation NMSE is
     ``patience`` iterations old or after ``max_iters``; a candidate whose validation NMSE is non-finite or above
     ``diverge_db`` (or whose training loss is non-finite) fails. With ``rungs``, successive
     halving: after the last stage of each rung layer the cohort keeps its best
@@ -49,6 +51,7 @@ class Protocol:
     patience: int = 4000
     max_iters: int = 200_000
     val_every: int = 10
+    val_subset: int = 1024  # samples of the validation set the stage rule reads (the reference TF code's ~1,000)
     batch_size: int = 128
     lam: float = 0.4
     coef_init: str = "ones"
@@ -62,6 +65,9 @@ class Protocol:
     final_iters: int = 0  # the cap of the last layer's last stage (all layers, the loss at x(K)): an end-to-end pass; 0: max_iters
 
     def __post_init__(self) -> None:
+        for key in ("patience", "max_iters", "val_every", "val_subset", "batch_size"):
+            if getattr(self, key) < 1:
+                raise NasdunError(f"protocol {self.name}: {key}={getattr(self, key)}; expected an integer >= 1")
         if list(self.rungs) != sorted(set(self.rungs)) or any(r < 1 for r in self.rungs):
             raise NasdunError(f"protocol {self.name}: rungs={list(self.rungs)}; expected increasing layers >= 1")
         if self.eta < 2 or self.min_survivors < 1:
@@ -72,9 +78,6 @@ class Protocol:
             raise NasdunError(
                 f"protocol {self.name}: final_iters={self.final_iters}; expected 0 or a positive multiple of val_every ({self.val_every})"
             )
-        for key in ("patience", "max_iters", "val_every", "batch_size"):
-            if getattr(self, key) < 1:
-                raise NasdunError(f"protocol {self.name}: {key}={getattr(self, key)}; expected an integer >= 1")
         if self.schedule not in SCHEDULES:
             raise NasdunError(f"protocol {self.name}: schedule={self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if self.warmup < 0 or not 0 <= self.min_lr_ratio <= 1 or (self.schedule == "constant" and (self.warmup or self.min_lr_ratio)):
