@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import pandas as pd
 from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype, common_size
 from search_spaces.neurons import NEURONS
+from search_spaces.weights import DEFAULT_WEIGHTS, WEIGHTS
 
 
 def load_runs(runs: Sequence[str | Path], sampler: str | None = None) -> pd.DataFrame:
@@ -99,6 +100,7 @@ class Frequencies:
     neurons: np.ndarray
     neuron_names: tuple[str, ...]
     count: int
+    weights: dict[str, float] = field(default_factory=dict)  # weight parameterisation -> share (docs/design.md §2)
 
     @property
     def layers(self) -> int:
@@ -110,6 +112,7 @@ class Frequencies:
             "conn": self.conn.round(6).tolist(),
             "lags": self.lags.round(6).tolist(),
             "neurons": {name: self.neurons[:, t].round(6).tolist() for t, name in enumerate(self.neuron_names)},
+            "weights": {name: round(share, 6) for name, share in self.weights.items()},
         }
 
 
@@ -124,11 +127,13 @@ def frequencies(genotypes: Sequence[Genotype]) -> Frequencies:
             lags[k - 1, [j - 1 for j in g.lags[k - 1]]] += 1
             neurons[k - 1, names.index(g.neurons[k - 1])] += 1
     n = len(genotypes)
-    return Frequencies(conn / n, lags / n, neurons / n, names, n)
+    kinds = {name: sum(g.weights == name for g in genotypes) / n for name in WEIGHTS.names()}
+    return Frequencies(conn / n, lags / n, neurons / n, names, n, kinds)
 
 
 def threshold_genotype(freq: Frequencies, threshold: float = 0.5) -> Genotype:
-    """Connections and lags with frequency >= ``threshold``; the majority neuron per layer."""
+    """Connections and lags with frequency >= ``threshold``; the majority neuron per layer and the majority weight
+    parameterisation (the first registered of those tied)."""
     if not 0.0 <= threshold <= 1.0 or math.isnan(threshold):
         raise NasdunError(f"--threshold {threshold}; expected a fraction in [0, 1]")
     K, J = freq.layers, freq.lags.shape[1]
@@ -136,7 +141,9 @@ def threshold_genotype(freq: Frequencies, threshold: float = 0.5) -> Genotype:
     extra = {k: [i for i in range(1, k - 1) if freq.conn[k - 1, i - 1] >= threshold - eps] for k in range(3, K + 1)}
     lags = {k: [j for j in range(1, min(J, k - 1) + 1) if freq.lags[k - 1, j - 1] >= threshold - eps] for k in range(1, K + 1)}
     neurons = [freq.neuron_names[int(np.argmax(freq.neurons[k]))] for k in range(K)]  # argmax: first of the tied
-    return Genotype.build(K, extra, neurons, lags, max_lag=J)
+    kinds = freq.weights or {DEFAULT_WEIGHTS: 1.0}
+    weights = max(kinds, key=lambda name: (kinds[name], -list(kinds).index(name)))
+    return Genotype.build(K, extra, neurons, lags, max_lag=J, weights=weights)
 
 
 def average(df: pd.DataFrame, top: int = 50, threshold: float = 0.5) -> tuple[Genotype, Frequencies, pd.DataFrame]:

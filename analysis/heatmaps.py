@@ -40,7 +40,8 @@ def run_heatmaps(
     if diff is not None:
         kd, _ = resolve_top_k(df, diff)
         _, other, _ = average(df, kd, threshold)
-        delta = Frequencies(freq.conn - other.conn, freq.lags - other.lags, freq.neurons - other.neurons, freq.neuron_names, freq.count)
+        kinds = {k: freq.weights.get(k, 0.0) - other.weights.get(k, 0.0) for k in freq.weights}
+        delta = Frequencies(freq.conn - other.conn, freq.lags - other.lags, freq.neurons - other.neurons, freq.neuron_names, freq.count, kinds)
         res["diff"] = connectivity_figure(delta, out_dir, f"conn_top{k}_minus_top{kd}", f"top-{k} minus top-{kd} connection frequency\n{pool}",
                                           diverging=True, cbar_label=f"share in top-{k} minus share in top-{kd}")  # fmt: skip
     return res

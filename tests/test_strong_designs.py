@@ -149,3 +149,15 @@ def test_every_hand_design_exists_at_the_demo_and_the_study_depths():
 def test_the_lipschitz_step_is_the_reference_codes(data):
     D, _ = data
     assert lipschitz(D) == pytest.approx(1.001 * float(np.linalg.norm(D.numpy(), 2)) ** 2, rel=1e-12)
+
+
+def test_the_averaged_architecture_votes_the_weight_parameterisation():
+    from analysis.average import frequencies, threshold_genotype
+
+    gs = [preset("alista", 5), preset("2no_alista", 5), preset("lista_cpss", 5), preset("lista", 5)]
+    freq = frequencies(gs)
+    assert freq.weights["analytic"] == 0.5 and freq.weights["coupled_untied"] == 0.25 and freq.to_dict()["weights"]["free"] == 0.25
+    avg = threshold_genotype(freq)
+    assert avg.weights == "analytic" and avg.neurons == ("ss",) * 5  # majorities
+    tie = threshold_genotype(frequencies([preset("lista", 5), preset("alista", 5)]))
+    assert tie.weights == "free"  # a tie goes to the first registered kind
