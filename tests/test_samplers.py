@@ -7,11 +7,11 @@ import torch
 
 from nasdun.errors import NasdunError
 from nasdun.samplers import SAMPLERS, make_sampler
-from search_spaces import SearchSpace
+from search_spaces.genotype import classic_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 USABLE = SAMPLERS.names()
-SPACE = SearchSpace(layers=8)
+SPACE = classic_space(8)  # the classic space: the measured behaviours below were calibrated on its 3 neurons
 DECISIONS = SPACE.decisions()
 OPTIONS = {
     "evolution": {"population_size": 20, "sample_size": 5},
