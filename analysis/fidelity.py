@@ -36,6 +36,7 @@ import pandas as pd
 from analysis.plots import frontier_figure, scatter_figure
 from nasdun.errors import NasdunError
 from nasdun.results import read_table
+from search_spaces.neurons import letter
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -421,7 +422,7 @@ def network_table(genotypes: dict[str, Any], tables: dict[str, pd.DataFrame], re
     ref = tables[reference]
     rows = pd.DataFrame(
         {
-            "neurons": ["".join(n[0].upper() for n in genotypes[name].neurons) for name in ref.index],
+            "neurons": ["".join(letter(n) for n in genotypes[name].neurons) for name in ref.index],
             "reference_val_nmse_db": ref["val_nmse_db"].where(ref["status"] != "failed"),
             "reference_test_nmse_db": ref["test_nmse_db"].where(ref["status"] != "failed"),
             "reference_iterations": ref["iterations"],

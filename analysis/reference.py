@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from nasdun.errors import NasdunError
+from search_spaces.neurons import letter
 from trainers.protocols import HERE as PROTOCOLS_DIR
 
 REFERENCES = PROTOCOLS_DIR / "references"
@@ -106,7 +107,7 @@ def reference_rows(results: pd.DataFrame, run_meta: dict[str, Any], chunk: int, 
         row = {
             "name": name, "kind": kind.get(name, "random"), "chunk": chunk, "setting": run_meta["setting"]["name"], "layers": K,
             "seed": run_meta["seed"], "genotype_seed": genotype_seed, "protocol": run_meta["protocol"]["name"], "hash": g.hash,
-            "neurons": "".join(n[0].upper() for n in g.neurons), "genotype": g.to_json(), "status": "failed" if failed else "ok",
+            "neurons": "".join(letter(n) for n in g.neurons), "genotype": g.to_json(), "status": "failed" if failed else "ok",
             "reason": reason, "diverged_layer": _diverged_layer(reason), "diverged_value_db": _diverged_value(reason),
             "iterations": int(r["iterations"]),
         }  # fmt: skip

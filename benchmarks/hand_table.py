@@ -40,6 +40,10 @@ def table(runs: list[str]) -> str:
     ok = ok.assign(rank=ok.groupby("run")["test_nmse_db"].rank(method="min").astype(int))
     ranks = ok.pivot(index="name", columns="run", values="rank")
     best = stats["test"].iloc[0]
+
+    def pm(mean: float, sd: float) -> str:
+        return f"{mean:.2f}" if pd.isna(sd) else f"{mean:.2f} ± {sd:.2f}"
+
     lines = [
         "| rank | network | seeds | test nmse_db (pooled) | test nmse_db_mean | val nmse_db | gap to best (test) | rank per seed |",
         "|---|---|---|---|---|---|---|---|",
@@ -47,8 +51,8 @@ def table(runs: list[str]) -> str:
     for i, (name, r) in enumerate(stats.iterrows(), start=1):
         per_seed = ", ".join(str(int(v)) for v in ranks.loc[name].dropna())
         lines.append(
-            f"| {i} | {display_name(name)} | {int(r['seeds'])} | {r['test']:.2f} ± {r['test_sd']:.2f}"
-            f" | {r['test_mean']:.2f} ± {r['test_mean_sd']:.2f} | {r['val']:.2f} ± {r['val_sd']:.2f} | {r['test'] - best:+.2f} | {per_seed} |"
+            f"| {i} | {display_name(name)} | {int(r['seeds'])} | {pm(r['test'], r['test_sd'])}"
+            f" | {pm(r['test_mean'], r['test_mean_sd'])} | {pm(r['val'], r['val_sd'])} | {r['test'] - best:+.2f} | {per_seed} |"
         )
     for _, r in failed.iterrows():
         lines.append(f"| – | {display_name(str(r['name']))} ({r['run']}) | failed: {r['reason']} | | | | | |")

@@ -294,6 +294,7 @@ class SearchSpace:
             raise NasdunError(f"search space max_lag must be an integer >= 0; got {self.max_lag!r}")
         if not self.neurons:
             raise NasdunError("search space neurons is empty; expected one or more neuron types")
+        object.__setattr__(self, "neurons", tuple(self.neurons))
         for name in (*self.neurons, self.default_neuron):
             NEURONS.get(name)
         if not self.weights:

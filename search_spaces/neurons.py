@@ -25,17 +25,26 @@ from nasdun.registry import Registry
 NEURONS: Registry[Any] = Registry("neuron")
 
 
-def neuron(name: str, piecewise: tuple[float, float] | None = None, support: bool = False, gain: bool = False) -> Callable[[Any], Any]:
+def neuron(
+    name: str, piecewise: tuple[float, float] | None = None, support: bool = False, gain: bool = False, letter: str | None = None
+) -> Callable[[Any], Any]:
     """Register a neuron type; ``piecewise`` = (symmetric, slope) is its point of the family below, if it has one
-    (then the fused kernel takes it with no other edit); ``support`` and ``gain``: the flags of the module docstring."""
+    (then the fused kernel takes it with no other edit); ``support`` and ``gain``: the flags of the module docstring;
+    ``letter``: its one-letter mark in tables (default: the name's first letter, upper case)."""
 
     def add(fn: Any) -> Any:
+        fn.letter = letter or name[0].upper()
         if piecewise is not None and not (support or gain):
             fn.piecewise = (float(piecewise[0]), float(piecewise[1]))
         fn.support, fn.gain = bool(support), bool(gain)
         return NEURONS.register(name, fn)
 
     return add
+
+
+def letter(name: str) -> str:
+    """A neuron type's one-letter mark in tables (``soft`` S, ``relu`` R, ``lrelu`` L, ``ss`` P, ``gain`` G, ``gain_ss`` H)."""
+    return str(getattr(NEURONS.get(name), "letter", name[0].upper()))
 
 
 def uses_support(name: str) -> bool:
@@ -111,7 +120,7 @@ def lrelu(z: Any, theta: Any) -> Any:
     return F.leaky_relu(z - theta, LEAKY_SLOPE)
 
 
-@neuron("ss", support=True)
+@neuron("ss", support=True, letter="P")
 def ss(z: Any, theta: Any) -> Any:
     r"""Soft threshold with support selection (LISTA-CPSS, TiLISTA, ALISTA): :math:`\eta^{ss}_{\theta, p_k}`; the
     threshold is :func:`soft`, the selection is applied by the model (it needs the layer)."""
@@ -124,7 +133,7 @@ def gain(z: Any, theta: Any) -> Any:
     return soft(z, theta)
 
 
-@neuron("gain_ss", support=True, gain=True)
+@neuron("gain_ss", support=True, gain=True, letter="H")
 def gain_ss(z: Any, theta: Any) -> Any:
     r"""Gain gate and support selection together (the public GLISTA network's neuron)."""
     return soft(z, theta)

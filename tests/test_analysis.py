@@ -1,6 +1,7 @@
 """Averages, heatmaps, retraining tables and reports, from results tables on disk."""
 
 import json
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -210,7 +211,9 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
     out = tmp_path / "fid"
     table = run_fidelity(3, "small", 3, str(ref40), [str(sh), str(short)], 0, out, device="cpu").set_index("protocol")
     ref = pd.read_csv(out / "ref40" / "results.csv")
-    assert len(ref) == 3 + 6  # random genotypes plus every hand design
+    from search_spaces.presets import existing
+
+    assert len(ref) == 3 + len(existing(3))  # random genotypes plus every hand design
     for name in ("sh", "short"):
         cheap = pd.read_csv(out / name / "results.csv")
         assert table.loc[name, "cost_ratio"] == pytest.approx(ref["iterations"].sum() / cheap["iterations"].sum())
@@ -231,7 +234,8 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
     assert list(nets.index) == list(ref.sort_values(["val_nmse_db", "name"])["name"])  # no failures at smoke size
     assert nets["reference_val_nmse_db"].tolist() == ref.set_index("name").loc[nets.index, "val_nmse_db"].tolist()
     assert nets["sh_val_nmse_db"].tolist() == sh_rows.loc[nets.index, "val_nmse_db"].tolist()
-    assert nets.loc["lista", "neurons"] == "SSS" and (nets["sh_status"] == "stopped").sum() == 4
+    assert nets.loc["lista", "neurons"] == "SSS" and nets.loc["alista", "neurons"] == "PPP"
+    assert (nets["sh_status"] == "stopped").sum() == len(nets) - math.ceil(len(nets) / 2)  # one halving, eta 2
     stopped = sh_rows.index[sh_rows["status"] == "stopped"][0]
     md = (out / "fidelity.md").read_text()
     assert f"| {stopped} | " in md and f"{sh_rows.loc[stopped, 'val_nmse_db']:.2f} (stopped)" in md
@@ -239,7 +243,8 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
     val_ref = ref.set_index("name").loc[randoms, "val_nmse_db"]
     val_short = pd.read_csv(out / "short" / "results.csv").set_index("name").loc[randoms, "val_nmse_db"]
     assert table.loc["short", "spearman_random"] == pytest.approx(val_ref.rank().corr(val_short.rank()))
-    assert (pd.read_csv(out / "sh" / "results.csv")["status"] == "stopped").sum() == 4  # 9 -> ceil(9/2) = 5 survive
+    n = len(pd.read_csv(out / "sh" / "results.csv"))
+    assert (pd.read_csv(out / "sh" / "results.csv")["status"] == "stopped").sum() == n - math.ceil(n / 2)  # n -> ceil(n / 2) survive
     assert "| sh |" in (out / "fidelity.md").read_text() and (out / "figures" / "rank_sh.png").is_file()
     # rung study: a network's value at the end of layer 1 in the reference's stage records is what
     # a rung after layer 1 compares (sh is ref40 + that rung: its survivors are the top half by it)
@@ -247,7 +252,7 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
     at1 = pd.Series({n: [st for st in sts if st["layer"] == 1][-1]["best_val_nmse_db"] for n, sts in stages.items()})
     position = {n: i for i, n in enumerate(ref["name"])}  # ties (same first layer) go to the earlier network
     sh_rows = pd.read_csv(out / "sh" / "results.csv")
-    assert set(sh_rows.loc[sh_rows["status"] == "ok", "name"]) == set(sorted(at1.index, key=lambda n: (at1[n], position[n]))[:5])
+    assert set(sh_rows.loc[sh_rows["status"] == "ok", "name"]) == set(sorted(at1.index, key=lambda n: (at1[n], position[n]))[: math.ceil(n / 2)])
     rungs = pd.read_csv(out / "rungs.csv").set_index("layer")
     final = ref.set_index("name")["val_nmse_db"]
     assert list(rungs.index) == [1, 2] and rungs.loc[1, "spearman"] == pytest.approx(at1.rank().corr(final[at1.index].rank()))
@@ -418,16 +423,20 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     run = dict(setting="small", layers=2, reference=str(ref), protocols=[str(short)], seed=0, device="cpu")
     whole = run_fidelity(2, out=tmp_path / "one", **run).set_index("protocol")
     one = pd.read_csv(tmp_path / "one" / "ref" / "results.csv").set_index("name")
-    names = list(one.index)  # r000, r001, then the six hand designs
-    chunks = [[n for n, _ in c] for c in reference_chunks([(n, None) for n in names], 2, 3)]
-    assert chunks == [["lista", "lfista", "r000"], ["dense", "2no", "3no"], ["r001", "meng2021"]]  # hand designs spread
+    from search_spaces.presets import existing
+
+    names, hand = list(one.index), dict(existing(2))  # r000, r001, then the 15 hand designs
+    chunks = [[n for n, _ in c] for c in reference_chunks([(n, hand.get(n)) for n in names], 2, 3)]
+    assert chunks[:3] == [["lista", "lfista", "r000"], ["dense", "2no", "3no"], ["r001", "meng2021"]]  # hand designs spread
+    assert [n for c in chunks[3:] for n in c] == [n for n in hand if n not in ("lista", "lfista", "dense", "2no", "3no", "meng2021")]
     out = tmp_path / "chunked"
     part = run_fidelity(2, out=out, reference_chunk=3, max_chunks=1, **run).set_index("protocol")
     assert sorted(p.name for p in (out / "ref").iterdir()) == ["part00"]  # one chunk now, two left
-    assert part.loc["short", "candidates"] == 3 and part.loc["short", "networks_total"] == 8
+    total = 2 + len(hand)
+    assert part.loc["short", "candidates"] == 3 and part.loc["short", "networks_total"] == total
     assert "over 3 networks (1 random + 2 hand designs)" in (out / "fidelity.md").read_text()
     assert "| 1/5 (at most 1) |" in (out / "fidelity.md").read_text() or "| 0/5 (at most 1) |" in (out / "fidelity.md").read_text()
-    assert "Partial reference: 3 of 8 networks" in (out / "fidelity.md").read_text()
+    assert f"Partial reference: 3 of {total} networks" in (out / "fidelity.md").read_text()
     first = pd.read_csv(out / "ref" / "part00" / "results.csv").set_index("name").loc[chunks[0]]
     cheap = pd.read_csv(out / "short" / "part00" / "results.csv").set_index("name")
     assert sorted(cheap.index) == sorted(chunks[0])  # the cheap protocol trains the networks it is compared on, in the same chunk
@@ -439,7 +448,7 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     assert (out / "ref" / "part00" / "results.csv").stat().st_mtime_ns == stamp  # the finished chunk was reused
     assert (out / "short" / "part00" / "results.csv").stat().st_mtime_ns == cheap_stamp  # and so was the cheap protocol's
     for proto, whole_run in (("ref", one), ("short", pd.read_csv(tmp_path / "one" / "short" / "results.csv").set_index("name"))):
-        merged = pd.concat([pd.read_csv(out / proto / f"part{i:02d}" / "results.csv") for i in range(3)]).set_index("name").loc[names]
+        merged = pd.concat([pd.read_csv(out / proto / f"part{i:02d}" / "results.csv") for i in range(len(chunks))]).set_index("name").loc[names]
         assert np.allclose(merged["val_nmse_db"], whole_run.loc[names, "val_nmse_db"], atol=1e-3)  # same data: the chunk does not matter
         assert list(merged["iterations"]) == list(whole_run.loc[names, "iterations"])
     for column in ("spearman", "kendall", "cost_ratio", "top25_overlap"):
@@ -449,7 +458,7 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     from analysis.reference import load_reference
 
     written = load_reference(out / "reference.csv")
-    ref_rows = pd.concat([pd.read_csv(out / "ref" / f"part{i:02d}" / "results.csv") for i in range(3)]).set_index("name")
+    ref_rows = pd.concat([pd.read_csv(out / "ref" / f"part{i:02d}" / "results.csv") for i in range(len(chunks))]).set_index("name")
     assert sorted(written.index) == sorted(names) and list(written.loc[names, "chunk"]) == [i for n in names for i, c in enumerate(chunks) if n in c]
     assert np.allclose(written.loc[names, "val_nmse_db"], ref_rows.loc[names, "val_nmse_db"]) and written.attrs["protocol"] == "ref"
     assert list(written.loc[names, "iterations"]) == list(ref_rows.loc[names, "iterations"])
@@ -459,7 +468,7 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     for column in ("spearman", "kendall", "cost_ratio", "top25_overlap", "median_abs_delta_db", "candidates"):
         assert again.loc["short", column] == pytest.approx(full.loc["short", column])  # the study is the table's, not the arguments'
     assert "reference read from the table" in (tmp_path / "from-table" / "fidelity.md").read_text()
-    merged_short = pd.concat([pd.read_csv(out / "short" / f"part{i:02d}" / "results.csv") for i in range(3)]).set_index("name").loc[names]
+    merged_short = pd.concat([pd.read_csv(out / "short" / f"part{i:02d}" / "results.csv") for i in range(len(chunks))]).set_index("name").loc[names]
     delta = (merged_short["val_nmse_db"] - ref_rows.loc[names, "val_nmse_db"]).abs().median()
     assert full.loc["short", "median_abs_delta_db"] == pytest.approx(delta) and (out / "figures" / "frontier.png").is_file()
     bad = written.reset_index().drop(columns=["genotype_obj"])
@@ -481,8 +490,9 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     halving = tmp_path / "halving.yaml"
     halving.write_text("patience: 10\nmax_iters: 10\nbatch_size: 32\nrungs: [1]\neta: 2\n")
     cut = run_fidelity(2, out=out, reference_chunk=3, **{**run, "protocols": [str(halving)]}).set_index("protocol")
-    assert len(pd.read_csv(out / "halving" / "results.csv")) == 8 and not (out / "halving" / "part00").exists()  # one cohort: halving cuts inside it
-    assert cut.loc["halving", "candidates"] == 8
+    halved = pd.read_csv(out / "halving" / "results.csv")
+    assert len(halved) == total and not (out / "halving" / "part00").exists()  # one cohort: halving cuts inside it
+    assert cut.loc["halving", "candidates"] == total
     with pytest.raises(NasdunError, match="reference 'halving': a halving protocol ranks inside its cohort"):
         run_fidelity(2, out=tmp_path / "sh", reference_chunk=3, **{**run, "reference": str(halving)})
     assert not (tmp_path / "sh").exists()  # refused before anything is written

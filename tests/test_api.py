@@ -26,7 +26,7 @@ def test_the_docs_example_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "dB (val)" in proc.stdout  # the verdict line was printed
-    assert (tmp_path / "runs" / "api-demo" / "best.pt").is_file() and (tmp_path / "runs" / "api-train" / "results.csv").is_file()
+    assert (tmp_path / "runs" / "api-demo" / "best.pt2").is_file() and (tmp_path / "runs" / "api-train" / "results.csv").is_file()
 
 
 @pytest.mark.slow

@@ -42,7 +42,7 @@ def test_readme_quickstart_runs_as_written(tmp_path, capsys):
         if args[0] == "search":
             assert "dB (val)" in captured.out.strip().splitlines()[-1]  # its last line is the verdict
     qs = tmp_path / "runs" / "qs"
-    for path in ("avg.json", "retrain/table1.md", "report/report.html", "best.pt"):
+    for path in ("avg.json", "retrain/table1.md", "report/report.html", "best.pt2"):
         assert (qs / path).is_file(), path
     assert list((qs / "heatmaps").glob("conn_top*.png")) and list((qs / "heatmaps").glob("conn_average_top*.png"))
     report = (qs / "report" / "report.md").read_text()

@@ -31,6 +31,8 @@ MINI = {
     "seed": 0,
     "baselines": False,
     "promote_top": 0,
+    "neurons": ["soft", "relu", "lrelu"],  # the classic space: the counts below were measured on it
+    "weights": ["free"],
 }  # the samplers' own proposals
 
 
@@ -320,14 +322,18 @@ def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tm
 
     out, longer = tmp_path / "exp", tmp_path / "longer.yaml"
     longer.write_text("patience: 10\nmax_iters: 30\nbatch_size: 64\n")  # longer than smoke's 20 per stage
-    args = ["--sampler", "random", "--budget", "9", "--cohort", "3", "--setting", "small", "--protocol", "smoke", "--layers", "3"]
-    assert main(["search", *args, "--promote-top", "2", "--promote-protocol", str(longer), "--precision", "bf16", "--out", str(out)]) == 0
+    from nasdun.verdict import hand_designs
+
+    args = ["--sampler", "random", "--budget", "17", "--cohort", "3", "--setting", "small", "--protocol", "smoke", "--layers", "3"]
+    promote = ["--promote-top", "2", "--promote-hand", "4", "--promote-protocol", str(longer), "--precision", "bf16"]
+    assert main(["search", *args, *promote, "--out", str(out)]) == 0
     df = pd.read_csv(out / "results.csv").sort_values(["val_nmse_db", "hash"])
     hand = df["preset"].fillna("") != ""
-    assert hand.sum() == 4  # lista=meng2021, lfista=dense, 2no, 3no: the hand designs distinct at K = 3
+    assert hand.sum() == len(hand_designs(3, 2)) == 13  # the hand designs distinct at K = 3
     best2 = list(df[~hand & (df["status"] == "ok")]["name"][:2])
+    best4 = list(df[hand & (df["status"] == "ok")]["name"][:4])  # --promote-hand 4: the hand designs that screened best
     prom = pd.read_csv(out / "promoted" / "promote.csv").set_index("name")
-    assert list(prom.index) == best2 + list(df[hand].sort_values("trial_number")["name"])  # found by value, then the hand designs
+    assert list(prom.index) == best2 + best4  # found by value, then the chosen hand designs by value
     chosen = df.set_index("name").loc[list(prom.index)]
     finalists = [(n, Genotype.from_json(g)) for n, g in zip(chosen.index, chosen["genotype"], strict=True)]
     alone = run_train(finalists, "small", str(longer), 0, tmp_path / "alone", device="cpu", precision="bf16").set_index("name")
@@ -337,17 +343,17 @@ def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tm
     saved = json.loads((out / "search.json").read_text())
     fig, expected = saved["promoted"], compare(prom.reset_index().to_dict("records"))
     assert fig["verdict_best_found"] == expected["best_found"] and fig["verdict_gain_db"] == pytest.approx(expected["gain_db"])
-    assert not fig["reused"] and fig["found"] == 2 and fig["hand_designs"] == 4
+    assert not fig["reused"] and fig["found"] == 2 and fig["hand_designs"] == 4 and fig["hand_designs_screened"] == 13
     printed = capsys.readouterr().out.strip().splitlines()
     assert "promoted the top 2 found networks and 4 hand designs with longer: trained in" in printed[-2]  # the protocol by its name
     assert printed[-1] == saved["verdict"] and printed[-1].startswith("under longer (its agreement with paper is not measured) in pooled nmse_db: ")
-    assert printed[-1].endswith("; screening under smoke") and expected["verdict"] in printed[-1]
+    assert "; screening under smoke; hand designs: the 4 of 13 that screened best" in printed[-1] and expected["verdict"] in printed[-1]
 
     stamp = (out / "promoted" / "params.pt").stat().st_mtime_ns
     assert main(["search", "--resume", str(out)]) == 0
     assert json.loads((out / "search.json").read_text())["promoted"]["reused"]
     assert (out / "promoted" / "params.pt").stat().st_mtime_ns == stamp
-    assert main(["search", "--resume", str(out), "--budget", "11", "--promote-top", "3"]) == 0
+    assert main(["search", "--resume", str(out), "--budget", "19", "--promote-top", "3"]) == 0
     assert len(pd.read_csv(out / "promoted" / "promote.csv")) == 3 + 4
     assert list(pd.read_csv(out / "promoted.1" / "promote.csv")["name"])[:2] == best2  # the first promotion is kept
     assert main(["search", "--resume", str(out), "--promote-top", "-1"]) == 2
