@@ -50,7 +50,7 @@ def run_heatmaps(
 def genotype_heatmap(genotype: Genotype, name: str, out: str | Path, title: str | None = None) -> pd.DataFrame:
     """One genotype (a hand design, a genotype file, an averaged architecture): its connections and
     lags as 0/1 heatmaps and its neuron per layer; returns the connection matrix."""
-    what = title or f"{name} (K={genotype.layers})"
+    what = title or f"{name} (K={genotype.layers}, {genotype.weights} weights)"
     freq = frequencies([genotype])
     conn = connectivity_figure(freq, Path(out), f"conn_{name}", f"connectivity of {what}", cbar_label="1: connection open")
     lag_figure(freq, Path(out), f"lags_{name}", f"LM lags of {what}", cbar_label="1: lag open")

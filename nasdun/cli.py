@@ -395,8 +395,10 @@ def _heatmap(args: argparse.Namespace) -> int:
     from nasdun.results import check_out_dir
     from search_spaces.presets import resolve_archs
 
-    if bool(args.arch) == bool(args.runs):
-        raise NasdunError("heatmap needs run directories or --arch, not both")
+    if args.arch and args.runs:
+        raise NasdunError("heatmap takes run directories or --arch, not both")
+    if not args.arch and not args.runs:
+        raise NasdunError("heatmap needs run directories (e.g. nasdun heatmap runs/qs) or --arch NAME (e.g. --arch alista)")
     archs = resolve_archs(args.arch, args.layers) if args.arch else []  # bad names fail before anything is written
     check_out_dir(args.out, args.force)  # the figures create it once the runs have been read
     if archs:

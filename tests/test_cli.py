@@ -160,3 +160,11 @@ def test_average_never_overwrites_and_retrain_takes_k_from_the_file(tmp_path, ca
     assert main(["retrain", "--arch", str(out), "--settings", "small", "--protocol", "smoke", "--out", str(tmp_path / "rt")]) == 2
     err = capsys.readouterr().err
     assert "is not empty; choose a new directory (or pass --force to replace it)" in err and "--overwrite" not in err
+
+
+def test_heatmap_says_what_it_needs_when_given_nothing_or_both(capsys, tmp_path):
+    assert main(["heatmap", "--out", str(tmp_path / "h")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs run directories" in err and "not both" not in err
+    assert main(["heatmap", str(tmp_path), "--arch", "lista", "--out", str(tmp_path / "h")]) == 2
+    assert "not both" in capsys.readouterr().err and not (tmp_path / "h").exists()
