@@ -169,7 +169,7 @@ class UnrolledLISTA(nn.Module):
         self.h = nn.Parameter(torch.ones(P, K, dtype=dtype))
         self.beta = nn.Parameter(torch.full((P, K, max(J, 1)), -0.5, dtype=dtype))
         self._init_weight_kinds(genotypes, Dd, L, dtype)
-        self._init_neuron_flags(genotypes, onehot, dtype)
+        self._init_neuron_flags(genotypes, dtype)
         # Per layer, the neuron types and lags some candidate uses (no work for what nobody uses).
         # Mixed layers: candidates grouped by neuron type (stable order), so each type's function
         # runs on its own candidates only; neuron_inv puts the groups back in candidate order.
@@ -194,8 +194,10 @@ class UnrolledLISTA(nn.Module):
         P, K, (m, n) = self.P, self.K, Dd.shape
         residual = torch.tensor([k.residual for k in kinds])
         self._untied = [k.untied for k in kinds]
-        # the cohort's mix as plain bools (read while tracing, where the buffers are symbolic)
-        self._mix = {flag: (all(getattr(k, flag) for k in kinds), any(getattr(k, flag) for k in kinds)) for flag in ("untied", "analytic", "step")}
+        self._residual = [k.residual for k in kinds]
+        # the residual candidates' mix as plain bools (read while tracing, where the buffers are symbolic)
+        res = [k for k in kinds if k.residual]
+        self._mix = {flag: (all(getattr(k, flag) for k in res), any(getattr(k, flag) for k in res)) for flag in ("untied", "analytic", "step")}
         self.register_buffer("untied", torch.tensor(self._untied))
         # Candidates grouped by family (free first, stable order), as the neurons are: each family's step runs on its own.
         perm = torch.sort(residual.long(), stable=True).indices
@@ -212,7 +214,7 @@ class UnrolledLISTA(nn.Module):
         self.gamma = nn.Parameter(torch.ones(P, K, dtype=dtype))
         self.register_buffer("Wbar", analytic_weight(Dd).T.to(dtype) if bool(self.is_analytic.any()) else torch.zeros(0, dtype=dtype))
 
-    def _init_neuron_flags(self, genotypes: Sequence[Genotype], onehot: torch.Tensor, dtype: torch.dtype) -> None:
+    def _init_neuron_flags(self, genotypes: Sequence[Genotype], dtype: torch.dtype) -> None:
         """Gain gates' parameters (kappa, nu per layer) where some candidate has a gain-gated layer."""
         gained = torch.tensor([[uses_gain(name) for name in g.neurons] for g in genotypes])  # (P, K)
         self.register_buffer("gained", gained)
@@ -247,13 +249,16 @@ class UnrolledLISTA(nn.Module):
         T = self.K if upto is None else int(upto)
         if not 1 <= T <= self.K:
             raise NasdunError(f"upto={T} is outside 1..{self.K}")
-        Bb = torch.matmul(b, self.Wb.transpose(1, 2)) if self._n_free else None  # (P, B, n), the free kind's W_b b
+        WbT, WxT = self.Wb.transpose(1, 2), self.Wx.transpose(1, 2)
+        if 0 < self._n_free < self.P:  # mixed kinds: the free family's weights, selected once per forward
+            free = self.kind_perm[: self._n_free]
+            WbT, WxT = WbT.index_select(0, free), WxT.index_select(0, free)
+        Bb = torch.matmul(b, WbT) if self._n_free else None  # (P_free, B, n), the free kind's W_b b
         zero = b.new_zeros(()).expand(self.P, b.shape[0], self.Wx.shape[-1])  # x(0) = 0 as a broadcast view: no memory, no fill
         xs = [zero]  # xs[i] = x(i)
         w = self.coef * self.gate * self.inv_count[..., None]  # (P, K, K) LWA weights
         hk = torch.where(self.has_lag, self.h, torch.ones_like(self.h))
         qb = self.lag * self.beta  # (P, K, J)
-        WxT = self.Wx.transpose(1, 2)
         residual = self._residual_weights()
         # The compiled kernel serves training only: evaluation (no grad) is a second set of
         # compiled variants, and with the shapes and requires-grad patterns of a protocol they
@@ -288,28 +293,36 @@ class UnrolledLISTA(nn.Module):
         residual: tuple[list[torch.Tensor], list[torch.Tensor | None]],
     ) -> torch.Tensor:
         """z(k) of every candidate from its layer input ``xt`` (None: x(0) = 0) and ``b`` (B, m), by its weight kind:
-        ``free``: W_b b + W_x xt (``Bb`` = W_b b); the residual kinds: xt + gamma_k W_k (b - D xt) (``residual``: the
-        effective W_k^T and gamma_k of every layer, :meth:`_residual_weights`)."""
+        ``free``: W_b b + W_x xt (``Bb`` = W_b b, ``WxT``: the free candidates' only, when kinds are mixed); the residual
+        kinds: xt + gamma_k W_k (b - D xt) (``residual``: their effective W_k^T and gamma_k per layer,
+        :meth:`_residual_weights`). Mixed kinds: each family computed on its own candidates, then put back in order."""
         n_free = self._n_free
         if n_free == self.P:
             assert Bb is not None
             return Bb if xt is None else torch.baddbmm(Bb, xt, WxT)
-        res = self._residual_step(k, xt, b, residual[0][k - 1], residual[1][k - 1])
         if n_free == 0:
-            return res
+            return self._residual_step(xt, b, residual[0][k - 1], residual[1][k - 1])
         assert Bb is not None
-        free, rest = self.kind_perm[:n_free], self.kind_perm[n_free:]  # mixed kinds: each family on its own candidates
-        zf = Bb.index_select(0, free) if xt is None else torch.baddbmm(Bb.index_select(0, free), xt.index_select(0, free), WxT.index_select(0, free))
-        return torch.cat([zf, res.index_select(0, rest)]).index_select(0, self.kind_inv)
+        free, rest = self.kind_perm[:n_free], self.kind_perm[n_free:]
+        zf = Bb if xt is None else torch.baddbmm(Bb, xt.index_select(0, free), WxT)
+        zr = self._residual_step(None if xt is None else xt.index_select(0, rest), b, residual[0][k - 1], residual[1][k - 1])
+        return torch.cat([zf, zr]).index_select(0, self.kind_inv)
 
     def _residual_weights(self) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
-        """Per layer, each candidate's W_k^T (P, m, n) and step gamma_k (P, 1, 1) (None: 1 for every candidate): the
-        effective weights of the residual kinds, built once per forward (``unbind``: no per-layer zero-filled gradient)."""
+        """Per layer, the residual candidates' W_k^T (R, m, n) and step gamma_k (R, 1, 1) (None: 1 for every one): the
+        effective weights of the residual kinds, built once per forward (``unbind``: no per-layer zero-filled gradient).
+        R is every candidate, or where kinds are mixed the residual ones (``kind_perm``'s tail), in that order."""
         if self._n_free == self.P:
             return [], []
-        K, P = self.K, self.P
-        slots = list(self.W.unbind(1))  # (P, n, m) each
+        K = self.K
+        W: torch.Tensor = self.W
+        gamma: torch.Tensor = self.gamma
         untied, analytic, step = self.untied, self.is_analytic, self.uses_step
+        if self._n_free:
+            rest = self.kind_perm[self._n_free :]
+            W, gamma, untied, analytic, step = (t.index_select(0, rest) for t in (W, gamma, untied, analytic, step))
+        P = W.shape[0]
+        slots = list(W.unbind(1))  # (R, n, m) each
         (all_untied, _), (all_analytic, any_analytic), (all_step, any_step) = (self._mix[f] for f in ("untied", "analytic", "step"))
         Ws = []
         for k in range(K):
@@ -323,13 +336,13 @@ class UnrolledLISTA(nn.Module):
             Ws.append(Wk.transpose(1, 2))
         if not any_step:
             return Ws, [None] * K
-        gammas = self.gamma.unbind(1)
+        gammas = gamma.unbind(1)
         steps: list[torch.Tensor | None] = [(g if all_step else torch.where(step, g, torch.ones_like(g)))[:, None, None] for g in gammas]
         return Ws, steps
 
-    def _residual_step(self, k: int, xt: torch.Tensor | None, b: torch.Tensor, WkT: torch.Tensor, step: torch.Tensor | None) -> torch.Tensor:
-        """xt + gamma_k W_k (b - D xt) for every candidate (a free candidate's value is computed and dropped)."""
-        r = b.expand(self.P, *b.shape) if xt is None else b - torch.matmul(xt, self.D.T)  # (P, B, m)
+    def _residual_step(self, xt: torch.Tensor | None, b: torch.Tensor, WkT: torch.Tensor, step: torch.Tensor | None) -> torch.Tensor:
+        """xt + gamma_k W_k (b - D xt) for the residual candidates (``WkT`` (R, m, n), ``xt`` (R, B, n) or None: x(0) = 0)."""
+        r = b.expand(WkT.shape[0], *b.shape) if xt is None else b - torch.matmul(xt, self.D.T)  # (R, B, m)
         z = torch.matmul(r if step is None else r * step, WkT)  # (P, B, n)
         return z if xt is None else z + xt
 
@@ -372,7 +385,7 @@ class UnrolledLISTA(nn.Module):
     def _unused(self, p: int) -> set[str]:
         """Parameters candidate p's own network does not have (it shares a cohort with networks that do)."""
         out = set()
-        if int(self.kind_inv[p]) < self._n_free:  # a free candidate: no W, no gamma
+        if not self._residual[p]:  # a free candidate: no W, no gamma
             out |= {"W", "gamma"}
         if not bool(self.gained[p].any()):
             out |= {"kappa", "nu"}
