@@ -16,6 +16,7 @@ batch size is dynamic; a wrong width or dtype of ``b`` is refused by the program
 names the expected value.
 """
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -38,6 +39,7 @@ class ExportedNetwork(nn.Module):
         super().__init__()
         if model.P != 1:
             raise NasdunError(f"export takes one network; got a cohort of {model.P}")
+        model = copy.deepcopy(model)  # the caller's model is left as it was
         with torch.no_grad():  # contiguous copies: each tensor of the program owns its storage
             for name, t in list(model.named_parameters()) + list(model.named_buffers()):
                 owner, _, leaf = name.rpartition(".")
