@@ -13,7 +13,6 @@ its promoted value and rank, and Spearman's rho between the two.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,10 +50,11 @@ def finalists(df: pd.DataFrame, k: int, hand_designs: bool = False, hand_top: in
 
 def run_promote(
     run: str | Path, k: int, protocol: str | Protocol, out: str | Path, device: str = "auto", compile: bool = False, precision: str = "fp32",
-    force: bool = False, hand_designs: bool = False, hand_top: int | None = None,
+    force: bool = False, hand_designs: bool = False, hand_top: int | None = None, workers: tuple[int, int, float] = (1, 1, 0.0),
 ) -> pd.DataFrame:  # fmt: skip
     """Train the top-``k`` of ``run`` (with ``hand_designs``: and every hand design, :func:`finalists`) under ``protocol``
-    into ``out``; returns the comparison table (``promote.csv``; its ``preset`` column marks the hand designs)."""
+    into ``out``; returns the comparison table (``promote.csv``; its ``preset`` column marks the hand designs). ``workers``
+    (cohorts, CPUs and GPUs each): trained as that many cohorts on Ray workers (:func:`nasdun.training.run_train`)."""
     from nasdun.training import run_train
     from nasdun.verdict import display, preset_of
 
@@ -63,7 +63,10 @@ def run_promote(
     setting, seed = only_value(df, "setting", str(run)), int(only_value(df, "seed", str(run)))
     chosen = finalists(df, k, hand_designs, hand_top)
     archs = [(str(r["name"]), Genotype.from_json(str(r["genotype"]))) for _, r in chosen.iterrows()]
-    promoted = run_train(archs, setting, protocol, seed, out, device=device, overwrite=force, compile=compile, precision=precision).set_index("name")
+    n, cpus, gpus = workers
+    promoted = run_train(
+        archs, setting, protocol, seed, out, device=device, overwrite=force, compile=compile, precision=precision, workers=n, cpus=cpus, gpus=gpus
+    ).set_index("name")
     table = pd.DataFrame(
         {
             "name": [n for n, _ in archs],
@@ -92,13 +95,39 @@ def run_promote(
         values = f"{r['screen_val_nmse_db']:.2f}", f"{r['val_nmse_db']:.2f}", f"{r['test_nmse_db']:.2f}"
         cells = [display(str(r["preset"])) if r["preset"] else "", values[0], str(int(r["screen_rank"])), values[1], values[2], str(int(r["rank"]))]
         lines.append(f"| {name} | {' | '.join(cells)} |")
+    hyper = _hyperlista(setting, seed, int(only_value(df, "layers", str(run))), Path(out))
+    lines += ["", f"Without training: HyperLISTA at the same depth (ALISTA's analytic W, momentum and support selection; its three"
+              f" scalars c = ({', '.join(f'{c:g}' for c in hyper['c'])}) by grid search on training data, nothing backpropagated)"
+              f" reaches val {hyper['val_nmse_db']:.2f}, test {hyper['test_nmse_db']:.2f} dB: what analytic tuning gives."]  # fmt: skip
     (Path(out) / "promote.md").write_text("\n".join(lines) + "\n")
     table["protocol"] = label
     table.reset_index().to_csv(Path(out) / "promote.csv", index=False)  # written last: the mark of a finished promotion
     return table.reset_index()
 
 
+def _hyperlista(setting: str, seed: int, layers: int, out: Path) -> dict[str, Any]:
+    """HyperLISTA at ``layers`` iterations on the promotion's data (``hyperlista.json`` in ``out``, read back when there)."""
+    import json
+
+    from nasdun.results import write_json
+    from trainers.hyperlista import reference
+    from trainers.problems import make_problem
+
+    path = out / "hyperlista.json"
+    if path.is_file():
+        return dict(json.loads(path.read_text()))
+    hyper = reference(make_problem(setting, seed, batch_size=64), layers)
+    write_json(path, hyper)
+    return hyper
+
+
 PROMOTED = "promoted"
+
+
+def ray_running() -> bool:
+    import ray
+
+    return bool(ray.is_initialized())
 
 
 def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
@@ -109,8 +138,9 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
 
     Idempotent, so ``--resume`` can always call it: a finished promotion of the same finalists
     under the same protocol is read, not redone; a finished one of other finalists (the search
-    went on after it) is kept as ``promoted.N`` and the new top-k promoted; an unfinished one
-    (no ``promote.csv``: nothing of it was written) is redone.
+    went on after it) is kept as ``promoted.N`` and the new top-k promoted; an unfinished one (no ``promote.csv``)
+    continues from its checkpoints when it trains the same networks the same way, and is redone otherwise. Trained as
+    the search's cohorts are: as many cohorts side by side as the search ran, on its Ray workers.
     """
     from nasdun.verdict import compare, hand_design_rows
 
@@ -130,14 +160,18 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
         if not reused:
             n = 1 + sum(1 for _ in run.glob(f"{PROMOTED}.*"))
             out.rename(run / f"{PROMOTED}.{n}")
-    elif out.exists():
-        shutil.rmtree(out)
     if reused:
         table = pd.read_csv(done)
     else:
-        table = run_promote(
-            run, k, search.promote_protocol, out, search.device, cfg.compile, cfg.precision, hand_designs=True, hand_top=cfg.promote_hand
-        )
+        from nasdun.raycluster import concurrency
+
+        workers = (concurrency(cfg) if ray_running() else 1, cfg.cpus_per_trial, cfg.gpus_per_trial)
+        table = run_promote(  # force: an unfinished promotion here is continued (the same run) or replaced (another one)
+            run, k, search.promote_protocol, out, search.device, cfg.compile, cfg.precision, force=True, hand_designs=True,
+            hand_top=cfg.promote_hand, workers=workers,
+        )  # fmt: skip
+    setting, seed, layers = (only_value(rows, key, str(run)) for key in ("setting", "seed", "layers"))
+    hyper = _hyperlista(str(setting), int(seed), int(layers), out)
     verdict = compare(table.to_dict("records"))
     found = table[~hand_design_rows(table)]
     both = found["screen_val_nmse_db"].notna() & found["val_nmse_db"].notna()
@@ -150,6 +184,8 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
         "found": len(found),
         "hand_designs": len(table) - len(found),
         "hand_designs_screened": screened,
+        "hyperlista_val_nmse_db": hyper["val_nmse_db"],
+        "hyperlista_test_nmse_db": hyper["test_nmse_db"],
         "best": verdict["best_found"] if not verdict["best_is_hand_design"] else verdict["best_preset_name"],
         "best_val_nmse_db": min(verdict["best_found_val_nmse_db"], verdict["best_preset_val_nmse_db"]),
         "spearman_screen_vs_promoted": spearman(found.loc[both, "screen_val_nmse_db"], found.loc[both, "val_nmse_db"])

@@ -68,10 +68,10 @@ def build_report(
     verdict = compare(df.to_dict("records"))
     best = df[df["status"] == "ok"].sort_values(["val_nmse_db", "hash"]).head(10)
     best_cols = [c for c in ("name", "preset", "hash", "val_nmse_db", "test_nmse_db", "test_nmse_db_mean", "n_extra", "sampler") if c in best.columns]
-    headline = f"**{verdict['verdict']}**"
+    headline = _bold_answer(verdict["verdict"])
     saved = json.loads((run_dir / "search.json").read_text()) if (run_dir / "search.json").is_file() else {}
-    if saved.get("screening_verdict"):  # the search's own last line: under the promotion's protocol, or marked as screening
-        headline = f"**{saved['verdict']}**"
+    if saved.get("screening_verdict"):  # the search's own verdict: under the promotion's protocol, or marked as screening
+        headline = _bold_answer(saved["verdict"])
         if saved.get("promoted"):
             headline += f"\n\nUnder the screening protocol alone: {verdict['verdict']}."
     headline += (
@@ -188,3 +188,9 @@ def _md_to_html(text: str) -> str:
             text = html.escape(line).replace("`", "")
             out.append(f"<p><b>{text[2:-2]}</b></p>" if text.startswith("**") and text.endswith("**") else f"<p>{text}</p>")
     return "\n".join(out)
+
+
+def _bold_answer(verdict: str) -> str:
+    """The verdict's answer and numbers (its first line) in bold, its provenance line below."""
+    first, _, rest = verdict.partition("\n")
+    return f"**{first}**" + (f"\n\n{rest}" if rest else "")

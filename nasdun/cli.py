@@ -230,9 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--out", default=None, help="default RUN/reconstruct")
     rc.add_argument("--iterations", type=_positive_int, default=1000, help="ISTA / FISTA iterations")
 
-    cl = add("classical", "ISTA and FISTA (lambda tuned on validation) on a setting's test set: the solvers the networks unroll", force)
+    cl = add("classical", "ISTA and FISTA (lambda tuned on validation), and HyperLISTA at K layers (3 scalars tuned on training"
+             " data, no training): the solvers the networks unroll and what analytic tuning reaches", force)  # fmt: skip
     cl.add_argument("--setting", default="image_cs50", help="problem setting or problem file")
-    cl.add_argument("--iterations", type=_positive_int, default=1000, help="iterations of each solver")
+    cl.add_argument("--iterations", type=_positive_int, default=1000, help="iterations of ISTA and FISTA")
+    cl.add_argument("--layers", type=_positive_int, default=8, help="K, HyperLISTA's iterations (the networks' layers)")
     cl.add_argument("--out", default=None, help="a JSON file to write the figures to")
 
     ex = add("export", "write a trained network as a torch.export program that plain PyTorch loads (torch.export.load)", force)
@@ -491,6 +493,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
 def _classical(args: argparse.Namespace) -> int:
     from nasdun.results import check_out_file, write_json
     from trainers.classical import reference
+    from trainers.hyperlista import reference as hyperlista
     from trainers.problems import get_setting, make_problem
 
     if args.out:
@@ -502,8 +505,12 @@ def _classical(args: argparse.Namespace) -> int:
         images = ", ".join(f"{k} {v:.2f}" for k, v in r.get("psnr", {}).items())
         psnr = f"; PSNR mean {r['test_psnr']:.2f} dB ({images})" if "psnr" in r else ""
         print(f"{r['method']:5s} {r['iterations']} it., lambda {r['lam']:g} (tuned on validation): test nmse_db {r['test_nmse_db']:.2f}{psnr}")
+    hyper = hyperlista(problem, args.layers)
+    psnr = f"; PSNR mean {hyper['test_psnr']:.2f} dB" if "test_psnr" in hyper else ""
+    c = ", ".join(f"{v:g}" for v in hyper["c"])
+    print(f"hyperlista K={args.layers}, c = ({c}) (tuned on training data, no training): test nmse_db {hyper['test_nmse_db']:.2f}{psnr}")
     if args.out:
-        write_json(Path(args.out), {"setting": s.name, "references": refs})
+        write_json(Path(args.out), {"setting": s.name, "references": [*refs, hyper]})
     return 0
 
 

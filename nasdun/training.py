@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,15 @@ def run_train(
     precision: str = "fp32",
     minutes: float = 0.0,
     checkpoint_every_s: float = 300.0,
+    workers: int = 1,
+    cpus: int = 1,
+    gpus: float = 0.0,
 ) -> Any:
     """Train ``archs`` together; returns the results frame (also written to ``out``).
+
+    ``workers`` > 1 (a Ray session must be running: the search's promotion): the networks are dealt round-robin into
+    that many cohorts, each trained as a task on a Ray worker with ``cpus`` CPUs (its intra-op threads) and ``gpus``,
+    as the search's cohorts are; each network trains as if alone, so the values equal one cohort's to float rounding (not bit for bit).
 
     ``precision`` (fp32, tf32, bf16) and ``minutes`` (> 0: a time limit) are passed to
     :func:`trainers.population.train_population`; both are recorded in every row and ``run.json``.
@@ -96,15 +103,19 @@ def run_train(
         "device": dev, "compile": compile, "precision": precision, "minutes": minutes, "lr_scale": lr_scale,
         "problem": record(s),
     }  # fmt: skip
+    if workers > 1 and (lr_scale is not None or minutes):
+        raise NasdunError(f"workers={workers} trains without lr_scale and without a time limit; expected workers=1 with either")
     out_dir = Path(out)
     unfinished = (out_dir / SPEC).is_file() and not (out_dir / "results.csv").is_file()
     same = unfinished and json.loads((out_dir / SPEC).read_text()) == json.loads(json.dumps(spec))  # the same run, cut short: continue it
     if not same:
         check_out_dir(out_dir, overwrite)
     with run_lock(out_dir):  # before anything is written: a run another process is training is never overwritten
-        if not same:
+        if not same:  # a new run: no checkpoint of another one may be read into it
+            for stale in (out_dir / CHECKPOINT, *out_dir.glob("ckpt-*.pt"), *out_dir.glob("cohort-*.pt")):
+                stale.unlink(missing_ok=True)
             write_json(out_dir / SPEC, spec)
-        return _train(archs, s, proto, seed, out_dir, dev, lr_scale, compile, precision, minutes, checkpoint_every_s)
+        return _train(archs, s, proto, seed, out_dir, dev, lr_scale, compile, precision, minutes, checkpoint_every_s, (workers, cpus, gpus, setting))
 
 
 def holds_run(run_dir: str | Path, archs: list[tuple[str, Genotype]], setting: str, seed: int, protocol: Any, subset: bool = False) -> bool:
@@ -164,21 +175,24 @@ def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
 
 def _train(
     archs: list[tuple[str, Genotype]], s: Any, proto: Any, seed: int, out_dir: Path, dev: str, lr_scale: list[float] | None,
-    compile: bool, precision: str, minutes: float, checkpoint_every_s: float,
+    compile: bool, precision: str, minutes: float, checkpoint_every_s: float, workers: tuple[int, int, float, Any] = (1, 1, 0.0, None),
 ) -> Any:  # fmt: skip
     from trainers.population import train_population
     from trainers.problems import make_problem
 
     problem = make_problem(s, seed, batch_size=proto.batch_size, device=dev)
     layers = archs[0][1].layers
-    line, report = trainer_progress(f"train {len(archs)} nets")
     t0 = time.perf_counter()
-    results = train_population(
-        [g for _, g in archs], problem, proto, lr_scale=lr_scale, progress=report, compile=compile, precision=precision, minutes=minutes,
-        checkpoint=out_dir / CHECKPOINT, checkpoint_every_s=checkpoint_every_s,
-    )  # fmt: skip
+    if workers[0] > 1 and len(archs) > 1:
+        results: list[Any] = _train_on_workers(archs, workers[3], proto, seed, out_dir, compile, precision, checkpoint_every_s, *workers[:3])
+    else:
+        line, report = trainer_progress(f"train {len(archs)} nets")
+        results = train_population(
+            [g for _, g in archs], problem, proto, lr_scale=lr_scale, progress=report, compile=compile, precision=precision, minutes=minutes,
+            checkpoint=out_dir / CHECKPOINT, checkpoint_every_s=checkpoint_every_s,
+        )  # fmt: skip
+        line.close()
     wall = time.perf_counter() - t0
-    line.close()
     context = {"setting": s.name, "protocol": proto.name, "seed": seed, "device": dev, "precision": precision}
     rows = [candidate_row(name, r.genotype, r.metrics(), **context) for (name, _), r in zip(archs, results, strict=True)]
     df = write_table(out_dir, rows)
@@ -198,6 +212,7 @@ def _train(
             "precision": precision,
             "minutes": minutes,
             "host": platform.node(),
+            "workers": workers[0],  # cohorts trained side by side on Ray workers (1: one cohort in this process)
             "wall_s": wall,
             "ista_reference": ista,
             "stages": {name: r.stages for (name, _), r in zip(archs, results, strict=True)},
@@ -207,3 +222,69 @@ def _train(
     df.attrs["ista"] = ista
     df.attrs["wall_s"] = wall
     return df
+
+
+@dataclass
+class _Trained:
+    """One network trained on a worker, as :func:`_train` reads a trainer's result."""
+
+    genotype: Genotype
+    row: dict[str, Any]
+    params: dict[str, Any]
+    stages: list[dict[str, Any]]
+
+    def metrics(self) -> dict[str, Any]:
+        return self.row
+
+
+def _train_on_workers(
+    archs: list[tuple[str, Genotype]], setting: Any, proto: Any, seed: int, out_dir: Path, compile: bool, precision: str,
+    checkpoint_every_s: float, workers: int, cpus: int, gpus: float,
+) -> list[_Trained]:  # fmt: skip
+    """``archs`` dealt round-robin into ``workers`` cohorts, each trained by :func:`nasdun.worker.cohort_report` as a Ray
+    task (checkpointed beside its parameters file, so a run cut short continues each cohort where it was); one progress
+    line for all of them, read from the files the tasks write."""
+    import ray
+    import torch
+
+    from nasdun.worker import train_group
+
+    if not ray.is_initialized():
+        raise NasdunError(f"workers={workers} trains on Ray workers and no Ray session is running; expected workers=1 or ray.init() first")
+    n = min(workers, len(archs))
+    groups = [list(range(i, len(archs), n)) for i in range(n)]
+    task = ray.remote(train_group).options(num_cpus=cpus, num_gpus=gpus)
+    refs, files = [], []
+    for i, idx in enumerate(groups):
+        config = {
+            "cohort": i, "genotypes": [archs[j][1].to_json() for j in idx], "setting": setting if isinstance(setting, str) else setting.name,
+            "protocol": asdict(proto), "seed": seed, "cpus": cpus, "compile": compile, "precision": precision,
+            "params_path": str((out_dir / f"cohort-{i}.pt").resolve()), "checkpoint_every_s": checkpoint_every_s,
+        }  # fmt: skip
+        files.append(out_dir / f"cohort-{i}.progress.json")
+        refs.append(task.remote(config, str(files[-1].resolve())))
+    line = ProgressLine(f"train {len(archs)} nets in {n} cohorts")
+    t0, pending = time.perf_counter(), list(refs)
+    while pending:
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+        seen = [json.loads(f.read_text()) for f in files if f.is_file()]
+        if seen:
+            elapsed = time.perf_counter() - t0
+            fraction = sum(p["fraction_done"] for p in seen) / n
+            eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("inf")
+            done, failed = (sum(int(p[k]) for p in seen) for k in ("done", "failed"))
+            layer = min(int(p["min_layer"]) for p in seen)
+            line.show(f"layer {layer} of {seen[0]['layers']} | {len(refs) - len(pending)} of {n} cohorts finished | done {done} failed {failed}"
+                      f" of {len(archs)} | {duration(elapsed)} elapsed, ETA ~{duration(eta)}")  # fmt: skip
+    line.close()
+    reports = ray.get(refs)
+    out: dict[int, _Trained] = {}
+    for idx, report in zip(groups, reports, strict=True):
+        params = torch.load(report["params_file"], weights_only=True)
+        for j, row, stages in zip(idx, report["candidates"], report["stages"], strict=True):
+            g = archs[j][1]
+            out[j] = _Trained(g, row, params[g.hash], stages)
+        Path(report["params_file"]).unlink(missing_ok=True)  # kept in params.pt with the rest
+    for f in files:
+        f.unlink(missing_ok=True)
+    return [out[j] for j in range(len(archs))]

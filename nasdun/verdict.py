@@ -17,6 +17,9 @@ from typing import Any
 from search_spaces.genotype import Genotype
 from search_spaces.presets import display_name, existing
 
+METRIC = "pooled nmse_db"  # the verdict's dB: total error over total energy of the split (docs/design.md §4); Table 1 is nmse_db_mean
+CLOSE_DB = 0.3  # 2NO-LISTA's test value under `final` moved 0.8 dB between two fresh seeds (docs/results/samplers.md)
+
 
 def hand_designs(layers: int, max_lag: int) -> dict[str, Genotype]:
     """The hand designs at this (K, J), by name; designs equal at this K share one entry (the first name)."""
@@ -94,9 +97,24 @@ def compare(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return res
 
 
+def answer(gain_db: float) -> str:
+    """The plain answer for a validation margin (found minus hand design, dB; > 0: found better), by the stated rule:
+    level when the margin is under :data:`CLOSE_DB`."""
+    if abs(gain_db) < CLOSE_DB:
+        return "level"
+    return "found better" if gain_db > 0 else "hand design better"
+
+
+ANSWERS = {
+    "found better": "the search found a better network than every hand design",
+    "level": f"level: the best found network and the best hand design are within {CLOSE_DB} dB, inside what a training seed moves",
+    "hand design better": "a hand design is better than every network the search found",
+}
+
+
 def verdict_line(c: Mapping[str, Any]) -> str:
-    """e.g. ``best found t00013 -10.61 dB (val), -10.50 (test) vs best hand design 2NO-LISTA -10.19 dB (val), -10.02 (test):
-    0.42 dB better (val), on test 0.48 dB better``."""
+    """The plain answer, then the numbers, e.g. ``the search found a better network than every hand design — t00013
+    -10.61 dB (val), -10.50 (test) vs 2NO-LISTA -10.19 (val), -10.02 (test): 0.42 dB better (val), 0.48 on test``."""
     if c["best_found"] is None and c["best_preset"] is None:
         return "no network was trained to the end: nothing to compare"
     if c["best_preset"] is None:
@@ -106,15 +124,14 @@ def verdict_line(c: Mapping[str, Any]) -> str:
         )
     hand = f"{display(c['best_preset'])} {c['best_preset_val_nmse_db']:.2f} dB (val), {c['best_preset_test_nmse_db']:.2f} (test)"
     if c["best_found"] is None:
-        return f"the best network is a hand design, {hand}: the search found no other network trained to the end"
+        return f"a hand design is best, {hand}: the search found no other network trained to the end"
     found = f"{c['best_found']} {c['best_found_val_nmse_db']:.2f} dB (val), {c['best_found_test_nmse_db']:.2f} (test)"
     gain, gain_test = c["gain_db"], c["gain_test_db"]
+    word = "better" if gain >= 0 else "worse"
     on_test = f"on test {abs(gain_test):.2f} dB {'better' if gain_test >= 0 else 'worse'}"
     if "gain_test_psnr" in c:  # image settings: the test images' mean PSNR, found vs hand design
         on_test += f"; test PSNR {c['best_found_test_psnr']:.2f} vs {c['best_preset_test_psnr']:.2f} dB ({c['gain_test_psnr']:+.2f})"
-    if gain >= 0:
-        return f"best found {found} vs best hand design {hand}: {gain:.2f} dB better (val), {on_test}"
-    return f"the best network is a hand design, {hand}; the best found, {found}, falls short by {-gain:.2f} dB (val), {on_test}"
+    return f"{ANSWERS[answer(gain)]} — best found {found} vs best hand design {hand}: {abs(gain):.2f} dB {word} (val), {on_test}"
 
 
 def ranks_like(protocol: str) -> str:
@@ -124,27 +141,26 @@ def ranks_like(protocol: str) -> str:
 
     a = agreement(protocol)
     if a is None:
-        return "its agreement with paper is not measured"
+        return "is not measured against paper"
     if a["spearman"] == 1.0 and a["median_abs_delta_db"] == 0.0:
-        return "the reference itself"
+        return "is the reference itself"
     ok = f", {a['spearman_ok']:.2f} where paper does not diverge" if "spearman_ok" in a else ""
     return f"ranks like paper at ρ {a['spearman']:.2f}{ok}, median |Δ| {a['median_abs_delta_db']:.1f} dB on {a['reference']}"
 
 
-METRIC = "pooled nmse_db"  # the verdict's dB: total error over total energy of the split (docs/design.md §4); Table 1 is nmse_db_mean
-CLOSE_DB = 0.3  # 2NO-LISTA's test value under `final` moved 0.8 dB between two fresh seeds (docs/results/samplers.md)
-
-
 def trusted_line(promoted: Mapping[str, Any] | None, screening: Mapping[str, Any], screen_protocol: str) -> str:
-    """The search's last line. Promoted: the verdict under the promotion's protocol, which names how well it ranks;
-    otherwise the screening verdict, marked as such, with how well the screening protocol is known to rank."""
+    """The search's verdict, two lines: the plain answer with its numbers (:func:`verdict_line`), then its provenance in
+    parentheses. Promoted: under the promotion's protocol, which names how well it ranks, with HyperLISTA's value (no
+    training) beside; otherwise the screening verdict, marked as such, with how well the screening protocol ranks."""
     screen = Path(str(screen_protocol)).stem
     if promoted:
         proto = Path(str(promoted["protocol"])).stem
         line = verdict_line({k.removeprefix("verdict_"): v for k, v in promoted.items() if k.startswith("verdict_")})
         close = abs(float(promoted.get("verdict_gain_db", math.nan))) < CLOSE_DB
-        note = "; a margin this small is within what a training seed moves: `nasdun confirm` retrains on fresh seeds" if close else ""
+        note = "; `nasdun confirm` retrains both on fresh seeds" if close else ""
         n, m = int(promoted.get("hand_designs", 0)), int(promoted.get("hand_designs_screened", 0))
         chosen = f"; hand designs: the {n} of {m} that screened best" if 0 < n < m else ""
-        return f"under {proto} ({ranks_like(proto)}) in {METRIC}: {line}; screening under {screen}{chosen}{note}"
-    return f"screening verdict under {screen} ({ranks_like(screen)}; no promotion: --promote-top 0) in {METRIC}: {screening['verdict']}"
+        hyper = promoted.get("hyperlista_test_nmse_db", math.nan)
+        untrained = f"; HyperLISTA, without training, {float(hyper):.2f} dB (test)" if _finite(hyper) else ""
+        return f"{line}{note}\n(under {proto}, which {ranks_like(proto)}; {METRIC}; screening under {screen}{chosen}{untrained})"
+    return f"screening verdict: {screening['verdict']}\n(under {screen}, which {ranks_like(screen)}; no promotion: --promote-top 0; {METRIC})"

@@ -55,7 +55,8 @@ def cohort_report(config: dict[str, Any], progress: Any = None) -> dict[str, Any
         genotypes, _PROBLEMS[key], proto, compile=bool(config["compile"]), precision=str(config.get("precision", "fp32")), progress=progress,
         checkpoint=checkpoint, checkpoint_every_s=float(config.get("checkpoint_every_s") or 0.0), threads=max(1, int(config["cpus"])),
     )  # fmt: skip
-    report = {"trainer_wall_s": time.perf_counter() - t0, "device": device, "host": os.uname().nodename, "candidates": [r.metrics() for r in results]}
+    report = {"trainer_wall_s": time.perf_counter() - t0, "device": device, "host": os.uname().nodename, "candidates": [r.metrics() for r in results],
+              "stages": [r.stages for r in results]}  # fmt: skip
     path = config.get("params_path")
     if path:
         try:
@@ -81,3 +82,20 @@ def cohort_checkpoint(config: dict[str, Any]) -> Path | None:
     what = {k: config.get(k) for k in ("genotypes", "setting", "protocol", "seed", "compile", "precision")}
     key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
     return Path(config["params_path"]).parent / f"ckpt-{key}.pt"
+
+
+def train_group(config: dict[str, Any], progress_file: str) -> dict[str, Any]:
+    """A Ray task: one cohort of a training split over workers (:func:`nasdun.training.run_train` with ``workers``), its
+    progress written to ``progress_file`` (JSON, at most every second) for the driver's progress line."""
+    import json
+    from dataclasses import asdict
+
+    last = [0.0]
+
+    def progress(p: Any) -> None:
+        if time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            Path(progress_file + ".tmp").write_text(json.dumps(asdict(p)))
+            os.replace(progress_file + ".tmp", progress_file)
+
+    return cohort_report(config, progress)

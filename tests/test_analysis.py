@@ -308,6 +308,12 @@ def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
     md = (tmp_path / "prom" / "promote.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| name")]
     assert [line.split("|")[1].strip() for line in rows] == best2
+    # beside the table, HyperLISTA at the same depth on the same data: no training, three scalars tuned on training data
+    from trainers.hyperlista import reference
+    from trainers.problems import make_problem
+
+    hyper = reference(make_problem("small", 1, batch_size=64), 3)
+    assert f"reaches val {hyper['val_nmse_db']:.2f}, test {hyper['test_nmse_db']:.2f} dB" in md
     with pytest.raises(NasdunError, match="has setting values \\[\\]; expected exactly one"):
         run_promote(run, 2, str(longer), tmp_path / "p2", device="cpu")
 

@@ -40,15 +40,23 @@ def rows(*spec):
 
 
 def test_verdict_lines_and_gains():
+    """The plain answer first, by the stated rule (level within CLOSE_DB on validation), then the numbers."""
+    from nasdun.verdict import CLOSE_DB
+
     better = compare(rows(("t1", "", -11.0, "ok"), ("a", "2no", -10.5, "ok"), ("b", "lista", -9.0, "ok"), ("t2", "", -20.0, "failed")))
     assert better["best_found"] == "t1" and better["best_preset"] == "2no" and better["gain_db"] == pytest.approx(0.5)
-    assert better["verdict"].startswith("best found t1 -11.00 dB (val), -10.90 (test) vs best hand design 2NO-LISTA -10.50 dB (val)")
-    assert "0.50 dB better (val), on test 0.50 dB better" in better["verdict"] and not better["best_is_hand_design"]
+    assert better["verdict"].startswith("the search found a better network than every hand design — best found t1 -11.00 dB (val), -10.90 (test)")
+    assert "vs best hand design 2NO-LISTA -10.50 dB (val)" in better["verdict"] and not better["best_is_hand_design"]
+    assert better["verdict"].endswith("0.50 dB better (val), on test 0.50 dB better")
     worse = compare(rows(("t1", "", -10.0, "ok"), ("a", "2no", -10.5, "ok")))
     assert worse["best_is_hand_design"] and worse["gain_db"] == pytest.approx(-0.5)
-    assert (
-        worse["verdict"].startswith("the best network is a hand design, 2NO-LISTA -10.50 dB (val)") and "falls short by 0.50 dB" in worse["verdict"]
-    )
+    assert worse["verdict"].startswith("a hand design is better than every network the search found — best found t1 -10.00 dB (val)")
+    assert worse["verdict"].endswith("0.50 dB worse (val), on test 0.50 dB worse")
+    for margin in (0.0, 0.1, -0.1, CLOSE_DB - 0.01, -(CLOSE_DB - 0.01)):  # either side of zero, inside the rule: level, never "better"
+        close = compare(rows(("t1", "", -10.5 - margin, "ok"), ("a", "2no", -10.5, "ok")))["verdict"]
+        assert close.startswith("level: the best found network and the best hand design are within 0.3 dB")
+        assert "found better" not in close and "hand design is better" not in close
+    assert compare(rows(("t1", "", -10.5 - CLOSE_DB - 0.01, "ok"), ("a", "2no", -10.5, "ok")))["verdict"].startswith("the search found a better")
     alone = compare(rows(("t1", "", -10.0, "ok")))
     assert alone["best_preset"] is None and math.isnan(alone["gain_db"]) and "no hand design was trained" in alone["verdict"]
 
@@ -83,8 +91,8 @@ def test_search_trains_the_baselines_first_and_states_the_verdict(searched, caps
     assert fig["gain_db"] == pytest.approx(hand["val_nmse_db"].min() - found["val_nmse_db"].min())
     screening = compare(df.to_dict("records"))["verdict"]
     assert fig["screening_verdict"] == screening  # --promote-top 0: the last line says it is a screening verdict, and how well it ranks
-    head = "screening verdict under smoke (its agreement with paper is not measured; no promotion: --promote-top 0)"
-    assert fig["verdict"] == f"{head} in pooled nmse_db: {screening}"
+    tail = "(under smoke, which is not measured against paper; no promotion: --promote-top 0; pooled nmse_db)"
+    assert fig["verdict"] == f"screening verdict: {screening}\n{tail}"
 
 
 @pytest.mark.slow
@@ -172,7 +180,7 @@ def test_exported_program_equals_the_batched_model_on_random_genotypes(tmp_path)
 def test_no_baselines_search_says_it_cannot_compare(tmp_path, capsys):
     out = tmp_path / "cold"
     assert main(["search", *TINY, "--budget", "3", "--no-baselines", "--out", str(out)]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+    last = capsys.readouterr().out.strip().splitlines()[-2]  # the answer (the last line is its provenance)
     df = pd.read_csv(out / "results.csv", keep_default_na=False)
     assert json.loads((out / "search.json").read_text())["baselines"] == []
     if (df["preset"] == "").all():  # a random genotype can be a hand design; then the line names it

@@ -340,14 +340,18 @@ def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tm
     for n in prom.index:  # the promotion keeps the search's precision (bf16) and data
         assert prom.loc[n, "val_nmse_db"] == pytest.approx(float(alone.loc[n, "val_nmse_db"]), abs=1e-6)
     assert (pd.read_csv(out / "promoted" / "results.csv")["precision"] == "bf16").all()
+    # trained as the search's cohorts were: two cohorts side by side on the two Ray workers; nothing of them left behind
+    assert json.loads((out / "promoted" / "run.json").read_text())["workers"] == 2
+    assert not [p.name for p in (out / "promoted").iterdir() if p.name.startswith(("cohort-", "ckpt-", "checkpoint"))]
     saved = json.loads((out / "search.json").read_text())
     fig, expected = saved["promoted"], compare(prom.reset_index().to_dict("records"))
     assert fig["verdict_best_found"] == expected["best_found"] and fig["verdict_gain_db"] == pytest.approx(expected["gain_db"])
     assert not fig["reused"] and fig["found"] == 2 and fig["hand_designs"] == 4 and fig["hand_designs_screened"] == 13
     printed = capsys.readouterr().out.strip().splitlines()
-    assert "promoted the top 2 found networks and 4 hand designs with longer: trained in" in printed[-2]  # the protocol by its name
-    assert printed[-1] == saved["verdict"] and printed[-1].startswith("under longer (its agreement with paper is not measured) in pooled nmse_db: ")
-    assert "; screening under smoke; hand designs: the 4 of 13 that screened best" in printed[-1] and expected["verdict"] in printed[-1]
+    assert "promoted the top 2 found networks and 4 hand designs with longer: trained in" in printed[-3]  # the protocol by its name
+    assert "\n".join(printed[-2:]) == saved["verdict"] and printed[-2].startswith(expected["verdict"])  # the answer, then the numbers
+    assert printed[-1].startswith("(under longer, which is not measured against paper; pooled nmse_db; screening under smoke;")
+    assert "; hand designs: the 4 of 13 that screened best; HyperLISTA, without training, " in printed[-1]
 
     stamp = (out / "promoted" / "params.pt").stat().st_mtime_ns
     assert main(["search", "--resume", str(out)]) == 0
