@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis.average import load_runs, only_value, top_k, trained_rows
 from analysis.fidelity import spearman
-from nasdun.errors import NasdunError
+from nasdun.errors import Interrupted, NasdunError
 from search_spaces.genotype import Genotype
 
 if TYPE_CHECKING:
@@ -166,10 +166,13 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
         from nasdun.raycluster import concurrency
 
         workers = (concurrency(cfg) if ray_running() else 1, cfg.cpus_per_trial, cfg.gpus_per_trial)
-        table = run_promote(  # force: an unfinished promotion here is continued (the same run) or replaced (another one)
-            run, k, search.promote_protocol, out, search.device, cfg.compile, cfg.precision, force=True, hand_designs=True,
-            hand_top=cfg.promote_hand, workers=workers,
-        )  # fmt: skip
+        try:
+            table = run_promote(  # force: an unfinished promotion here is continued (the same run) or replaced (another one)
+                run, k, search.promote_protocol, out, search.device, cfg.compile, cfg.precision, force=True, hand_designs=True,
+                hand_top=cfg.promote_hand, workers=workers,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            raise Interrupted(f"nasdun search --resume {run}") from None  # the promotion continues from its checkpoints
     setting, seed, layers = (only_value(rows, key, str(run)) for key in ("setting", "seed", "layers"))
     hyper = _hyperlista(str(setting), int(seed), int(layers), out)
     verdict = compare(table.to_dict("records"))

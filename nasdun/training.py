@@ -265,17 +265,12 @@ def _train_on_workers(
         refs.append(task.remote(config, str(files[-1].resolve())))
     line = ProgressLine(f"train {len(archs)} nets in {n} cohorts")
     t0, pending = time.perf_counter(), list(refs)
-    while pending:
-        _, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
-        seen = [json.loads(f.read_text()) for f in files if f.is_file()]
-        if seen:
-            elapsed = time.perf_counter() - t0
-            fraction = sum(p["fraction_done"] for p in seen) / n
-            eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("inf")
-            done, failed = (sum(int(p[k]) for p in seen) for k in ("done", "failed"))
-            layer = min(int(p["min_layer"]) for p in seen)
-            line.show(f"layer {layer} of {seen[0]['layers']} | {len(refs) - len(pending)} of {n} cohorts finished | done {done} failed {failed}"
-                      f" of {len(archs)} | {duration(elapsed)} elapsed, ETA ~{duration(eta)}")  # fmt: skip
+    try:
+        _follow(pending, files, line, t0, n, len(archs))
+    except BaseException:  # Ctrl-C or an error here: the tasks stop now (their checkpoints stay for a resume)
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
     line.close()
     reports = ray.get(refs)
     out: dict[int, _Trained] = {}
@@ -288,3 +283,20 @@ def _train_on_workers(
     for f in files:
         f.unlink(missing_ok=True)
     return [out[j] for j in range(len(archs))]
+
+
+def _follow(pending: list[Any], files: list[Path], line: ProgressLine, t0: float, cohorts: int, nets: int) -> None:
+    """Wait for the tasks, drawing one progress line from their progress files."""
+    import ray
+
+    while pending:
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+        seen = [json.loads(f.read_text()) for f in files if f.is_file()]
+        if seen:
+            elapsed = time.perf_counter() - t0
+            fraction = sum(p["fraction_done"] for p in seen) / cohorts
+            eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("inf")
+            done, failed = (sum(int(p[k]) for p in seen) for k in ("done", "failed"))
+            layer = min(int(p["min_layer"]) for p in seen)
+            line.show(f"layer {layer} of {seen[0]['layers']} | {cohorts - len(pending)} of {cohorts} cohorts finished | done {done} failed {failed}"
+                      f" of {nets} | {duration(elapsed)} elapsed, ETA ~{duration(eta)}")  # fmt: skip

@@ -622,3 +622,49 @@ def test_the_candidates_ratio_is_bootstrapped_over_paired_seeds():
     assert late["ratio"] == pytest.approx(0.7) and late["share_at_most_half"] < 0.1
     with pytest.raises(NasdunError, match="equally many runs"):
         ratio_interval({"a": [1, 2], "b": [1]}, "x", budget=10)
+
+
+@pytest.mark.slow
+def test_training_on_workers_continues_a_killed_run_from_its_checkpoints(ray_local, tmp_path):
+    """run_train with workers=2 (the search's promotion): two cohorts as Ray tasks, values equal to one cohort's; a run
+    whose driver (and its whole Ray) is SIGKILLed mid-way continues from the cohorts' checkpoints to the same bits as an
+    uninterrupted run of it."""
+    from nasdun.training import run_train
+    from search_spaces import preset
+
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("patience: 120\nmax_iters: 120\nbatch_size: 64\nlrs: [5.0e-4, 1.0e-4]\n")
+    archs = [(n, preset(n, 3)) for n in ("lista", "2no", "alista", "lista_cpss")]
+    whole = run_train(archs, "small", str(longer), 0, tmp_path / "whole", device="cpu", workers=2).set_index("name")
+    one = run_train(archs, "small", str(longer), 0, tmp_path / "one", device="cpu").set_index("name")
+    for n, _ in archs:  # each network trains as if alone: two cohorts give one cohort's values, to float rounding
+        assert whole.loc[n, "val_nmse_db"] == pytest.approx(float(one.loc[n, "val_nmse_db"]), abs=1e-5)
+    assert json.loads((tmp_path / "whole" / "run.json").read_text())["workers"] == 2
+
+    cut = tmp_path / "cut"
+    script = (
+        "import ray, sys; from nasdun.training import run_train; from search_spaces import preset;"
+        "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False);"
+        f"run_train([(n, preset(n, 3)) for n in {[n for n, _ in archs]!r}], 'small', {str(longer)!r}, 0, {str(cut)!r},"
+        " device='cpu', workers=2, checkpoint_every_s=0)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent.parent, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(cut.glob("ckpt-*.pt"))) < 2:
+        time.sleep(0.5)
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+    proc.wait()
+    assert len(list(cut.glob("ckpt-*.pt"))) == 2 and not (cut / "results.csv").exists(), "the run was not cut mid-way"
+    import shutil
+
+    shutil.copytree(cut, tmp_path / "foreign")  # the checkpoints are read: one made unreadable is refused in one line
+    next((tmp_path / "foreign").glob("ckpt-*.pt")).write_bytes(b"not a checkpoint")
+    with pytest.raises(NasdunError, match="cannot be read"):
+        run_train(archs, "small", str(longer), 0, tmp_path / "foreign", device="cpu", workers=2)
+    resumed = run_train(archs, "small", str(longer), 0, cut, device="cpu", workers=2).set_index("name")
+    for n, _ in archs:
+        assert float(resumed.loc[n, "val_nmse_db"]) == float(whole.loc[n, "val_nmse_db"])
+        assert float(resumed.loc[n, "test_nmse_db"]) == float(whole.loc[n, "test_nmse_db"])
+    assert not list(cut.glob("ckpt-*.pt")) and not list(cut.glob("cohort-*"))
