@@ -572,6 +572,18 @@ def test_trainer_progress_names_layer_stage_iterations_and_eta(small_problem):
     first, last = seen[0], seen[-1]
     assert (first.layers, first.min_layer, first.stage, first.stages_per_layer) == (3, 1, 1, 3) and 0 <= first.fraction_done < last.fraction_done
     assert first.eta_s() <= 3600 and last.fraction_done == 1.0 and last.eta_s() == 0
+    # a long end-to-end pass: the share done keeps growing inside it, by the work its iterations cost (cap x depth)
+    from dataclasses import replace
+
+    long_pass = replace(get_protocol("smoke"), lrs=(5e-4,), final_iters=400)
+    passes: list = []
+    train_population([preset("lista", 3)], small_problem, long_pass, progress=passes.append)
+    shares = [p.fraction_done for p in passes]
+    assert shares == sorted(shares) and shares[-1] == 1.0
+    work = [20 * 1, 20 * 2, 400 * 3]  # layers 1 and 2: one 20-iteration stage each; layer 3: the 400-iteration pass
+    inside = [f for p, f in zip(passes, shares, strict=True) if p.min_layer == 3 and f < 1.0]
+    assert len(inside) >= 30 and len(set(inside)) == len(inside)  # no stall: each report inside the pass is further on
+    assert (work[0] + work[1]) / sum(work) <= inside[0] <= (work[0] + work[1] + 3 * 10) / sum(work)  # within one validation of its start
     line, report = trainer_progress("train")
     import io
 

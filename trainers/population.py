@@ -405,12 +405,14 @@ class PopulationTrainer:
         n_active = int(self.c.active_h.sum())
         live = self.c.active_h
         per_layer, K = self.protocol.stages_per_layer, self.model.K
-        # stages finished by each candidate still in the cohort, and by those that left it (all of theirs), each weighted
-        # by its cap (equal caps: a count of stages; a long final_iters pass weighs what it costs)
-        caps = np.cumsum([0] + [self.protocol.stage_cap(t, s, K) for t in range(1, K + 1) for s in range(per_layer)])
-        done = caps[(self.c.t_h[live] - 1) * per_layer + self.c.s_h[live]]
-        done_stages = float(done.sum()) / caps[-1] * K * per_layer + K * per_layer * (len(status) - int(live.sum()))
-        stages_total = K * per_layer
+        # the work done, as a share of the protocol's whole: a stage of layer t weighs its cap times t (its iterations
+        # run t layers), the current stage counts its iterations so far, a candidate that left the cohort counts whole.
+        # Stages that end on patience before their cap make this a lower bound, never a share that stalls in a long pass.
+        caps = np.array([self.protocol.stage_cap(t, s, K) for t in range(1, K + 1) for s in range(per_layer)])
+        work = np.cumsum(np.concatenate([[0], caps * np.repeat(np.arange(1, K + 1), per_layer)]))
+        at = (self.c.t_h[live] - 1) * per_layer + self.c.s_h[live]
+        inside = np.minimum(self.c.stage_iter.cpu().numpy()[live], caps[at]) * self.c.t_h[live]
+        share = float((work[at] + inside).sum()) / work[-1] + (len(status) - int(live.sum()))
         self.progress(
             Progress(
                 iteration=self.iteration,
@@ -424,7 +426,7 @@ class PopulationTrainer:
                 min_layer=int(self.c.t_h[live].min()) if n_active else self.model.K,
                 stage=int(self.c.s_h[live].max()) + 1 if n_active else per_layer,
                 stages_per_layer=per_layer,
-                fraction_done=done_stages / (stages_total * len(status)),
+                fraction_done=share / len(status),
                 deadline_s=60 * self.minutes,
             )
         )
