@@ -100,8 +100,32 @@ def _bad_cases(tmp_path):
     np.save(tmp_path / "psi.npy", rng.standard_normal((12, 20)))
     np.savez(tmp_path / "two.npz", a=np.zeros((10, 16)), b=np.zeros((10, 16)))
     (tmp_path / "junk.npy").write_bytes(b"not a numpy file")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    np.save(tmp_path / "complex.npy", rng.standard_normal((10, 16)) + 1j)
+    np.save(tmp_path / "bool.npy", rng.random((10, 16)) > 0.5)
+    np.save(tmp_path / "text.npy", rng.standard_normal((10, 16)).astype(str))
+    np.save(tmp_path / "record.npy", np.zeros((10, 16), dtype=[("a", "f8"), ("b", "f8")]))
+    np.save(tmp_path / "zeros.npy", np.zeros((10, 16)))
+    np.save(tmp_path / "norows.npy", np.zeros((0, 16)))
+    from numpy.lib import format as npy
+
+    with open(tmp_path / "claims.npy", "wb") as fh:  # a header that claims a 72 TiB array over 1 KB of data
+        npy.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": (3_000_000, 3_000_000)})
+        fh.write(np.zeros(128).tobytes())
+    with open(tmp_path / "truncated.npy", "wb") as fh:
+        npy.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": (10, 16)})
+        fh.write(np.zeros(20).tobytes())
     sig = {"train": "sig.npy", "val": "sig.npy", "test": "sig.npy"}
     return {
+        "not a zip": ({"phi": "junk.npz", "signals": sig}, "junk.npz", "cannot be read as a numpy array"),
+        "complex": ({"phi": "complex.npy", "signals": sig}, "complex.npy", "(complex); expected real numbers"),
+        "boolean": ({"phi": "bool.npy", "signals": sig}, "bool.npy", "(boolean); expected real numbers"),
+        "numeric text": ({"phi": "text.npy", "signals": sig}, "text.npy", "(text); expected real numbers"),
+        "structured": ({"phi": "record.npy", "signals": sig}, "record.npy", "(a structured record); expected real numbers"),
+        "all zeros": ({"phi": "zeros.npy", "signals": sig}, "zeros.npy", "is all zeros"),
+        "zero rows": ({"phi": "norows.npy", "signals": sig}, "norows.npy", "shape (0, 16)"),
+        "a huge header": ({"phi": "claims.npy", "signals": sig}, "claims.npy", "declares shape (3000000, 3000000) (9,000,000,000,000 entries)"),
+        "a truncated file": ({"phi": "truncated.npy", "signals": sig}, "truncated.npy", "(1,280 bytes) but the file holds 160"),
         "missing file": ({"phi": "nope.npy", "signals": sig}, "phi file", "does not exist"),
         "not numpy": ({"phi": "junk.npy", "signals": sig}, "junk.npy", "cannot be read as a numpy array"),
         "3-D": ({"phi": "cube.npy", "signals": sig}, "cube.npy", "expected 2-D"),
@@ -123,7 +147,8 @@ def _bad_cases(tmp_path):
 @pytest.mark.parametrize(
     "case",
     ["missing file", "not numpy", "3-D", "NaN", "two arrays in an npz", "basis does not fit", "signals of the wrong length", "a missing split",
-     "unknown key", "no data", "bad probability"],
+     "unknown key", "no data", "bad probability", "not a zip", "complex", "boolean", "numeric text", "structured", "all zeros", "zero rows",
+     "a huge header", "a truncated file"],
 )  # fmt: skip
 def test_a_bad_problem_file_is_one_line_naming_the_file(case, tmp_path, capsys):
     data, names, says = _bad_cases(tmp_path)[case]

@@ -306,14 +306,54 @@ def _sha(path: str) -> str:
     return h.hexdigest()
 
 
+MAX_ENTRIES = 200_000_000  # 1.6 GB as float64: larger arrays are refused from their header, before anything is allocated
+REAL = "fiu"  # numpy dtype kinds accepted: floating point and integers (booleans, complex, text, records refused)
+
+
+def _header(fh: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype an .npy stream declares, read from its header only."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(fh)
+    shape, _, dtype = npy.read_array_header_1_0(fh) if version == (1, 0) else npy.read_array_header_2_0(fh)
+    return tuple(shape), dtype
+
+
+def _check_header(shape: tuple[int, ...], dtype: np.dtype, payload: int | None) -> None:
+    """Refuse, from the header alone, what cannot be a real 2-D operator of sane size (ValueError: the caller names the file)."""
+    if dtype.fields is not None or dtype.kind not in REAL:
+        kind = (
+            "a structured record"
+            if dtype.fields is not None
+            else {"c": "complex", "b": "boolean", "U": "text", "S": "bytes", "O": "object"}.get(dtype.kind, dtype.kind)
+        )
+        raise ValueError(f"its dtype is {dtype} ({kind}); expected real numbers (float or integer)")
+    entries = math.prod(shape)
+    if entries > MAX_ENTRIES:
+        raise ValueError(f"its header declares shape {shape} ({entries:,} entries); expected at most {MAX_ENTRIES:,}")
+    if payload is not None and entries * dtype.itemsize > payload:
+        raise ValueError(f"its header declares shape {shape} of {dtype} ({entries * dtype.itemsize:,} bytes) but the file holds {payload:,}")
+
+
 @cache
 def _cached_array(path: str, mtime_ns: int, size: int) -> np.ndarray:
     if path.endswith(".npz"):
+        import zipfile
+
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.endswith(".npy")]
+            if len(names) != 1:
+                raise ValueError(f"it holds {len(names)} arrays ({', '.join(n.removesuffix('.npy') for n in names)}); expected exactly one")
+            with zf.open(names[0]) as fh:
+                shape, dtype = _header(fh)
+                header = fh.tell()
+            _check_header(shape, dtype, zf.getinfo(names[0]).file_size - header)
         with np.load(path, allow_pickle=False) as z:
-            if len(z.files) != 1:
-                raise ValueError(f"it holds {len(z.files)} arrays ({', '.join(z.files)}); expected exactly one")
             arr = z[z.files[0]]
     else:
+        with open(path, "rb") as fh:
+            shape, dtype = _header(fh)
+            _check_header(shape, dtype, size - fh.tell())
         arr = np.load(path, allow_pickle=False)
     out = np.asarray(arr, dtype=np.float64)
     out.setflags(write=False)
@@ -321,7 +361,7 @@ def _cached_array(path: str, mtime_ns: int, size: int) -> np.ndarray:
 
 
 def _array(path: str, what: str, where: str = "") -> np.ndarray:
-    """A 2-D finite float array from an .npy or .npz file; one-line errors name the file."""
+    """A 2-D finite real array, not all zero, from an .npy or .npz file; one-line errors name the file."""
     at = f"{where}: " if where else ""
     p = Path(path)
     if not p.is_file():
@@ -333,11 +373,15 @@ def _array(path: str, what: str, where: str = "") -> np.ndarray:
         arr = _cached_array(str(p), stat.st_mtime_ns, stat.st_size)
     except (ValueError, OSError, EOFError) as err:
         raise NasdunError(f"{at}{what} file {path!r} cannot be read as a numpy array: {str(err).splitlines()[0][:160]}") from None
-    if arr.ndim != 2:
-        raise NasdunError(f"{at}{what} file {path!r} holds an array of shape {arr.shape}; expected 2-D (rows x columns)")
+    except Exception as err:  # zipfile.BadZipFile and other readers' own errors: a file that is not what its suffix says
+        raise NasdunError(f"{at}{what} file {path!r} cannot be read as a numpy array ({type(err).__name__}: {str(err)[:120]})") from None
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise NasdunError(f"{at}{what} file {path!r} holds an array of shape {arr.shape}; expected 2-D (rows x columns), neither empty")
     bad = int((~np.isfinite(arr)).sum())
     if bad:
         raise NasdunError(f"{at}{what} file {path!r} holds {bad} NaN or infinite entries; expected finite numbers")
+    if not arr.any():
+        raise NasdunError(f"{at}{what} file {path!r} is all zeros; expected nonzero entries")
     return arr
 
 
