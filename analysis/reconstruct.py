@@ -68,10 +68,11 @@ def reconstruct(run: str | Path, image: str, out: str | Path, force: bool = Fals
 def _networks(run: str | Path, df: Any) -> dict[str, str]:
     """Panel label -> row name: LISTA (a row equal to the hand design) and the best network by validation, among kept parameters."""
     from nasdun.export import pick_row
+    from nasdun.results import read_params
     from nasdun.verdict import display, preset_of
 
     path = Path(run) / "params.pt"
-    saved = set(torch.load(path, map_location="cpu", weights_only=True)["networks"]) if path.is_file() else set()
+    saved = set(read_params(path)["networks"]) if path.is_file() else set()
     from search_spaces.presets import preset
 
     lista = preset("lista", int(df["layers"].iloc[0])).hash

@@ -9,7 +9,9 @@ writes the same run directory as the command. Their errors name Python arguments
 from __future__ import annotations
 
 import functools
+import inspect
 import re
+from collections import abc
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,11 +37,60 @@ def python_words(message: str) -> str:
     return _FLAG.sub(one, message)
 
 
+def _accepts(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint`` at its outer level (``bool`` is not an ``int`` here)."""
+    import types
+    import typing
+
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(value, h) for h in typing.get_args(hint))
+    if hint is None or hint is type(None):
+        return value is None
+    target = origin or hint
+    if not isinstance(target, type):
+        return True  # a form this check does not read: left to the function
+    if target is int and isinstance(value, bool):
+        return False
+    if target is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if target in (Sequence, abc.Sequence) and isinstance(value, str):
+        return False
+    return isinstance(value, target)
+
+
+def _expected(hint: Any) -> str:
+    import typing
+
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) else (hint,)
+    names = ["None" if a is type(None) else getattr(typing.get_origin(a) or a, "__name__", str(a)) for a in args]
+    return " or ".join(dict.fromkeys(names))
+
+
 def _python_errors(fn: F) -> F:
-    """``fn`` with its one-line errors in Python's words (:func:`python_words`)."""
+    """``fn`` with its arguments checked against its annotations (one :class:`NasdunError` naming the argument, its
+    value and what was expected, never a deep ``TypeError``) and its one-line errors in Python's words (:func:`python_words`)."""
+    import typing
+
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn)
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
+        name = getattr(fn, "__name__", "nasdun")
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as err:
+            raise NasdunError(f"{name}(): {err}; see help(nasdun.{name.removesuffix('_pipeline')})") from None
+        for arg, value in bound.arguments.items():
+            kind = sig.parameters[arg].kind
+            if kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
+                continue
+            hint = hints.get(arg, Any)
+            if not _accepts(value, hint):
+                raise NasdunError(f"{name.removesuffix('_pipeline')}(): {arg}={value!r}; expected {_expected(hint)}")
         try:
             return fn(*args, **kwargs)
         except NasdunError as err:
@@ -67,9 +118,19 @@ def search_pipeline(
     ``verdict`` (under the promotion's protocol unless ``promote_top=0``: :func:`nasdun.verdict.trusted_line`), ``promoted`` (its
     figures), and the screening comparison (``screening_verdict``, ``best_found``, ``best_preset``, ``gain_db``).
     """
+    from dataclasses import fields
+
     from nasdun.driver import run_search
     from nasdun.searchconfig import SearchConfig, load_config
 
+    known = {f.name for f in fields(SearchConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:  # named here, not blamed on a config file the caller never wrote
+        raise NasdunError(
+            f"search(): unknown argument(s) {', '.join(unknown)}; expected search's own or SearchConfig fields ({', '.join(sorted(known))})"
+        )
+    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
+        raise NasdunError(f"--num-cpus {num_cpus!r}; expected an integer >= 1 (or leave it out: every CPU)")
     if resume:
         if config is not None:
             raise NasdunError("a config cannot be given with resume (the directory's search.yaml is used)")
@@ -117,6 +178,8 @@ def train(
     from search_spaces.genotype import Genotype
     from search_spaces.presets import resolve_archs
 
+    if not isinstance(archs, str) and not archs:
+        raise NasdunError("train(): archs=[]; expected at least one architecture (a preset name, a genotype file or a Genotype)")
     if isinstance(archs, str):
         named = resolve_archs(archs, layers)
     else:
@@ -125,6 +188,10 @@ def train(
             named += [(f"g{a.hash}", a)] if isinstance(a, Genotype) else resolve_archs(str(a), layers)
     from trainers.operators import setting_label
 
+    accepted = set(inspect.signature(run_train).parameters) - {"archs", "setting", "protocol", "seed", "out", "device"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise NasdunError(f"train(): unknown argument(s) {', '.join(unknown)}; expected any of {', '.join(sorted(accepted))}")
     out = out or f"runs/train-{setting_label(setting)}-{time.strftime('%Y%m%d-%H%M%S')}"
     return run_train(named, setting, protocol, seed, out, device, **options)
 

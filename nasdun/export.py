@@ -69,14 +69,14 @@ def export_program(model: Any, psi: torch.Tensor | None, example: torch.Tensor) 
 
 def pick_row(run: str | Path, name: str | None = None, rank: int | None = None) -> dict[str, Any]:
     """The row to export: by ``name``, or the ``rank``-th best by validation nmse_db among rows with saved parameters."""
-    from nasdun.results import read_table
+    from nasdun.results import read_params, read_table
 
     if (name is None) == (rank is None):
         raise NasdunError("give exactly one of --name NAME or --rank N")
     path = Path(run) / "params.pt"
     if not path.is_file():
         raise NasdunError(f"no saved parameters at {str(path)!r}; expected a run of nasdun train or search (searches keep their top-k)")
-    saved = set(torch.load(path, map_location="cpu", weights_only=True)["networks"])
+    saved = set(read_params(path)["networks"])
     df = read_table(run)
     if name is not None:
         rows = df[df["name"].astype(str) == name]

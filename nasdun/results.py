@@ -130,17 +130,32 @@ def save_params(out_dir: Path, named: Mapping[str, tuple[Genotype, dict[str, tor
     _atomic_write(out_dir / "params.pt", lambda path: torch.save(blob, path))
 
 
-def load_network(run_dir: str | Path, name: str, device: str = "cpu") -> Any:
-    """The trained network ``name`` of a run as an :class:`~trainers.model.UnrolledLISTA` with P = 1."""
+def read_params(path: str | Path, device: str = "cpu") -> dict[str, Any]:
+    """A run's ``params.pt`` (``{"meta": ..., "networks": {name: {"genotype", "params"}}}``); a file that is not one is a
+    one-line error naming it, never torch's unpickling traceback."""
     import torch
 
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # a truncated or foreign file: torch raises several types
+        first = (str(err).splitlines() or [""])[0][:120]
+        raise NasdunError(
+            f"{str(path)!r} cannot be read as a run's parameters ({type(err).__name__}: {first}); expected the params.pt nasdun writes"
+        ) from None
+    if not isinstance(blob, dict) or not isinstance(blob.get("networks"), dict) or not isinstance(blob.get("meta"), dict):
+        raise NasdunError(f"{str(path)!r} is not a run's parameters file; expected the params.pt nasdun writes (meta and networks)")
+    return blob
+
+
+def load_network(run_dir: str | Path, name: str, device: str = "cpu") -> Any:
+    """The trained network ``name`` of a run as an :class:`~trainers.model.UnrolledLISTA` with P = 1."""
     from trainers.model import UnrolledLISTA
     from trainers.problems import dictionary
 
     path = Path(run_dir) / "params.pt"
     if not path.is_file():
         raise NasdunError(f"no saved parameters at {str(path)!r}")
-    blob = torch.load(path, map_location=device, weights_only=True)
+    blob = read_params(path, device)
     nets = blob["networks"]
     if name not in nets:
         raise NasdunError(f"no network {name!r} in {str(path)!r}; expected one of: {', '.join(nets)}")

@@ -26,9 +26,9 @@ class KeptParams:
         self.dir, self.keep, self.meta = run_dir, keep, dict(meta)
         self.kept: dict[str, tuple[Genotype, Any]] = {}
         if (run_dir / FILE).is_file():
-            import torch
+            from nasdun.results import read_params
 
-            blob = torch.load(run_dir / FILE, map_location="cpu", weights_only=True)
+            blob = read_params(run_dir / FILE)
             self.kept = {name: (Genotype.from_json(v["genotype"]), v["params"]) for name, v in blob["networks"].items()}
 
     def names(self) -> list[str]:

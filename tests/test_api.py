@@ -75,3 +75,43 @@ def test_python_words_turn_flags_into_arguments(cli, python):
     from nasdun.api import python_words
 
     assert python_words(cli) == python
+
+
+@pytest.mark.parametrize(
+    "call, says",
+    [
+        (lambda n: n.search(123), "search(): out=123; expected str or Path"),
+        (lambda n: n.load_network(42), "load_network(): run=42; expected str or Path"),
+        (lambda n: n.load_network("runs/x", rank="1"), "load_network(): rank='1'; expected int or None"),
+        (lambda n: n.load_network("runs/x", rank=True), "load_network(): rank=True; expected int or None"),
+        (lambda n: n.train([]), "train(): archs=[]; expected at least one architecture"),
+        (lambda n: n.train("lista", layers="3"), "train(): layers='3'; expected int"),
+        (lambda n: n.train("lista", setings="small"), "train(): unknown argument(s) setings; expected any of "),
+        (lambda n: n.search("runs/y", budgett=3), "search(): unknown argument(s) budgett; expected search's own or SearchConfig fields"),
+        (lambda n: n.search("runs/y", num_cpus=0), "num_cpus=0; expected an integer >= 1"),
+        (lambda n: n.export_network("runs/x", 5), "export_network(): out=5; expected str or Path"),
+        (lambda n: n.compare(), "compare(): missing a required argument: 'run'"),
+    ],
+)
+def test_the_api_checks_its_arguments_by_their_python_names(call, says, tmp_path, monkeypatch):
+    """One NasdunError naming the argument, its value and what was expected, before anything is written."""
+    import nasdun
+    from nasdun.errors import NasdunError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NasdunError) as err:
+        call(nasdun)
+    assert says in str(err.value) and "\n" not in str(err.value) and "demo.yaml" not in str(err.value)
+    assert not list(tmp_path.iterdir())  # nothing created
+
+
+def test_a_corrupt_parameters_file_is_one_line(tmp_path):
+    import nasdun
+    from nasdun.errors import NasdunError
+
+    run = tmp_path / "r"
+    nasdun.train("lista", layers=2, protocol="smoke", out=str(run), device="cpu")
+    (run / "params.pt").write_bytes(b"garbage")
+    for call in (lambda: nasdun.load_network(str(run), name="lista"), lambda: nasdun.export_network(str(run), str(tmp_path / "x.pt2"), rank=1)):
+        with pytest.raises(NasdunError, match="params.pt' cannot be read as a run's parameters .*; expected the params.pt nasdun writes"):
+            call()
