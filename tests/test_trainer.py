@@ -205,3 +205,33 @@ def test_the_stage_rule_reads_a_validation_subset_and_the_whole_set_scores_what_
         model.load_candidate_state(0, r.params)
         first = evaluate(model, type(problem.val)(problem.val.b[:256], problem.val.x[:256])).nmse_db()[-1, 0]
         assert float(first) == pytest.approx(last["best_val_nmse_db"], abs=1e-5)
+
+
+def test_stage_zero_steps_without_the_frozen_graph_give_the_same_bits():
+    """In a stage 0 only layer t's new parameters move: layers below it run without a graph and Adam skips what no
+    candidate may move. The whole protocol, for a cohort mixing every weight kind, support selection, gain gates, LWA
+    connections and lags, trains to the same bits either way."""
+    from dataclasses import replace
+
+    from search_spaces.presets import preset
+    from trainers.problems import make_problem
+    from trainers.protocols import get_protocol
+
+    names = ["lista", "2no", "dense", "alista", "lista_cpss", "tilista", "2no_glista", "lista_ss", "lista_cp"]
+    problem = make_problem("small", 0, batch_size=64)
+    proto = replace(get_protocol("smoke"), lrs=(5e-4, 1e-4))
+    runs = []
+    for prune in (False, True):
+        tr = PopulationTrainer([preset(n, 4) for n in names], problem, proto)
+        tr.prune = prune
+        tr._sync_state()
+        runs.append(tr.run())
+    for whole, pruned in zip(*runs, strict=True):
+        assert whole.params.keys() == pruned.params.keys()
+        assert all(torch.equal(whole.params[k], pruned.params[k]) for k in whole.params), whole.genotype
+        assert whole.val_nmse_db == pruned.val_nmse_db and whole.test_nmse_db == pruned.test_nmse_db
+    tr = PopulationTrainer([preset(n, 4) for n in names], problem, proto)
+    tr.jump_to(3, 0)
+    assert tr._frozen == 2 and not tr._moving["Wb"] and not tr._moving["Wx"] and tr._moving["theta"]
+    tr.jump_to(3, 1)
+    assert tr._frozen == 0 and all(tr._moving.values())

@@ -244,12 +244,17 @@ class UnrolledLISTA(nn.Module):
             out["kappa"], out["nu"] = ks, ks
         return out
 
-    def forward(self, b: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
-        """Outputs x(1..upto), each (P, B, n), for measurements ``b`` of shape (B, m)."""
+    def forward(self, b: torch.Tensor, upto: int | None = None, frozen: int = 0) -> list[torch.Tensor]:
+        """Outputs x(1..upto), each (P, B, n), for measurements ``b`` of shape (B, m). ``frozen`` = f > 0: layers 1..f and
+        the parameters of layer 1 (W_b, W_x, a shared W) are constants for autograd (a stage 0 of layer f + 1: the same
+        values, no graph behind them)."""
         T = self.K if upto is None else int(upto)
         if not 1 <= T <= self.K:
             raise NasdunError(f"upto={T} is outside 1..{self.K}")
-        WbT, WxT = self.Wb.transpose(1, 2), self.Wx.transpose(1, 2)
+        grad = torch.is_grad_enabled()
+        frozen = frozen if self._fused is None else 0  # the compiled kernel is kept to its training variants (see below)
+        Wb, Wx = (self.Wb.detach(), self.Wx.detach()) if frozen else (self.Wb, self.Wx)
+        WbT, WxT = Wb.transpose(1, 2), Wx.transpose(1, 2)
         if 0 < self._n_free < self.P:  # mixed kinds: the free family's weights, selected once per forward
             free = self.kind_perm[: self._n_free]
             WbT, WxT = WbT.index_select(0, free), WxT.index_select(0, free)
@@ -259,28 +264,34 @@ class UnrolledLISTA(nn.Module):
         w = self.coef * self.gate * self.inv_count[..., None]  # (P, K, K) LWA weights
         hk = torch.where(self.has_lag, self.h, torch.ones_like(self.h))
         qb = self.lag * self.beta  # (P, K, J)
-        residual = self._residual_weights()
+        residual = self._residual_weights(frozen)
         # The compiled kernel serves training only: evaluation (no grad) is a second set of
         # compiled variants, and with the shapes and requires-grad patterns of a protocol they
         # exceed torch.compile's recompile limit, past which it runs the kernel's Python
         # unfused - slower than the eager path (NOTES row 13).
         fused = self._fused if torch.is_grad_enabled() else None
-        for k in range(1, T + 1):
-            if k == 1:
-                xt = None  # x(0) = 0: no mix, no gain
-            else:
-                origins = self._layer_inputs[k - 1]  # closed for every candidate: no work
-                cols = slice(0, k - 1) if len(origins) == k - 1 else [i - 1 for i in origins]  # a view when all are open
-                xt = combine(w[:, k - 1, cols], [xs[i] for i in origins])  # (P, B, n)
-                if self._gain_layers[k - 1]:
-                    gated = gain_gate(xt, self.kappa[:, k - 1, None, None], self.nu[:, k - 1, None, None])
-                    xt = torch.where(self.gained[:, k - 1, None, None], gated, xt)
-            z = self.linear_step(k, xt, b, Bb, WxT, residual)
-            if fused is not None:
-                lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
-                xs.append(fused(z, self.theta[:, k - 1, None, None], self.neuron_kind[:, k - 1], hk[:, k - 1], qb[:, k - 1], xs[k - 1], *lags))
-            else:
-                xs.append(self._lm_mix(k, self._neuron(k, z), xs, hk, qb))
+        try:
+            for k in range(1, T + 1):
+                if frozen:  # (no grad-mode call otherwise: the export traces this code)
+                    torch.set_grad_enabled(grad and k > frozen)
+                if k == 1:
+                    xt = None  # x(0) = 0: no mix, no gain
+                else:
+                    origins = self._layer_inputs[k - 1]  # closed for every candidate: no work
+                    cols = slice(0, k - 1) if len(origins) == k - 1 else [i - 1 for i in origins]  # a view when all are open
+                    xt = combine(w[:, k - 1, cols], [xs[i] for i in origins])  # (P, B, n)
+                    if self._gain_layers[k - 1]:
+                        gated = gain_gate(xt, self.kappa[:, k - 1, None, None], self.nu[:, k - 1, None, None])
+                        xt = torch.where(self.gained[:, k - 1, None, None], gated, xt)
+                z = self.linear_step(k, xt, b, Bb, WxT, residual)
+                if fused is not None:
+                    lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
+                    xs.append(fused(z, self.theta[:, k - 1, None, None], self.neuron_kind[:, k - 1], hk[:, k - 1], qb[:, k - 1], xs[k - 1], *lags))
+                else:
+                    xs.append(self._lm_mix(k, self._neuron(k, z), xs, hk, qb))
+        finally:
+            if frozen:
+                torch.set_grad_enabled(grad)
         return xs[1:]
 
     def linear_step(
@@ -308,10 +319,11 @@ class UnrolledLISTA(nn.Module):
         zr = self._residual_step(None if xt is None else xt.index_select(0, rest), b, residual[0][k - 1], residual[1][k - 1])
         return torch.cat([zf, zr]).index_select(0, self.kind_inv)
 
-    def _residual_weights(self) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    def _residual_weights(self, frozen: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
         """Per layer, the residual candidates' W_k^T (R, m, n) and step gamma_k (R, 1, 1) (None: 1 for every one): the
         effective weights of the residual kinds, built once per forward (``unbind``: no per-layer zero-filled gradient).
-        R is every candidate, or where kinds are mixed the residual ones (``kind_perm``'s tail), in that order."""
+        R is every candidate, or where kinds are mixed the residual ones (``kind_perm``'s tail), in that order.
+        ``frozen`` = f: the slots of layers 1..f (slot 0 is layer 1's, shared or untied) as constants for autograd."""
         if self._n_free == self.P:
             return [], []
         K = self.K
@@ -322,7 +334,7 @@ class UnrolledLISTA(nn.Module):
             rest = self.kind_perm[self._n_free :]
             W, gamma, untied, analytic, step = (t.index_select(0, rest) for t in (W, gamma, untied, analytic, step))
         P = W.shape[0]
-        slots = list(W.unbind(1))  # (R, n, m) each
+        slots = [w.detach() if i < frozen else w for i, w in enumerate(W.unbind(1))]  # (R, n, m) each
         (all_untied, _), (all_analytic, any_analytic), (all_step, any_step) = (self._mix[f] for f in ("untied", "analytic", "step"))
         Ws = []
         for k in range(K):

@@ -85,6 +85,7 @@ class PopulationTrainer:
         self.checkpoint = None if checkpoint is None else Path(checkpoint)  # trainers/checkpoint.py
         self.checkpoint_every_s = float(checkpoint_every_s)
         self.threads = check_threads(threads)  # on a CPU, the run's fixed intra-op thread count (trainers/threads.py)
+        self.prune = True  # stage-0 steps without the frozen layers' graph (False: the whole graph, for the equality test)
         if problem.D.device.type == "cpu":
             keep_freed_memory()
         self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=compile)  # on D's device
@@ -144,6 +145,14 @@ class PopulationTrainer:
         for name, p in self.params.items():
             mask = self._trainable(name, p).to(p.dtype)
             self._wm[name], self._wv[name] = (1 - BETAS[0]) * mask, (1 - BETAS[1]) * mask  # trainers.adam's w * (1 - beta)
+        # Stage 0 of layer t trains only layer t's new parameters: with every active candidate in a stage 0, layers below
+        # the shallowest t run without a graph, and Adam skips the parameters no candidate may move (their update is
+        # exactly zero: masked, with moments reset at the stage start). Same bits, a smaller backward (docs/design.md §5).
+        act = self.c.active_h
+        in_stage0 = bool(act.any()) and bool((self.c.s_h[act] == 0).all())
+        self._frozen = int(self.c.t_h[act].min()) - 1 if in_stage0 and self.prune else 0
+        moving = torch.stack([self._wm[name].any() for name in self.params]).cpu().tolist() if self.prune else [True] * len(self.params)
+        self._moving = dict(zip(self.params, moving, strict=True))
 
     def jump_to(self, layer: int, stage: int) -> None:
         """Put every active candidate at (layer, stage) with fresh moments (benchmarks, tests)."""
@@ -167,24 +176,26 @@ class PopulationTrainer:
     def train_step(self) -> None:
         b, x = self._batch()
         with autocast(self.precision, self.c.step.device):
-            outs = self.model(b, self._T)
+            outs = self.model(b, self._T, frozen=self._frozen)
         loss_p = torch.zeros_like(self.c.step)
         for k, sel in self._loss_layers.items():  # usually one or two distinct layers
             err = 0.5 * (self.problem.synthesize(outs[k - 1].float()) - x).pow(2).sum((-2, -1)) / x.shape[-2]  # (P,)
             loss_p = torch.where(sel, err, loss_p)
         self.c.bad |= self.active & ~torch.isfinite(loss_p)
-        grads = torch.autograd.grad(loss_p.sum(), list(self.params.values()), materialize_grads=True)
-        self._adam(grads)
+        names = [name for name in self.params if self._moving[name]]
+        grads = torch.autograd.grad(loss_p.sum(), [self.params[name] for name in names], materialize_grads=True)
+        self._adam(names, grads)
         self.iteration += 1
         self.c.it_h += self.c.active_h
         self.c.stage_iter += self.active.long()
 
-    def _adam(self, grads: Sequence[torch.Tensor]) -> None:
-        """The masked per-candidate Adam update (:mod:`trainers.adam`) of the active candidates."""
+    def _adam(self, names: Sequence[str], grads: Sequence[torch.Tensor]) -> None:
+        """The masked per-candidate Adam update (:mod:`trainers.adam`) of the active candidates, on the parameters ``names``
+        (those some active candidate may move)."""
         self.c.step += self._active_f
         factor = self.protocol.lr_factor(self.c.stage_iter, self._cap)  # the schedule inside the stage (None: constant)
         lr = self._lr if factor is None else self._lr * factor.to(self._lr.dtype)
-        masked_adam_step(self.params, grads, self.c.m, self.c.v, self.c.step, lr, self._wm, self._wv)
+        masked_adam_step({name: self.params[name] for name in names}, grads, self.c.m, self.c.v, self.c.step, lr, self._wm, self._wv)
 
     def _trainable(self, name: str, p: torch.Tensor) -> torch.Tensor:
         """Elements candidate q may move: its layer t's new parameters in stage 0, else layers <= t."""
