@@ -70,6 +70,9 @@ def run_confirm(
         raise NasdunError("confirm needs at least one run")
     if not seeds or len(set(seeds)) != len(seeds):
         raise NasdunError(f"--seeds {seeds} must be distinct and non-empty")
+    import re
+
+    from nasdun.results import check_study_dir
     from nasdun.training import train_or_reuse
     from trainers.protocols import get_protocol
 
@@ -81,7 +84,7 @@ def run_confirm(
     for name in against or []:
         nets[name] = preset(name, layers)
     archs = list(nets.items())
-    out = Path(out)
+    out = check_study_dir(out, lambda name: name in ("confirm.csv", "confirm.md") or re.fullmatch(r"seed\d+", name) is not None, force)
     out.mkdir(parents=True, exist_ok=True)
     options = {"device": device, "compile": compile, "precision": precision}
     per_seed = {s: train_or_reuse(out / f"seed{s}", archs, setting, protocol, s, force, **options).set_index("name") for s in seeds}

@@ -35,7 +35,7 @@ import pandas as pd
 
 from analysis.plots import frontier_figure, scatter_figure
 from nasdun.errors import NasdunError
-from nasdun.results import read_table
+from nasdun.results import check_study_dir, read_table
 from search_spaces.neurons import letter
 
 
@@ -232,7 +232,13 @@ def run_fidelity(
         raise NasdunError(f"--reference-chunk {reference_chunk} with reference {_name(reference)!r}: a halving protocol ranks inside its cohort, "
                           "so chunks would change it; expected --reference-chunk 0 or a reference without rungs")  # fmt: skip
     archs = study_networks(n_genotypes, layers, seed if genotype_seed is None else genotype_seed)
-    out_dir = Path(out)
+    own = {"fidelity.csv", "fidelity.md", "figures", "rungs.csv", "networks.csv", "reference.csv", _name(reference), *map(_name, protocols)}
+
+    def ours(name: str) -> bool:  # the study's files, and the training runs of any earlier call (other protocols)
+        path = Path(out) / name
+        return name in own or (path.is_dir() and any(path.glob("train.json")) or any(path.glob("*/train.json")))
+
+    out_dir = check_study_dir(out, ours, force)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def trained(run_dir: Path, nets: list[tuple[str, Any]], proto: str, cheap: bool = False) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +174,19 @@ def check_out_dir(out: str | Path, force: bool = False, hint: str = "or pass --f
         raise NasdunError(f"--out {str(path)!r} is a file; expected a directory")
     if path.is_dir() and any(path.iterdir()) and not force:
         raise NasdunError(f"--out {str(path)!r} is not empty; choose a new directory" + (f" ({hint})" if hint else ""))
+    return path
+
+
+def check_study_dir(out: str | Path, own: Callable[[str], bool], force: bool = False) -> Path:
+    """``out`` for a study that continues its own earlier work there: a file is refused, and a directory holding
+    entries the study does not write (``own(name)`` false) unless ``force``; so a user's files are never written among."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise NasdunError(f"--out {str(path)!r} is a file; expected a directory")
+    foreign = sorted(p.name for p in path.iterdir() if not own(p.name)) if path.is_dir() else []
+    if foreign and not force:
+        listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise NasdunError(f"--out {str(path)!r} holds files this command did not write ({listed}); choose a new directory (or pass --force)")
     return path
 
 

@@ -614,3 +614,23 @@ def test_report_figures_have_captions_not_file_names():
     assert caption("conn_top8") == "How often each connection is open in the top-8."
     assert caption("nmse_vs_layer_small_snr20").startswith("Retraining on small_snr20: test nmse_db_mean")
     assert caption("something_new") == "something_new"
+
+
+@pytest.mark.parametrize("command", ["fidelity", "confirm"])
+def test_studies_that_continue_their_own_work_refuse_a_folder_with_a_users_file(command, tmp_path, capsys):
+    from nasdun.cli import main
+
+    run = tmp_path / "run"
+    if command == "confirm":
+        assert main(["train", "--arch", "lista,2no", "--layers", "2", "--protocol", "smoke", "--out", str(run)]) == 0
+    out = tmp_path / "f"
+    out.mkdir()
+    (out / "mine.txt").write_text("a user's notes")
+    args = {
+        "fidelity": ["fidelity", "--reference-table", "paper_small_k8", "--protocols", "smoke", "--out", str(out)],
+        "confirm": ["confirm", str(run), "--top-k", "1", "--seeds", "5", "--protocol", "smoke", "--out", str(out)],
+    }[command]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds files this command did not write (mine.txt)" in err
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
