@@ -623,6 +623,7 @@ def test_studies_that_continue_their_own_work_refuse_a_folder_with_a_users_file(
     run = tmp_path / "run"
     if command == "confirm":
         assert main(["train", "--arch", "lista,2no", "--layers", "2", "--protocol", "smoke", "--out", str(run)]) == 0
+        capsys.readouterr()
     out = tmp_path / "f"
     out.mkdir()
     (out / "mine.txt").write_text("a user's notes")
