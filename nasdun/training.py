@@ -264,9 +264,9 @@ def _train_on_workers(
         files.append(out_dir / f"cohort-{i}.progress.json")
         refs.append(task.remote(config, str(files[-1].resolve())))
     line = ProgressLine(f"train {len(archs)} nets in {n} cohorts")
-    t0, pending = time.perf_counter(), list(refs)
+    t0 = time.perf_counter()
     try:
-        _follow(pending, files, line, t0, n, len(archs))
+        _follow(refs, groups, files, line, t0)
     except BaseException:  # Ctrl-C or an error here: the tasks stop now (their checkpoints stay for a resume)
         for ref in refs:
             ray.cancel(ref, force=True)
@@ -285,18 +285,25 @@ def _train_on_workers(
     return [out[j] for j in range(len(archs))]
 
 
-def _follow(pending: list[Any], files: list[Path], line: ProgressLine, t0: float, cohorts: int, nets: int) -> None:
-    """Wait for the tasks, drawing one progress line from their progress files."""
+def _follow(refs: list[Any], groups: list[list[int]], files: list[Path], line: ProgressLine, t0: float) -> None:
+    """Wait for the tasks, drawing one progress line from their progress files (a finished cohort from its report)."""
     import ray
 
+    index = {ref: i for i, ref in enumerate(refs)}
+    pending, finished = list(refs), {}
     while pending:
-        _, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
-        seen = [json.loads(f.read_text()) for f in files if f.is_file()]
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=2.0)
+        for ref in ready:
+            statuses = [c["status"] for c in ray.get(ref)["candidates"]]
+            finished[index[ref]] = {"fraction_done": 1.0, "done": statuses.count("ok"), "failed": statuses.count("failed")}
+        seen = {i: json.loads(f.read_text()) for i, f in enumerate(files) if f.is_file() and i not in finished} | finished
         if seen:
             elapsed = time.perf_counter() - t0
-            fraction = sum(p["fraction_done"] for p in seen) / cohorts
+            fraction = sum(p["fraction_done"] for p in seen.values()) / len(refs)
             eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("inf")
-            done, failed = (sum(int(p[k]) for p in seen) for k in ("done", "failed"))
-            layer = min(int(p["min_layer"]) for p in seen)
-            line.show(f"layer {layer} of {seen[0]['layers']} | {cohorts - len(pending)} of {cohorts} cohorts finished | done {done} failed {failed}"
+            done, failed = (sum(int(p[k]) for p in seen.values()) for k in ("done", "failed"))
+            running = [p for i, p in seen.items() if i not in finished]
+            layer = f"layer {min(int(p['min_layer']) for p in running)} of {running[0]['layers']} | " if running else ""
+            nets = sum(len(g) for g in groups)
+            line.show(f"{layer}{len(finished)} of {len(refs)} cohorts finished | done {done} failed {failed}"
                       f" of {nets} | {duration(elapsed)} elapsed, ETA ~{duration(eta)}")  # fmt: skip
