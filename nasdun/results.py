@@ -79,6 +79,7 @@ def write_table(out_dir: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 REQUIRED = ("name", "hash", "status", "val_nmse_db", "test_nmse_db", "genotype")
 NUMERIC = ("val_nmse_db", "val_nmse_db_mean", "test_nmse_db", "test_nmse_db_mean")
+STATUSES = ("ok", "failed", "stopped")  # trainers.scoring.CandidateResult.status
 
 
 def read_table(run_dir: str | Path) -> pd.DataFrame:
@@ -120,6 +121,20 @@ def read_table(run_dir: str | Path) -> pd.DataFrame:
             raise NasdunError(
                 f"results table {str(path)!r}: row {i + 2} has no valid genotype (cut short?); expected a table written by nasdun"
             ) from None
+    bad_status = ~df["status"].astype(str).isin(STATUSES)
+    if bad_status.any():
+        row = int(bad_status.idxmax())
+        raise NasdunError(f"results table {str(path)!r}: row {row + 2} has status {df['status'][row]!r}; expected one of {', '.join(STATUSES)}")
+    twice = df["name"].astype(str).duplicated()
+    if twice.any():  # a row counted twice would weigh twice in every average, heatmap and verdict
+        row = int(twice.idxmax())
+        raise NasdunError(f"results table {str(path)!r}: row {row + 2} repeats the name {df['name'][row]!r}; expected one row per network")
+    if "trial_number" in df.columns:
+        number = pd.to_numeric(df["trial_number"], errors="coerce")
+        wrong = df["trial_number"].notna() & (number.isna() | (number % 1 != 0) | (number < 0))
+        if wrong.any():
+            row = int(wrong.idxmax())
+            raise NasdunError(f"results table {str(path)!r}: row {row + 2} has trial_number {df['trial_number'][row]!r}; expected an integer >= 0")
     return df
 
 

@@ -65,7 +65,16 @@ BAD_TABLES = {
     "cut mid-row": None,  # a real table, cut inside its last row
     "letters in a number column": None,
     "a field too many": None,
+    "a duplicated row": None,  # a hand-edited table: the row would count twice in every average
+    "an unknown status": None,
+    "a fractional trial number": None,
 }
+
+
+def _with_column(text: bytes, name: str, value: str) -> bytes:
+    """The table with one more column, ``value`` in every row."""
+    lines = text.decode().splitlines()
+    return ("\n".join([lines[0] + f",{name}"] + [line + f",{value}" for line in lines[1:]]) + "\n").encode()
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +97,9 @@ def test_a_corrupt_table_is_one_line_in_every_reader_and_nothing_is_written(kind
         "cut mid-row": text[: len(text) - 200],
         "letters in a number column": text[:first] + text[first:].replace(b"-", b"x", 1),  # the first value of a number column
         "a field too many": text.replace(b",ok,", b",ok,,", 1),  # pandas would otherwise shift every column silently
+        "a duplicated row": text + text[first : text.index(b"\n", first) + 1],
+        "an unknown status": text.replace(b",ok,", b",done,", 1),
+        "a fractional trial number": _with_column(text, "trial_number", "1.5"),
     }.get(kind, BAD_TABLES[kind])
     (run / "results.csv").write_bytes(data)
     (run / "search.yaml").write_text(yaml.safe_dump({**SLOW, "budget": 3, "layers": 3}))

@@ -638,8 +638,8 @@ def test_the_candidates_ratio_is_bootstrapped_over_paired_seeds():
 
 @pytest.mark.slow
 def test_training_on_workers_continues_a_killed_run_from_its_checkpoints(ray_local, tmp_path):
-    """run_train with workers=2 (the search's promotion): two cohorts as Ray tasks, values equal to one cohort's; a run
-    whose driver (and its whole Ray) is SIGKILLed mid-way continues from the cohorts' checkpoints to the same bits as an
+    """run_train with workers=2 (the search's promotion; its values equal one cohort's: the promotion test): a run whose
+    driver (and its whole Ray) is SIGKILLed mid-way continues from the cohorts' checkpoints to the same bits as an
     uninterrupted run of it."""
     from nasdun.training import run_train
     from search_spaces import preset
@@ -648,9 +648,6 @@ def test_training_on_workers_continues_a_killed_run_from_its_checkpoints(ray_loc
     longer.write_text("patience: 120\nmax_iters: 120\nbatch_size: 64\nlrs: [5.0e-4, 1.0e-4]\n")
     archs = [(n, preset(n, 3)) for n in ("lista", "2no", "alista", "lista_cpss")]
     whole = run_train(archs, "small", str(longer), 0, tmp_path / "whole", device="cpu", workers=2).set_index("name")
-    one = run_train(archs, "small", str(longer), 0, tmp_path / "one", device="cpu").set_index("name")
-    for n, _ in archs:  # each network trains as if alone: two cohorts give one cohort's values, to float rounding
-        assert whole.loc[n, "val_nmse_db"] == pytest.approx(float(one.loc[n, "val_nmse_db"]), abs=1e-5)
     assert json.loads((tmp_path / "whole" / "run.json").read_text())["workers"] == 2
 
     cut = tmp_path / "cut"
