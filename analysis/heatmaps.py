@@ -23,6 +23,10 @@ def run_heatmaps(
     all of them (``note`` says so, as in ``average`` and ``report``)."""
     df = load_runs(runs, sampler)
     k, note = resolve_top_k(df, top)
+    if diff is not None:  # checked before any figure is drawn
+        n = int(trained_rows(df)["hash"].nunique())
+        if not 1 <= diff <= n or diff == k:
+            raise NasdunError(f"--diff {diff}; expected a top-k in 1..{n} (the runs' distinct genotypes trained to the end) other than --top-k {k}")
     g, freq, _ = average(df, k, threshold)
     out_dir = Path(out)
     trained = int(trained_rows(df)["hash"].nunique())

@@ -635,3 +635,11 @@ def test_studies_that_continue_their_own_work_refuse_a_folder_with_a_users_file(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds files this command did not write (mine.txt)" in err
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("diff", [0, 3, 99])
+def test_heatmap_diff_outside_the_table_is_refused_before_any_figure(run, tmp_path, diff):
+    out = tmp_path / "figs"
+    with pytest.raises(NasdunError, match=rf"--diff {diff}; expected a top-k in 1\.\.5 .* other than --top-k 3"):
+        run_heatmaps([run], out, top=3, diff=diff)
+    assert not out.exists()
