@@ -25,6 +25,10 @@ from __future__ import annotations
 
 import abc
 import json
+import math
+import threading
+import warnings
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +94,9 @@ class HistorySampler(ReplayableSampler):
         self.consumed = 0  # trials 0..consumed-1 have been observed
         self.history_limit: int | None = None  # trials numbered >= this are not observed (yet)
         self._space = {d.name: CategoricalDistribution(list(d.choices)) for d in decisions}
+        self._lock = threading.RLock()  # study.optimize(n_jobs > 1) asks from several threads: one at a time here
+        self._study_key: tuple[Any, int] | None = None  # the study whose history this instance holds
+        self._waiting_on: int | None = None  # the RUNNING trial the history last waited on (warned once)
 
     def history_used(self) -> int:
         return self.consumed  # a proposal is a function of the study's first `consumed` trials
@@ -108,19 +115,55 @@ class HistorySampler(ReplayableSampler):
     def propose(self, rng: np.random.Generator, number: int) -> dict[str, Choice]: ...
 
     # -- Optuna's sampler interface ------------------------------------------------------------
+    # Used by plain Optuna too (study.optimize, ask/tell): single-objective studies only (refused otherwise); one
+    # instance per study (a second study is refused: the state is that study's history); thread-safe; a non-finite
+    # value counts as a failed trial; parameters outside the decisions are drawn independently, each from its own
+    # stream, by Optuna's RandomSampler (any distribution); reseed_rng draws a new seed (docs/search.md).
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        self._check_study(study)
         return dict(self._space)
 
     def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        self.catch_up(study)
-        proposal = self.propose(self.rng(trial.number), trial.number)
-        return {name: proposal[name] for name in search_space if name in proposal}
+        self._check_study(study)
+        with self._lock:
+            self.catch_up(study)
+            proposal = self.propose(self.rng(trial.number), trial.number)
+        known = {
+            name: proposal[name]
+            for name, d in search_space.items()
+            if name in proposal and isinstance(d, CategoricalDistribution) and proposal[name] in d.choices
+        }
+        return known | {name: self._fallback(study, trial, name, d) for name, d in search_space.items() if name not in known}
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
-        if not isinstance(param_distribution, CategoricalDistribution):
-            raise ValueError(f"nasdun samplers handle categorical decisions only; {param_name} is {param_distribution}")
-        choices = param_distribution.choices
-        return choices[int(self.rng(trial.number, 1).integers(len(choices)))]
+        self._check_study(study)
+        return self._fallback(study, trial, param_name, param_distribution)
+
+    def reseed_rng(self) -> None:
+        """A fresh seed (Optuna calls this in each thread of study.optimize(n_jobs > 1)); proposals are then not repeatable."""
+        self.seed = int(np.random.default_rng().integers(2**63))
+
+    def _fallback(self, study: Study, trial: FrozenTrial, name: str, distribution: BaseDistribution) -> Any:
+        """An independent draw for a parameter outside the decisions: its own stream per (seed, trial, name)."""
+        from optuna.samplers import RandomSampler
+
+        seed = np.random.SeedSequence([self.seed, trial.number, zlib.crc32(name.encode())]).generate_state(1)[0]
+        return RandomSampler(seed=int(seed)).sample_independent(study, trial, name, distribution)
+
+    def _check_study(self, study: Study) -> None:
+        if len(study.directions) > 1:
+            n = len(study.directions)
+            raise ValueError(f"{type(self).__name__} is a single-objective sampler; study {study.study_name!r} has {n} objectives")
+        backend = getattr(study._storage, "_backend", study._storage)  # a cached RDB storage wraps its backend
+        key = (getattr(backend, "url", None) or id(backend), study._study_id)
+        with self._lock:
+            if self._study_key is None:
+                self._study_key = key
+            elif self._study_key != key:
+                raise ValueError(
+                    f"this {type(self).__name__} holds the history of another study; expected one sampler instance per study"
+                    f" (make a new one for {study.study_name!r})"
+                )
 
     # -- history -------------------------------------------------------------------------------
     def rng(self, number: int, stream: int = 0) -> np.random.Generator:
@@ -139,10 +182,21 @@ class HistorySampler(ReplayableSampler):
             value = t.value if t.state == TrialState.COMPLETE else None
             if t.state == TrialState.PRUNED and t.intermediate_values:
                 value = t.intermediate_values[max(t.intermediate_values)]
+            if value is not None and not math.isfinite(value):
+                value = None  # a NaN or infinite value is a failed trial, never a target to learn from
             params = {k: v for k, v in t.params.items() if k in self._space}
             if len(params) == len(self._space):  # trials of another space are skipped
                 self.observe(Observation(t.number, params, value))
             self.consumed += 1
+        held = by_number.get(self.consumed)
+        later = any(t.state in FINISHED for t in trials if t.number > self.consumed and t.number < limit)
+        if held is not None and held.state == TrialState.RUNNING and later and self._waiting_on != held.number:
+            self._waiting_on = held.number
+            warnings.warn(
+                f"{type(self).__name__}: trial {held.number} is still RUNNING; the sampler learns from trials in number order, so no later"
+                " finished trial is learned from until it finishes (tell it, or mark it failed)",
+                stacklevel=2,
+            )
 
 
 class FixedHistory(ReplayableSampler):
