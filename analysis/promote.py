@@ -91,9 +91,11 @@ def run_promote(
         "| name | hand design | screening val | screening rank | promoted val | promoted test | promoted rank |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, r in table.iterrows():
+    for name, r in table.sort_values("rank").iterrows():  # by the promoted rank: the verdict's order, its winner first and in bold
         values = f"{r['screen_val_nmse_db']:.2f}", f"{r['val_nmse_db']:.2f}", f"{r['test_nmse_db']:.2f}"
         cells = [display(str(r["preset"])) if r["preset"] else "", values[0], str(int(r["screen_rank"])), values[1], values[2], str(int(r["rank"]))]
+        if int(r["rank"]) == 1:
+            name, cells = f"**{name}**", [f"**{c}**" if c else c for c in cells]
         lines.append(f"| {name} | {' | '.join(cells)} |")
     hyper = _hyperlista(setting, seed, int(only_value(df, "layers", str(run))), Path(out))
     lines += ["", f"Without training: HyperLISTA at the same depth (ALISTA's analytic W, momentum and support selection; its three"

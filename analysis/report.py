@@ -75,9 +75,9 @@ def build_report(
         if saved.get("promoted"):
             headline += f"\n\nUnder the screening protocol alone: {verdict['verdict']}."
     headline += (
-        "\n\nThe verdict's dB are the pooled `nmse_db` (a split's total squared error over its total energy);"
-        + (" the retraining table below is in `nmse_db_mean`, the mean of each test sample's NMSE in dB (the design-space"
-           " paper's Table 1), which is usually the lower of the two." if retrain is not None else "")
+        "\n\nThe verdict's dB are the pooled `nmse_db` (a split's total squared error over its total energy)"
+        + ("; the retraining table below is in `nmse_db_mean`, the mean of each test sample's NMSE in dB (the design-space"
+           " paper's Table 1), which is usually the lower of the two." if retrain is not None else ".")
     )  # fmt: skip
     sections: list[tuple[str, str, list[str]]] = [("Did the search beat the hand designs?", headline, [])]
     if (run_dir / "promoted" / "promote.md").is_file():
@@ -97,7 +97,7 @@ def build_report(
             + f"hash `{genotype.hash}`, {genotype.n_extra} extra connections, arch string `{genotype.to_arch_string()}` "
             f"(with neurons and lags: `{genotype.to_spec()}`), "
             f"neurons {', '.join(genotype.neurons)}, LM orders {[genotype.order(j) for j in range(1, genotype.layers + 1)]}.",
-            [f"conn_average_top{k}", f"lags_average_top{k}", f"conn_top{k}", f"lags_top{k}", f"neurons_top{k}"]
+            [f"conn_average_top{k}", f"lags_average_top{k}", f"neurons_average_top{k}", f"conn_top{k}", f"lags_top{k}", f"neurons_top{k}"]
             + ([f"conn_top{k}_minus_top{k // 2}"] if k >= 4 else []),
         ),
         (
@@ -136,6 +136,7 @@ def build_report(
 CAPTIONS = (  # figure file stem -> what a reader is shown (the file names stay short)
     (r"conn_average_top(\d+)", "Connections of the averaged architecture: those open in at least half of the top-{0}."),
     (r"lags_average_top(\d+)", "LM lags of the averaged architecture: those open in at least half of the top-{0}."),
+    (r"neurons_average_top(\d+)", "Neurons of the averaged architecture: each layer's most frequent type in the top-{0}."),
     (r"conn_top(\d+)_minus_top(\d+)", "Connections more (red) or less (blue) frequent in the top-{0} than in the top-{1}."),
     (r"conn_top(\d+)", "How often each connection is open in the top-{0}."),
     (r"lags_top(\d+)", "How often each LM lag is open in the top-{0}."),

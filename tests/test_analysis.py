@@ -307,7 +307,8 @@ def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
         assert table.loc[n, "test_nmse_db"] == pytest.approx(float(alone.loc[n, "test_nmse_db"]), abs=1e-6)
     md = (tmp_path / "prom" / "promote.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| name")]
-    assert [line.split("|")[1].strip() for line in rows] == best2
+    assert [line.split("|")[1].strip().strip("*") for line in rows] == list(table.sort_values("rank").index)  # the verdict's order
+    assert rows[0].startswith("| **") and "**" not in rows[1]  # its winner marked
     # beside the table, HyperLISTA at the same depth on the same data: no training, three scalars tuned on training data
     from trainers.hyperlista import reference
     from trainers.problems import make_problem
@@ -411,7 +412,7 @@ def test_report_opens_with_the_verdict_and_folds_the_configuration(tmp_path):
     _, md = build_report(run, tmp_path / "rep", top=2)
     text = md.read_text()
     assert text.index("## Did the search beat the hand designs?") < text.index("## Best candidates") < text.index("## Configuration")
-    assert "**best found t0 -30.00 dB (val), -30.10 (test) vs best hand design 2NO-LISTA -28.00 dB (val)" in text
+    assert "**the search found a better network than every hand design — best found t0 -30.00 dB (val), -30.10 (test) vs best hand design 2NO-LISTA -28.00 dB (val)" in text
     assert "<details><summary>search.yaml</summary>" in text
     with pytest.raises(NasdunError, match="not empty"):
         build_report(run, tmp_path / "rep", top=2)
