@@ -100,7 +100,8 @@ def run_search(
             if wanted.budget < saved.budget:
                 raise NasdunError(f"--budget {wanted.budget} is below the resumed search's budget {saved.budget}")
             search = wanted.resolve()
-            rows = [dict(r) for r in read_table(out_dir).to_dict("records")] if (out_dir / "results.csv").is_file() else []  # corrupt: one line
+            has_table = (out_dir / "results.csv").is_file()
+            rows = [dict(r) for r in read_table(out_dir, unique=False).to_dict("records")] if has_table else []  # corrupt: one line
             verify(out_dir, storage_url(out_dir, wanted), rows, default_storage=not wanted.storage)  # table and study agree, before Ray starts
             if (out_dir / PROBLEM).is_file():  # a problem file's data changed since the search began: refused
                 check_record(json.loads((out_dir / PROBLEM).read_text()), search.setting, out_dir)

@@ -42,7 +42,7 @@ class Experiment:
         self.sampler = self.search.sampler()
         self.rows: list[dict[str, Any]] = []
         if (out_dir / "results.csv").is_file():
-            self.rows = [dict(r) for r in read_table(out_dir).to_dict("records")]
+            self.rows = [dict(r) for r in read_table(out_dir, unique=False).to_dict("records")]
         storage, _ = verify(out_dir, self.storage_url, self.rows, default_storage=not cfg.storage)  # one record: repaired, never trained over
         self.study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=self.sampler, direction="minimize", load_if_exists=True)
         saved = self.study.user_attrs.get(RANDOM_STATE)

@@ -210,7 +210,7 @@ def repair(run_dir: str | Path) -> dict[str, Any]:
     cfg = load_saved_config(out)
     url = storage_url(out, cfg)
     with run_lock(out):
-        rows = [dict(r) for r in read_table(out).to_dict("records")] if (out / "results.csv").is_file() else []
+        rows = [dict(r) for r in read_table(out, unique=False).to_dict("records")] if (out / "results.csv").is_file() else []
         storage, study = open_study(url)
         old = study.get_trials(deepcopy=False) if study is not None else []
         found = check(rows, old)
@@ -238,7 +238,7 @@ def repair(run_dir: str | Path) -> dict[str, Any]:
                 shutil.copyfile(out / "results.csv", out / "results.csv.before-repair")
             write_table(out, rows)
         _, study = open_study(url)
-        after = check([dict(r) for r in read_table(out).to_dict("records")], study.get_trials(deepcopy=False))
+        after = check([dict(r) for r in read_table(out, unique=False).to_dict("records")], study.get_trials(deepcopy=False))
         if not after.ok:  # pragma: no cover - a bug in the rebuild, not a user error
             raise NasdunError(f"repair left {out} inconsistent: {after.message(out)}")
         done["rows"], done["trials"] = after.rows, after.trials

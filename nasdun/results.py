@@ -82,9 +82,10 @@ NUMERIC = ("val_nmse_db", "val_nmse_db_mean", "test_nmse_db", "test_nmse_db_mean
 STATUSES = ("ok", "failed", "stopped")  # trainers.scoring.CandidateResult.status
 
 
-def read_table(run_dir: str | Path) -> pd.DataFrame:
+def read_table(run_dir: str | Path, unique: bool = True) -> pd.DataFrame:
     """A run's ``results.csv``, checked: a corrupt, truncated or column-less table is a one-line error
-    naming the file and the problem (nothing downstream sees a half-read table)."""
+    naming the file and the problem (nothing downstream sees a half-read table). ``unique=False``: rows repeating a
+    name pass (a search's resume and ``nasdun repair`` read such a table to say how to fix it, and to fix it)."""
     import json
 
     import pandas as pd
@@ -126,7 +127,7 @@ def read_table(run_dir: str | Path) -> pd.DataFrame:
         row = int(bad_status.idxmax())
         raise NasdunError(f"results table {str(path)!r}: row {row + 2} has status {df['status'][row]!r}; expected one of {', '.join(STATUSES)}")
     twice = df["name"].astype(str).duplicated()
-    if twice.any():  # a row counted twice would weigh twice in every average, heatmap and verdict
+    if unique and twice.any():  # a row counted twice would weigh twice in every average, heatmap and verdict
         row = int(twice.idxmax())
         raise NasdunError(f"results table {str(path)!r}: row {row + 2} repeats the name {df['name'][row]!r}; expected one row per network")
     if "trial_number" in df.columns:
