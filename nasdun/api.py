@@ -62,9 +62,10 @@ def _accepts(value: Any, hint: Any) -> bool:
 
 
 def _expected(hint: Any) -> str:
+    import types
     import typing
 
-    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) else (hint,)
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     names = ["None" if a is type(None) else getattr(typing.get_origin(a) or a, "__name__", str(a)) for a in args]
     return " or ".join(dict.fromkeys(names))
 

@@ -115,7 +115,8 @@ def run_train(
             for stale in (out_dir / CHECKPOINT, *out_dir.glob("ckpt-*.pt"), *out_dir.glob("cohort-*.pt")):
                 stale.unlink(missing_ok=True)
             write_json(out_dir / SPEC, spec)
-        return _train(archs, s, proto, seed, out_dir, dev, lr_scale, compile, precision, minutes, checkpoint_every_s, (workers, cpus, gpus, setting))
+        ray_workers = Workers(setting if isinstance(setting, str) else s.name, workers, cpus, gpus) if workers > 1 and len(archs) > 1 else None
+        return _train(archs, s, proto, seed, out_dir, dev, lr_scale, compile, precision, minutes, checkpoint_every_s, ray_workers)
 
 
 def holds_run(run_dir: str | Path, archs: list[tuple[str, Genotype]], setting: str, seed: int, protocol: Any, subset: bool = False) -> bool:
@@ -175,7 +176,7 @@ def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
 
 def _train(
     archs: list[tuple[str, Genotype]], s: Any, proto: Any, seed: int, out_dir: Path, dev: str, lr_scale: list[float] | None,
-    compile: bool, precision: str, minutes: float, checkpoint_every_s: float, workers: tuple[int, int, float, Any] = (1, 1, 0.0, None),
+    compile: bool, precision: str, minutes: float, checkpoint_every_s: float, workers: Workers | None = None,
 ) -> Any:  # fmt: skip
     from trainers.population import train_population
     from trainers.problems import make_problem
@@ -183,8 +184,8 @@ def _train(
     problem = make_problem(s, seed, batch_size=proto.batch_size, device=dev)
     layers = archs[0][1].layers
     t0 = time.perf_counter()
-    if workers[0] > 1 and len(archs) > 1:
-        results: list[Any] = _train_on_workers(archs, workers[3], proto, seed, out_dir, compile, precision, checkpoint_every_s, *workers[:3])
+    if workers is not None:
+        results: list[Any] = _train_on_workers(archs, workers, proto, seed, out_dir, compile, precision, checkpoint_every_s)
     else:
         line, report = trainer_progress(f"train {len(archs)} nets")
         results = train_population(
@@ -212,7 +213,7 @@ def _train(
             "precision": precision,
             "minutes": minutes,
             "host": platform.node(),
-            "workers": workers[0],  # cohorts trained side by side on Ray workers (1: one cohort in this process)
+            "workers": workers.cohorts if workers else 1,  # cohorts trained side by side on Ray workers (1: one cohort in this process)
             "wall_s": wall,
             "ista_reference": ista,
             "stages": {name: r.stages for (name, _), r in zip(archs, results, strict=True)},
@@ -222,6 +223,16 @@ def _train(
     df.attrs["ista"] = ista
     df.attrs["wall_s"] = wall
     return df
+
+
+@dataclass(frozen=True)
+class Workers:
+    """How :func:`run_train` trains on Ray workers: the setting as the workers name it, cohorts, and each one's CPUs and GPUs."""
+
+    setting: str
+    cohorts: int
+    cpus: int
+    gpus: float
 
 
 @dataclass
@@ -238,8 +249,8 @@ class _Trained:
 
 
 def _train_on_workers(
-    archs: list[tuple[str, Genotype]], setting: Any, proto: Any, seed: int, out_dir: Path, compile: bool, precision: str,
-    checkpoint_every_s: float, workers: int, cpus: int, gpus: float,
+    archs: list[tuple[str, Genotype]], workers: Workers, proto: Any, seed: int, out_dir: Path, compile: bool, precision: str,
+    checkpoint_every_s: float,
 ) -> list[_Trained]:  # fmt: skip
     """``archs`` dealt round-robin into ``workers`` cohorts, each trained by :func:`nasdun.worker.cohort_report` as a Ray
     task (checkpointed beside its parameters file, so a run cut short continues each cohort where it was); one progress
@@ -250,15 +261,15 @@ def _train_on_workers(
     from nasdun.worker import train_group
 
     if not ray.is_initialized():
-        raise NasdunError(f"workers={workers} trains on Ray workers and no Ray session is running; expected workers=1 or ray.init() first")
-    n = min(workers, len(archs))
+        raise NasdunError(f"workers={workers.cohorts} trains on Ray workers and no Ray session is running; expected workers=1 or ray.init() first")
+    n = min(workers.cohorts, len(archs))
     groups = [list(range(i, len(archs), n)) for i in range(n)]
-    task = ray.remote(train_group).options(num_cpus=cpus, num_gpus=gpus)
+    task = ray.remote(train_group).options(num_cpus=workers.cpus, num_gpus=workers.gpus)
     refs, files = [], []
     for i, idx in enumerate(groups):
         config = {
-            "cohort": i, "genotypes": [archs[j][1].to_json() for j in idx], "setting": setting if isinstance(setting, str) else setting.name,
-            "protocol": asdict(proto), "seed": seed, "cpus": cpus, "compile": compile, "precision": precision,
+            "cohort": i, "genotypes": [archs[j][1].to_json() for j in idx], "setting": workers.setting,
+            "protocol": asdict(proto), "seed": seed, "cpus": workers.cpus, "compile": compile, "precision": precision,
             "params_path": str((out_dir / f"cohort-{i}.pt").resolve()), "checkpoint_every_s": checkpoint_every_s,
         }  # fmt: skip
         files.append(out_dir / f"cohort-{i}.progress.json")

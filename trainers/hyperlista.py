@@ -92,10 +92,12 @@ def _nmse_db(estimate: torch.Tensor, truth: torch.Tensor) -> float:
 Scalars = tuple[float, float, float]
 
 
-def tune(problem: Any, layers: int, tune_on: int = 1024, grid: tuple[tuple[float, ...], ...] = (C1, C2, C3)) -> tuple[Scalars, float]:
+def tune(
+    problem: Any, layers: int, tune_on: int = 1024, grid: tuple[tuple[float, ...], ...] = (C1, C2, C3), op: Operator | None = None
+) -> tuple[Scalars, float]:
     """The (c1, c2, c3) of the grid whose x(layers), through the problem's synthesis, has the lowest pooled NMSE on the
-    first ``tune_on`` training samples; and that NMSE (dB)."""
-    op = Operator.of(problem.D)
+    first ``tune_on`` training samples; and that NMSE (dB). ``op``: the problem's operator, when already computed."""
+    op = op or Operator.of(problem.D)
     b, f = problem.train.b[:tune_on].double(), problem.train.x[:tune_on].double()
     best: Scalars = (math.nan, math.nan, math.nan)
     best_db = math.inf
@@ -111,8 +113,8 @@ def reference(problem: Any, layers: int, tune_on: int = 1024) -> dict[str, Any]:
     nmse_db of f on the validation and test sets)."""
     from trainers.scoring import image_psnr_of
 
-    c, train_db = tune(problem, layers, tune_on)
     op = Operator.of(problem.D)
+    c, train_db = tune(problem, layers, tune_on, op=op)
     scores: dict[str, Any] = {"method": "hyperlista", "layers": layers, "c": list(c), "mu": op.mu, "train_nmse_db": train_db}
     for split in ("val", "test"):
         data = getattr(problem, split)

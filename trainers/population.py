@@ -153,6 +153,7 @@ class PopulationTrainer:
         self._frozen = int(self.c.t_h[act].min()) - 1 if in_stage0 and self.prune else 0
         moving = torch.stack([self._wm[name].any() for name in self.params]).cpu().tolist() if self.prune else [True] * len(self.params)
         self._moving = dict(zip(self.params, moving, strict=True))
+        self._moving_params = {name: p for name, p in self.params.items() if self._moving[name]}  # what a step differentiates and steps
 
     def jump_to(self, layer: int, stage: int) -> None:
         """Put every active candidate at (layer, stage) with fresh moments (benchmarks, tests)."""
@@ -182,20 +183,19 @@ class PopulationTrainer:
             err = 0.5 * (self.problem.synthesize(outs[k - 1].float()) - x).pow(2).sum((-2, -1)) / x.shape[-2]  # (P,)
             loss_p = torch.where(sel, err, loss_p)
         self.c.bad |= self.active & ~torch.isfinite(loss_p)
-        names = [name for name in self.params if self._moving[name]]
-        grads = torch.autograd.grad(loss_p.sum(), [self.params[name] for name in names], materialize_grads=True)
-        self._adam(names, grads)
+        grads = torch.autograd.grad(loss_p.sum(), list(self._moving_params.values()), materialize_grads=True)
+        self._adam(grads)
         self.iteration += 1
         self.c.it_h += self.c.active_h
         self.c.stage_iter += self.active.long()
 
-    def _adam(self, names: Sequence[str], grads: Sequence[torch.Tensor]) -> None:
-        """The masked per-candidate Adam update (:mod:`trainers.adam`) of the active candidates, on the parameters ``names``
-        (those some active candidate may move)."""
+    def _adam(self, grads: Sequence[torch.Tensor]) -> None:
+        """The masked per-candidate Adam update (:mod:`trainers.adam`) of the active candidates, on the parameters some
+        active candidate may move (``_moving_params``, in the order of ``grads``)."""
         self.c.step += self._active_f
         factor = self.protocol.lr_factor(self.c.stage_iter, self._cap)  # the schedule inside the stage (None: constant)
         lr = self._lr if factor is None else self._lr * factor.to(self._lr.dtype)
-        masked_adam_step({name: self.params[name] for name in names}, grads, self.c.m, self.c.v, self.c.step, lr, self._wm, self._wv)
+        masked_adam_step(self._moving_params, grads, self.c.m, self.c.v, self.c.step, lr, self._wm, self._wv)
 
     def _trainable(self, name: str, p: torch.Tensor) -> torch.Tensor:
         """Elements candidate q may move: its layer t's new parameters in stage 0, else layers <= t."""
