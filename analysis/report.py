@@ -192,6 +192,6 @@ def _md_to_html(text: str) -> str:
 
 
 def _bold_answer(verdict: str) -> str:
-    """The verdict's answer and numbers (its first line) in bold, its provenance line below."""
-    first, _, rest = verdict.partition("\n")
-    return f"**{first}**" + (f"\n\n{rest}" if rest else "")
+    """The verdict's answer and numbers in bold, its provenance (the closing parenthesis) below them."""
+    first, sep, rest = verdict.partition(" (under ")
+    return f"**{first}**" + (f"\n\n(under {rest}" if sep else "")

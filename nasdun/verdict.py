@@ -149,8 +149,8 @@ def ranks_like(protocol: str) -> str:
 
 
 def trusted_line(promoted: Mapping[str, Any] | None, screening: Mapping[str, Any], screen_protocol: str) -> str:
-    """The search's verdict, two lines: the plain answer with its numbers (:func:`verdict_line`), then its provenance in
-    parentheses. Promoted: under the promotion's protocol, which names how well it ranks, with HyperLISTA's value (no
+    """The search's verdict, one line (the search's last): the plain answer with its numbers (:func:`verdict_line`), then
+    its provenance in parentheses. Promoted: under the promotion's protocol, which names how well it ranks, with HyperLISTA's value (no
     training) beside; otherwise the screening verdict, marked as such, with how well the screening protocol ranks."""
     screen = Path(str(screen_protocol)).stem
     if promoted:
@@ -162,5 +162,5 @@ def trusted_line(promoted: Mapping[str, Any] | None, screening: Mapping[str, Any
         chosen = f"; hand designs: the {n} of {m} that screened best" if 0 < n < m else ""
         hyper = promoted.get("hyperlista_test_nmse_db", math.nan)
         untrained = f"; HyperLISTA, without training, {float(hyper):.2f} dB (test)" if _finite(hyper) else ""
-        return f"{line}{note}\n(under {proto}, which {ranks_like(proto)}; {METRIC}; screening under {screen}{chosen}{untrained})"
-    return f"screening verdict: {screening['verdict']}\n(under {screen}, which {ranks_like(screen)}; no promotion: --promote-top 0; {METRIC})"
+        return f"{line}{note} (under {proto}, which {ranks_like(proto)}; {METRIC}; screening under {screen}{chosen}{untrained})"
+    return f"screening verdict: {screening['verdict']} (under {screen}, which {ranks_like(screen)}; no promotion: --promote-top 0; {METRIC})"

@@ -40,7 +40,7 @@ def test_readme_quickstart_runs_as_written(tmp_path, capsys):
         captured = capsys.readouterr()
         assert code == 0, f"nasdun {' '.join(args)}: {captured.err[-2000:]}"
         if args[0] == "search":
-            assert "dB (val)" in captured.out.strip().splitlines()[-2]  # the verdict: its answer and numbers, then its provenance
+            assert "dB (val)" in captured.out.strip().splitlines()[-1]  # its last line is the verdict
     qs = tmp_path / "runs" / "qs"
     for path in ("avg.json", "retrain/table1.md", "report/report.html", "best.pt2"):
         assert (qs / path).is_file(), path
