@@ -7,7 +7,7 @@ study, a random forest fitted on every genotype trained at that seed (all sample
 designs; the searches of one seed share one dataset), as the surrogate NAS benchmarks do (NAS-Bench-301).
 The search itself is the real one: the driver's :class:`nasdun.searcher.CohortSearcher` over an
 :class:`nasdun.experiment.Experiment` with the study's config (sampler and options, cohort size, search
-space), ``--lag`` cohorts in flight, only the training replaced. Simulated seed r searches with sampler seed r on the oracle of data
+space), ``--in-flight`` cohorts in flight, only the training replaced. Simulated seed r searches with sampler seed r on the oracle of data
 seed ``r mod S`` (S data seeds).
 
 Reported per sampler, median over the simulated seeds (a run that never gets there counts as infinite):
@@ -116,10 +116,10 @@ def hand_designs(study: Path, seed: int) -> pd.DataFrame:
     return hand
 
 
-def simulate(cfg: Any, score: Callable[[Genotype], float], out: Path, lag: int) -> pd.DataFrame:
+def simulate(cfg: Any, score: Callable[[Genotype], float], out: Path, in_flight: int) -> pd.DataFrame:
     """One search of ``cfg.budget`` distinct candidates in ``out``, scored by ``score`` instead of trained. The driver's
-    own searcher (:class:`nasdun.searcher.CohortSearcher`) asks the cohorts, ``lag`` in flight, and each is told back
-    as soon as the searcher can go no further: the order in which a real search with ``lag`` workers is told
+    own searcher (:class:`nasdun.searcher.CohortSearcher`) asks the cohorts, ``in_flight`` of them at once, and each is told back
+    as soon as the searcher can go no further: the order in which a real search with ``in_flight`` workers is told
     (which cohort finishes first does not change its proposals, see :meth:`~nasdun.experiment.Experiment.ask_cohort`)."""
     import io
 
@@ -131,7 +131,7 @@ def simulate(cfg: Any, score: Callable[[Genotype], float], out: Path, lag: int) 
     from nasdun.results import read_table
 
     done = out / "done.json"
-    record = {"budget": cfg.budget, "lag": lag, "sampler": cfg.sampler, "seed": cfg.seed, "options": cfg.options_for(cfg.sampler)}
+    record = {"budget": cfg.budget, "in_flight": in_flight, "sampler": cfg.sampler, "seed": cfg.seed, "options": cfg.options_for(cfg.sampler)}
     if done.is_file() and json.loads(done.read_text()) == record:
         return read_table(out)
     if out.exists():
@@ -139,7 +139,7 @@ def simulate(cfg: Any, score: Callable[[Genotype], float], out: Path, lag: int) 
 
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    searcher = CohortSearcher(Experiment(out, cfg), ProgressLine("surrogate", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, lag)
+    searcher = CohortSearcher(Experiment(out, cfg), ProgressLine("surrogate", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, in_flight)
     inflight: list[tuple[str, dict[str, Any]]] = []
     for i in range(10 * cfg.budget + 10):  # each step asks or tells a cohort: ample for a budget in cohorts of >= 1
         suggestion = searcher.suggest(f"trial-{i}")
@@ -262,7 +262,7 @@ def main() -> None:
     ap.add_argument("--samplers", default="predictor,tpe,rl,evolution,random")
     ap.add_argument("--seeds", default="0-9", help="simulated seeds, e.g. 0-19 or 0,1,2")
     ap.add_argument("--budget", type=int, default=200)
-    ap.add_argument("--lag", type=int, default=2, help="cohorts in flight (the study's: 2)")
+    ap.add_argument("--in-flight", type=int, default=2, help="cohorts in flight (the study's: 2)")
     ap.add_argument("--options", default="{}", help="JSON options for the samplers, e.g. '{\"climbs\": 8}' (a variant)")
     ap.add_argument("--label", default="", help="a name for this variant in the tables (default: the sampler's)")
     ap.add_argument("--check", action="store_true", help="also compare with the real runs at the study's budget and seeds")
@@ -278,8 +278,8 @@ def main() -> None:
     if not isinstance(options, dict):
         raise SystemExit(f"--options {args.options!r}; expected a JSON object of sampler options, e.g. '{{\"climbs\": 8}}'")
     samplers, seeds = args.samplers.split(","), _seeds(args.seeds)
-    if args.budget < 1 or args.lag < 1:
-        raise SystemExit(f"budget={args.budget}, lag={args.lag}; expected integers >= 1")
+    if args.budget < 1 or args.in_flight < 1:
+        raise SystemExit(f"budget={args.budget}, in_flight={args.in_flight}; expected integers >= 1")
     try:
         run(args, spec, options, samplers, seeds)
     except NasdunError as err:
@@ -301,13 +301,13 @@ def run(args: argparse.Namespace, spec: dict[str, Any], options: dict[str, Any],
         for r in seeds:
             run = args.out / f"{label}-seed{r}"
             cfg = study_config(spec["config"], s, r, args.budget, options)
-            tables[label][r] = simulate(cfg, by_seed[data[r % len(data)]], run, args.lag)
+            tables[label][r] = simulate(cfg, by_seed[data[r % len(data)]], run, args.in_flight)
             best = tables[label][r]["val_nmse_db"].min()
             print(f"{label} seed {r}: best {best:.2f} (oracle's LISTA {bars[r]['lista']:.2f}, best hand {bars[r]['best']:.2f})", flush=True)
     checkpoints = sorted({n for n in (spec["budget"], 80, 120, 160, 200, args.budget) if n <= args.budget})
     rows = summary(tables, bars, checkpoints)
     text = [
-        f"Surrogate searches: study `{args.study}`, budget {args.budget}, {len(seeds)} simulated seeds, {args.lag} cohorts in flight.",
+        f"Surrogate searches: study `{args.study}`, budget {args.budget}, {len(seeds)} simulated seeds, {args.in_flight} cohorts in flight.",
         "Oracle (random forest, per data seed): 5-fold Spearman " + ", ".join(f"{o.cv_spearman:.2f}" for o in by_seed.values()) + ".",
         "",
         markdown(rows, checkpoints),
@@ -318,7 +318,7 @@ def run(args: argparse.Namespace, spec: dict[str, Any], options: dict[str, Any],
             needs = {lab: [candidates_to_beat(runs[r], bars[r][key]) for r in seeds] for lab, runs in tables.items()}
             ratios.append(ratio_interval(needs, name, args.budget))
         text += [""] + [_ratio_line(r) for r in ratios]
-    report: dict[str, Any] = {"study": str(args.study), "budget": args.budget, "seeds": seeds, "lag": args.lag, "options": options,
+    report: dict[str, Any] = {"study": str(args.study), "budget": args.budget, "seeds": seeds, "in_flight": args.in_flight, "options": options,
                               "oracle_cv_spearman": {k: o.cv_spearman for k, o in by_seed.items()},
                               "oracle_hand": {k: o.hand for k, o in by_seed.items()}, "rows": rows, "ratios": ratios}  # fmt: skip
     if args.check:

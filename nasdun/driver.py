@@ -153,13 +153,13 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
     cfg, out_dir = exp.cfg, exp.dir
     recovered = exp.recover() if resume else {"told_from_table": 0, "requeued": 0, "dropped_unasked": 0}
     recovered["lost_retried"] = exp.requeue_lost() if resume and cfg.retry_failed else 0
-    lag = concurrency(cfg)
+    in_flight = concurrency(cfg)
     progress = ProgressLine("search")
     session = 1 + len(list((out_dir / "tune").glob("session-*"))) if (out_dir / "tune").is_dir() else 1
     stats: dict[str, Any] = {"trainer_s": 0.0, "cohorts": 0}
-    fixed = {"session": session, "resumed": resume, "recovered": recovered, "concurrency": lag, "budget": cfg.budget,
+    fixed = {"session": session, "resumed": resume, "recovered": recovered, "concurrency": in_flight, "budget": cfg.budget,
              "baselines": list(exp.search.baselines), "storage": exp.storage_url}  # fmt: skip
-    searcher = CohortSearcher(exp, progress, stats, lag=lag, fixed=fixed)
+    searcher = CohortSearcher(exp, progress, stats, in_flight=in_flight, fixed=fixed)
     trainable = tune.with_resources(train_cohort, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,
@@ -167,7 +167,7 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
             search_alg=searcher,
             num_samples=-1,
             reuse_actors=True,
-            max_concurrent_trials=lag,
+            max_concurrent_trials=in_flight,
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,
         ),

@@ -201,14 +201,14 @@ class Experiment:
         else:
             self.study.tell(number, state=TrialState.FAIL)
 
-    def ask_cohort(self, size: int, lag: int = 1) -> list[tuple[int, Genotype]]:
+    def ask_cohort(self, size: int, in_flight: int = 1) -> list[tuple[int, Genotype]]:
         """Up to ``size`` fresh candidates, proposed from a history fixed by the cohort's number.
 
-        ``lag`` is how many cohorts run at once. Cohort c is asked only when cohorts 0..c-lag
+        ``in_flight`` is how many cohorts run at once. Cohort c is asked only when cohorts 0..c-in_flight
         have finished (the searcher waits for them), and the sampler sees the trials asked up
-        to cohort c-lag and no later ones, even those that happened to finish: what is proposed
+        to cohort c-in_flight and no later ones, even those that happened to finish: what is proposed
         does not depend on which running cohort finishes first, so a search with several cohorts
-        in flight is repeatable from its seed, config and ``lag``. A proposal of a genotype
+        in flight is repeatable from its seed, config and ``in_flight``. A proposal of a genotype
         trained before is told the table's value (``cached_from``); of one being trained (in
         flight, or earlier in this cohort) it stays running until that training ends and is then
         told the same value, so its final state does not depend on timing either.
@@ -218,7 +218,7 @@ class Experiment:
         if self._start is None:  # after recover(): a start genotype whose trial failed is proposed again
             present = {t.user_attrs.get("hash") for t in self.study.get_trials(deepcopy=False) if t.state != TrialState.FAIL}
             self._start = [g for g in self.search.start if g.hash not in present]
-        later = [f for k, f in self.round_first.items() if k > self.next_cohort - lag]
+        later = [f for k, f in self.round_first.items() if k > self.next_cohort - in_flight]
         self.sampler.history_limit = min(later, default=len(self.study.get_trials(deepcopy=False)))
         picked: list[tuple[int, Genotype]] = []
         for _ in range(TRIES_PER_PLACE * size + len(self._start)):

@@ -28,14 +28,14 @@ from search_spaces.genotype import Genotype
 class CohortSearcher(Searcher):
     """Ray Tune searcher on the driver: turns sampler asks into cohorts and tells each candidate's result back.
 
-    ``lag`` is the number of cohorts in flight: cohort c is proposed from cohorts <= c - lag
+    ``in_flight`` is the number of cohorts in flight: cohort c is proposed from cohorts <= c - in_flight
     (:meth:`Experiment.ask_cohort`). Workers report their cohort's progress while it trains
     (``progress`` results), so the progress line moves from the first cohort on.
     """
 
-    def __init__(self, exp: Experiment, progress: ProgressLine, stats: dict[str, Any], lag: int, fixed: dict[str, Any] | None = None) -> None:
+    def __init__(self, exp: Experiment, progress: ProgressLine, stats: dict[str, Any], in_flight: int, fixed: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.exp, self.progress, self.stats, self.lag = exp, progress, stats, lag
+        self.exp, self.progress, self.stats, self.in_flight = exp, progress, stats, in_flight
         self.fixed = fixed  # the session's constant figures; with them, search.json is rewritten after every cohort
         self.inflight: dict[str, tuple[int, list[tuple[int, Genotype]]]] = {}
         self.fraction: dict[str, float] = {}  # trial id -> share of its cohort's training done
@@ -78,11 +78,11 @@ class CohortSearcher(Searcher):
                 self.stats["stopped_early"] = f"the time limit of {cfg.minutes:g} min was reached"
             if remaining <= 0 or out_of_time:
                 return Searcher.FINISHED if not self.inflight else None  # type: ignore[return-value]
-            if any(k <= exp.next_cohort - self.lag for k, _ in self.inflight.values()):
-                return None  # cohort c is proposed from cohorts <= c - lag: wait for them (Experiment.ask_cohort)
+            if any(k <= exp.next_cohort - self.in_flight for k, _ in self.inflight.values()):
+                return None  # cohort c is proposed from cohorts <= c - in_flight: wait for them (Experiment.ask_cohort)
             if self.dry and self.inflight:
                 return None
-            members = exp.ask_cohort(min(cfg.cohort, remaining), self.lag)
+            members = exp.ask_cohort(min(cfg.cohort, remaining), self.in_flight)
             if not members:
                 # Asked once more only when every cohort in flight has ended, not at each of Tune's polls: the
                 # number of proposals (trials in the study) is then fixed by the seed, not by timing.
@@ -142,7 +142,7 @@ class CohortSearcher(Searcher):
         exp, stats, fixed = self.exp, self.stats, self.fixed or {}
         wall = time.perf_counter() - self.start
         trained_now = exp.trained - self.start_trained
-        concurrency = int(fixed.get("concurrency", self.lag))
+        concurrency = int(fixed.get("concurrency", self.in_flight))
         return {
             **fixed,
             "finished": finished,

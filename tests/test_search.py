@@ -305,7 +305,7 @@ def test_recover_fails_enqueued_trials_and_proposes_unfinished_start_genotypes(t
     again = Experiment(out, cfg)
     assert again.recover() == {"told_from_table": 0, "requeued": 1, "dropped_unasked": 0}
     assert [g.hash for _, g in again.pending[0][1]] == [lista[0][1].hash]
-    nxt = again.ask_cohort(2, lag=2)  # the redone cohort is in flight beside it
+    nxt = again.ask_cohort(2, in_flight=2)  # the redone cohort is in flight beside it
     assert [g.hash for _, g in nxt] == [preset("2no", 3).hash, preset("3no", 3).hash]
     assert [n for n, _ in again.pending[0][1]] == [lista[0][0]]  # LISTA is trained again as its own trial
     assert [t.state.name for t in study_of(out).trials[:4]] == ["RUNNING", "FAIL", "RUNNING", "RUNNING"]
@@ -520,7 +520,7 @@ def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampl
         out = tmp_path / order
         out.mkdir()
         exp = Experiment(out, cfg)
-        searcher = CohortSearcher(exp, ProgressLine("test"), {"trainer_s": 0.0, "cohorts": 0}, lag=2)
+        searcher = CohortSearcher(exp, ProgressLine("test"), {"trainer_s": 0.0, "cohorts": 0}, in_flight=2)
         running: list[tuple[str, dict]] = []
         waited = 0
         for step in range(100):
@@ -553,7 +553,7 @@ def test_progress_is_shown_during_the_first_cohort(tmp_path):
     (tmp_path / "exp").mkdir()
     stream = io.StringIO()
     searcher = CohortSearcher(
-        Experiment(tmp_path / "exp", cfg), ProgressLine("search", stream=stream, every_s=0), {"trainer_s": 0.0, "cohorts": 0}, lag=2
+        Experiment(tmp_path / "exp", cfg), ProgressLine("search", stream=stream, every_s=0), {"trainer_s": 0.0, "cohorts": 0}, in_flight=2
     )
     assert searcher.suggest("a") is not None and searcher.suggest("b") is not None
     searcher.on_trial_result("a", {"progress": 0.5, "elapsed_s": 3.0})
@@ -604,12 +604,12 @@ def test_a_search_replayed_with_its_own_values_proposes_what_the_real_search_pro
     run_search(tmp_path / "real", cfg)
     real = pd.read_csv(tmp_path / "real" / "results.csv").sort_values("trial_number")
     values = dict(zip(real["hash"], real["val_nmse_db"], strict=True))
-    replay = surrogate.simulate(cfg, lambda g: values[g.hash], tmp_path / "replay", lag=2).sort_values("trial_number")
+    replay = surrogate.simulate(cfg, lambda g: values[g.hash], tmp_path / "replay", in_flight=2).sort_values("trial_number")
     assert list(replay["trial_number"]) == list(real["trial_number"]) and list(replay["hash"]) == list(real["hash"])
     assert list(replay["cohort"]) == list(real["cohort"]) and replay["val_nmse_db"].tolist() == real["val_nmse_db"].tolist()
     asked = [[(t.number, t.user_attrs["hash"]) for t in study_of(tmp_path / run).trials] for run in ("real", "replay")]
     assert asked[0] == asked[1] and len(asked[0]) >= 8  # repeat proposals (told from the table) included
-    lagged = surrogate.simulate(cfg, lambda g: values.get(g.hash, 0.0), tmp_path / "one-in-flight", lag=1)  # proposed from more results
+    lagged = surrogate.simulate(cfg, lambda g: values.get(g.hash, 0.0), tmp_path / "one-in-flight", in_flight=1)  # proposed from more results
     assert list(lagged.sort_values("trial_number")["hash"]) != list(real["hash"])
 
 

@@ -39,27 +39,34 @@ def lipschitz(D: torch.Tensor) -> float:
     return 1.001 * float(torch.linalg.matrix_norm(D.double(), ord=2)) ** 2
 
 
+def lm_coefficients(hk: torch.Tensor, q: torch.Tensor, lags: Sequence[int]) -> torch.Tensor:
+    """Layer k's LM post-mix as coefficients (P, 2 + len(lags)) on [u(k), x(k-1), x(k-1-j) for j in ``lags``]:
+    h_k, 1 - h_k - sum_j q_kj beta_kj (over every lag, x(0)'s included) and q_kj beta_kj (``hk`` (P,), ``q`` = q_k * beta_k
+    (P, J)). The post-mix of the module docstring, stated once: the eager path, the compiled kernel and so the export read it."""
+    return torch.stack([hk, 1.0 - hk - q.sum(-1), *(q[:, j - 1] for j in lags)], dim=1)
+
+
 def fused_layer(names: tuple[str, ...]) -> Callable[..., torch.Tensor]:
     """Neuron choice and LM post-mix of one layer as a single pointwise function (for torch.compile).
 
-    Same maths as the eager path. When every type in ``names`` is in the piecewise-linear family
+    Same maths as the eager path: the neurons are the registry's, the post-mix the coefficients of
+    :func:`lm_coefficients` on [u, x(k-1), x(k-2), ...]. When every type in ``names`` is in the piecewise-linear family
     (:data:`search_spaces.neurons.PIECEWISE`) each candidate's type is two numbers and one
     formula serves them all; otherwise every type is evaluated and each candidate takes its own.
-    With no open lag h = 1 and beta = 0, so x(k) = 0 * x(k-1) + u(k) = u(k).
     """
     fns = [NEURONS.get(name) for name in names]
     family = all(name in PIECEWISE for name in names)
 
-    def layer(z, theta, kind, hk, q, xprev, *xlags):  # type: ignore[no-untyped-def]
+    def layer(z, theta, kind, coefs, *history):  # type: ignore[no-untyped-def]
         if family:  # kind = (symmetric, slope) per candidate
             u = piecewise(z, theta, kind[:, 0, None, None], kind[:, 1, None, None])
         else:  # kind = one-hot neuron type per candidate
             u = fns[0](z, theta)
             for t in range(1, len(fns)):
                 u = torch.where(kind[:, t, None, None] > 0, fns[t](z, theta), u)
-        out = (1.0 - hk - q.sum(-1))[:, None, None] * xprev + hk[:, None, None] * u
-        for j, xl in enumerate(xlags):
-            out = out + q[:, j, None, None] * xl
+        out = coefs[:, 0, None, None] * u
+        for j, x in enumerate(history, start=1):
+            out = out + coefs[:, j, None, None] * x
         return out
 
     return layer
@@ -286,7 +293,8 @@ class UnrolledLISTA(nn.Module):
                 z = self.linear_step(k, xt, b, Bb, WxT, residual)
                 if fused is not None:
                     lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
-                    xs.append(fused(z, self.theta[:, k - 1, None, None], self.neuron_kind[:, k - 1], hk[:, k - 1], qb[:, k - 1], xs[k - 1], *lags))
+                    coefs = lm_coefficients(hk[:, k - 1], qb[:, k - 1], range(1, self.J + 1))
+                    xs.append(fused(z, self.theta[:, k - 1, None, None], self.neuron_kind[:, k - 1], coefs, xs[k - 1], *lags))
                 else:
                     xs.append(self._lm_mix(k, self._neuron(k, z), xs, hk, qb))
         finally:
@@ -379,11 +387,8 @@ class UnrolledLISTA(nn.Module):
         lags = self._layer_lags[k - 1]
         if not lags:
             return u  # order 1 for every candidate: the forward-Euler step x(k) = u(k)
-        q = qb[:, k - 1]  # (P, J)
-        first = 1.0 - hk[:, k - 1] - q.sum(-1)
-        used = [j for j in lags if k - 1 - j > 0]  # x(0) = 0 adds nothing (its beta still enters `first`)
-        coefs = torch.stack([hk[:, k - 1], first, *(q[:, j - 1] for j in used)], dim=1)
-        return combine(coefs, [u, xs[k - 1], *(xs[k - 1 - j] for j in used)])
+        used = [j for j in lags if k - 1 - j > 0]  # x(0) = 0 adds nothing (its beta still enters x(k-1)'s coefficient)
+        return combine(lm_coefficients(hk[:, k - 1], qb[:, k - 1], used), [u, xs[k - 1], *(xs[k - 1 - j] for j in used)])
 
     def candidate_state(self, p: int) -> dict[str, torch.Tensor]:
         """Parameters of candidate p (no P axis), on the CPU: W as the candidate uses it (one slot unless untied), so a
