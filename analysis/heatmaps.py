@@ -47,7 +47,8 @@ def run_heatmaps(
         kinds = {k: freq.weights.get(k, 0.0) - other.weights.get(k, 0.0) for k in freq.weights}
         delta = Frequencies(freq.conn - other.conn, freq.lags - other.lags, freq.neurons - other.neurons, freq.neuron_names, freq.count, kinds)
         res["diff"] = connectivity_figure(delta, out_dir, f"conn_top{k}_minus_top{kd}", f"top-{k} minus top-{kd} connection frequency\n{pool}",
-                                          diverging=True, cbar_label=f"share in top-{k} minus share in top-{kd}")  # fmt: skip
+                                          diverging=True, cbar_label=f"share in top-{k} minus share in top-{kd}",
+                                          empty=f"every connection as frequent in the top-{k}\nas in the top-{kd}")  # fmt: skip
     return res
 
 
@@ -56,8 +57,9 @@ def genotype_heatmap(genotype: Genotype, name: str, out: str | Path, title: str 
     lags as 0/1 heatmaps and its neuron per layer; returns the connection matrix."""
     what = title or f"{name} (K={genotype.layers}, {genotype.weights} weights)"
     freq = frequencies([genotype])
-    conn = connectivity_figure(freq, Path(out), f"conn_{name}", f"connectivity of {what}", cbar_label="1: connection open")
-    lag_figure(freq, Path(out), f"lags_{name}", f"LM lags of {what}", cbar_label="1: lag open")
+    conn = connectivity_figure(freq, Path(out), f"conn_{name}", f"connectivity of {what}", cbar_label="1: connection open",
+                               empty="no extra connection:\nevery layer reads x(k-1) alone")  # fmt: skip
+    lag_figure(freq, Path(out), f"lags_{name}", f"LM lags of {what}", cbar_label="1: lag open", empty="no open lag:\nx(k) = u(k) at every layer")
     neuron_figure(freq, Path(out), f"neurons_{name}", f"neurons of {what}", ylabel="1: the layer's neuron")
     return conn
 

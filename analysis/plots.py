@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,11 +52,23 @@ def connectivity_matrix(freq: Frequencies) -> pd.DataFrame:
     return pd.DataFrame(mat, index=pd.Index(range(2, K + 1), name="layer"), columns=pd.Index(range(1, K), name="origin"))
 
 
+def _say_empty(ax: Any, text: str) -> None:
+    """A figure with nothing to show says so across its axes (instead of a grid of zeros)."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=8, wrap=True,
+            bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.6"})  # fmt: skip
+
+
 def connectivity_figure(
-    freq: Frequencies, out_dir: Path, name: str, title: str, diverging: bool = False, cbar_label: str = "share of the top-k with this connection"
+    freq: Frequencies,
+    out_dir: Path,
+    name: str,
+    title: str,
+    diverging: bool = False,
+    cbar_label: str = "share of the top-k with this connection",
+    empty: str = "no extra connection in the top-k:\nevery layer reads x(k-1) alone",
 ) -> pd.DataFrame:
     """Heatmap of connection frequencies (or differences); the immediate predecessor shows as 1; cells that
-    cannot exist (origin >= destination) are blank."""
+    cannot exist (origin >= destination) are blank. Where every decision cell is 0 the figure says ``empty`` instead."""
     plt, sns = _plt()
     mat = connectivity_matrix(freq)
     K = freq.layers
@@ -64,10 +77,14 @@ def connectivity_figure(
     kw = {"cmap": "RdBu_r", "vmin": -1, "vmax": 1, "center": 0} if diverging else {"cmap": "Blues", "vmin": 0, "vmax": 1}
     always = np.zeros(mat.shape, dtype=bool)  # the immediate predecessor x(k-1): read by every layer, not a decision
     always[np.arange(K - 1), np.arange(K - 1)] = True
-    sns.heatmap(mat, ax=ax, annot=K <= 16, fmt=".2f", annot_kws={"size": 5 if K > 10 else 7}, square=True, linewidths=0.3,
+    decisions = mat.to_numpy()[~(mat.isna().to_numpy() | always)]
+    blank = not np.any(decisions)
+    sns.heatmap(mat, ax=ax, annot=K <= 16 and not blank, fmt=".2f", annot_kws={"size": 5 if K > 10 else 7}, square=True, linewidths=0.3,
                 cbar_kws={"shrink": 0.7, "label": cbar_label}, mask=mat.isna().to_numpy() | always, **kw)  # fmt: skip
     for d in range(K - 1):  # the masked diagonal, marked rather than coloured: it would take the dark end of the scale
         ax.text(d + 0.5, d + 0.5, "·", ha="center", va="center", fontsize=12, color="0.35")
+    if blank:
+        _say_empty(ax, empty)
     ax.set_title(title + "\n(·: x(k-1), always read)", fontsize=8)
     ax.set_xlabel("origin layer i (reads x(i))")
     ax.set_ylabel("destination layer k")
@@ -84,13 +101,20 @@ def lag_matrix(freq: Frequencies) -> pd.DataFrame:
     return pd.DataFrame(mat, index=pd.Index(range(1, freq.layers + 1), name="layer"), columns=pd.Index(range(1, J + 1), name="lag"))
 
 
-def lag_figure(freq: Frequencies, out_dir: Path, name: str, title: str, cbar_label: str = "share of the top-k with this lag open") -> pd.DataFrame:
+def lag_figure(
+    freq: Frequencies, out_dir: Path, name: str, title: str, cbar_label: str = "share of the top-k with this lag open",
+    empty: str = "no open lag in the top-k:\nx(k) = u(k) at every layer",
+) -> pd.DataFrame:  # fmt: skip
+    """Heatmap of LM-lag frequencies; where every lag is 0 the figure says ``empty`` instead."""
     plt, sns = _plt()
     J = freq.lags.shape[1]
     mat = lag_matrix(freq)
+    blank = not np.any(np.nan_to_num(mat.to_numpy()))
     fig, ax = plt.subplots(figsize=(2.2 + 0.6 * J, 0.3 * freq.layers + 1))
-    sns.heatmap(mat, ax=ax, annot=True, fmt=".2f", cmap="Greens", vmin=0, vmax=1, linewidths=0.3, annot_kws={"size": 7}, mask=mat.isna(),
+    sns.heatmap(mat, ax=ax, annot=not blank, fmt=".2f", cmap="Greens", vmin=0, vmax=1, linewidths=0.3, annot_kws={"size": 7}, mask=mat.isna(),
                 cbar_kws={"label": cbar_label})  # fmt: skip
+    if blank:
+        _say_empty(ax, empty)
     ax.set_title(title, fontsize=8)
     save(fig, out_dir, name)
     return mat
@@ -199,16 +223,20 @@ def best_so_far_figure(
 
 def scatter_figure(
     df: pd.DataFrame, x: str, y: str, hue: str | None, out_dir: Path, name: str, title: str, labels: Mapping[str, str] | None = None
-) -> None:
-    """``labels`` names the axes (column -> human label); a column without one is its own label."""
+) -> Any:
+    """``labels`` names the axes (column -> human label); a column without one is its own label. Returns the axes
+    (their figure is saved and closed), the legend beside them."""
     plt, sns = _plt()
     fig, ax = plt.subplots(figsize=(PAPER_WIDTH * 0.55, 2.6))
-    sns.scatterplot(data=df, x=x, y=y, hue=hue, style=hue, ax=ax, s=14, linewidth=0)
+    sns.scatterplot(data=df, x=x, y=y, hue=hue, style=hue, ax=ax, s=14, linewidth=0, legend=hue is not None)
+    if hue is not None:  # beside the axes, never over a point
+        ax.legend(fontsize=6.5, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_xlabel((labels or {}).get(x, x))
     ax.set_ylabel((labels or {}).get(y, y))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     save(fig, out_dir, name)
+    return ax
 
 
 def frontier_figure(df: pd.DataFrame, out_dir: Path, name: str, reference: str) -> pd.DataFrame:

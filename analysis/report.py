@@ -88,7 +88,7 @@ def build_report(
         for p in sorted((rdir / "figures").glob("*.png")):
             (fig_dir / p.name).write_bytes(p.read_bytes())
             figs.append(p.stem)
-        sections.append(("Retraining against the hand designs", (rdir / "table1.md").read_text(), figs))
+        sections.append(("Retraining against the hand designs", (rdir / "table1.md").read_text() + _protocol_note(rdir, saved), figs))
     sections += [
         ("Best candidates (validation nmse_db)", _md_table(best[best_cols].fillna("")), []),
         (
@@ -189,6 +189,20 @@ def _md_to_html(text: str) -> str:
             text = html.escape(line).replace("`", "")
             out.append(f"<p><b>{text[2:-2]}</b></p>" if text.startswith("**") and text.endswith("**") else f"<p>{text}</p>")
     return "\n".join(out)
+
+
+def _protocol_note(retrain_dir: Path, saved: dict[str, Any]) -> str:
+    """Where the retraining ran under another protocol than the verdict, the page says so and why it matters."""
+    meta = json.loads((retrain_dir / "retrain.json").read_text()) if (retrain_dir / "retrain.json").is_file() else {}
+    verdict = saved.get("verdict_protocol")
+    mine = meta.get("protocol")
+    if not mine or not verdict or str(mine) == str(verdict):
+        return ""
+    return (
+        f"\n\nThis table was trained under `{mine}`; the verdict above is under `{verdict}`. Protocols rank networks"
+        f" differently (`nasdun protocols` lists how each ranks against `paper`), so where the two disagree the verdict's"
+        f" protocol decides: `nasdun retrain ... --protocol {verdict}` gives this table on the verdict's footing."
+    )
 
 
 def _bold_answer(verdict: str) -> str:

@@ -152,6 +152,7 @@ def _promote(run: Path, resolved: Any, fig: dict[str, Any]) -> dict[str, Any]:
 
         fig["promoted"] = promote_search(run, resolved)
     fig["verdict"] = trusted_line(fig.get("promoted"), fig, resolved.cfg.protocol)
+    fig["verdict_protocol"] = fig["promoted"]["protocol"] if fig.get("promoted") else str(resolved.cfg.protocol)
     write_json(run / "search.json", fig)
     return fig
 

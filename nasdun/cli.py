@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nasdun.errors import Interrupted, NasdunError
+from nasdun.errors import Interrupted, NasdunError, place_error
 from trainers.host_memory import requested_policy
 from trainers.precision import PRECISIONS
 
@@ -335,7 +335,9 @@ def _print_train(df: Any, out: str, layers: int) -> int:
 def _search(args: argparse.Namespace) -> int:
     import time
 
+    _ray_auth(args.address)
     from nasdun.api import search_pipeline as search
+    from nasdun.results import point_latest
 
     names = ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage", "promote_top", "promote_protocol",
              "promote_hand", "precision", "baselines", "keep_params", "retry_failed")  # fmt: skip
@@ -354,6 +356,7 @@ def _search(args: argparse.Namespace) -> int:
     else:
         out = args.out or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}"
         fig = search(out, args.config, address=args.address, num_cpus=args.num_cpus, force=args.force, **overrides)
+    latest = point_latest(out) if not args.out and not args.resume else None  # the default folder: runs/latest names it
     print(
         f"trained {fig['candidates_trained']} candidates this session ({fig['candidates_total']}/{fig['budget']} in all) in {fig['wall_s']:.0f}s"
         f" | {fig['candidates_per_min']:.1f} candidates/min"
@@ -361,7 +364,8 @@ def _search(args: argparse.Namespace) -> int:
     )
     if fig["stopped_early"]:
         print(f"stopped early: {fig['stopped_early']}")
-    print(f"results in {out}/results.csv; parameters of {len(fig['params_kept'])} networks in {out}/params.pt; Optuna study in {fig['storage']}")
+    print(f"run folder {out}" + (f" ({latest} points at it: the commands after a search take {latest})" if latest else "")
+          + f": results.csv, parameters of {len(fig['params_kept'])} networks in params.pt, the Optuna study {fig['storage']}")  # fmt: skip
     promoted = fig.get("promoted")
     if promoted:
         from analysis.promote import PROMOTED
@@ -371,6 +375,16 @@ def _search(args: argparse.Namespace) -> int:
               f" | {out}/{PROMOTED}/promote.md")  # fmt: skip
     print(fig["verdict"])  # the last line: did the search beat the hand designs?
     return 0
+
+
+def _ray_auth(address: str | None) -> None:
+    """For a local Ray: its token authentication (Ray's default) chosen explicitly, so Ray does not print its notice on
+    every search. It must be set before Ray is imported (docs/search.md, "Ray's token notice"); a mode the user set is
+    kept, and a cluster (``--address``) keeps its own."""
+    import os
+
+    if not address and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 @command("average")
@@ -538,6 +552,7 @@ def _export(args: argparse.Namespace) -> int:
 
 @command("compare-samplers")
 def _compare_samplers(args: argparse.Namespace) -> int:
+    _ray_auth(args.address)
     from analysis.samplers_study import run_sampler_study
 
     overrides = {k: getattr(args, k) for k in ("setting", "protocol", "layers", "cohort") if getattr(args, k) is not None}
@@ -648,6 +663,30 @@ def _protocols(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """The registry names a command was given (samplers, settings, protocols), checked against the registries before
+    anything heavy (torch, Ray, Optuna) is imported: a misspelt name is one line at once, not after seconds of imports."""
+    from nasdun.samplers import sampler_factory
+    from trainers.protocols import get_protocol
+    from trainers.settings import get_setting, is_problem_file
+
+    def given(*attrs: str) -> list[str]:
+        return [v for a in attrs if isinstance(getattr(args, a, None), str) for v in _names(getattr(args, a))]
+
+    if args.command in ("search", "compare-samplers"):  # (average's and heatmap's --sampler filters rows: any label)
+        for name in given("sampler", "samplers"):
+            sampler_factory(name)
+    for name in given("setting", "settings"):
+        if not is_problem_file(name):  # a problem file is read (and hashed) once, where it is used
+            get_setting(name)
+    for name in given("protocol", "promote_protocol", "protocols"):
+        get_protocol(name)
+    if isinstance(getattr(args, "device", None), str):  # before any folder is made (this one imports torch)
+        from nasdun.training import resolve_device
+
+        resolve_device(args.device)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -656,9 +695,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         requested_policy()  # a bad NASDUN_CPU_HEAP fails here, not inside a Ray worker
+        _check_names(args)
         return COMMANDS[args.command](args)
     except NasdunError as err:
         print(f"nasdun: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.filename is None:
+            raise
+        print(f"nasdun: error: {place_error(err)}", file=sys.stderr)  # one line, like every other user error
         return 2
     except Interrupted as stop:
         print(f"nasdun: interrupted; what finished is kept: continue with `{stop.resume}`", file=sys.stderr)

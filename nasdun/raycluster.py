@@ -8,6 +8,7 @@ a local Ray that can never place one cohort is refused instead of waiting foreve
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from nasdun.errors import NasdunError
 from nasdun.searchconfig import SearchConfig
@@ -38,10 +39,28 @@ def start_ray(address: str | None, num_cpus: int | None) -> None:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            _end_with_driver()
     except AuthenticationError:
         raise NasdunError(f"could not join the Ray cluster at --address {address!r}: {AUTH_HINT}") from None
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         raise NasdunError(f"could not reach a Ray cluster at --address {address!r}: {str(err).splitlines()[0]}") from None
+
+
+_WATCHER: Any = None  # the driver's end of the pipe to nasdun.raywatch, held for the driver's life
+
+
+def _end_with_driver() -> None:
+    """The local Ray's processes end with this driver, a SIGKILL included (:mod:`nasdun.raywatch` says why it is needed)."""
+    import subprocess
+    import sys
+
+    global _WATCHER
+    if _WATCHER is not None:
+        return
+    _WATCHER = subprocess.Popen(
+        [sys.executable, "-m", "nasdun.raywatch", str(os.getpid())],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
 
 
 def _probe_gcs(address: str) -> None:

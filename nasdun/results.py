@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nasdun.errors import NasdunError
+from nasdun.errors import NasdunError, place_error
 from search_spaces.genotype import Genotype
 
 if TYPE_CHECKING:
@@ -190,7 +190,24 @@ def check_out_dir(out: str | Path, force: bool = False, hint: str = "or pass --f
         raise NasdunError(f"--out {str(path)!r} is a file; expected a directory")
     if path.is_dir() and any(path.iterdir()) and not force:
         raise NasdunError(f"--out {str(path)!r} is not empty; choose a new directory" + (f" ({hint})" if hint else ""))
+    check_writable(path)
     return path
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before any work, a place that cannot be written: the nearest existing folder of ``path`` must take a new
+    entry (tried: a folder made and removed at once, as root ignores permission bits but not a read-only mount)."""
+    import tempfile
+
+    here = path if path.is_dir() else path.parent
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    try:
+        if not here.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(path))
+        os.rmdir(tempfile.mkdtemp(prefix=".nasdun-probe-", dir=here))
+    except OSError as err:
+        raise place_error(OSError(err.errno, err.strerror, str(path))) from None  # named as the user gave it
 
 
 def check_study_dir(out: str | Path, own: Callable[[str], bool], force: bool = False) -> Path:
@@ -213,6 +230,7 @@ def check_out_file(out: str | Path, force: bool = False) -> Path:
         raise NasdunError(f"--out {str(path)!r} is a directory; expected a file path")
     if path.exists() and not force:
         raise NasdunError(f"--out {str(path)!r} exists; choose a new file (or pass --force)")
+    check_writable(path)
     return path
 
 
@@ -226,3 +244,22 @@ def prepare_out_dir(out: str | Path, overwrite: bool = False, hint: str = "or pa
     path = check_out_dir(out, overwrite, hint)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+LATEST = "latest"
+
+
+def point_latest(run: str | Path) -> Path | None:
+    """Point ``<run's folder>/latest`` at ``run`` (a relative symbolic link, replaced atomically), so the next command
+    can name ``runs/latest``. Returns the link, or None where a file or folder of the user's holds that name."""
+    import os
+
+    run = Path(run)
+    link = run.parent / LATEST
+    if link.exists() and not link.is_symlink() or not run.is_dir():
+        return None
+    tmp = run.parent / f".{LATEST}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run.name, target_is_directory=True)
+    os.replace(tmp, link)
+    return link

@@ -645,3 +645,32 @@ def test_heatmap_diff_outside_the_table_is_refused_before_any_figure(run, tmp_pa
     with pytest.raises(NasdunError, match=rf"--diff {diff}; expected a top-k in 1\.\.5 .* other than --top-k 3"):
         run_heatmaps([run], out, top=3, diff=diff)
     assert not out.exists()
+
+
+def test_a_figure_with_nothing_open_says_so_instead_of_a_grid_of_zeros(tmp_path):
+    genotype_heatmap(preset("lista", 6), "lista", tmp_path)
+    genotype_heatmap(preset("dense", 6), "dense", tmp_path)
+    assert "no extra connection" in svg_text(tmp_path / "conn_lista.svg") and "0.00" not in svg_text(tmp_path / "conn_lista.svg")
+    assert "no open lag" in svg_text(tmp_path / "lags_lista.svg")
+    assert "no extra connection" not in svg_text(tmp_path / "conn_dense.svg") and "1.00" in svg_text(tmp_path / "conn_dense.svg")
+
+
+def test_the_scatter_legend_covers_no_point(tmp_path):
+    from analysis.plots import scatter_figure
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"n": rng.integers(0, 12, 60), "v": rng.normal(-20, 2, 60), "kind": ["hand design"] * 6 + ["found (rl)"] * 54})
+    ax = scatter_figure(df, "n", "v", "kind", tmp_path, "s", "t")
+    ax.figure.canvas.draw()
+    box = ax.get_legend().get_window_extent()
+    points = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert len(points) == 60 and not any(box.contains(*ax.transData.transform(p)) for p in points)
+
+
+def test_the_report_says_when_the_retraining_ran_under_another_protocol_than_the_verdict(tmp_path):
+    from analysis.report import _protocol_note
+
+    (tmp_path / "retrain.json").write_text(json.dumps({"protocol": "search"}))
+    note = _protocol_note(tmp_path, {"verdict_protocol": "final"})
+    assert "under `search`" in note and "under `final`" in note and "--protocol final" in note
+    assert _protocol_note(tmp_path, {"verdict_protocol": "search"}) == ""

@@ -29,7 +29,16 @@ PLAN = [
     ),  # fmt: skip
     (
         "search",
-        ["nasdun.samplers", "nasdun.searchconfig", "nasdun.record", "nasdun.experiment", "nasdun.raycluster", "nasdun.searcher", "nasdun.driver"],
+        [
+            "nasdun.samplers",
+            "nasdun.searchconfig",
+            "nasdun.record",
+            "nasdun.experiment",
+            "nasdun.raywatch",
+            "nasdun.raycluster",
+            "nasdun.searcher",
+            "nasdun.driver",
+        ],
     ),
     (
         "analysis: readers",

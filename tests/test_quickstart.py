@@ -12,12 +12,22 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_SEARCH = ["--budget", "16", "--cohort", "4", "--layers", "3", "--protocol", "smoke", "--num-cpus", "2", "--promote-protocol", "smoke"]
 
 
+def demo_command() -> list[str]:
+    """What `make demo` runs, from the Makefile: `nasdun search` with no option (its default run folder)."""
+    recipe = re.search(r"^demo:.*\n\t(.+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert recipe, "the Makefile has no demo target"
+    words = shlex.split(recipe.group(1))
+    assert words[0].endswith("nasdun"), words
+    return words[1:]
+
+
 def quickstart_commands() -> list[list[str]]:
+    """The quickstart's commands in order; its `make demo` is the Makefile's `nasdun search`."""
     text = (ROOT / "README.md").read_text()
     block = re.search(r"## Quickstart[^\n]*\n```bash\n(.*?)```", text, re.S)
     assert block, "README.md has no ```bash block under '## Quickstart'"
     cmds = [shlex.split(line, comments=True) for line in block.group(1).splitlines()]
-    return [c[1:] for c in cmds if c and c[0] == "nasdun"]
+    return [demo_command() if c[:2] == ["make", "demo"] else c[1:] for c in cmds if c and (c[0] == "nasdun" or c[:2] == ["make", "demo"])]
 
 
 def shrink(args: list[str], root: Path) -> list[str]:
@@ -29,19 +39,26 @@ def shrink(args: list[str], root: Path) -> list[str]:
     return out + TINY_SEARCH if out[0] == "search" else out
 
 
-def test_readme_quickstart_names_the_whole_chain():
-    assert [c[0] for c in quickstart_commands()] == ["search", "average", "heatmap", "retrain", "report", "export"]
+def test_readme_quickstart_names_the_whole_chain_on_the_demos_own_run():
+    commands = quickstart_commands()
+    assert [c[0] for c in commands] == ["search", "average", "heatmap", "retrain", "report", "export"]
+    assert "--out" not in commands[0]  # the demo's default folder, which runs/latest names
+    assert all("runs/latest" in " ".join(c) for c in commands[1:])
 
 
 @pytest.mark.slow
-def test_readme_quickstart_runs_as_written(tmp_path, capsys):
+def test_readme_quickstart_runs_as_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo's default folder is runs/search-<time> under the working directory
     for args in quickstart_commands():
         code = main(shrink(args, tmp_path))
         captured = capsys.readouterr()
         assert code == 0, f"nasdun {' '.join(args)}: {captured.err[-2000:]}"
         if args[0] == "search":
-            assert "dB (val)" in captured.out.strip().splitlines()[-1]  # its last line is the verdict
-    qs = tmp_path / "runs" / "qs"
+            lines = captured.out.strip().splitlines()
+            assert "dB (val)" in lines[-1]  # its last line is the verdict
+            assert any(line.startswith("run folder runs/search-") and "runs/latest points at it" in line for line in lines[-4:])
+    qs = (tmp_path / "runs" / "latest").resolve()
+    assert qs.parent == (tmp_path / "runs").resolve() and qs.name.startswith("search-")
     for path in ("avg.json", "retrain/table1.md", "report/report.html", "best.pt2"):
         assert (qs / path).is_file(), path
     assert list((qs / "heatmaps").glob("conn_top*.png")) and list((qs / "heatmaps").glob("conn_average_top*.png"))

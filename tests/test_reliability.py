@@ -13,6 +13,15 @@ import yaml
 from helpers import drive_search
 
 from nasdun.cli import main
+from nasdun.raywatch import descendants
+
+
+def _alive(pid: int, start: int) -> bool:
+    from nasdun.raywatch import _stat
+
+    st = _stat(pid)
+    return st is not None and st[1] == start
+
 
 SLOW = {"budget": 12, "cohort": 2, "setting": "small", "protocol": "smoke", "layers": 4, "seed": 0, "sampler": "random", "baselines": False,
         "max_concurrent": 1, "promote_top": 0}  # fmt: skip
@@ -25,7 +34,9 @@ def test_one_writer_per_run_directory_and_search_json_after_every_cohort(tmp_pat
     out, config = tmp_path / "exp", tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(SLOW))
     cmd = [sys.executable, "-m", "nasdun.cli", "search", "--config", str(config), "--out", str(out), "--num-cpus", "2"]
-    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    with open(tmp_path / "first.err", "w") as err:
+        first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True, env=env)
     try:
         deadline = time.time() + 240
         while time.time() < deadline and not (out / "search.json").is_file():
@@ -41,9 +52,23 @@ def test_one_writer_per_run_directory_and_search_json_after_every_cohort(tmp_pat
         reader = subprocess.run([sys.executable, "-m", "nasdun.cli", "average", str(out), "--top-k", "2", "--out", str(tmp_path / "a.json")],
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
         assert reader.returncode == 0, reader.stderr[-1000:]  # analysis only reads: no lock
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)
+        # The driver alone is SIGKILLed: its local Ray (GCS, raylet, workers, and the agents that outlived it by minutes
+        # before nasdun.raywatch) ends with it.
+        ray_procs = descendants(first.pid)
+        assert len(ray_procs) >= 3, ray_procs
+        os.kill(first.pid, signal.SIGKILL)
         first.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and (left := {p for p, start in ray_procs.items() if _alive(p, start)}):
+            time.sleep(0.5)
+        assert not left, f"processes of the killed driver's Ray still running 20 s later: {sorted(left)}"
+    finally:
+        try:
+            os.killpg(first.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        first.wait()
+    assert "Token authentication" not in (tmp_path / "first.err").read_text()  # the CLI chose Ray's auth mode: no notice
     time.sleep(1)
     assert main(["search", "--resume", str(out), "--num-cpus", "2"]) == 0  # the dead holder's lock went with it
     df = pd.read_csv(out / "results.csv")
@@ -236,7 +261,9 @@ def test_a_requeued_cohort_continues_from_its_checkpoint(tmp_path):
     for name in ("killed", "whole"):
         cfg = SearchConfig(**{**SLOW, "budget": 3, "cohort": 3, "layers": 3, "checkpoint_minutes": 1e-9})
         (tmp_path / name).mkdir()
-        searcher = CohortSearcher(Experiment(tmp_path / name, cfg), ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, lag=1)
+        searcher = CohortSearcher(
+            Experiment(tmp_path / name, cfg), ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, in_flight=1
+        )
         configs.append(searcher.suggest("a"))
     killed, whole = configs
     assert killed["genotypes"] == whole["genotypes"] and cohort_checkpoint(killed) != cohort_checkpoint(whole)

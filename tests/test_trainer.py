@@ -43,7 +43,7 @@ def test_a_two_stage_protocol_runs_two_stages_per_layer_and_equals_the_first_two
     out = tr.run()[0]
     assert [(s["layer"], s["stage"]) for s in out.stages] == [(t, s) for t in range(1, 5) for s in (1, 2)]
     assert out.stages[:2] == res[0].stages[:2]  # layer 1 is trained identically before stage 3 differs
-    with pytest.raises(NasdunError, match=r"lrs=\[\]; expected one or more positive learning rates"):
+    with pytest.raises(NasdunError, match=r"lrs=\[\]; expected one or more finite positive learning rates"):
         Protocol(name="none", lrs=())
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from trainers.seeds import derive
+
 
 def synthesize(x: torch.Tensor, psi: torch.Tensor | None) -> torch.Tensor:
     """The scored signal of codes ``x`` (..., n) under a synthesis basis ``psi`` (n_f, n): f = psi x, or x without one."""
@@ -61,14 +63,6 @@ class Problem:
         assert self._perm is not None
         idx = self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
         return self.train.b[idx], self.train.x[idx]
-
-
-def derive(*parts: int) -> int:
-    """A 63-bit seed from integers, stable across runs and platforms."""
-    h = 1469598103934665603
-    for part in parts:
-        h = ((h ^ (part & 0xFFFFFFFFFFFF)) * 1099511628211) % (1 << 63)
-    return h
 
 
 def add_noise(y: torch.Tensor, snr_db: float, g: torch.Generator) -> torch.Tensor:

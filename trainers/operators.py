@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nasdun.errors import NasdunError
-from trainers.data import derive
+from trainers.seeds import derive
 
 if TYPE_CHECKING:
     import torch

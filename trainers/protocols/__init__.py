@@ -72,8 +72,12 @@ class Protocol:
             raise NasdunError(f"protocol {self.name}: rungs={list(self.rungs)}; expected increasing layers >= 1")
         if self.eta < 2 or self.min_survivors < 1:
             raise NasdunError(f"protocol {self.name}: eta={self.eta}, min_survivors={self.min_survivors}; expected eta >= 2, min_survivors >= 1")
-        if len(self.lrs) < 1 or any(not lr > 0 for lr in self.lrs):
-            raise NasdunError(f"protocol {self.name}: lrs={list(self.lrs)}; expected one or more positive learning rates (one per stage)")
+        if len(self.lrs) < 1 or any(not 0 < lr < math.inf for lr in self.lrs):
+            raise NasdunError(f"protocol {self.name}: lrs={list(self.lrs)}; expected one or more finite positive learning rates (one per stage)")
+        if not 0 <= self.lam < math.inf:
+            raise NasdunError(f"protocol {self.name}: lam={self.lam}; expected a finite threshold weight >= 0 (the reference: 0.4)")
+        if not math.isfinite(self.diverge_db):
+            raise NasdunError(f"protocol {self.name}: diverge_db={self.diverge_db}; expected a finite nmse_db limit (the reference: 20.0)")
         if self.final_iters < 0 or self.final_iters % self.val_every:
             raise NasdunError(
                 f"protocol {self.name}: final_iters={self.final_iters}; expected 0 or a positive multiple of val_every ({self.val_every})"
