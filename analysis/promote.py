@@ -152,7 +152,8 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
     k, protocol = cfg.promoted_k, search.promote_protocol.name
     out = run / PROMOTED
     rows = load_runs([run])
-    names = [str(n) for n in finalists(rows, k, hand_designs=True, hand_top=cfg.promote_hand)["name"]]
+    chosen = finalists(rows, k, hand_designs=True, hand_top=cfg.promote_hand)
+    names = [str(n) for n in chosen["name"]]
     screened = int(hand_design_rows(rows).sum())
     done = out / "promote.csv"
     reused = False
@@ -166,8 +167,17 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
         table = pd.read_csv(done)
     else:
         from nasdun.raycluster import concurrency
+        from nasdun.verdict import ranks_like
 
         workers = (concurrency(cfg) if ray_running() else 1, cfg.cpus_per_trial, cfg.gpus_per_trial)
+        n_hand = int(hand_design_rows(chosen).sum())
+        which = f"the {n_hand} of {screened} that screened best" if n_hand < screened else f"all {n_hand}"
+        finds = f"the top {len(names) - n_hand} found networks" if len(names) > n_hand else "no found network (none finished screening); only"
+        print(
+            f"phase 2 of 2, the verdict: {finds} and the hand designs ({which}) trained again under {protocol}, which"
+            f" {ranks_like(protocol)}; the screening above ranks them, this decides",
+            flush=True,
+        )
         try:
             table = run_promote(  # force: an unfinished promotion here is continued (the same run) or replaced (another one)
                 run, k, search.promote_protocol, out, search.device, cfg.compile, cfg.precision, force=True, hand_designs=True,

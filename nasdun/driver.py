@@ -129,6 +129,16 @@ def run_search(
                 if made:
                     shutil.rmtree(out_dir, ignore_errors=True)  # a refused start leaves nothing behind
                 raise
+            phase = "phase 1 of 2, screening" if search.promote_protocol is not None else "the search (no second phase: promote_top 0)"
+            n_hand, budget = len(search.baselines), search.cfg.budget
+            hand = (
+                ""
+                if not n_hand
+                else f", {n_hand} of them the hand designs"
+                if n_hand < budget
+                else f", all hand designs (the first {budget} of {n_hand})"
+            )
+            print(f"{phase}: {search.cfg.budget} candidates under {proto.name}{hand}, {search.cfg.cohort} trained together per cohort", flush=True)
             figures = _run_session(exp, resume, address)
             return then(out_dir, search, figures) if then is not None else figures
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -274,3 +276,67 @@ def test_an_unwritable_out_is_named_as_such(command, run, tmp_path, capsys):
 def test_an_out_below_a_file_is_one_line(command, run, tmp_path, capsys):
     (tmp_path / "afile").write_text("mine")
     refused(base(command, run, tmp_path / "afile" / "sub"), capsys, tmp_path, run)
+
+
+# -- a read-only run folder ------------------------------------------------------------------------------------------
+
+
+def _as_unprivileged(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``nasdun ARGS`` as a user permission bits apply to: this user, or 'nobody' where the tests run as root (through
+    util-linux's setpriv where present: it can start an interpreter that lives under a root-only folder)."""
+    import shutil
+
+    cmd = [sys.executable, "-m", "nasdun.cli", *args]
+    env = {**os.environ, "HOME": str(cwd), "PYTHONPATH": str(ROOT)}
+    if os.geteuid() != 0:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+    if shutil.which("setpriv"):
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=cwd, env=env, user=65534, group=65534, extra_groups=[])
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def read_only_run(tmp_path_factory) -> Path:
+    """A finished search (two candidates, K = 3, no promotion) in a folder nobody may write."""
+    import shutil
+    import tempfile
+
+    search = tmp_path_factory.mktemp("ro") / "search"
+    assert main(["search", *TINY, "--no-baselines", "--out", str(search)]) == 0
+    place = Path(tempfile.mkdtemp(prefix="nasdun-ro-"))
+    place.chmod(0o755)
+    ro = place / "run"
+    shutil.copytree(search, ro)
+    for p in [ro, *ro.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        probe = _as_unprivileged(["presets"], place)
+        why = "" if probe.returncode == 0 else probe.stderr.strip()[-200:]
+    except OSError as err:
+        why = str(err)
+    if why:
+        pytest.skip(f"the project cannot be run as an unprivileged user here: {why}")
+    yield ro
+    for p in [ro, *ro.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    shutil.rmtree(place)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args",
+    [["repair", "RUN"], ["search", "--resume", "RUN", "--budget", "4"], ["report", "RUN"], ["export", "RUN", "--rank", "1", "--out", "RUN/net.pt2"],
+     ["average", "RUN", "--out", "RUN/avg.json"], ["heatmap", "RUN", "--out", "RUN/h"], ["train", "--arch", "lista", "--layers", "3",
+     "--protocol", "smoke", "--out", "RUN/t"]],
+)  # fmt: skip
+def test_a_read_only_run_folder_is_named_as_such(args, read_only_run):
+    before = snapshot(read_only_run)
+    done = _as_unprivileged([a.replace("RUN", str(read_only_run)) for a in args], read_only_run.parent)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("nasdun: error: "), done.stderr[-1500:]
+    assert f"cannot use '{read_only_run}" in lines[0] and "permission denied" in lines[0], lines[0]
+    assert snapshot(read_only_run) == before

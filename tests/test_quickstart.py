@@ -57,6 +57,9 @@ def test_readme_quickstart_runs_as_written(tmp_path, capsys, monkeypatch):
             lines = captured.out.strip().splitlines()
             assert "dB (val)" in lines[-1]  # its last line is the verdict
             assert any(line.startswith("run folder runs/search-") and "runs/latest points at it" in line for line in lines[-4:])
+            phases = [line for line in lines if line.startswith("phase ")]  # each phase announced, with why, in order
+            assert len(phases) == 2 and phases[0].startswith("phase 1 of 2, screening: ") and phases[1].startswith("phase 2 of 2, the verdict: ")
+            assert "under smoke" in phases[0] and "this decides" in phases[1]
     qs = (tmp_path / "runs" / "latest").resolve()
     assert qs.parent == (tmp_path / "runs").resolve() and qs.name.startswith("search-")
     for path in ("avg.json", "retrain/table1.md", "report/report.html", "best.pt2"):
