@@ -71,12 +71,12 @@ def resolve_top_k(df: pd.DataFrame, k: int) -> tuple[int, str]:
     """The k that ``average``, ``heatmap``, ``report`` and ``compare`` use: ``k``, or every trained distinct
     genotype when the runs hold fewer (with a note saying so); a one-line error when they hold none."""
     if k < 1:
-        raise NasdunError(f"--top-k {k}; expected an integer >= 1")
+        raise NasdunError(f"top_k={k}; expected an integer >= 1", ("top_k",))
     n = int(trained_rows(df)["hash"].nunique())
     if n == 0:
         raise NasdunError("the runs hold no candidate trained to the end (status ok); nothing to rank")
     if k > n:
-        return n, f"--top-k {k}: the runs hold {n} distinct genotypes trained to the end, so the top-{n} (all of them) are used"
+        return n, f"the runs hold {n} distinct genotypes trained to the end, so the top-{n} (all of them) are used, not the top-{k} asked for"
     return k, ""
 
 
@@ -85,9 +85,9 @@ def top_k(df: pd.DataFrame, k: int) -> pd.DataFrame:
     ok = trained_rows(df)
     ok = ok.sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash", keep="first")
     if k < 1:
-        raise NasdunError(f"--top-k {k}; expected an integer >= 1")
+        raise NasdunError(f"top_k={k}; expected an integer >= 1", ("top_k",))
     if k > len(ok):
-        raise NasdunError(f"--top-k {k} exceeds the {len(ok)} successfully trained distinct genotypes in the results")
+        raise NasdunError(f"top_k={k} exceeds the {len(ok)} successfully trained distinct genotypes in the results", ("top_k",))
     return ok.head(k)
 
 
@@ -135,7 +135,7 @@ def threshold_genotype(freq: Frequencies, threshold: float = 0.5) -> Genotype:
     """Connections and lags with frequency >= ``threshold``; the majority neuron per layer and the majority weight
     parameterisation (the first registered of those tied)."""
     if not 0.0 <= threshold <= 1.0 or math.isnan(threshold):
-        raise NasdunError(f"--threshold {threshold}; expected a fraction in [0, 1]")
+        raise NasdunError(f"threshold={threshold}; expected a fraction in [0, 1]", ("threshold",))
     K, J = freq.layers, freq.lags.shape[1]
     eps = 1e-9  # frequencies are ratios of integers; a value equal to the threshold is kept
     extra = {k: [i for i in range(1, k - 1) if freq.conn[k - 1, i - 1] >= threshold - eps] for k in range(3, K + 1)}

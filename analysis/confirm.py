@@ -69,7 +69,7 @@ def run_confirm(
     if not runs:
         raise NasdunError("confirm needs at least one run")
     if not seeds or len(set(seeds)) != len(seeds):
-        raise NasdunError(f"--seeds {seeds} must be distinct and non-empty")
+        raise NasdunError(f"seeds={seeds} must be distinct and non-empty", ("seeds",))
     import re
 
     from nasdun.results import check_study_dir

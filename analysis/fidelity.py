@@ -221,16 +221,16 @@ def run_fidelity(
         n_genotypes, reference_chunk, max_chunks = int(table["study_genotypes"].iloc[0]), int(table["chunk_size"].iloc[0]), None
 
     if n_genotypes < 0:
-        raise NasdunError(f"--genotypes {n_genotypes}; expected an integer >= 0")
+        raise NasdunError(f"genotypes={n_genotypes}; expected an integer >= 0", ("genotypes",))
     if not protocols:
-        raise NasdunError("--protocols names no cheaper protocol to compare with the reference")
+        raise NasdunError("protocols=[] names no cheaper protocol to compare with the reference", ("protocols",))
     if reference_chunk < 0:
-        raise NasdunError(f"--reference-chunk {reference_chunk}; expected an integer >= 0 (0: the reference in one run)")
+        raise NasdunError(f"reference_chunk={reference_chunk}; expected an integer >= 0 (0: the reference in one run)", ("reference_chunk",))
     if max_chunks is not None and max_chunks < 0:
-        raise NasdunError(f"--chunks {max_chunks}; expected an integer >= 0 (reference chunks to train in this call)")
+        raise NasdunError(f"chunks={max_chunks}; expected an integer >= 0 (reference chunks to train in this call)", ("chunks",))
     if table is None and reference_chunk and get_protocol(reference).rungs:
-        raise NasdunError(f"--reference-chunk {reference_chunk} with reference {_name(reference)!r}: a halving protocol ranks inside its cohort, "
-                          "so chunks would change it; expected --reference-chunk 0 or a reference without rungs")  # fmt: skip
+        raise NasdunError(f"reference_chunk={reference_chunk} with reference {_name(reference)!r}: a halving protocol ranks inside its cohort, "
+                          "so chunks would change it; expected reference_chunk=0 or a reference without rungs", ("reference_chunk",))  # fmt: skip
     archs = study_networks(n_genotypes, layers, seed if genotype_seed is None else genotype_seed)
     own = {"fidelity.csv", "fidelity.md", "figures", "rungs.csv", "networks.csv", "reference.csv", _name(reference), *map(_name, protocols)}
 
@@ -269,7 +269,9 @@ def run_fidelity(
     if len(done) < len(archs):
         print(f"fidelity: partial reference: {len(done)} of {len(archs)} networks trained with {_name(reference)}", flush=True)
     if len(done) < 3:
-        raise NasdunError(f"{len(done)} networks have their {_name(reference)} reference trained; a ranking needs at least 3 (raise --chunks)")
+        raise NasdunError(
+            f"{len(done)} networks have their {_name(reference)} reference trained; a ranking needs at least 3 (raise chunks=N)", ("chunks",)
+        )
     tables = {reference: pd.concat([t for _, _, t in ref_parts]).loc[done]}
     dirs = {reference: [d for d, _, _ in ref_parts]}
     compared = [(n, g) for n, g in archs if n in done]  # a cheap protocol trains the networks it is compared on

@@ -26,7 +26,9 @@ def run_heatmaps(
     if diff is not None:  # checked before any figure is drawn
         n = int(trained_rows(df)["hash"].nunique())
         if not 1 <= diff <= n or diff == k:
-            raise NasdunError(f"--diff {diff}; expected a top-k in 1..{n} (the runs' distinct genotypes trained to the end) other than --top-k {k}")
+            raise NasdunError(
+                f"diff={diff}; expected a top-k in 1..{n} (the runs' distinct genotypes trained to the end) other than top_k={k}", ("diff", "top_k")
+            )
     g, freq, _ = average(df, k, threshold)
     out_dir = Path(out)
     trained = int(trained_rows(df)["hash"].nunique())

@@ -184,7 +184,7 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
                 hand_top=cfg.promote_hand, workers=workers,
             )  # fmt: skip
         except KeyboardInterrupt:
-            raise Interrupted(f"nasdun search --resume {run}") from None  # the promotion continues from its checkpoints
+            raise Interrupted(str(run)) from None  # the promotion continues from its checkpoints
     setting, seed, layers = (only_value(rows, key, str(run)) for key in ("setting", "seed", "layers"))
     hyper = _hyperlista(str(setting), int(seed), int(layers), out)
     verdict = compare(table.to_dict("records"))

@@ -31,8 +31,8 @@ def reconstruct(run: str | Path, image: str, out: str | Path, force: bool = Fals
     if not (isinstance(s, OperatorSetting) and s.images):  # the image fields below are an operator setting's
         raise NasdunError(f"run {str(run)!r} is on setting {s.name!r}, which has no test images; expected an image setting such as image_cs50")
     if image not in s.test_images:
-        raise NasdunError(f"--image {image!r} is not a test image of {s.name}; expected one of {', '.join(s.test_images)}")
-    out_dir = prepare_out_dir(out, force, hint="or pass --force")
+        raise NasdunError(f"image={image!r} is not a test image of {s.name}; expected one of {', '.join(s.test_images)}", ("image",))
+    out_dir = prepare_out_dir(out, force)
     problem = make_problem(s, 0, batch_size=min(64, s.n_train), dtype=torch.float64)
     first = sum(h * w for name, h, w in problem.layout[: s.test_images.index(image)]) // s.n_signal
     _, h, w = problem.layout[s.test_images.index(image)]

@@ -43,11 +43,15 @@ def reference_path(name: str | Path) -> Path:
     path = Path(name)
     if path.suffix == ".csv":
         if not path.is_file():
-            raise NasdunError(f"--reference-table {str(path)!r} does not exist; expected a reference CSV or one of: {', '.join(shipped())}")
+            raise NasdunError(
+                f"reference_table={str(path)!r} does not exist; expected a reference CSV or one of: {', '.join(shipped())}", ("reference_table",)
+            )
         return path
     if (REFERENCES / f"{name}.csv").is_file():
         return REFERENCES / f"{name}.csv"
-    raise NasdunError(f"--reference-table {str(name)!r} is neither a .csv file nor a shipped reference; expected one of: {', '.join(shipped())}")
+    raise NasdunError(
+        f"reference_table={str(name)!r} is neither a .csv file nor a shipped reference; expected one of: {', '.join(shipped())}", ("reference_table",)
+    )
 
 
 def shipped() -> list[str]:

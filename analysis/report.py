@@ -43,7 +43,7 @@ def build_report(
     if not (run_dir / "results.csv").is_file():
         raise NasdunError(f"no results table at {str(run_dir / 'results.csv')!r}; expected a run directory of nasdun search or train")
     if retrain is not None and not (Path(retrain) / "table1.md").is_file():
-        raise NasdunError(f"--retrain {str(retrain)!r} holds no table1.md; expected a directory written by nasdun retrain")
+        raise NasdunError(f"retrain={str(retrain)!r} holds no table1.md; expected a directory written by nasdun retrain", ("retrain",))
     df = load_runs([run_dir])
     k, note = resolve_top_k(df, top)
     other_dfs = [load_runs([o]) for o in others]

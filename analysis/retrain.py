@@ -45,12 +45,12 @@ def run_retrain(
     from trainers.protocols import get_protocol
 
     if seeds < 1:
-        raise NasdunError(f"--seeds {seeds}; expected an integer >= 1")
+        raise NasdunError(f"seeds={seeds}; expected an integer >= 1", ("seeds",))
     for s in settings:
         get_setting(s)
     get_protocol(protocol)
     nets = resolve_archs(",".join(t for t in (archs, against) if t), layers)
-    out_dir = prepare_out_dir(out, force, hint="or pass --force to replace it")
+    out_dir = prepare_out_dir(out, force, hint="or pass force=True to replace it")
     total = len(settings) * seeds
     for n, (setting, seed) in enumerate(((s, k) for s in settings for k in range(seeds)), start=1):
         print(f"retrain [{n}/{total}] {setting} seed {seed}: {', '.join(name for name, _ in nets)}", flush=True)

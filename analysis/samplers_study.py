@@ -36,17 +36,20 @@ def run_sampler_study(
     from nasdun.searchconfig import load_config
 
     if len(samplers) < 1 or len(set(samplers)) != len(samplers):
-        raise NasdunError(f"--samplers {','.join(samplers)}; expected distinct sampler names")
+        raise NasdunError(f"samplers={','.join(samplers)}; expected distinct sampler names", ("samplers",))
     if not seeds or len(set(seeds)) != len(seeds):
-        raise NasdunError(f"--seeds {seeds}; expected distinct seeds")
+        raise NasdunError(f"seeds={seeds}; expected distinct seeds", ("seeds",))
     for s in samplers:
         SAMPLERS.get(s)
     confirms = [_seeded(p, confirm_seeds) for p in confirm_protocols or []]
     labels = [_label(p) for p, _ in confirms]  # an unknown protocol is refused before any search runs
     if len(set(labels)) != len(labels):
-        raise NasdunError(f"--confirm-protocol {','.join(confirm_protocols or [])}; expected distinct protocols")
+        raise NasdunError(f"confirm_protocol={','.join(confirm_protocols or [])}; expected distinct protocols", ("confirm_protocol",))
     if unseeded := [p for p, n in confirms if n == 0]:  # not silently skipped
-        raise NasdunError(f"--confirm-protocol {','.join(unseeded)} with --confirm-seeds 0; expected PROTOCOL:SEEDS or --confirm-seeds N >= 1")
+        raise NasdunError(
+            f"confirm_protocol={','.join(unseeded)} with confirm_seeds=0; expected PROTOCOL:SEEDS or confirm_seeds=N >= 1",
+            ("confirm_protocol", "confirm_seeds"),
+        )
     fixed = {**(overrides or {}), "budget": budget, "baselines": baselines}
     cfgs = {(s, k): load_config(config, {**fixed, "sampler": s, "seed": k}) for k in seeds for s in samplers}  # seed by seed: a cut study is balanced
     for cfg in cfgs.values():
@@ -56,7 +59,9 @@ def run_sampler_study(
     spec = {"samplers": samplers, "seeds": seeds, "budget": budget, "baselines": baselines, "setting": base.setting, "protocol": base.protocol,
             "layers": base.layers, "cohort": base.cohort, "config": config, "overrides": overrides or {}}  # fmt: skip
     if (out_dir / "study.json").is_file() and json.loads((out_dir / "study.json").read_text()) != json.loads(json.dumps(spec)) and not force:
-        raise NasdunError(f"{out_dir} holds a sampler study of another specification (study.json); use another --out or pass --force")
+        raise NasdunError(
+            f"{out_dir} holds a sampler study of another specification (study.json); use another out=DIR or pass force=True", ("out", "force")
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "study.json", spec)
     for (s, k), cfg in cfgs.items():
@@ -64,7 +69,8 @@ def run_sampler_study(
         if (run / "search.yaml").is_file() and (changed := _changed(run, cfg)):
             if not force:
                 raise NasdunError(
-                    f"{run} is a search with other {', '.join(changed)} than this study asks; use another --out or pass --force to redo it"
+                    f"{run} is a search with other {', '.join(changed)} than this study asks; use another out=DIR or pass force=True to redo it",
+                    ("out", "force"),
                 )
             shutil.rmtree(run)
         if _finished(run, budget):
@@ -238,7 +244,7 @@ def _seeded(item: str, seeds: int) -> tuple[str, int]:
     if not sep:
         return item, seeds
     if not n.isdigit() or int(n) < 1 or not name:
-        raise NasdunError(f"--confirm-protocol {item!r}; expected PROTOCOL or PROTOCOL:SEEDS with SEEDS a positive integer")
+        raise NasdunError(f"confirm_protocol={item!r}; expected PROTOCOL or PROTOCOL:SEEDS with SEEDS a positive integer", ("confirm_protocol",))
     return name, int(n)
 
 

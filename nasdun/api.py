@@ -3,14 +3,13 @@
 The CLI parses arguments and calls these; a notebook calls them directly (``import nasdun``
 re-exports them lazily, see :mod:`nasdun`). Each returns plain data (dicts, DataFrames) and
 writes the same run directory as the command. Their errors name Python arguments (``force=True``,
-``rank=3``), where the command's name its flags (``--force``, ``--rank 3``).
+``rank=3``); the command line alone says them as its flags (``--force``, ``--rank 3``: :func:`nasdun.cli.flag_words`).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import re
 from collections import abc
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,22 +18,6 @@ from typing import Any, TypeVar
 from nasdun.errors import NasdunError
 
 F = TypeVar("F", bound=Callable[..., Any])
-_FLAG = re.compile(r"--([a-z][a-z0-9-]*)(?: ('(?:[^'\\]|\\.)*'|-?\d[^\s;,)]*))?")
-_SWITCHES = {"force", "resume"}  # flags without a value: True in Python
-_ARGUMENT = {"arch": "archs"}  # a flag whose Python argument has another name
-
-
-def python_words(message: str) -> str:
-    """A message written for the command line, with each ``--flag [value]`` as the Python argument ``flag=value``."""
-
-    def one(m: re.Match[str]) -> str:
-        name = m.group(1).replace("-", "_")
-        name = _ARGUMENT.get(name, name)
-        if m.group(2):
-            return f"{name}={m.group(2)}"
-        return f"{name}=True" if name in _SWITCHES else name
-
-    return _FLAG.sub(one, message)
 
 
 def _accepts(value: Any, hint: Any) -> bool:
@@ -71,8 +54,8 @@ def _expected(hint: Any) -> str:
 
 
 def _python_errors(fn: F) -> F:
-    """``fn`` with its arguments checked against its annotations (one :class:`NasdunError` naming the argument, its
-    value and what was expected, never a deep ``TypeError``) and its one-line errors in Python's words (:func:`python_words`)."""
+    """``fn`` with its arguments checked against its annotations: one :class:`NasdunError` naming the argument, its
+    value and what was expected, never a deep ``TypeError``."""
     import typing
 
     sig = inspect.signature(fn)
@@ -92,10 +75,7 @@ def _python_errors(fn: F) -> F:
             hint = hints.get(arg, Any)
             if not _accepts(value, hint):
                 raise NasdunError(f"{name.removesuffix('_pipeline')}(): {arg}={value!r}; expected {_expected(hint)}")
-        try:
-            return fn(*args, **kwargs)
-        except NasdunError as err:
-            raise NasdunError(python_words(str(err))) from None
+        return fn(*args, **kwargs)  # its errors name Python parameters already (nasdun.errors.NasdunError)
 
     return call  # type: ignore[return-value]
 
@@ -131,7 +111,7 @@ def search_pipeline(
             f"search(): unknown argument(s) {', '.join(unknown)}; expected search's own or SearchConfig fields ({', '.join(sorted(known))})"
         )
     if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
-        raise NasdunError(f"--num-cpus {num_cpus!r}; expected an integer >= 1 (or leave it out: every CPU)")
+        raise NasdunError(f"num_cpus={num_cpus!r}; expected an integer >= 1 (or leave it out: every CPU)", ("num_cpus",))
     if resume:
         if config is not None:
             raise NasdunError("a config cannot be given with resume (the directory's search.yaml is used)")

@@ -142,7 +142,7 @@ def run_bench(
     """Single, packing and batched (and compiled) rates at ``size`` under ``precision``; see the module docstring."""
     check_precision(precision)
     if not batched or any(p < 1 for p in batched) or procs < 0:
-        raise NasdunError(f"--P values {batched} and --procs {procs}: expected one or more P >= 1 and procs >= 0")
+        raise NasdunError(f"P={batched} and procs={procs}: expected one or more P >= 1 and procs >= 0", ("P", "procs"))
     single = measure(size, 1, device, seconds, precision=precision)
     pack = packing(size, device, procs, seconds, precision) if procs > 0 else math.nan
     rates = {}

@@ -663,6 +663,46 @@ def _protocols(args: argparse.Namespace) -> int:
     return 0
 
 
+ALIASES = {"archs": "arch"}  # a Python parameter whose flag has another name
+
+
+def flag_words(err: NasdunError, parser: argparse.ArgumentParser | None) -> str:
+    """``err``'s message as the command line says it: each parameter it names (``err.params``, written ``name=value``)
+    as the command's flag (``top_k=3`` -> ``--top-k 3``, ``force=True`` -> ``--force``, ``resume=True`` -> ``--resume DIR``),
+    from ``parser``'s own table of options. Below the CLI nothing names a flag (tests/test_cli.py holds both sides)."""
+    import re
+
+    message = str(err)
+    if parser is None or not err.params:
+        return message
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+
+    def one(m: re.Match[str]) -> str:
+        name, value = m.group(1), m.group(2)
+        action = actions.get(ALIASES.get(name, name))
+        if action is None:
+            return m.group(0)
+        flag = action.option_strings[0]
+        if action.nargs == 0:
+            return flag  # a switch: force=True
+        if value == "True":
+            return f"{flag} {action.metavar or action.dest.upper()}"  # resume=True: the flag and what it takes
+        return f"{flag} {value}"
+
+    names = "|".join(re.escape(n) for n in sorted(err.params, key=len, reverse=True))
+    return re.sub(rf"\b({names})=('(?:[^'\\]|\\.)*'|\[[^\]]*\]|[^\s;,)]+)", one, message)
+
+
+def _subparser(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.ArgumentParser | None:
+    """The parser of the command ``argv`` names (None before a command is known)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if sub is None:
+        return None
+    command = next((w for w in words if w in sub.choices), None)
+    return sub.choices[command] if command else None
+
+
 def _check_names(args: argparse.Namespace) -> None:
     """The registry names a command was given (samplers, settings, protocols), checked against the registries before
     anything heavy (torch, Ray, Optuna) is imported: a misspelt name is one line at once, not after seconds of imports."""
@@ -698,7 +738,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_names(args)
         return COMMANDS[args.command](args)
     except NasdunError as err:
-        print(f"nasdun: error: {err}", file=sys.stderr)
+        print(f"nasdun: error: {flag_words(err, _subparser(parser, argv))}", file=sys.stderr)
         return 2
     except OSError as err:
         if err.filename is None:
@@ -706,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nasdun: error: {place_error(err)}", file=sys.stderr)  # one line, like every other user error
         return 2
     except Interrupted as stop:
-        print(f"nasdun: interrupted; what finished is kept: continue with `{stop.resume}`", file=sys.stderr)
+        print(f"nasdun: interrupted; what finished is kept: continue with `nasdun search --resume {stop.run}`", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("nasdun: interrupted", file=sys.stderr)

@@ -90,15 +90,17 @@ def run_search(
     out_dir = Path(out)
     with contextlib.ExitStack() as held:  # a resume holds the run lock from before it reads the run's files
         if resume:
-            saved = load_saved_config(out_dir, "--resume")
+            saved = load_saved_config(out_dir, "resume")
             held.enter_context(run_lock(out_dir))  # a live writer is named now, not read half-written below
-            wanted = saved.with_overrides(overrides or {}, "--resume")
+            wanted = saved.with_overrides(overrides or {}, "resume")
             bad = sorted(f.name for f in fields(SearchConfig) if getattr(wanted, f.name) != getattr(saved, f.name) and f.name not in RESUMABLE)
             if bad:
-                allowed = ", ".join("--" + r.replace("_", "-") for r in sorted(RESUMABLE))
-                raise NasdunError(f"{', '.join('--' + b.replace('_', '-') for b in bad)} cannot change on --resume (only {allowed} can)")
+                allowed = ", ".join(sorted(RESUMABLE))
+                raise NasdunError(
+                    f"{', '.join(f'{b}={getattr(wanted, b)!r}' for b in bad)} cannot change on resume=True (only {allowed} can)", (*bad, "resume")
+                )
             if wanted.budget < saved.budget:
-                raise NasdunError(f"--budget {wanted.budget} is below the resumed search's budget {saved.budget}")
+                raise NasdunError(f"budget={wanted.budget} is below the resumed search's budget {saved.budget}", ("budget",))
             search = wanted.resolve()
             has_table = (out_dir / "results.csv").is_file()
             rows = [dict(r) for r in read_table(out_dir, unique=False).to_dict("records")] if has_table else []  # corrupt: one line
@@ -109,7 +111,7 @@ def run_search(
             if cfg is None:
                 raise NasdunError("run_search needs a config unless resuming")
             search = (cfg.with_overrides(overrides) if overrides else cfg).resolve()
-            check_out_dir(out_dir, force, hint="or resume it: --resume; or replace it: --force")  # nothing is overwritten
+            check_out_dir(out_dir, force, hint="or resume it: resume=True; or replace it: force=True")  # nothing is overwritten
         start_ray(address, num_cpus)  # before writing: an unreachable cluster leaves no half-made directory
         check_resources(search.cfg, autoscaling=bool(address))
         proto = search.protocol
@@ -205,7 +207,7 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
     except KeyboardInterrupt:  # the study and table as they stand
         progress.close()
         write_json(out_dir / "search.json", searcher.figures(finished=False))
-        raise Interrupted(f"nasdun search --resume {out_dir}") from None
+        raise Interrupted(str(out_dir)) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

@@ -2,15 +2,24 @@
 
 
 class NasdunError(ValueError):
-    """A bad input from the user (a name, a value, a file); the CLI prints it as one line."""
+    """A bad input from the user (a name, a value, a file); the CLI prints it as one line.
+
+    The message names the Python parameters it is about as ``name=value`` (``top_k=3``, ``out='runs/x'``,
+    ``force=True``), listed in ``params``: that is what a caller of the API passed. The command line (alone) says them as
+    its flags (``--top-k 3``, ``--out 'runs/x'``, ``--force``), by the parser's own table (:func:`nasdun.cli.flag_words`)."""
+
+    def __init__(self, message: str, params: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.params = tuple(params)
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) during a long command; ``resume`` is the command that continues it (the CLI prints it, exit 130)."""
+    """Ctrl-C (SIGINT) during a search; ``run`` is the run folder that continues it (the CLI prints its ``--resume``
+    command, exit 130; from Python: ``nasdun.search(run, resume=True)``)."""
 
-    def __init__(self, resume: str) -> None:
-        super().__init__(resume)
-        self.resume = resume
+    def __init__(self, run: str) -> None:
+        super().__init__(run)
+        self.run = run
 
 
 def place_error(err: OSError) -> NasdunError:

@@ -72,7 +72,7 @@ def pick_row(run: str | Path, name: str | None = None, rank: int | None = None) 
     from nasdun.results import read_params, read_table
 
     if (name is None) == (rank is None):
-        raise NasdunError("give exactly one of --name NAME or --rank N")
+        raise NasdunError("give exactly one of name=NAME or rank=N", ("name", "rank"))
     path = Path(run) / "params.pt"
     if not path.is_file():
         raise NasdunError(f"no saved parameters at {str(path)!r}; expected a run of nasdun train or search (searches keep their top-k)")
@@ -88,7 +88,7 @@ def pick_row(run: str | Path, name: str | None = None, rank: int | None = None) 
     ok = df[(df["status"] == "ok") & df["name"].astype(str).isin(saved)].sort_values(["val_nmse_db", "hash"], kind="mergesort")
     assert rank is not None
     if not 1 <= rank <= len(ok):
-        raise NasdunError(f"--rank {rank}; expected 1..{len(ok)} (the networks of this run trained to the end with saved parameters)")
+        raise NasdunError(f"rank={rank}; expected 1..{len(ok)} (the networks of this run trained to the end with saved parameters)", ("rank",))
     return dict(ok.iloc[rank - 1])
 
 
@@ -104,9 +104,9 @@ def export_network(run: str | Path, out: str | Path, name: str | None = None, ra
 
     out = Path(out)
     if out.is_dir():
-        raise NasdunError(f"--out {str(out)!r} is a directory; expected a file path such as net.pt2")
+        raise NasdunError(f"out={str(out)!r} is a directory; expected a file path such as net.pt2", ("out",))
     if out.exists() and not force:
-        raise NasdunError(f"--out {str(out)!r} exists; choose a new file (or pass --force)")
+        raise NasdunError(f"out={str(out)!r} exists; choose a new file (or pass force=True)", ("out", "force"))
     check_writable(out)  # a read-only place is named now, not by torch's writer after the trace
     source = Path(run)
     promoted = source / "promoted"

@@ -41,9 +41,9 @@ def start_ray(address: str | None, num_cpus: int | None) -> None:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
             _end_with_driver()
     except AuthenticationError:
-        raise NasdunError(f"could not join the Ray cluster at --address {address!r}: {AUTH_HINT}") from None
+        raise NasdunError(f"could not join the Ray cluster at address={address!r}: {AUTH_HINT}", ("address",)) from None
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
-        raise NasdunError(f"could not reach a Ray cluster at --address {address!r}: {str(err).splitlines()[0]}") from None
+        raise NasdunError(f"could not reach a Ray cluster at address={address!r}: {str(err).splitlines()[0]}", ("address",)) from None
 
 
 _WATCHER: Any = None  # the driver's end of the pipe to nasdun.raywatch, held for the driver's life
@@ -74,16 +74,17 @@ def _probe_gcs(address: str) -> None:
         proc = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True, timeout=GCS_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise NasdunError(
-            f"--address {address!r} accepts connections but did not answer as a Ray cluster (GCS) within {GCS_TIMEOUT_S:g} s;"
-            " expected the address of a Ray head node (`ray start --head` prints it)"
+            f"address={address!r} accepts connections but did not answer as a Ray cluster (GCS) within {GCS_TIMEOUT_S:g} s;"
+            " expected the address of a Ray head node (Ray's `ray start` prints it on the head node)",
+            ("address",),
         ) from None
     if "NASDUN-GCS-OK" in proc.stdout:
         return
     text = proc.stderr
     if "AuthenticationError" in text or ("token" in text.lower() and "auth" in text.lower()):
-        raise NasdunError(f"could not join the Ray cluster at --address {address!r}: {AUTH_HINT}")
+        raise NasdunError(f"could not join the Ray cluster at address={address!r}: {AUTH_HINT}", ("address",))
     last = next((line for line in reversed(text.strip().splitlines()) if line.strip()), "no answer")
-    raise NasdunError(f"could not reach a Ray cluster at --address {address!r}: {last[:200]}")
+    raise NasdunError(f"could not reach a Ray cluster at address={address!r}: {last[:200]}", ("address",))
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -92,11 +93,11 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise NasdunError(f"--address {address!r}; expected auto, ray://host:port or host:port")
+        raise NasdunError(f"address={address!r}; expected auto, ray://host:port or host:port", ("address",))
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as err:
-        raise NasdunError(f"could not reach a Ray cluster at --address {address!r}: {err.strerror or err}") from None
+        raise NasdunError(f"could not reach a Ray cluster at address={address!r}: {err.strerror or err}", ("address",)) from None
 
 
 def check_resources(cfg: SearchConfig, autoscaling: bool) -> None:
@@ -112,7 +113,7 @@ def check_resources(cfg: SearchConfig, autoscaling: bool) -> None:
         if need > res.get(key, 0)
     ]
     if short and not autoscaling:
-        raise NasdunError(f"{'; '.join(short)}; lower them in the config or run on a cluster that has them (--address)")
+        raise NasdunError(f"{'; '.join(short)}; lower them in the config or run on a cluster that has them (address=HOST:PORT)", ("address",))
     if short:
         print(f"nasdun: waiting for the cluster to provide {'; '.join(short)}", flush=True)
 

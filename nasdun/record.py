@@ -70,7 +70,7 @@ def load_saved_config(run_dir: Path, what: str = "run") -> Any:
     from nasdun.searchconfig import SearchConfig
 
     if not (run_dir / "search.yaml").is_file():
-        raise NasdunError(f"{what} {str(run_dir)!r} holds no search.yaml; expected a directory written by nasdun search")
+        raise NasdunError(f"{what}={str(run_dir)!r} holds no search.yaml; expected a directory written by nasdun search", (what,))
     data = load_yaml(run_dir / "search.yaml")
     data.setdefault("baselines", False)  # a search written before baselines existed had none
     return from_mapping(SearchConfig, data, str(run_dir / "search.yaml"))
@@ -109,7 +109,7 @@ class Findings:
             return (f"{run_dir}: results.csv and the study disagree on {len(self.disagree)} trial(s): {_few(self.disagree, 2)};"
                     f" {fix} to rebuild the study from the table (written first, it holds every metric)")  # fmt: skip
         if not self.rows:
-            return (f"{run_dir}: the study already holds {len(self.no_row)} finished trial(s) but there is no results table (a --storage"
+            return (f"{run_dir}: the study already holds {len(self.no_row)} finished trial(s) but there is no results table (a storage"
                     f" of another run?); give the search a study of its own, or {fix} to rebuild the table from the study")  # fmt: skip
         return (f"{run_dir}/results.csv is behind the study: {len(self.no_row)} finished trial(s) have no row"
                 f" ({_few([f't{n:05d}' for n in self.no_row])}); {fix} to rebuild the rows from the study")  # fmt: skip
@@ -182,7 +182,7 @@ def open_study(url: str) -> Any:
     try:
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
     except Exception as err:  # SQLAlchemy raises many types; the user needs one line
-        raise NasdunError(f"--storage {url!r} cannot be opened: {str(err).splitlines()[0]}") from None
+        raise NasdunError(f"storage={url!r} cannot be opened: {str(err).splitlines()[0]}", ("storage",)) from None
     if STUDY_NAME not in optuna.get_all_study_names(storage):
         return storage, None
     return storage, optuna.load_study(study_name=STUDY_NAME, storage=storage)

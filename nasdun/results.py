@@ -182,14 +182,14 @@ def load_network(run_dir: str | Path, name: str, device: str = "cpu") -> Any:
     return model.to(device)
 
 
-def check_out_dir(out: str | Path, force: bool = False, hint: str = "or pass --force") -> Path:
+def check_out_dir(out: str | Path, force: bool = False, hint: str = "or pass force=True") -> Path:
     """``out`` as a directory to write into, checked but not created: a file is refused, and a non-empty directory
     unless ``force``; ``hint`` says how to allow it (empty: say nothing)."""
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise NasdunError(f"--out {str(path)!r} is a file; expected a directory")
+        raise NasdunError(f"out={str(path)!r} is a file; expected a directory", ("out",))
     if path.is_dir() and any(path.iterdir()) and not force:
-        raise NasdunError(f"--out {str(path)!r} is not empty; choose a new directory" + (f" ({hint})" if hint else ""))
+        raise NasdunError(f"out={str(path)!r} is not empty; choose a new directory" + (f" ({hint})" if hint else ""), ("out", "force", "resume"))
     check_writable(path)
     return path
 
@@ -215,11 +215,13 @@ def check_study_dir(out: str | Path, own: Callable[[str], bool], force: bool = F
     entries the study does not write (``own(name)`` false) unless ``force``; so a user's files are never written among."""
     path = Path(out)
     if path.exists() and not path.is_dir():
-        raise NasdunError(f"--out {str(path)!r} is a file; expected a directory")
+        raise NasdunError(f"out={str(path)!r} is a file; expected a directory", ("out",))
     foreign = sorted(p.name for p in path.iterdir() if not own(p.name)) if path.is_dir() else []
     if foreign and not force:
         listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise NasdunError(f"--out {str(path)!r} holds files this command did not write ({listed}); choose a new directory (or pass --force)")
+        raise NasdunError(
+            f"out={str(path)!r} holds files this command did not write ({listed}); choose a new directory (or pass force=True)", ("out", "force")
+        )
     return path
 
 
@@ -227,9 +229,9 @@ def check_out_file(out: str | Path, force: bool = False) -> Path:
     """``out`` as a file to write: refuse a directory, and an existing file unless ``force``."""
     path = Path(out)
     if path.is_dir():
-        raise NasdunError(f"--out {str(path)!r} is a directory; expected a file path")
+        raise NasdunError(f"out={str(path)!r} is a directory; expected a file path", ("out",))
     if path.exists() and not force:
-        raise NasdunError(f"--out {str(path)!r} exists; choose a new file (or pass --force)")
+        raise NasdunError(f"out={str(path)!r} exists; choose a new file (or pass force=True)", ("out", "force"))
     check_writable(path)
     return path
 
@@ -238,9 +240,9 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     _atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True, default=str)))
 
 
-def prepare_out_dir(out: str | Path, overwrite: bool = False, hint: str = "or pass --force") -> Path:
+def prepare_out_dir(out: str | Path, overwrite: bool = False, hint: str = "or pass force=True") -> Path:
     """Create ``out``; refuse a non-empty one unless ``overwrite`` (nothing is lost silently).
-    ``hint`` names the option that allows it (e.g. "or pass --force"), where the command has one."""
+    ``hint`` names the parameter that allows it (e.g. "or pass force=True"), where the command has one."""
     path = check_out_dir(out, overwrite, hint)
     path.mkdir(parents=True, exist_ok=True)
     return path

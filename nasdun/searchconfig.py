@@ -160,9 +160,10 @@ class SearchConfig(SearchSpace):
         too_deep = [r for r in proto.rungs if r >= self.layers]
         if too_deep:
             raise NasdunError(
-                f"protocol {proto.name} halves after layers {too_deep}, but the search has layers={self.layers}; "
-                f"expected rungs < layers: use --layers {max(too_deep) + 1} or more, or a protocol file whose rungs fit "
-                f"(e.g. sh2x500 halves after layer 4)"
+                f"protocol {proto.name} halves after layers {too_deep}, but the search has {self.layers} layers; "
+                f"expected rungs < layers: use layers={max(too_deep) + 1} or more, or a protocol file whose rungs fit "
+                f"(e.g. sh2x500 halves after layer 4)",
+                ("layers",),
             )
         sampler_factory(self.sampler)
         for name, opts in self.sampler_options.items():

@@ -22,9 +22,9 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise NasdunError(f"--device {name!r} asked for CUDA but torch sees no CUDA device; expected cpu or auto")
+        raise NasdunError(f"device={name!r} asked for CUDA but torch sees no CUDA device; expected cpu or auto", ("device",))
     if name != "cpu" and not name.startswith("cuda"):
-        raise NasdunError(f"--device {name!r}; expected cpu, cuda, cuda:N or auto")
+        raise NasdunError(f"device={name!r}; expected cpu, cuda, cuda:N or auto", ("device",))
     return name
 
 
@@ -96,7 +96,7 @@ def run_train(
     dev = resolve_device(device)
     check_precision(precision)
     if not minutes >= 0:
-        raise NasdunError(f"--minutes {minutes}; expected a number >= 0 (0: no time limit)")
+        raise NasdunError(f"minutes={minutes}; expected a number >= 0 (0: no time limit)", ("minutes",))
     spec = {
         "archs": [[name, g.to_dict()] for name, g in archs],  # a list: the cohort's order is part of the run
         "setting": s.name, "protocol": asdict(proto), "seed": seed,
@@ -147,7 +147,10 @@ def train_or_reuse(run_dir: str | Path, archs: list[tuple[str, Genotype]], setti
 
     if not holds_run(run_dir, archs, setting, seed, protocol):
         if (Path(run_dir) / "results.csv").is_file() and not force:
-            raise NasdunError(f"{run_dir} holds a run of other networks, setting, seed or protocol; use another --out or pass --force to retrain it")
+            raise NasdunError(
+                f"{run_dir} holds a run of other networks, setting, seed or protocol; use another out=DIR or pass force=True to retrain it",
+                ("out", "force"),
+            )
         run_train(archs, setting, protocol, seed, run_dir, overwrite=force, **options)
     return read_table(Path(run_dir))
 
@@ -159,9 +162,9 @@ def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
 
     path = Path(out)
     if not (path / SPEC).is_file():
-        raise NasdunError(f"--resume {str(path)!r} holds no {SPEC}; expected the directory of an interrupted nasdun train")
+        raise NasdunError(f"resume={str(path)!r} holds no {SPEC}; expected the directory of an interrupted nasdun train", ("resume",))
     if (path / "results.csv").is_file():
-        raise NasdunError(f"--resume {str(path)!r} is a finished run (its results.csv is written); nothing to resume")
+        raise NasdunError(f"resume={str(path)!r} is a finished run (its results.csv is written); nothing to resume", ("resume",))
     spec = json.loads((path / SPEC).read_text())
     if spec.get("problem"):  # a problem file whose data changed since: refused, not trained on other data
         from trainers.operators import check_record

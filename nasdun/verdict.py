@@ -163,4 +163,4 @@ def trusted_line(promoted: Mapping[str, Any] | None, screening: Mapping[str, Any
         hyper = promoted.get("hyperlista_test_nmse_db", math.nan)
         untrained = f"; HyperLISTA, without training, {float(hyper):.2f} dB (test)" if _finite(hyper) else ""
         return f"{line}{note} (under {proto}, which {ranks_like(proto)}; {METRIC}; screening under {screen}{chosen}{untrained})"
-    return f"screening verdict: {screening['verdict']} (under {screen}, which {ranks_like(screen)}; no promotion: --promote-top 0; {METRIC})"
+    return f"screening verdict: {screening['verdict']} (under {screen}, which {ranks_like(screen)}; no promotion: promote_top 0; {METRIC})"

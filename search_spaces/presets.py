@@ -194,7 +194,7 @@ def resolve_arch(token: str, layers: int = 16, max_lag: int = 2) -> tuple[str, G
     if token.endswith(".json"):
         g = read_genotype_file(token)
         if g.layers != layers:
-            raise NasdunError(f"architecture file {token!r} has {g.layers} layers; expected {layers} (--layers)")
+            raise NasdunError(f"architecture file {token!r} has {g.layers} layers; expected layers={layers}", ("layers",))
         return Path(token).stem, g
     return PRESETS.canonical(token), preset(token, layers, max_lag)
 
@@ -215,9 +215,9 @@ def resolve_archs(spec: str, layers: int = 16, max_lag: int = 2) -> list[tuple[s
         elif tok:
             items.append(resolve_arch(tok, layers, max_lag))
     if not items:
-        raise NasdunError(f"--arch {spec!r} names no architecture; expected e.g. lista,2no or a file.json")
+        raise NasdunError(f"archs={spec!r} names no architecture; expected e.g. lista,2no or a file.json", ("archs",))
     names = [n for n, _ in items]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise NasdunError(f"--arch names {dup} more than once")
+        raise NasdunError(f"archs={spec!r} names {dup} more than once", ("archs",))
     return items

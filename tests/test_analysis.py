@@ -67,14 +67,14 @@ def test_ties_and_limits(run, tmp_path):
     tied = table(tmp_path, [(B, -20.0, "ok", "rl"), (A, -20.0, "ok", "rl"), (C, -5.0, "ok", "rl")], "tied")
     members = top_k(load_runs([tied]), 1)
     assert list(members["hash"]) == [min(A.hash, B.hash)]  # equal NMSE: the smaller hash first
-    with pytest.raises(NasdunError, match="--top-k 6 exceeds the 5 successfully trained distinct genotypes"):
+    with pytest.raises(NasdunError, match="top_k=6 exceeds the 5 successfully trained distinct genotypes"):
         top_k(load_runs([run]), 6)
     assert list(top_k(load_runs([run], sampler="evolution"), 2)["hash"]) == [C.hash, E.hash]
     with pytest.raises(NasdunError, match="no rows of sampler 'tpe'"):
         load_runs([run], sampler="tpe")
     with pytest.raises(NasdunError, match="no results table"):
         load_runs([tmp_path / "missing"])
-    with pytest.raises(NasdunError, match="threshold 1.5"):
+    with pytest.raises(NasdunError, match=r"threshold=1.5; expected a fraction"):
         threshold_genotype(frequencies([A]), 1.5)
 
 
@@ -119,7 +119,10 @@ def test_average_cli_writes_a_file_train_reads(run, tmp_path, capsys):
     assert main(["average", str(run), "--top-k", "99", "--out", str(out)]) == 2  # never overwrites by surprise
     assert "exists; choose a new file (or pass --force)" in capsys.readouterr().err
     assert main(["average", str(run), "--top-k", "99", "--out", str(tmp_path / "all.json")]) == 0
-    assert "--top-k 99: the runs hold 5 distinct genotypes trained to the end, so the top-5 (all of them) are used" in capsys.readouterr().out
+    assert (
+        "the runs hold 5 distinct genotypes trained to the end, so the top-5 (all of them) are used, not the top-99 asked for"
+        in capsys.readouterr().out
+    )
 
 
 @pytest.mark.slow
@@ -362,7 +365,7 @@ def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
     other.to_csv(tmp_path / "c" / "results.csv", index=False)
     with pytest.raises(NasdunError, match=r"runs use settings \['noiseless', 'small'\]"):
         run_confirm([tmp_path / "a", tmp_path / "c"], 2, [5], "smoke", tmp_path / "c2", device="cpu")
-    with pytest.raises(NasdunError, match=r"--seeds \[5, 5\] must be distinct"):
+    with pytest.raises(NasdunError, match=r"seeds=\[5, 5\] must be distinct"):
         run_confirm([tmp_path / "a"], 2, [5, 5], "smoke", tmp_path / "c3", device="cpu")
     with pytest.raises(NasdunError, match="holds a run of other networks, setting, seed or protocol"):
         run_confirm([tmp_path / "a"], 1, [5], "smoke", tmp_path / "conf", device="cpu")
@@ -384,7 +387,10 @@ def test_figures_name_run_metric_pool_threshold_and_label_colour_bars(run, tmp_p
     drawn = svg_text(out / "conn_average_top3.svg")
     assert res["average"].loc[3, 1] == float(1 in avg.inputs[2]) and "averaged architecture" in drawn and "threshold 0.6" in drawn
     assert "1: the layer's neuron" in svg_text(out / "neurons_average_top3.svg")  # one genotype: not "share of the top-k"
-    assert run_heatmaps([run], tmp_path / "all", top=50)["note"].startswith("--top-k 50: the runs hold 5")
+    assert (
+        run_heatmaps([run], tmp_path / "all", top=50)["note"].startswith("the runs hold 5")
+        and "not the top-50 asked for" in run_heatmaps([run], tmp_path / "all2", top=50)["note"]
+    )
 
 
 def test_heatmap_arch_draws_connections_lags_and_neurons(tmp_path, capsys):
@@ -491,7 +497,7 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     with pytest.raises(NasdunError, match="part00 holds a run of other networks"):  # other chunks: a finished reference is kept
         run_fidelity(2, out=out, reference_chunk=2, **run)
     assert (out / "ref" / "part00" / "results.csv").stat().st_mtime_ns == stamp
-    with pytest.raises(NasdunError, match="--reference-chunk -1; expected an integer >= 0"):
+    with pytest.raises(NasdunError, match="reference_chunk=-1; expected an integer >= 0"):
         run_fidelity(2, out=out, reference_chunk=-1, **run)
     with pytest.raises(NasdunError, match="a ranking needs at least 3"):
         run_fidelity(2, out=tmp_path / "none", reference_chunk=2, max_chunks=1, **run)
@@ -642,7 +648,7 @@ def test_studies_that_continue_their_own_work_refuse_a_folder_with_a_users_file(
 @pytest.mark.parametrize("diff", [0, 3, 99])
 def test_heatmap_diff_outside_the_table_is_refused_before_any_figure(run, tmp_path, diff):
     out = tmp_path / "figs"
-    with pytest.raises(NasdunError, match=rf"--diff {diff}; expected a top-k in 1\.\.5 .* other than --top-k 3"):
+    with pytest.raises(NasdunError, match=rf"diff={diff}; expected a top-k in 1\.\.5 .* other than top_k=3"):
         run_heatmaps([run], out, top=3, diff=diff)
     assert not out.exists()
 

@@ -148,7 +148,7 @@ def test_average_never_overwrites_and_retrain_takes_k_from_the_file(tmp_path, ca
     assert "exists; choose a new file (or pass --force)" in capsys.readouterr().err and out.read_text() == "precious"
     assert main(["average", str(trained), "--top-k", "99", "--out", str(out), "--force"]) == 0
     said = capsys.readouterr().out
-    assert "--top-k 99: the runs hold" in said and "so the top-" in said
+    assert "the runs hold" in said and "not the top-99 asked for" in said
     data = json.loads(out.read_text())
     assert data["top_k"] == len(data["members"]) < 99
     assert infer_layers(f"{out},lista") == data["genotype"]["layers"] and infer_layers("lista,2no") is None

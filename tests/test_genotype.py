@@ -111,7 +111,7 @@ def test_resolve_archs_reads_json_files(tmp_path):
     (tmp_path / "mine.json").write_text(json.dumps({"genotype": g.to_dict()}))
     got = resolve_archs(f"lista,{tmp_path / 'mine.json'}", layers=5)
     assert [n for n, _ in got] == ["lista", "mine"] and got[1][1] == g
-    with pytest.raises(NasdunError, match="has 5 layers; expected 6"):
+    with pytest.raises(NasdunError, match="has 5 layers; expected layers=6"):
         resolve_archs(str(tmp_path / "mine.json"), layers=6)
     with pytest.raises(NasdunError, match="more than once"):
         resolve_archs("lista,lista", layers=5)
