@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 NETWORKS = "hand"  # every registered hand design (search_spaces.presets)
 # The fidelity goal: each hand design within 1.5 dB under `paper` of its figure in the design-space paper's
-# Table 1 (search_spaces.presets.paper_figure; 2NO/3NO have none there).
+# figure (the public notebook's: search_spaces.presets.paper_figure; 2NO/3NO have none there).
 GOAL_STEPS_PER_S = 10_000
 GOAL_OVER_PACKING = 30.0
 GOAL_VAL_SHARE = 0.10
@@ -138,6 +138,17 @@ def _bench_step(device: str, quick: bool, precision: str, compiled: bool, sizes:
         emit("batched", P, r["steps_per_s"], r["val_share"])
 
 
+def _protocol_step(device: str, quick: bool, protocol: str, P: int, seconds: float, jsonl: str) -> None:
+    """:func:`nasdun.bench.measure_protocol` at paper size (tiny with ``quick``), appended to ``jsonl``."""
+    from nasdun.bench import BenchSize, measure_protocol, paper_size
+
+    size = BenchSize(m=20, n=40, layers=3, batch=16, val=64) if quick else paper_size()
+    rec = {"kind": "protocol", **measure_protocol(size, P, protocol, device, seconds)}
+    with open(jsonl, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    print(json.dumps(rec), flush=True)
+
+
 # -- the driver ------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
@@ -198,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, precision, compiled, ps, pr, limit in plan:
         cmd = [py, me, "_bench", a.device, str(int(a.quick)), precision, str(int(compiled)), ",".join(map(str, ps)), str(pr), secs, str(jsonl)]
         steps[name] = run_step(log, name, cmd, box(limit))
+    # what `final` really runs at this size (every layer's stages, its end-to-end pass, validation, in its proportions)
+    cmd = [py, me, "_protocol", a.device, str(int(a.quick)), "final", "4" if a.quick else "128", "0.5" if a.quick else "20", str(jsonl)]
+    steps["bench_final_protocol"] = run_step(log, "bench_final_protocol", cmd, box(60))
     summary["bench"] = _bench_summary(jsonl)
 
     # d. time-boxed training with the paper's constants
@@ -239,6 +253,9 @@ def _bench_summary(jsonl: Path) -> dict[str, Any]:
     res: dict[str, Any] = {}
     for line in jsonl.read_text().splitlines():
         rec = json.loads(line)
+        if rec["kind"] == "protocol":
+            res.setdefault("protocol", {})[rec["protocol"]] = rec
+            continue
         d = res.setdefault(rec["precision"], {"batched": {}, "compiled": {}, "val_share": {}})
         res["size"], res["gflop_per_step"] = rec["size"], rec["gflop_per_step"]
         if rec["kind"] == "packing":
@@ -342,6 +359,10 @@ def markdown(s: dict[str, Any]) -> str:
         comp = ", ".join(f"P={P}: {_f(v, '.0f')}" for P, v in d.get("compiled", {}).items()) or "n/a"
         cells = [_f(d.get("batched", {}).get(str(P)), ".0f") for P in Ps]
         lines.append(f"| {p} | {_f(d.get('single'), '.0f')} | {_f(d.get('packing'), '.0f')} | {' | '.join(cells)} | {comp} |")
+    for rec in b.get("protocol", {}).values():  # what a whole protocol runs (nasdun bench --protocol)
+        from nasdun.bench import format_protocol
+
+        lines += ["", "What a whole protocol runs (`nasdun bench --protocol`, fp32): " + format_protocol(rec).replace("\n", ";")]
     lines += [
         "",
         "## Goals",
@@ -367,7 +388,7 @@ def markdown(s: dict[str, Any]) -> str:
         f"## Training with `{t.get('protocol')}` on `{t.get('setting')}`, time-boxed to {t.get('minutes', 0):.2f} min "
         f"({_f(t.get('candidate_steps_per_s'), '.0f')} candidate-steps/s over {_f(t.get('wall_s'), '.0f')} s)",
         "",
-        "| network | status | layer reached | iterations | val nmse_db | test nmse_db | test nmse_db_mean | paper (Table 1) | gap |",
+        "| network | status | layer reached | iterations | val nmse_db | test nmse_db | test nmse_db_mean | paper (notebook) | gap |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for n in t.get("networks", []):
@@ -382,6 +403,9 @@ def markdown(s: dict[str, Any]) -> str:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_env":
         _env_step(sys.argv[2])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_protocol":
+        dev, quick, proto, P, secs, path = sys.argv[2:8]
+        _protocol_step(dev, quick == "1", proto, int(P), float(secs), path)
     elif len(sys.argv) > 1 and sys.argv[1] == "_bench":
         dev, quick, prec, comp, ps, procs, secs, path = sys.argv[2:10]
         _bench_step(dev, quick == "1", prec, comp == "1", [int(v) for v in ps.split(",")], int(procs), float(secs), path)

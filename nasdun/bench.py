@@ -44,7 +44,7 @@ class BenchSize:
         return 3 * fwd
 
 
-def _trainer(size: BenchSize, P: int, device: str, seed: int = 0, compile: bool = False, precision: str = "fp32") -> Any:
+def _trainer(size: BenchSize, P: int, device: str, seed: int = 0, compile: bool = False, precision: str = "fp32", protocol: Any = None) -> Any:
     from search_spaces.genotype import classic_space
     from trainers.population import PopulationTrainer
     from trainers.problems import Setting, make_problem
@@ -55,9 +55,9 @@ def _trainer(size: BenchSize, P: int, device: str, seed: int = 0, compile: bool 
     space = classic_space(size.layers)  # the classic space: throughput comparable with the measurements before the new kinds
     rng = np.random.default_rng(seed)
     gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(P)]
-    proto = Protocol(name="bench", batch_size=size.batch, patience=10**6, max_iters=10**7)
+    proto = Protocol(name="bench", batch_size=size.batch, patience=10**6, max_iters=10**7) if protocol is None else protocol
     tr = PopulationTrainer(gs, problem, proto, compile=compile, precision=precision)
-    tr.jump_to(size.layers, 1)
+    tr.jump_to(size.layers, min(1, proto.stages_per_layer - 1))
     return tr
 
 
@@ -176,6 +176,97 @@ def run_bench(
         "peak_memory_mb": peak_memory_mb(device),
         "cpu_heap": heap_policy(),
     }
+
+
+def count_ops(fn: Any) -> dict[str, int]:
+    """The aten operations ``fn()`` dispatches (what becomes kernels: a CPU op or a GPU launch each), split into compute
+    and views (free on every device), counted below autograd with a dispatch mode."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts = {"compute": 0, "views": 0}
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            counts["views" if getattr(func, "is_view", False) else "compute"] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return counts
+
+
+def measure_protocol(
+    size: BenchSize, P: int, protocol: str, device: str, seconds: float = 3.0, compile: bool = False, precision: str = "fp32"
+) -> dict[str, Any]:
+    """What ``protocol`` really runs, per candidate: every layer's stage 0 (pruned: only layer t's parameters move), its
+    later stages (layers 1..t), the end-to-end pass where it has one, and validation on its ``val_subset`` every
+    ``val_every`` iterations (plus the whole set at each stage end where the set is larger), each timed at its own depth
+    and weighted by the iterations the protocol gives it at its caps (a protocol with patience may end stages earlier:
+    then this is its longest run). Returns the shares of time, candidate-steps/s over the whole protocol, and the aten
+    operations of one step (stage 0 and a later stage at layer K)."""
+    from trainers.protocols import get_protocol
+
+    proto = get_protocol(protocol)
+    K, every = size.layers, proto.val_every
+    never = 10**9 - 10**9 % every  # the stages never end while they are measured
+    with precision_scope(precision):
+        endless = replace(proto, patience=never, max_iters=never, final_iters=0, batch_size=size.batch)
+        tr = _trainer(size, P, device, compile=compile, precision=precision, protocol=endless)
+        budget = seconds / (2 * K + K)
+
+        def timed(fn: Any) -> float:
+            fn()  # warm-up at this depth
+            _sync(device)
+            n, t0 = 0, time.perf_counter()
+            while n < 3 or time.perf_counter() - t0 < budget:
+                fn()
+                n += 1
+            _sync(device)
+            return (time.perf_counter() - t0) / n
+
+        step: dict[tuple[int, int], float] = {}
+        val: dict[int, float] = {}
+        full: dict[int, float] = {}
+        stages = proto.stages_per_layer
+        for t in range(1, K + 1):
+            for s in (0, 1) if stages > 1 else (0,):
+                tr.jump_to(t, s)
+                step[(t, s)] = timed(tr.train_step)
+            val[t] = timed(tr._validate)
+            full[t] = timed(tr._validate_full) if tr.val_rule is not tr.problem.val else 0.0
+        tr.jump_to(K, stages - 1)
+        ops_later = count_ops(tr.train_step)
+        tr.jump_to(K, 0)
+        ops_stage0 = count_ops(tr.train_step)
+    time_of = {"stage 0": 0.0, "later stages": 0.0, "end-to-end pass": 0.0, "validation": 0.0}
+    iterations = 0
+    for t in range(1, K + 1):
+        for s in range(stages):
+            cap = proto.stage_cap(t, s, K)
+            part = "stage 0" if s == 0 else "end-to-end pass" if (t == K and s == stages - 1 and proto.final_iters) else "later stages"
+            time_of[part] += cap * step[(t, min(s, 1))]
+            time_of["validation"] += (cap // every + 1) * val[t] + full[t]  # every val_every, at the stage start, the kept ones
+            iterations += cap
+    total = sum(time_of.values())
+    return {
+        "protocol": proto.name,
+        "P": P,
+        "iterations_per_candidate": iterations,
+        "candidate_steps_per_s": P * iterations / total,
+        "share": {k: v / total for k, v in time_of.items()},
+        "ops_per_step": {"later stage, layer K": ops_later, "stage 0, layer K": ops_stage0},
+        "ms_per_step": {f"layer {t} stage {s}": 1e3 * v for (t, s), v in step.items()},
+    }
+
+
+def format_protocol(res: dict[str, Any]) -> str:
+    """The human-readable form of :func:`measure_protocol`'s result."""
+    shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in res["share"].items())
+    ops = "; ".join(f"{k}: {v['compute']} compute + {v['views']} view ops" for k, v in res["ops_per_step"].items())
+    return (
+        f"protocol {res['protocol']}, P={res['P']}: {res['iterations_per_candidate']:,} iterations per candidate at its caps,"
+        f" {res['candidate_steps_per_s']:.1f} candidate-steps/s over the whole protocol\n  time: {shares}\n  one step: {ops}"
+    )
 
 
 def paper_size() -> BenchSize:

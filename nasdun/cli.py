@@ -277,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--procs", type=_nonneg_int, default=2, help="processes of the packing baseline (0: skip)")
     b.add_argument("--seconds", type=_seconds, default=3.0, help="measuring time per configuration")
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--protocol", default=None,
+                   help="what this protocol runs: every layer's stages and validation timed at their depth, in its proportions")  # fmt: skip
 
     add("presets", "list the hand designs")
     add("settings", "list the problem settings")
@@ -629,6 +631,13 @@ def _bench(args: argparse.Namespace) -> int:
     except ValueError:
         raise NasdunError(f"--P {args.P!r}; expected a comma list of integers such as 16,64,128") from None
     size = paper_size() if args.paper_size else BenchSize(args.m, args.n, args.layers, args.batch, args.val)
+    if args.protocol:
+        from nasdun.bench import format_protocol, measure_protocol
+
+        for P in sizes:
+            one = measure_protocol(size, P, args.protocol, resolve_device(args.device), args.seconds, args.compile, args.precision)
+            print(json.dumps(one) if args.json else format_protocol(one))
+        return 0
     res = run_bench(size, resolve_device(args.device), sizes, args.procs, args.seconds, args.compile, args.precision)
     print(json.dumps(res) if args.json else format_report(res))
     return 0

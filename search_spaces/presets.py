@@ -20,7 +20,9 @@ HAND = "hand"  # in an architecture list: every registered hand design that exis
 
 def hand_design(name: str, display: str, aliases: tuple[str, ...] = (), paper_db: float | None = None) -> Callable[[PresetFn], PresetFn]:
     """Register a hand design under ``name`` (and ``aliases``), shown to readers as ``display``; ``paper_db`` is
-    its published test nmse_db_mean in the design-space paper's Table 1 (noiseless, K = 16), where it has one."""
+    its published test nmse_db_mean (noiseless, K = 16) as the design-space paper's public notebook prints it, where it
+    has one: LISTA -42.9, LFISTA -47.3, Dense -48.1, meng2021 -54.1 (the paper's Table 1 rounds differently: -43.3,
+    -47.3, -48.3, -54.2)."""
 
     def add(fn: PresetFn) -> PresetFn:
         fn.display = display  # type: ignore[attr-defined]
@@ -36,8 +38,9 @@ def display_name(name: str) -> str:
 
 
 def paper_figure(name: str) -> float | None:
-    """The hand design's test nmse_db_mean in the design-space paper's Table 1 (K = 16, noiseless), or None: not
-    a hand design, or not in that table (2NO/3NO come from another paper)."""
+    """The hand design's test nmse_db_mean (K = 16, noiseless) from the design-space paper's public notebook
+    (:func:`hand_design` says how its Table 1 differs), or None: not a hand design, or not there (2NO/3NO come from
+    another paper)."""
     return getattr(PRESETS.get(name), "paper_db", None) if name in PRESETS else None
 
 

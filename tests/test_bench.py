@@ -58,3 +58,20 @@ def test_bench_text_report_is_the_librarys_format_of_the_same_result(capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "batched P=2" in printed and "candidate-steps/s" in printed and "CPU heap:" in printed
+
+
+def test_bench_of_a_protocol_weights_each_part_by_the_iterations_the_protocol_gives_it(capsys):
+    """`nasdun bench --protocol`: what the protocol runs, not one stage: stage 0 (pruned: fewer operations per step), the
+    later stages, the end-to-end pass of `final`, validation; the iterations are the protocol's caps exactly."""
+    from nasdun.bench import BenchSize, measure_protocol
+
+    size = BenchSize(m=20, n=40, layers=3, batch=32, val=256)
+    final = measure_protocol(size, 2, "final", "cpu", seconds=0.3)
+    assert final["iterations_per_candidate"] == 3 * 500 + 2 * 500 + 15_000  # stage 0 of every layer, stage 1 of 1..K-1, the pass
+    assert abs(sum(final["share"].values()) - 1) < 1e-9 and final["share"]["end-to-end pass"] > final["share"]["later stages"] > 0
+    ops = final["ops_per_step"]
+    assert 0 < ops["stage 0, layer K"]["compute"] < ops["later stage, layer K"]["compute"]  # the frozen layers' graph is pruned
+    search = measure_protocol(size, 2, "search", "cpu", seconds=0.3)
+    assert search["iterations_per_candidate"] == 3 * 3 * 200 and search["share"]["end-to-end pass"] == 0
+    assert main(["bench", "--protocol", "final", "--layers", "3", "--m", "20", "--n", "40", "--P", "2", "--seconds", "0.2"]) == 0
+    assert "protocol final, P=2: 17,500 iterations per candidate" in capsys.readouterr().out
