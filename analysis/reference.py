@@ -66,7 +66,14 @@ def load_reference(name: str | Path) -> pd.DataFrame:
     from search_spaces.genotype import Genotype
 
     path = reference_path(name)
-    df = pd.read_csv(path, keep_default_na=True)
+    try:
+        df = pd.read_csv(path, keep_default_na=True)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise NasdunError(
+            f"reference table {path} is not a CSV table ({str(err).splitlines()[0]}); expected the columns of analysis/reference.py"
+        ) from None
+    if df.empty:
+        raise NasdunError(f"reference table {path} has no rows; expected one row per network")
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise NasdunError(f"reference table {path} lacks the column(s) {', '.join(missing)}; expected the columns of analysis/reference.py")
@@ -76,6 +83,15 @@ def load_reference(name: str | Path) -> pd.DataFrame:
     bad = sorted(set(df["status"]) - {"ok", "failed"})
     if bad:
         raise NasdunError(f"reference table {path}: status {bad}; expected ok or failed")
+    for col in ("val_nmse_db", "test_nmse_db", "iterations", "layers", "seed", "genotype_seed", "chunk", "chunk_size"):
+        values = pd.to_numeric(df[col], errors="coerce")
+        must = df["status"] == "ok" if col.endswith("nmse_db") else pd.Series(True, index=df.index)
+        bad_rows = df.loc[must & (values.isna() | ~values.abs().lt(float("inf"))), "name"]
+        if len(bad_rows):
+            raise NasdunError(
+                f"reference table {path}: column {col} is not a finite number for {', '.join(map(str, bad_rows[:3]))}; expected numbers"
+            )
+        df[col] = values
     df["reason"] = df["reason"].astype(object).where(df["reason"].notna(), "") if "reason" in df.columns else ""
     df["genotype_obj"] = [Genotype.from_json(text) for text in df["genotype"]]
     wrong = [n for n, g, h in zip(df["name"], df["genotype_obj"], df["hash"], strict=True) if g.hash != str(h)]

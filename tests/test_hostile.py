@@ -340,3 +340,24 @@ def test_a_read_only_run_folder_is_named_as_such(args, read_only_run):
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("nasdun: error: "), done.stderr[-1500:]
     assert f"cannot use '{read_only_run}" in lines[0] and "permission denied" in lines[0], lines[0]
     assert snapshot(read_only_run) == before
+
+
+@pytest.mark.parametrize("which", ["not_csv", "empty", "no_rows", "text_metric", "missing_column"])
+def test_a_malformed_reference_table_is_one_line_before_anything_is_written(which, run, tmp_path, capsys):
+    import pandas as pd
+
+    shipped = Path(__file__).resolve().parent.parent / "trainers" / "protocols" / "references" / "paper_small_k8.csv"
+    df = pd.read_csv(shipped)
+    path = tmp_path / f"{which}.csv"
+    if which == "not_csv":
+        path.write_bytes(b"\x00\x01garbage\xff")
+    elif which == "empty":
+        path.write_text("")
+    elif which == "no_rows":
+        df.iloc[:0].to_csv(path, index=False)
+    elif which == "text_metric":
+        df.assign(val_nmse_db=df["val_nmse_db"].astype(object).where(df.index != 0, "low")).to_csv(path, index=False)
+    else:
+        df.drop(columns=["hash"]).to_csv(path, index=False)
+    args = ["fidelity", "--reference-table", str(path), "--protocols", "smoke", "--out", str(tmp_path / "out")]
+    assert path.name in refused(args, capsys, tmp_path, run)
