@@ -136,7 +136,7 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
     """A search's own second phase: its top ``promoted_k`` found networks and every hand design it trained, under
     ``search.promote_protocol``, in RUN/promoted, with the search's precision and compile settings and its device
     (a GPU when its trials had one), on its setting and seed. The returned figures (``search.json``'s ``promoted``) hold the
-    verdict computed there (:func:`nasdun.verdict.compare` of the promoted rows).
+    verdict computed there (:func:`nasdun.verdict.judge` of the promoted rows).
 
     Idempotent, so ``--resume`` can always call it: a finished promotion of the same finalists
     under the same protocol is read, not redone; a finished one of other finalists (the search
@@ -144,7 +144,7 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
     continues from its checkpoints when it trains the same networks the same way, and is redone otherwise. Trained as
     the search's cohorts are: as many cohorts side by side as the search ran, on its Ray workers.
     """
-    from nasdun.verdict import compare, hand_design_rows
+    from nasdun.verdict import hand_design_rows, judge
 
     run, start, cfg = Path(run), time.perf_counter(), search.cfg
     if search.promote_protocol is None:
@@ -187,7 +187,7 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
             raise Interrupted(str(run)) from None  # the promotion continues from its checkpoints
     setting, seed, layers = (only_value(rows, key, str(run)) for key in ("setting", "seed", "layers"))
     hyper = _hyperlista(str(setting), int(seed), int(layers), out)
-    verdict = compare(table.to_dict("records"))
+    verdict = judge(table.to_dict("records"))
     found = table[~hand_design_rows(table)]
     both = found["screen_val_nmse_db"].notna() & found["val_nmse_db"].notna()
     return {

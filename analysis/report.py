@@ -37,7 +37,7 @@ def build_report(
     ``others`` (e.g. the same search with other samplers) join the best-so-far curves, one per run and
     sampler, and get a top-k agreement row each; the configuration is folded at the end."""
     from nasdun.results import prepare_out_dir
-    from nasdun.verdict import compare
+    from nasdun.verdict import judge
 
     run_dir = Path(run)
     if not (run_dir / "results.csv").is_file():
@@ -65,7 +65,7 @@ def build_report(
             data = json.loads((run_dir / name).read_text())
             summary.update({key: data[key] for key in ("wall_s", "candidates_per_min", "overhead", "budget") if key in data})
     config = (run_dir / "search.yaml").read_text() if (run_dir / "search.yaml").is_file() else ""
-    verdict = compare(df.to_dict("records"))
+    verdict = judge(df.to_dict("records"))
     best = df[df["status"] == "ok"].sort_values(["val_nmse_db", "hash"]).head(10)
     best_cols = [c for c in ("name", "preset", "hash", "val_nmse_db", "test_nmse_db", "test_nmse_db_mean", "n_extra", "sampler") if c in best.columns]
     headline = _bold_answer(verdict["verdict"])

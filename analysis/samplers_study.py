@@ -143,7 +143,7 @@ def summarize(out_dir: Path, samplers: list[str], seeds: list[int], budget: int,
     from analysis.average import average, load_runs, resolve_top_k, write_average
     from analysis.plots import best_so_far_figure, save
     from analysis.searchstats import best_so_far, median_or_none
-    from nasdun.verdict import compare
+    from nasdun.verdict import judge
 
     tables = {s: {k: load_runs([out_dir / "runs" / f"{s}-seed{k}"]) for k in seeds} for s in samplers}
     per_run: list[dict[str, Any]] = []
@@ -154,7 +154,7 @@ def summarize(out_dir: Path, samplers: list[str], seeds: list[int], budget: int,
             df = tables[s][k]
             curve = best_so_far(df.assign(sampler=s))[s]
             curves.append(curve)
-            hand = thresholds[k] or _own_hand(df, compare)
+            hand = thresholds[k] or _own_hand(df, judge)
             need = candidates_to_beat(df, hand["val_nmse_db"]) if hand else None
             ok = df[df["status"] == "ok"]
             per_run.append({"sampler": s, "seed": k, "candidates": len(df), "best_val_nmse_db": float(ok["val_nmse_db"].min()),
@@ -200,8 +200,8 @@ def _agree(a: pd.DataFrame, b: pd.DataFrame, k: int) -> dict[str, Any]:
             "neuron_r": _pearson(fa.neurons, fb.neurons), "lag_r": _pearson(fa.lags, fb.lags)}  # fmt: skip
 
 
-def _own_hand(df: pd.DataFrame, compare: Any) -> dict[str, Any]:
-    c = compare(df.to_dict("records"))
+def _own_hand(df: pd.DataFrame, judge: Any) -> dict[str, Any]:
+    c = judge(df.to_dict("records"))
     if c["best_preset"] is None:
         return {}
     from nasdun.verdict import display

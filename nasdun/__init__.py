@@ -23,7 +23,7 @@ _API = {
     "search": ("nasdun.api", "search"),
     "train": ("nasdun.api", "train"),
     "read_results": ("nasdun.api", "read_results"),
-    "compare": ("nasdun.api", "compare"),
+    "judge": ("nasdun.api", "judge"),
     "load_network": ("nasdun.api", "load_network"),
     "export_network": ("nasdun.api", "export_network"),
     "presets": ("nasdun.api", "presets"),

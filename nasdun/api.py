@@ -187,12 +187,12 @@ def read_results(*runs: str | Path) -> Any:
 
 
 @_python_errors
-def compare(run: str | Path) -> dict[str, Any]:
-    """Best found network vs best hand design of a run (see :func:`nasdun.verdict.compare`)."""
+def judge(run: str | Path) -> dict[str, Any]:
+    """Best found network vs best hand design of a run (see :func:`nasdun.verdict.judge`)."""
     from nasdun.results import read_table
-    from nasdun.verdict import compare
+    from nasdun.verdict import judge
 
-    return compare(read_table(run).to_dict("records"))
+    return judge(read_table(run).to_dict("records"))
 
 
 @_python_errors

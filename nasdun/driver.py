@@ -85,7 +85,7 @@ def run_search(
     from nasdun.lock import run_lock
     from nasdun.record import verify
     from nasdun.results import check_out_dir, read_table
-    from trainers.operators import check_record
+    from trainers.operators import check_problem_record
 
     out_dir = Path(out)
     with contextlib.ExitStack() as held:  # a resume holds the run lock from before it reads the run's files
@@ -106,7 +106,7 @@ def run_search(
             rows = [dict(r) for r in read_table(out_dir, unique=False).to_dict("records")] if has_table else []  # corrupt: one line
             verify(out_dir, storage_url(out_dir, wanted), rows, default_storage=not wanted.storage)  # table and study agree, before Ray starts
             if (out_dir / PROBLEM).is_file():  # a problem file's data changed since the search began: refused
-                check_record(json.loads((out_dir / PROBLEM).read_text()), search.setting, out_dir)
+                check_problem_record(json.loads((out_dir / PROBLEM).read_text()), search.setting, out_dir)
         else:
             if cfg is None:
                 raise NasdunError("run_search needs a config unless resuming")
@@ -148,10 +148,10 @@ def run_search(
 def _open_experiment(out_dir: Path, search: ResolvedSearch) -> Experiment:
     import yaml
 
-    from trainers.operators import record
+    from trainers.operators import problem_record
 
     (out_dir / "search.yaml").write_text(yaml.safe_dump(search.cfg.to_mapping(), sort_keys=False))
-    problem = record(search.setting)
+    problem = problem_record(search.setting)
     if problem and not (out_dir / PROBLEM).is_file():  # the data a search began on: a resume on changed data is refused
         write_json(out_dir / PROBLEM, problem)
     return Experiment(out_dir, search)

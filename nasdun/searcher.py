@@ -21,7 +21,7 @@ from nasdun.experiment import Experiment
 from nasdun.progress import ProgressLine, duration
 from nasdun.results import write_json
 from nasdun.tracking import Tracker
-from nasdun.verdict import compare
+from nasdun.verdict import judge
 from search_spaces.genotype import Genotype
 
 
@@ -155,7 +155,7 @@ class CohortSearcher(Searcher):
             "candidates_per_min": trained_now / (wall / 60) if wall else math.nan,
             "best_val_nmse_db": exp.best(),
             "params_kept": exp.params.names(),
-            **compare(exp.rows),
+            **judge(exp.rows),
             "stopped_early": stats.get("stopped_early", ""),
         }
 

@@ -87,7 +87,7 @@ def run_train(
     (the finished tables equal an uninterrupted run's); :func:`resume_train` resumes one by path.
     """
     from nasdun.lock import run_lock
-    from trainers.operators import record
+    from trainers.operators import problem_record
     from trainers.precision import check_precision
     from trainers.problems import get_setting
     from trainers.protocols import get_protocol
@@ -101,7 +101,7 @@ def run_train(
         "archs": [[name, g.to_dict()] for name, g in archs],  # a list: the cohort's order is part of the run
         "setting": s.name, "protocol": asdict(proto), "seed": seed,
         "device": dev, "compile": compile, "precision": precision, "minutes": minutes, "lr_scale": lr_scale,
-        "problem": record(s),
+        "problem": problem_record(s),
     }  # fmt: skip
     if workers > 1 and (lr_scale is not None or minutes):
         raise NasdunError(f"workers={workers} trains without lr_scale and without a time limit; expected workers=1 with either")
@@ -167,10 +167,10 @@ def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
         raise NasdunError(f"resume={str(path)!r} is a finished run (its results.csv is written); nothing to resume", ("resume",))
     spec = json.loads((path / SPEC).read_text())
     if spec.get("problem"):  # a problem file whose data changed since: refused, not trained on other data
-        from trainers.operators import check_record
+        from trainers.operators import check_problem_record
         from trainers.problems import get_setting
 
-        check_record(spec["problem"], get_setting(spec["setting"]), path)
+        check_problem_record(spec["problem"], get_setting(spec["setting"]), path)
     archs = [(name, Genotype.from_dict(g)) for name, g in spec["archs"]]
     proto = from_mapping(Protocol, spec["protocol"], f"{path / SPEC}: protocol")
     options = {k: spec[k] for k in ("lr_scale", "compile", "precision", "minutes")}

@@ -73,7 +73,7 @@ def _best(rows: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return min(rows, key=lambda r: (float(r["val_nmse_db"]), str(r.get("hash", "")))) if rows else None
 
 
-def compare(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def judge(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Best found vs best hand design: names, validation and test values, gains and the one-line verdict."""
     ok = _ok(rows)
     found = _best([r for r in ok if not preset_of(r)])

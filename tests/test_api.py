@@ -118,7 +118,7 @@ def test_no_message_below_the_cli_names_a_flag():
         (lambda n: n.search("runs/y", budgett=3), "search(): unknown argument(s) budgett; expected search's own or SearchConfig fields"),
         (lambda n: n.search("runs/y", num_cpus=0), "num_cpus=0; expected an integer >= 1"),
         (lambda n: n.export_network("runs/x", 5), "export_network(): out=5; expected str or Path"),
-        (lambda n: n.compare(), "compare(): missing a required argument: 'run'"),
+        (lambda n: n.judge(), "judge(): missing a required argument: 'run'"),
     ],
 )
 def test_the_api_checks_its_arguments_by_their_python_names(call, says, tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ import torch
 
 from nasdun.cli import main
 from nasdun.errors import NasdunError
-from nasdun.verdict import compare, preset_names
+from nasdun.verdict import judge, preset_names
 from search_spaces import SearchSpace, preset
 
 TINY = [
@@ -43,21 +43,21 @@ def test_verdict_lines_and_gains():
     """The plain answer first, by the stated rule (level within CLOSE_DB on validation), then the numbers."""
     from nasdun.verdict import CLOSE_DB
 
-    better = compare(rows(("t1", "", -11.0, "ok"), ("a", "2no", -10.5, "ok"), ("b", "lista", -9.0, "ok"), ("t2", "", -20.0, "failed")))
+    better = judge(rows(("t1", "", -11.0, "ok"), ("a", "2no", -10.5, "ok"), ("b", "lista", -9.0, "ok"), ("t2", "", -20.0, "failed")))
     assert better["best_found"] == "t1" and better["best_preset"] == "2no" and better["gain_db"] == pytest.approx(0.5)
     assert better["verdict"].startswith("the search found a better network than every hand design — best found t1 -11.00 dB (val), -10.90 (test)")
     assert "vs best hand design 2NO-LISTA -10.50 dB (val)" in better["verdict"] and not better["best_is_hand_design"]
     assert better["verdict"].endswith("0.50 dB better (val), on test 0.50 dB better")
-    worse = compare(rows(("t1", "", -10.0, "ok"), ("a", "2no", -10.5, "ok")))
+    worse = judge(rows(("t1", "", -10.0, "ok"), ("a", "2no", -10.5, "ok")))
     assert worse["best_is_hand_design"] and worse["gain_db"] == pytest.approx(-0.5)
     assert worse["verdict"].startswith("a hand design is better than every network the search found — best found t1 -10.00 dB (val)")
     assert worse["verdict"].endswith("0.50 dB worse (val), on test 0.50 dB worse")
     for margin in (0.0, 0.1, -0.1, CLOSE_DB - 0.01, -(CLOSE_DB - 0.01)):  # either side of zero, inside the rule: level, never "better"
-        close = compare(rows(("t1", "", -10.5 - margin, "ok"), ("a", "2no", -10.5, "ok")))["verdict"]
+        close = judge(rows(("t1", "", -10.5 - margin, "ok"), ("a", "2no", -10.5, "ok")))["verdict"]
         assert close.startswith("level: the best found network and the best hand design are within 0.3 dB")
         assert "found better" not in close and "hand design is better" not in close
-    assert compare(rows(("t1", "", -10.5 - CLOSE_DB - 0.01, "ok"), ("a", "2no", -10.5, "ok")))["verdict"].startswith("the search found a better")
-    alone = compare(rows(("t1", "", -10.0, "ok")))
+    assert judge(rows(("t1", "", -10.5 - CLOSE_DB - 0.01, "ok"), ("a", "2no", -10.5, "ok")))["verdict"].startswith("the search found a better")
+    alone = judge(rows(("t1", "", -10.0, "ok")))
     assert alone["best_preset"] is None and math.isnan(alone["gain_db"]) and "no hand design was trained" in alone["verdict"]
 
 
@@ -89,7 +89,7 @@ def test_search_trains_the_baselines_first_and_states_the_verdict(searched, caps
     assert fig["best_preset_val_nmse_db"] == pytest.approx(hand["val_nmse_db"].min())
     assert fig["best_found_val_nmse_db"] == pytest.approx(found["val_nmse_db"].min())
     assert fig["gain_db"] == pytest.approx(hand["val_nmse_db"].min() - found["val_nmse_db"].min())
-    screening = compare(df.to_dict("records"))["verdict"]
+    screening = judge(df.to_dict("records"))["verdict"]
     assert fig["screening_verdict"] == screening  # --promote-top 0: the last line says it is a screening verdict, and how well it ranks
     tail = "(under smoke, which is not measured against paper; no promotion: --promote-top 0; pooled nmse_db)"
     assert fig["verdict"] == f"screening verdict: {screening} {tail}"

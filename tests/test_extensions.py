@@ -129,7 +129,7 @@ def toy_preset():
 def test_a_toy_hand_design_is_a_baseline_and_counted_by_the_verdict_with_no_other_edit(toy_preset, tmp_path):
     from nasdun.driver import Experiment
     from nasdun.searchconfig import SearchConfig
-    from nasdun.verdict import compare, display
+    from nasdun.verdict import display, judge
     from search_spaces.presets import resolve_archs
 
     classic = {"neurons": ("soft", "relu", "lrelu"), "weights": ("free",)}  # the hand designs of the classic space, and the toy
@@ -140,7 +140,7 @@ def test_a_toy_hand_design_is_a_baseline_and_counted_by_the_verdict_with_no_othe
     df = pd.read_csv(tmp_path / "results.csv")
     toy = df[df["preset"] == "relu-lista"]
     assert len(toy) == 1 and toy["status"].item() == "ok" and toy["hash"].item() == toy_preset(3, 2).hash  # trained as a baseline
-    verdict = compare(df[(df["preset"] == "relu-lista") | df["preset"].isna()].to_dict("records"))  # the toy and the found networks
+    verdict = judge(df[(df["preset"] == "relu-lista") | df["preset"].isna()].to_dict("records"))  # the toy and the found networks
     assert verdict["best_preset"] == "relu-lista" and "ReLU-LISTA" in verdict["verdict"]  # counted on the hand-design side
     assert display("relu-lista") == "ReLU-LISTA"
 

@@ -333,12 +333,12 @@ def test_retrain_on_an_image_setting_tables_psnr_with_the_highest_best(image_run
 
 
 def test_the_verdict_of_an_image_search_says_the_psnr_gain():
-    from nasdun.verdict import compare
+    from nasdun.verdict import judge
 
     def row(name, preset, val, test, psnr):
         return {"name": name, "preset": preset, "status": "ok", "val_nmse_db": val, "test_nmse_db": test, "test_psnr": psnr, "hash": name}
 
-    c = compare([row("t1", "", -20.5, -20.4, 27.31), row("t0", "lista", -20.0, -19.9, 27.05)])
+    c = judge([row("t1", "", -20.5, -20.4, 27.31), row("t0", "lista", -20.0, -19.9, 27.05)])
     assert c["gain_test_psnr"] == pytest.approx(0.26)
     assert c["verdict"].endswith("on test 0.50 dB better; test PSNR 27.31 vs 27.05 dB (+0.26)")
-    assert "PSNR" not in compare([{**row("t1", "", -20.5, -20.4, 1.0), "test_psnr": float("nan")}, row("t0", "lista", -20, -19.9, 2.0)])["verdict"]
+    assert "PSNR" not in judge([{**row("t1", "", -20.5, -20.4, 1.0), "test_psnr": float("nan")}, row("t0", "lista", -20, -19.9, 2.0)])["verdict"]

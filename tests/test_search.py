@@ -318,7 +318,7 @@ def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tm
     search.json) is computed there and names both protocols. A resume with the same finalists reads the promotion
     back, a resume that trains more candidates keeps the old one."""
     from nasdun.training import run_train
-    from nasdun.verdict import compare
+    from nasdun.verdict import judge
 
     out, longer = tmp_path / "exp", tmp_path / "longer.yaml"
     longer.write_text("patience: 10\nmax_iters: 30\nbatch_size: 64\n")  # longer than smoke's 20 per stage
@@ -344,7 +344,7 @@ def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tm
     assert json.loads((out / "promoted" / "run.json").read_text())["workers"] == 2
     assert not [p.name for p in (out / "promoted").iterdir() if p.name.startswith(("cohort-", "ckpt-", "checkpoint"))]
     saved = json.loads((out / "search.json").read_text())
-    fig, expected = saved["promoted"], compare(prom.reset_index().to_dict("records"))
+    fig, expected = saved["promoted"], judge(prom.reset_index().to_dict("records"))
     assert fig["verdict_best_found"] == expected["best_found"] and fig["verdict_gain_db"] == pytest.approx(expected["gain_db"])
     assert not fig["reused"] and fig["found"] == 2 and fig["hand_designs"] == 4 and fig["hand_designs_screened"] == 13
     printed = capsys.readouterr().out.strip().splitlines()

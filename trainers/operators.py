@@ -14,7 +14,7 @@ their batch order and noise change.
 
 A problem file (``--setting my_problem.yaml``) is read by :func:`load_problem_file`; its data
 files' SHA-256 make up :attr:`OperatorSetting.digest`, which a run directory records so that a
-resumed run refuses changed data (:func:`record`, :func:`check_record`).
+resumed run refuses changed data (:func:`problem_record`, :func:`check_problem_record`).
 """
 
 from __future__ import annotations
@@ -386,16 +386,16 @@ def _array(path: str, what: str, where: str = "") -> np.ndarray:
 
 
 # -- what a run directory records ------------------------------------------------------------------
-def record(setting: Any) -> dict[str, Any]:
+def problem_record(setting: Any) -> dict[str, Any]:
     """What a run directory records of its problem: for a problem file, its path and the data's digest."""
     if getattr(setting, "digest", ""):  # only a problem file has one
         return {"problem_file": setting.name, "digest": setting.digest}
     return {}
 
 
-def check_record(saved: dict[str, Any], setting: Any, run_dir: Path) -> None:
+def check_problem_record(saved: dict[str, Any], setting: Any, run_dir: Path) -> None:
     """Refuse to continue a run whose problem file's data changed since it was written."""
-    now = record(setting)
+    now = problem_record(setting)
     if saved and saved.get("digest") != now.get("digest"):
         raise NasdunError(
             f"{run_dir} was written with the data of {saved.get('problem_file')!r} (SHA-256 {str(saved.get('digest'))[:12]}...);"
