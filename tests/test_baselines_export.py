@@ -91,7 +91,7 @@ def test_search_trains_the_baselines_first_and_states_the_verdict(searched, caps
     assert fig["gain_db"] == pytest.approx(hand["val_nmse_db"].min() - found["val_nmse_db"].min())
     screening = judge(df.to_dict("records"))["verdict"]
     assert fig["screening_verdict"] == screening  # --promote-top 0: the last line says it is a screening verdict, and how well it ranks
-    tail = "(under smoke, which is not measured against paper; no promotion: --promote-top 0; pooled nmse_db)"
+    tail = "(under smoke, which is not measured against paper; no promotion: promote_top 0; pooled nmse_db)"
     assert fig["verdict"] == f"screening verdict: {screening} {tail}"
 
 
