@@ -51,7 +51,8 @@ def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without
     assert "holds a sampler study of another specification" in capsys.readouterr().err
     config.write_text("sampler_options:\n  predictor: {startup: 2, model: forest}\n")  # the same file, edited: its searches are not the old ones
     assert main(args) == 2
-    assert "predictor-seed0 is a search with other sampler options than this study asks; use another --out DIR or pass --force to redo it" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "predictor-seed0 is a search with other sampler options than this study asks; use another --out DIR or pass --force to redo it" in said
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/results.csv")} == stamps  # nothing replaced
     assert main([*args, "--force"]) == 0  # the predictor's searches are redone, random's (unchanged) kept
     redone = {p for p in out.glob("runs/*/results.csv") if p.stat().st_mtime_ns != stamps[p]}
