@@ -110,8 +110,8 @@ def build_report(
         sections.append(("Agreement with other runs (top-k)", _md_table(pd.DataFrame(agreement), ".3f"), []))
     sections.append(("Run summary", _md_table(pd.DataFrame([summary])), []))
 
-    md = [f"# nasdun report: {run_dir.name}\n"]
-    body = [f"<h1>nasdun report: {html.escape(run_dir.name)}</h1>"]
+    md = [f"# nasdun report: {run_dir.resolve().name}\n"]
+    body = [f"<h1>nasdun report: {html.escape(run_dir.resolve().name)}</h1>"]
     for title, text, figs in sections:
         md += [f"## {title}\n", text, ""] + [f"![{caption(f)}](figures/{f}.png)\n" for f in figs]
         body += [f"<h2>{html.escape(title)}</h2>", _md_to_html(text)]

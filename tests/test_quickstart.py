@@ -66,6 +66,7 @@ def test_readme_quickstart_runs_as_written(tmp_path, capsys, monkeypatch):
         assert (qs / path).is_file(), path
     assert list((qs / "heatmaps").glob("conn_top*.png")) and list((qs / "heatmaps").glob("conn_average_top*.png"))
     report = (qs / "report" / "report.md").read_text()
+    assert report.startswith(f"# nasdun report: {qs.name}\n")  # the run's own name, not the link's
     assert report.index("Did the search beat the hand designs?") < report.index("Retraining against the hand designs") < report.index("Configuration")
 
 
