@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from nasdun.errors import NasdunError
@@ -86,7 +87,7 @@ def load_reference(name: str | Path) -> pd.DataFrame:
     for col in ("val_nmse_db", "test_nmse_db", "iterations", "layers", "seed", "genotype_seed", "chunk", "chunk_size"):
         values = pd.to_numeric(df[col], errors="coerce")
         must = df["status"] == "ok" if col.endswith("nmse_db") else pd.Series(True, index=df.index)
-        bad_rows = df.loc[must & (values.isna() | ~values.abs().lt(float("inf"))), "name"]
+        bad_rows = df.loc[must & ~np.isfinite(values), "name"]  # NaN (not a number) or infinite
         if len(bad_rows):
             raise NasdunError(
                 f"reference table {path}: column {col} is not a finite number for {', '.join(map(str, bad_rows[:3]))}; expected numbers"

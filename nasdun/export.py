@@ -98,16 +98,11 @@ def export_network(run: str | Path, out: str | Path, name: str | None = None, ra
     A search that was promoted is exported from its promotion (``RUN/promoted``: the networks its verdict compares,
     trained under the promotion's protocol); otherwise from the run's own table and parameters."""
     from nasdun import __version__
-    from nasdun.results import check_writable, load_network
+    from nasdun.results import check_out_file, load_network
     from nasdun.verdict import display, preset_of
     from trainers.problems import get_setting
 
-    out = Path(out)
-    if out.is_dir():
-        raise NasdunError(f"out={str(out)!r} is a directory; expected a file path such as net.pt2", ("out",))
-    if out.exists() and not force:
-        raise NasdunError(f"out={str(out)!r} exists; choose a new file (or pass force=True)", ("out", "force"))
-    check_writable(out)  # a read-only place is named now, not by torch's writer after the trace
+    out = check_out_file(out, force)  # a directory, a file without force, a read-only place: named now, not after the trace
     source = Path(run)
     promoted = source / "promoted"
     if (promoted / "promote.csv").is_file() and (promoted / "params.pt").is_file():  # the verdict's networks, trained under final

@@ -33,16 +33,15 @@ def _stat(pid: int) -> tuple[int, int] | None:
 
 def descendants(root: int) -> dict[int, int]:
     """Every live descendant of ``root``: PID -> start time."""
-    table = {}
+    children: dict[int, list[tuple[int, int]]] = {}
     for entry in PROC.iterdir():
         if entry.name.isdigit() and (st := _stat(int(entry.name))) is not None:
-            table[int(entry.name)] = st
+            children.setdefault(st[0], []).append((int(entry.name), st[1]))
     out: dict[int, int] = {}
     frontier = [root]
     while frontier:
-        parent = frontier.pop()
-        for pid, (ppid, start) in table.items():
-            if ppid == parent and pid not in out:
+        for pid, start in children.get(frontier.pop(), []):
+            if pid not in out:
                 out[pid] = start
                 frontier.append(pid)
     return out
