@@ -29,6 +29,7 @@ from analysis.average import load_runs, only_value, top_k
 from nasdun.errors import NasdunError
 from search_spaces.genotype import Genotype
 from search_spaces.presets import preset
+from trainers.options import RunOptions
 
 
 def _finalists(runs: list[str], k: int) -> tuple[str, int, pd.DataFrame]:
@@ -60,9 +61,7 @@ def run_confirm(
     protocol: str,
     out: str | Path,
     against: list[str] | None = None,
-    device: str = "auto",
-    compile: bool = False,
-    precision: str = "fp32",
+    options: RunOptions = RunOptions(),
     force: bool = False,
 ) -> pd.DataFrame:
     """Retrain the top-``k`` of each run (and ``against`` presets) on each seed; returns the per-network table."""
@@ -86,8 +85,7 @@ def run_confirm(
     archs = list(nets.items())
     out = check_study_dir(out, lambda name: name in ("confirm.csv", "confirm.md") or re.fullmatch(r"seed\d+", name) is not None, force)
     out.mkdir(parents=True, exist_ok=True)
-    options = {"device": device, "compile": compile, "precision": precision}
-    per_seed = {s: train_or_reuse(out / f"seed{s}", archs, setting, protocol, s, force, **options).set_index("name") for s in seeds}
+    per_seed = {s: train_or_reuse(out / f"seed{s}", archs, setting, protocol, s, force, options).set_index("name") for s in seeds}
 
     table = pd.DataFrame({"name": list(nets)}).set_index("name")
     table["from"] = [" ".join(f"{r}#{i}" for r, i in zip(*_origins(finalists, n), strict=True)) or "anchor" for n in table.index]

@@ -37,6 +37,7 @@ from analysis.plots import frontier_figure, scatter_figure
 from nasdun.errors import NasdunError
 from nasdun.results import check_study_dir, read_table
 from search_spaces.neurons import letter
+from trainers.options import RunOptions
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -184,10 +185,8 @@ def run_fidelity(
     protocols: Sequence[str],
     seed: int,
     out: str | Path,
-    device: str = "auto",
-    compile: bool = False,
+    options: RunOptions = RunOptions(),
     genotype_seed: int | None = None,
-    precision: str = "fp32",
     force: bool = False,
     reference_chunk: int = 0,
     max_chunks: int | None = None,
@@ -246,8 +245,7 @@ def run_fidelity(
         earlier = cheap and not reuse and holds_run(run_dir, archs, setting, seed, proto, subset=True)  # a cheap ranking of fewer of these networks
         doing = f"{_name(proto)}: reusing {run_dir}" if reuse else f"training {len(nets)} networks with {_name(proto)} in {run_dir}"
         print(f"fidelity: {doing}", flush=True)
-        options = {"device": device, "compile": compile, "precision": precision}
-        return train_or_reuse(run_dir, nets, setting, proto, seed, force or earlier, **options).set_index("name")
+        return train_or_reuse(run_dir, nets, setting, proto, seed, force or earlier, options).set_index("name")
 
     chunks = reference_chunks(archs, n_genotypes, reference_chunk)
     ref_dirs = [out_dir / _name(reference)] if reference_chunk == 0 else [out_dir / _name(reference) / f"part{i:02d}" for i in range(len(chunks))]

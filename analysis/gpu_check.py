@@ -97,6 +97,7 @@ def _env_step(device: str) -> None:
     import torch
 
     from nasdun.bench import matmul_rate
+    from trainers.options import RunOptions
 
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -113,16 +114,17 @@ def _env_step(device: str) -> None:
         info.update(device=f"cpu ({os.cpu_count()} cores)")
     print(json.dumps(info), flush=True)
     for precision in ("fp32", "tf32", "bf16"):
-        info[f"matmul_tflops_{precision}"] = matmul_rate(device, precision)
+        info[f"matmul_tflops_{precision}"] = matmul_rate(RunOptions(device, precision))
         print(json.dumps({f"matmul_tflops_{precision}": info[f"matmul_tflops_{precision}"]}), flush=True)
     print("ENV " + json.dumps(info), flush=True)
 
 
-def _bench_step(device: str, quick: bool, precision: str, compiled: bool, sizes: list[int], procs: int, seconds: float, jsonl: str) -> None:
+def _bench_step(options: Any, quick: bool, sizes: list[int], procs: int, seconds: float, jsonl: str) -> None:
     """Each rate is appended to ``jsonl`` as soon as it is measured (a time-out keeps the finished ones)."""
     from nasdun.bench import BenchSize, measure, packing, paper_size
 
     size = BenchSize(m=20, n=40, layers=3, batch=16, val=64) if quick else paper_size()
+    precision, compiled = options.precision, options.compile
 
     def emit(kind: str, P: int, rate: float, val_share: float | None = None) -> None:
         rec = {"precision": precision, "compiled": compiled, "kind": kind, "P": P, "steps_per_s": rate, "val_share": val_share,
@@ -132,18 +134,19 @@ def _bench_step(device: str, quick: bool, precision: str, compiled: bool, sizes:
         print(json.dumps(rec), flush=True)
 
     if procs > 0:
-        emit("packing", procs, packing(size, device, procs, seconds, precision))
+        emit("packing", procs, packing(size, options, procs, seconds))
     for P in sizes:
-        r = measure(size, P, device, seconds, compile=compiled, precision=precision)
+        r = measure(size, P, options, seconds)
         emit("batched", P, r["steps_per_s"], r["val_share"])
 
 
 def _protocol_step(device: str, quick: bool, protocol: str, P: int, seconds: float, jsonl: str) -> None:
     """:func:`nasdun.bench.measure_protocol` at paper size (tiny with ``quick``), appended to ``jsonl``."""
     from nasdun.bench import BenchSize, measure_protocol, paper_size
+    from trainers.options import RunOptions
 
     size = BenchSize(m=20, n=40, layers=3, batch=16, val=64) if quick else paper_size()
-    rec = {"kind": "protocol", **measure_protocol(size, P, protocol, device, seconds)}
+    rec = {"kind": "protocol", **measure_protocol(size, P, protocol, RunOptions(device), seconds)}
     with open(jsonl, "a") as f:
         f.write(json.dumps(rec) + "\n")
     print(json.dumps(rec), flush=True)
@@ -408,6 +411,8 @@ if __name__ == "__main__":
         _protocol_step(dev, quick == "1", proto, int(P), float(secs), path)
     elif len(sys.argv) > 1 and sys.argv[1] == "_bench":
         dev, quick, prec, comp, ps, procs, secs, path = sys.argv[2:10]
-        _bench_step(dev, quick == "1", prec, comp == "1", [int(v) for v in ps.split(",")], int(procs), float(secs), path)
+        from trainers.options import RunOptions
+
+        _bench_step(RunOptions(dev, prec, comp == "1"), quick == "1", [int(v) for v in ps.split(",")], int(procs), float(secs), path)
     else:
         sys.exit(main())

@@ -23,6 +23,7 @@ from analysis.average import load_runs, only_value, top_k, trained_rows
 from analysis.fidelity import spearman
 from nasdun.errors import Interrupted, NasdunError
 from search_spaces.genotype import Genotype
+from trainers.options import RunOptions
 
 if TYPE_CHECKING:
     from nasdun.searchconfig import ResolvedSearch
@@ -49,8 +50,8 @@ def finalists(df: pd.DataFrame, k: int, hand_designs: bool = False, hand_top: in
 
 
 def run_promote(
-    run: str | Path, k: int, protocol: str | Protocol, out: str | Path, device: str = "auto", compile: bool = False, precision: str = "fp32",
-    force: bool = False, hand_designs: bool = False, hand_top: int | None = None, workers: tuple[int, int, float] = (1, 1, 0.0),
+    run: str | Path, k: int, protocol: str | Protocol, out: str | Path, options: RunOptions = RunOptions(), force: bool = False,
+    hand_designs: bool = False, hand_top: int | None = None, workers: tuple[int, int, float] = (1, 1, 0.0),
 ) -> pd.DataFrame:  # fmt: skip
     """Train the top-``k`` of ``run`` (with ``hand_designs``: and every hand design, :func:`finalists`) under ``protocol``
     into ``out``; returns the comparison table (``promote.csv``; its ``preset`` column marks the hand designs). ``workers``
@@ -64,9 +65,7 @@ def run_promote(
     chosen = finalists(df, k, hand_designs, hand_top)
     archs = [(str(r["name"]), Genotype.from_json(str(r["genotype"]))) for _, r in chosen.iterrows()]
     n, cpus, gpus = workers
-    promoted = run_train(
-        archs, setting, protocol, seed, out, device=device, overwrite=force, compile=compile, precision=precision, workers=n, cpus=cpus, gpus=gpus
-    ).set_index("name")
+    promoted = run_train(archs, setting, protocol, seed, out, options, overwrite=force, workers=n, cpus=cpus, gpus=gpus).set_index("name")
     table = pd.DataFrame(
         {
             "name": [n for n, _ in archs],
@@ -180,8 +179,8 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
         )
         try:
             table = run_promote(  # force: an unfinished promotion here is continued (the same run) or replaced (another one)
-                run, k, search.promote_protocol, out, search.device, cfg.compile, cfg.precision, force=True, hand_designs=True,
-                hand_top=cfg.promote_hand, workers=workers,
+                run, k, search.promote_protocol, out, search.options, force=True, hand_designs=True, hand_top=cfg.promote_hand,
+                workers=workers,
             )  # fmt: skip
         except KeyboardInterrupt:
             raise Interrupted(str(run)) from None  # the promotion continues from its checkpoints

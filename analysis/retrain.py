@@ -23,6 +23,7 @@ import pandas as pd
 from analysis.plots import curves_figure
 from nasdun.errors import NasdunError
 from nasdun.results import prepare_out_dir, read_table
+from trainers.options import RunOptions
 
 
 def run_retrain(
@@ -33,9 +34,7 @@ def run_retrain(
     protocol: str,
     layers: int,
     out: str | Path,
-    device: str = "auto",
-    compile: bool = False,
-    precision: str = "fp32",
+    options: RunOptions = RunOptions(),
     force: bool = False,
 ) -> dict[str, pd.DataFrame]:
     from nasdun.training import run_train
@@ -55,7 +54,7 @@ def run_retrain(
     for n, (setting, seed) in enumerate(((s, k) for s in settings for k in range(seeds)), start=1):
         print(f"retrain [{n}/{total}] {setting} seed {seed}: {', '.join(name for name, _ in nets)}", flush=True)
         run_dir = out_dir / "runs" / setting_label(setting) / f"seed{seed}"
-        run_train(nets, setting, protocol, seed, run_dir, device=device, overwrite=force, compile=compile, precision=precision)
+        run_train(nets, setting, protocol, seed, run_dir, options, overwrite=force)
     (out_dir / "retrain.json").write_text(
         json.dumps({"networks": [n for n, _ in nets], "settings": list(settings), "seeds": seeds, "protocol": protocol, "layers": layers}, indent=2)
     )

@@ -11,6 +11,7 @@ import json
 
 from nasdun.bench import measure, paper_size
 from trainers import scoring
+from trainers.options import RunOptions
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("--device", default="cuda")
@@ -22,5 +23,5 @@ kind = a.device.split(":")[0]
 for P in map(int, a.P.split(",")):
     for log2 in map(int, a.budgets.split(",")):
         scoring.EVAL_FLOATS[kind] = 1 << log2
-        r = measure(paper_size(), P, a.device, a.seconds)
+        r = measure(paper_size(), P, RunOptions(a.device), a.seconds)
         print(json.dumps({"device": a.device, "P": P, "eval_floats_log2": log2, **r}), flush=True)

@@ -16,6 +16,7 @@ import torch
 
 from nasdun.bench import BenchSize, measure
 from trainers.host_memory import keep_freed_memory
+from trainers.options import RunOptions
 
 # (label, candidates per process, threads per process, processes)
 CONFIGS = (
@@ -31,7 +32,7 @@ def _rate(args: tuple[int, int, float]) -> float:
     P, threads, seconds = args
     keep_freed_memory()
     torch.set_num_threads(threads)
-    return measure(BenchSize(), P, "cpu", seconds)["steps_per_s"]
+    return measure(BenchSize(), P, RunOptions("cpu"), seconds)["steps_per_s"]
 
 
 def main() -> None:

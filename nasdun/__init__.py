@@ -34,6 +34,7 @@ _API = {
     "SearchConfig": ("nasdun.searchconfig", "SearchConfig"),
     "Setting": ("trainers.problems", "Setting"),
     "Protocol": ("trainers.protocols", "Protocol"),
+    "RunOptions": ("trainers.options", "RunOptions"),
     "NasdunError": ("nasdun.errors", "NasdunError"),
 }
 __all__ = ["__version__", *_API]

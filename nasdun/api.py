@@ -149,16 +149,30 @@ def train(
     protocol: str = "search",
     seed: int = 0,
     out: str | Path | None = None,
-    device: str = "auto",
-    **options: Any,
+    options: Any = None,
+    **keywords: Any,
 ) -> Any:
     """Train architectures (presets, genotype files or :class:`~search_spaces.Genotype` objects; ``hand``: every hand design) together;
-    returns the results table (a DataFrame; ``df.attrs`` holds the ISTA reference and the wall time)."""
+    returns the results table (a DataFrame; ``df.attrs`` holds the ISTA reference and the wall time).
+
+    How it trains is one :class:`~trainers.options.RunOptions` (``options``), or its fields given as keywords
+    (``device="cpu"``, ``precision="tf32"``, ``compile=True``, ``minutes=5``, ``checkpoint_every_s=60``); the other
+    keywords are :func:`nasdun.training.run_train`'s (``overwrite``, ``lr_scale``)."""
+    import dataclasses
     import time
 
     from nasdun.training import run_train
     from search_spaces.genotype import Genotype
     from search_spaces.presets import resolve_archs
+    from trainers.options import RunOptions
+
+    fields = {f.name for f in dataclasses.fields(RunOptions)}
+    given = {k: keywords.pop(k) for k in list(keywords) if k in fields}
+    if options is not None and not isinstance(options, RunOptions):
+        raise NasdunError(f"train(): options={options!r}; expected a trainers.options.RunOptions or None", ("options",))
+    if options is not None and given:
+        raise NasdunError(f"train(): options and {', '.join(sorted(given))} both given; expected the record or its fields, not both", ("options",))
+    opts = options if options is not None else RunOptions(**given)
 
     if not isinstance(archs, str) and not archs:
         raise NasdunError("train(): archs=[]; expected at least one architecture (a preset name, a genotype file or a Genotype)")
@@ -170,12 +184,12 @@ def train(
             named += [(f"g{a.hash}", a)] if isinstance(a, Genotype) else resolve_archs(str(a), layers)
     from trainers.operators import setting_label
 
-    accepted = set(inspect.signature(run_train).parameters) - {"archs", "setting", "protocol", "seed", "out", "device"}
-    unknown = sorted(set(options) - accepted)
+    accepted = (set(inspect.signature(run_train).parameters) - {"archs", "setting", "protocol", "seed", "out", "options"}) | fields
+    unknown = sorted(set(keywords) - accepted)
     if unknown:
         raise NasdunError(f"train(): unknown argument(s) {', '.join(unknown)}; expected any of {', '.join(sorted(accepted))}")
     out = out or f"runs/train-{setting_label(setting)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return run_train(named, setting, protocol, seed, out, device, **options)
+    return run_train(named, setting, protocol, seed, out, opts, **keywords)
 
 
 @_python_errors

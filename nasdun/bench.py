@@ -27,7 +27,8 @@ import torch
 
 from nasdun.errors import NasdunError
 from trainers.host_memory import heap_policy
-from trainers.precision import autocast, check_precision, precision_scope
+from trainers.options import RunOptions
+from trainers.precision import autocast, precision_scope
 
 
 @dataclass(frozen=True)
@@ -44,19 +45,19 @@ class BenchSize:
         return 3 * fwd
 
 
-def _trainer(size: BenchSize, P: int, device: str, seed: int = 0, compile: bool = False, precision: str = "fp32", protocol: Any = None) -> Any:
+def _trainer(size: BenchSize, P: int, options: RunOptions, seed: int = 0, protocol: Any = None) -> Any:
     from search_spaces.genotype import classic_space
     from trainers.population import PopulationTrainer
     from trainers.problems import Setting, make_problem
     from trainers.protocols import Protocol
 
     setting = Setting("bench", "benchmark", m=size.m, n=size.n, n_train=max(4 * size.batch, 2048), n_val=size.val, n_test=size.batch)
-    problem = make_problem(setting, seed, batch_size=size.batch, device=device)
+    problem = make_problem(setting, seed, batch_size=size.batch, device=options.resolved().device)
     space = classic_space(size.layers)  # the classic space: throughput comparable with the measurements before the new kinds
     rng = np.random.default_rng(seed)
     gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(P)]
     proto = Protocol(name="bench", batch_size=size.batch, patience=10**6, max_iters=10**7) if protocol is None else protocol
-    tr = PopulationTrainer(gs, problem, proto, compile=compile, precision=precision)
+    tr = PopulationTrainer(gs, problem, proto, options=options)
     tr.jump_to(size.layers, min(1, proto.stages_per_layer - 1))
     return tr
 
@@ -66,10 +67,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(size: BenchSize, P: int, device: str, seconds: float = 3.0, compile: bool = False, precision: str = "fp32") -> dict[str, float]:
-    """Steady-state candidate-steps/s of a P-candidate trainer, and the share spent validating."""
-    with precision_scope(precision):
-        return _measure(_trainer(size, P, device, compile=compile, precision=precision), device, seconds)
+def measure(size: BenchSize, P: int, options: RunOptions, seconds: float = 3.0) -> dict[str, float]:
+    """Steady-state candidate-steps/s of a P-candidate trainer (on ``options``' device, precision, compile), and the
+    share spent validating."""
+    options = options.resolved()
+    with precision_scope(options.precision):
+        return _measure(_trainer(size, P, options), options.device, seconds)
 
 
 def _measure(tr: Any, device: str, seconds: float) -> dict[str, float]:
@@ -97,24 +100,28 @@ def _measure(tr: Any, device: str, seconds: float) -> dict[str, float]:
     return {"steps_per_s": P * steps / elapsed, "val_share": val_s / elapsed}
 
 
-def _packing_worker(args: tuple[BenchSize, str, float, int, str]) -> float:
-    size, device, seconds, threads, precision = args
+def _packing_worker(args: tuple[BenchSize, RunOptions, float, int]) -> float:
+    size, options, seconds, threads = args
     torch.set_num_threads(threads)
-    return measure(size, 1, device, seconds, precision=precision)["steps_per_s"]
+    return measure(size, 1, options, seconds)["steps_per_s"]
 
 
-def packing(size: BenchSize, device: str, procs: int, seconds: float, precision: str = "fp32") -> float:
-    """Sum of the rates of ``procs`` concurrent single-candidate processes on one device."""
+def packing(size: BenchSize, options: RunOptions, procs: int, seconds: float) -> float:
+    """Sum of the rates of ``procs`` concurrent single-candidate processes on one device (eager: ``options.compile``
+    is not used)."""
     import multiprocessing as mp
 
-    threads = max(1, (os.cpu_count() or 1) // procs) if device == "cpu" else 1
+    options = replace(options.resolved(), compile=False)
+    threads = max(1, (os.cpu_count() or 1) // procs) if options.device == "cpu" else 1
     with mp.get_context("spawn").Pool(procs) as pool:
-        rates = pool.map(_packing_worker, [(size, device, seconds, threads, precision)] * procs)
+        rates = pool.map(_packing_worker, [(size, options, seconds, threads)] * procs)
     return float(sum(rates))
 
 
-def matmul_rate(device: str, precision: str = "fp32", seconds: float = 1.0) -> float:
-    """Measured float32 matmul TFLOP/s of the device under ``precision`` (fp32: TF32 off)."""
+def matmul_rate(options: RunOptions, seconds: float = 1.0) -> float:
+    """Measured float32 matmul TFLOP/s of ``options``' device under its precision (fp32: TF32 off)."""
+    options = options.resolved()
+    device, precision = options.device, options.precision
     n = 4096 if device.startswith("cuda") else 1024
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
@@ -136,23 +143,24 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_bench(
-    size: BenchSize, device: str, batched: list[int], procs: int, seconds: float, compile: bool = False, precision: str = "fp32"
-) -> dict[str, Any]:
-    """Single, packing and batched (and compiled) rates at ``size`` under ``precision``; see the module docstring."""
-    check_precision(precision)
+def run_bench(size: BenchSize, options: RunOptions, batched: list[int], procs: int, seconds: float) -> dict[str, Any]:
+    """Single, packing and batched rates at ``size`` under ``options.precision`` (with ``options.compile``: compiled
+    batched rates beside the eager ones); see the module docstring."""
     if not batched or any(p < 1 for p in batched) or procs < 0:
         raise NasdunError(f"P={batched} and procs={procs}: expected one or more P >= 1 and procs >= 0", ("P", "procs"))
-    single = measure(size, 1, device, seconds, precision=precision)
-    pack = packing(size, device, procs, seconds, precision) if procs > 0 else math.nan
+    eager = replace(options.resolved(), compile=False)
+    device, precision = eager.device, eager.precision
+    single = measure(size, 1, eager, seconds)
+    pack = packing(size, eager, procs, seconds) if procs > 0 else math.nan
     rates = {}
     val_share = {}
     for P in batched:
-        r = measure(size, P, device, seconds, precision=precision)
+        r = measure(size, P, eager, seconds)
         rates[P], val_share[P] = r["steps_per_s"], r["val_share"]
-    compiled = {P: measure(size, P, device, seconds, compile=True, precision=precision)["steps_per_s"] for P in batched} if compile else {}
+    fused = replace(eager, compile=True)
+    compiled = {P: measure(size, P, fused, seconds)["steps_per_s"] for P in batched} if options.compile else {}
     peak = max([*rates.values(), *compiled.values()]) if rates else single["steps_per_s"]
-    mm = matmul_rate(device, precision)
+    mm = matmul_rate(eager)
     name = (
         torch.cuda.get_device_name(device)
         if device.startswith("cuda")
@@ -195,9 +203,7 @@ def count_ops(fn: Any) -> dict[str, int]:
     return counts
 
 
-def measure_protocol(
-    size: BenchSize, P: int, protocol: str, device: str, seconds: float = 3.0, compile: bool = False, precision: str = "fp32"
-) -> dict[str, Any]:
+def measure_protocol(size: BenchSize, P: int, protocol: str, options: RunOptions, seconds: float = 3.0) -> dict[str, Any]:
     """What ``protocol`` really runs, per candidate: every layer's stage 0 (pruned: only layer t's parameters move), its
     later stages (layers 1..t), the end-to-end pass where it has one, and validation on its ``val_subset`` every
     ``val_every`` iterations (plus the whole set at each stage end where the set is larger), each timed at its own depth
@@ -207,11 +213,13 @@ def measure_protocol(
     from trainers.protocols import get_protocol
 
     proto = get_protocol(protocol)
+    options = options.resolved()
+    device = options.device
     K, every = size.layers, proto.val_every
     never = 10**9 - 10**9 % every  # the stages never end while they are measured
-    with precision_scope(precision):
+    with precision_scope(options.precision):
         endless = replace(proto, patience=never, max_iters=never, final_iters=0, batch_size=size.batch)
-        tr = _trainer(size, P, device, compile=compile, precision=precision, protocol=endless)
+        tr = _trainer(size, P, options, protocol=endless)
         budget = seconds / (2 * K + K)
 
         def timed(fn: Any) -> float:

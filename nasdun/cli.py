@@ -72,6 +72,14 @@ def _device_options() -> argparse.ArgumentParser:
     return d
 
 
+def _run_options(args: argparse.Namespace) -> Any:
+    """The training options of a command's arguments as the one record the layers below take (trainers.options)."""
+    from trainers.options import RunOptions
+
+    extra = {"minutes": args.minutes, "checkpoint_every_s": args.checkpoint_every} if hasattr(args, "checkpoint_every") else {}
+    return RunOptions(device=args.device, precision=args.precision, compile=args.compile, **extra)
+
+
 def _force_option() -> argparse.ArgumentParser:
     f = argparse.ArgumentParser(add_help=False)
     f.add_argument("--force", action="store_true", help="allow --out to overwrite an existing file or a non-empty directory")
@@ -311,12 +319,8 @@ def _train(args: argparse.Namespace) -> int:
         args.protocol,
         args.seed,
         out,
-        args.device,
+        _run_options(args),
         args.force,
-        compile=args.compile,
-        precision=args.precision,
-        minutes=args.minutes,
-        checkpoint_every_s=args.checkpoint_every,
     )
     return _print_train(df, out, args.layers)
 
@@ -437,9 +441,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
     settings = _names(args.settings)
     layers = args.layers or infer_layers(args.arch) or 16
-    tables = run_retrain(
-        args.arch, args.against, settings, args.seeds, args.protocol, layers, args.out, args.device, args.compile, args.precision, force=args.force
-    )
+    tables = run_retrain(args.arch, args.against, settings, args.seeds, args.protocol, layers, args.out, _run_options(args), force=args.force)
     print((Path(args.out) / "table1.md").read_text())
     print(f"tables, curves and per-run results in {args.out} ({len(tables['table1'])} settings, K = {layers})")
     return 0
@@ -449,7 +451,7 @@ def _retrain(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from analysis.promote import run_promote
 
-    run_promote(args.run, args.top_k, args.protocol, args.out, args.device, args.compile, args.precision, force=args.force)
+    run_promote(args.run, args.top_k, args.protocol, args.out, _run_options(args), force=args.force)
     print((Path(args.out) / "promote.md").read_text())
     return 0
 
@@ -459,7 +461,7 @@ def _confirm(args: argparse.Namespace) -> int:
     from analysis.confirm import run_confirm
 
     against = _names(args.against)
-    run_confirm(args.runs, args.top_k, args.seeds, args.protocol, args.out, against, args.device, args.compile, args.precision, force=args.force)
+    run_confirm(args.runs, args.top_k, args.seeds, args.protocol, args.out, against, _run_options(args), force=args.force)
     print((Path(args.out) / "confirm.md").read_text())
     return 0
 
@@ -606,10 +608,8 @@ def _fidelity(args: argparse.Namespace) -> int:
         protocols,
         args.seed,
         args.out,
-        args.device,
-        args.compile,
+        _run_options(args),
         args.genotype_seed,
-        precision=args.precision,
         force=args.force,
         reference_chunk=args.reference_chunk,
         max_chunks=args.chunks,
@@ -624,7 +624,6 @@ def _bench(args: argparse.Namespace) -> int:
     import json
 
     from nasdun.bench import BenchSize, format_report, paper_size, run_bench
-    from nasdun.training import resolve_device
 
     try:
         sizes = [int(v) for v in args.P.split(",") if v.strip()]
@@ -635,10 +634,10 @@ def _bench(args: argparse.Namespace) -> int:
         from nasdun.bench import format_protocol, measure_protocol
 
         for P in sizes:
-            one = measure_protocol(size, P, args.protocol, resolve_device(args.device), args.seconds, args.compile, args.precision)
+            one = measure_protocol(size, P, args.protocol, _run_options(args), args.seconds)
             print(json.dumps(one) if args.json else format_protocol(one))
         return 0
-    res = run_bench(size, resolve_device(args.device), sizes, args.procs, args.seconds, args.compile, args.precision)
+    res = run_bench(size, _run_options(args), sizes, args.procs, args.seconds)
     print(json.dumps(res) if args.json else format_report(res))
     return 0
 
@@ -731,7 +730,7 @@ def _check_names(args: argparse.Namespace) -> None:
     for name in given("protocol", "promote_protocol", "protocols"):
         get_protocol(name)
     if isinstance(getattr(args, "device", None), str):  # before any folder is made (this one imports torch)
-        from nasdun.training import resolve_device
+        from trainers.options import resolve_device
 
         resolve_device(args.device)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import NasdunError
 from search_spaces.genotype import Decision, Genotype, SearchSpace
+from trainers.options import RunOptions
 from trainers.precision import check_precision
 
 if TYPE_CHECKING:
@@ -201,6 +202,15 @@ class ResolvedSearch:
         """Where the promotion trains: a GPU when the search's trials had one, else the CPU."""
         return "auto" if self.cfg.gpus_per_trial > 0 else "cpu"
 
+    @property
+    def options(self) -> RunOptions:
+        """How the search's cohorts and its promotion train: its precision and compile setting on :attr:`device` (a worker
+        trains on its own device), saving every ``checkpoint_minutes`` (with 0 the cohorts do not checkpoint, and the
+        promotion keeps the default interval)."""
+        cfg = self.cfg
+        every = 60 * cfg.checkpoint_minutes if cfg.checkpoint_minutes > 0 else RunOptions.checkpoint_every_s
+        return RunOptions(self.device, cfg.precision, cfg.compile, checkpoint_every_s=every)
+
     def sampler(self) -> ReplayableSampler:
         """A fresh sampler of this search (its state comes from the study it is attached to)."""
         from nasdun.samplers import make_sampler
@@ -218,10 +228,9 @@ class ResolvedSearch:
             "protocol": asdict(self.protocol),
             "seed": cfg.seed,
             "cpus": cfg.cpus_per_trial,
-            "compile": cfg.compile,
-            "precision": cfg.precision,
+            "options": self.options.record(),
             "params_path": str(params_path.resolve()),
-            "checkpoint_every_s": 60 * cfg.checkpoint_minutes if cfg.checkpoint_minutes > 0 else None,
+            "checkpoint": cfg.checkpoint_minutes > 0,
         }
 
 

@@ -13,19 +13,7 @@ from nasdun.errors import NasdunError
 from nasdun.progress import ProgressLine, duration
 from nasdun.results import candidate_row, check_out_dir, save_params, write_json, write_table
 from search_spaces.genotype import Genotype
-
-
-def resolve_device(name: str) -> str:
-    """'auto' -> cuda when available, else cpu; an explicit device must exist."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise NasdunError(f"device={name!r} asked for CUDA but torch sees no CUDA device; expected cpu or auto", ("device",))
-    if name != "cpu" and not name.startswith("cuda"):
-        raise NasdunError(f"device={name!r}; expected cpu, cuda, cuda:N or auto", ("device",))
-    return name
+from trainers.options import RunOptions
 
 
 def trainer_progress(label: str) -> tuple[ProgressLine, Any]:
@@ -62,13 +50,9 @@ def run_train(
     protocol: Any,
     seed: int,
     out: str | Path,
-    device: str = "auto",
+    options: RunOptions = RunOptions(),
     overwrite: bool = False,
     lr_scale: list[float] | None = None,
-    compile: bool = False,
-    precision: str = "fp32",
-    minutes: float = 0.0,
-    checkpoint_every_s: float = 300.0,
     workers: int = 1,
     cpus: int = 1,
     gpus: float = 0.0,
@@ -79,31 +63,29 @@ def run_train(
     that many cohorts, each trained as a task on a Ray worker with ``cpus`` CPUs (its intra-op threads) and ``gpus``,
     as the search's cohorts are; each network trains as if alone, so the values equal one cohort's to float rounding (not bit for bit).
 
-    ``precision`` (fp32, tf32, bf16) and ``minutes`` (> 0: a time limit) are passed to
-    :func:`trainers.population.train_population`; both are recorded in every row and ``run.json``.
-    The run's full specification is written first (``train.json``) and its whole trainer state
-    every ``checkpoint_every_s`` seconds (``checkpoint.pt``, removed when the run ends). A
+    ``options`` (:class:`trainers.options.RunOptions`: device, precision, compile, time box, checkpoint interval) go
+    whole to :func:`trainers.population.train_population`; they are recorded in ``train.json`` and ``run.json``
+    (precision in every row too). The run's full specification is written first (``train.json``) and its whole trainer
+    state every ``options.checkpoint_every_s`` seconds (``checkpoint.pt``, removed when the run ends). A
     directory holding an unfinished run of the same specification is resumed from its checkpoint
     (the finished tables equal an uninterrupted run's); :func:`resume_train` resumes one by path.
     """
     from nasdun.lock import run_lock
     from trainers.operators import problem_record
-    from trainers.precision import check_precision
     from trainers.problems import get_setting
     from trainers.protocols import get_protocol
 
+    if not isinstance(options, RunOptions):
+        raise NasdunError(f"options={options!r}; expected a trainers.options.RunOptions", ("options",))
     s, proto = get_setting(setting), get_protocol(protocol)
-    dev = resolve_device(device)
-    check_precision(precision)
-    if not minutes >= 0:
-        raise NasdunError(f"minutes={minutes}; expected a number >= 0 (0: no time limit)", ("minutes",))
+    opts = options.resolved()
     spec = {
         "archs": [[name, g.to_dict()] for name, g in archs],  # a list: the cohort's order is part of the run
         "setting": s.name, "protocol": asdict(proto), "seed": seed,
-        "device": dev, "compile": compile, "precision": precision, "minutes": minutes, "lr_scale": lr_scale,
-        "problem": problem_record(s),
+        **{k: v for k, v in opts.record().items() if k != "checkpoint_every_s"},  # how often it saves is not what it trains
+        "lr_scale": lr_scale, "problem": problem_record(s),
     }  # fmt: skip
-    if workers > 1 and (lr_scale is not None or minutes):
+    if workers > 1 and (lr_scale is not None or opts.minutes):
         raise NasdunError(f"workers={workers} trains without lr_scale and without a time limit; expected workers=1 with either")
     out_dir = Path(out)
     unfinished = (out_dir / SPEC).is_file() and not (out_dir / "results.csv").is_file()
@@ -116,7 +98,7 @@ def run_train(
                 stale.unlink(missing_ok=True)
             write_json(out_dir / SPEC, spec)
         ray_workers = Workers(setting if isinstance(setting, str) else s.name, workers, cpus, gpus) if workers > 1 and len(archs) > 1 else None
-        return _train(archs, s, proto, seed, out_dir, dev, lr_scale, compile, precision, minutes, checkpoint_every_s, ray_workers)
+        return _train(archs, s, proto, seed, out_dir, opts, lr_scale, ray_workers)
 
 
 def holds_run(run_dir: str | Path, archs: list[tuple[str, Genotype]], setting: str, seed: int, protocol: Any, subset: bool = False) -> bool:
@@ -138,11 +120,11 @@ def holds_run(run_dir: str | Path, archs: list[tuple[str, Genotype]], setting: s
 
 
 def train_or_reuse(run_dir: str | Path, archs: list[tuple[str, Genotype]], setting: str, protocol: Any, seed: int, force: bool = False,
-                   **options: Any) -> Any:  # fmt: skip
+                   options: RunOptions = RunOptions()) -> Any:  # fmt: skip
     """The results of ``archs`` trained in ``run_dir``: read back if it holds exactly that run (:func:`holds_run`),
     trained if it holds none; a run of anything else is refused in one line, or replaced under ``force``.
     Either way the table is read from disk, so a run trained now and one reused later give the same frame.
-    ``options`` go to :func:`run_train` (device, compile, precision)."""
+    ``options`` go to :func:`run_train` whole."""
     from nasdun.results import read_table
 
     if not holds_run(run_dir, archs, setting, seed, protocol):
@@ -151,7 +133,7 @@ def train_or_reuse(run_dir: str | Path, archs: list[tuple[str, Genotype]], setti
                 f"{run_dir} holds a run of other networks, setting, seed or protocol; use another out=DIR or pass force=True to retrain it",
                 ("out", "force"),
             )
-        run_train(archs, setting, protocol, seed, run_dir, overwrite=force, **options)
+        run_train(archs, setting, protocol, seed, run_dir, options, overwrite=force)
     return read_table(Path(run_dir))
 
 
@@ -173,31 +155,30 @@ def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
         check_problem_record(spec["problem"], get_setting(spec["setting"]), path)
     archs = [(name, Genotype.from_dict(g)) for name, g in spec["archs"]]
     proto = from_mapping(Protocol, spec["protocol"], f"{path / SPEC}: protocol")
-    options = {k: spec[k] for k in ("lr_scale", "compile", "precision", "minutes")}
-    return run_train(archs, spec["setting"], proto, spec["seed"], path, spec["device"], checkpoint_every_s=checkpoint_every_s, **options)
+    options = RunOptions(spec["device"], spec["precision"], spec["compile"], spec["minutes"], checkpoint_every_s)
+    return run_train(archs, spec["setting"], proto, spec["seed"], path, options, lr_scale=spec["lr_scale"])
 
 
 def _train(
-    archs: list[tuple[str, Genotype]], s: Any, proto: Any, seed: int, out_dir: Path, dev: str, lr_scale: list[float] | None,
-    compile: bool, precision: str, minutes: float, checkpoint_every_s: float, workers: Workers | None = None,
+    archs: list[tuple[str, Genotype]], s: Any, proto: Any, seed: int, out_dir: Path, opts: RunOptions, lr_scale: list[float] | None,
+    workers: Workers | None = None,
 ) -> Any:  # fmt: skip
     from trainers.population import train_population
     from trainers.problems import make_problem
 
-    problem = make_problem(s, seed, batch_size=proto.batch_size, device=dev)
+    problem = make_problem(s, seed, batch_size=proto.batch_size, device=opts.device)
     layers = archs[0][1].layers
     t0 = time.perf_counter()
     if workers is not None:
-        results: list[Any] = _train_on_workers(archs, workers, proto, seed, out_dir, compile, precision, checkpoint_every_s)
+        results: list[Any] = _train_on_workers(archs, workers, proto, seed, out_dir, opts)
     else:
         line, report = trainer_progress(f"train {len(archs)} nets")
         results = train_population(
-            [g for _, g in archs], problem, proto, lr_scale=lr_scale, progress=report, compile=compile, precision=precision, minutes=minutes,
-            checkpoint=out_dir / CHECKPOINT, checkpoint_every_s=checkpoint_every_s,
-        )  # fmt: skip
+            [g for _, g in archs], problem, proto, lr_scale=lr_scale, progress=report, options=opts, checkpoint=out_dir / CHECKPOINT
+        )
         line.close()
     wall = time.perf_counter() - t0
-    context = {"setting": s.name, "protocol": proto.name, "seed": seed, "device": dev, "precision": precision}
+    context = {"setting": s.name, "protocol": proto.name, "seed": seed, "device": opts.device, "precision": opts.precision}
     rows = [candidate_row(name, r.genotype, r.metrics(), **context) for (name, _), r in zip(archs, results, strict=True)]
     df = write_table(out_dir, rows)
     meta = {"setting": s.name, "seed": seed, "lam": proto.lam, "coef_init": proto.coef_init}
@@ -211,10 +192,7 @@ def _train(
             "setting": asdict(s),
             "protocol": asdict(proto),
             "seed": seed,
-            "device": dev,
-            "compile": compile,
-            "precision": precision,
-            "minutes": minutes,
+            **{k: v for k, v in opts.record().items() if k != "checkpoint_every_s"},
             "host": platform.node(),
             "workers": workers.cohorts if workers else 1,  # cohorts trained side by side on Ray workers (1: one cohort in this process)
             "wall_s": wall,
@@ -251,10 +229,7 @@ class _Trained:
         return self.row
 
 
-def _train_on_workers(
-    archs: list[tuple[str, Genotype]], workers: Workers, proto: Any, seed: int, out_dir: Path, compile: bool, precision: str,
-    checkpoint_every_s: float,
-) -> list[_Trained]:  # fmt: skip
+def _train_on_workers(archs: list[tuple[str, Genotype]], workers: Workers, proto: Any, seed: int, out_dir: Path, opts: RunOptions) -> list[_Trained]:
     """``archs`` dealt round-robin into ``workers`` cohorts, each trained by :func:`nasdun.worker.cohort_report` as a Ray
     task (checkpointed beside its parameters file, so a run cut short continues each cohort where it was); one progress
     line for all of them, read from the files the tasks write."""
@@ -272,8 +247,8 @@ def _train_on_workers(
     for i, idx in enumerate(groups):
         config = {
             "cohort": i, "genotypes": [archs[j][1].to_json() for j in idx], "setting": workers.setting,
-            "protocol": asdict(proto), "seed": seed, "cpus": workers.cpus, "compile": compile, "precision": precision,
-            "params_path": str((out_dir / f"cohort-{i}.pt").resolve()), "checkpoint_every_s": checkpoint_every_s,
+            "protocol": asdict(proto), "seed": seed, "cpus": workers.cpus, "options": opts.record(),
+            "params_path": str((out_dir / f"cohort-{i}.pt").resolve()), "checkpoint": True,
         }  # fmt: skip
         files.append(out_dir / f"cohort-{i}.progress.json")
         refs.append(task.remote(config, str(files[-1].resolve())))

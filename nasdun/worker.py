@@ -39,6 +39,7 @@ def cohort_report(config: dict[str, Any], progress: Any = None) -> dict[str, Any
     import ray
     import torch
 
+    from trainers.options import RunOptions
     from trainers.population import train_population
     from trainers.problems import make_problem
     from trainers.protocols import Protocol
@@ -51,10 +52,10 @@ def cohort_report(config: dict[str, Any], progress: Any = None) -> dict[str, Any
     genotypes = [Genotype.from_json(g) for g in config["genotypes"]]
     checkpoint = cohort_checkpoint(config)
     t0 = time.perf_counter()
+    options = RunOptions.from_record({**config["options"], "device": device})  # the device is this worker's
     results = train_population(
-        genotypes, _PROBLEMS[key], proto, compile=bool(config["compile"]), precision=str(config.get("precision", "fp32")), progress=progress,
-        checkpoint=checkpoint, checkpoint_every_s=float(config.get("checkpoint_every_s") or 0.0), threads=max(1, int(config["cpus"])),
-    )  # fmt: skip
+        genotypes, _PROBLEMS[key], proto, progress=progress, options=options, checkpoint=checkpoint, threads=max(1, int(config["cpus"]))
+    )
     report = {"trainer_wall_s": time.perf_counter() - t0, "device": device, "host": os.uname().nodename, "candidates": [r.metrics() for r in results],
               "stages": [r.stages for r in results]}  # fmt: skip
     path = config.get("params_path")
@@ -77,9 +78,10 @@ def cohort_checkpoint(config: dict[str, Any]) -> Path | None:
     import hashlib
     import json
 
-    if not config.get("params_path") or config.get("checkpoint_every_s") is None:
+    if not config.get("params_path") or not config.get("checkpoint"):
         return None
-    what = {k: config.get(k) for k in ("genotypes", "setting", "protocol", "seed", "compile", "precision")}
+    trains = {k: config["options"][k] for k in ("compile", "precision")}
+    what = {**{k: config.get(k) for k in ("genotypes", "setting", "protocol", "seed")}, **trains}
     key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
     return Path(config["params_path"]).parent / f"ckpt-{key}.pt"
 

@@ -18,6 +18,7 @@ from nasdun.cli import main
 from nasdun.errors import NasdunError
 from nasdun.results import write_table
 from search_spaces import Genotype, preset
+from trainers.options import RunOptions
 
 K = 4
 # Top-3 by val (A, B, C); D and E are worse. Designed frequencies over the top 3:
@@ -131,7 +132,7 @@ def test_retrain_table_matches_its_runs_and_report_includes_it(tmp_path, run):
     g = Genotype.build(3, {3: [1]}, "soft", {2: [1]})
     avg.write_text(json.dumps({"genotype": g.to_dict()}))
     out = tmp_path / "rt"
-    tables = run_retrain(str(avg), "lista,2no", ["small", "small_snr20"], 2, "smoke", 3, out, device="cpu")
+    tables = run_retrain(str(avg), "lista,2no", ["small", "small_snr20"], 2, "smoke", 3, out, options=RunOptions("cpu"))
     t1 = tables["table1"].set_index("setting")
     assert list(t1.index) == ["small", "small_snr20"]
     for setting in ("small", "small_snr20"):
@@ -212,7 +213,7 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
     short = tmp_path / "short.yaml"
     short.write_text("patience: 10\nmax_iters: 10\nbatch_size: 64\n")
     out = tmp_path / "fid"
-    table = run_fidelity(3, "small", 3, str(ref40), [str(sh), str(short)], 0, out, device="cpu").set_index("protocol")
+    table = run_fidelity(3, "small", 3, str(ref40), [str(sh), str(short)], 0, out, options=RunOptions("cpu")).set_index("protocol")
     ref = pd.read_csv(out / "ref40" / "results.csv")
     from search_spaces.presets import existing
 
@@ -261,10 +262,10 @@ def test_fidelity_study_tables_costs_and_cache(tmp_path):
     assert list(rungs.index) == [1, 2] and rungs.loc[1, "spearman"] == pytest.approx(at1.rank().corr(final[at1.index].rank()))
     assert "A halving rung after layer t" in (out / "fidelity.md").read_text()
     stamp = (out / "ref40" / "results.csv").stat().st_mtime_ns
-    run_fidelity(3, "small", 3, str(ref40), [str(short)], 0, out, device="cpu")
+    run_fidelity(3, "small", 3, str(ref40), [str(short)], 0, out, options=RunOptions("cpu"))
     assert (out / "ref40" / "results.csv").stat().st_mtime_ns == stamp  # the reference was reused
     # the same genotypes under other training data and order: --seed 1 --genotype-seed 0
-    run_fidelity(3, "small", 3, str(ref40), [str(short)], 1, tmp_path / "fid1", device="cpu", genotype_seed=0)
+    run_fidelity(3, "small", 3, str(ref40), [str(short)], 1, tmp_path / "fid1", options=RunOptions("cpu"), genotype_seed=0)
     other = pd.read_csv(tmp_path / "fid1" / "ref40" / "results.csv").set_index("name")
     first = ref.set_index("name")
     assert list(other.loc[randoms, "genotype"]) == list(first.loc[randoms, "genotype"])
@@ -297,14 +298,14 @@ def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
 
     screen = tmp_path / "screen"
     gs = [("lista", preset("lista", 3)), ("2no", preset("2no", 3)), ("dense", preset("dense", 3)), ("lfista", preset("lfista", 3))]
-    first = run_train(gs, "small", "smoke", 1, screen, device="cpu").set_index("name")
+    first = run_train(gs, "small", "smoke", 1, screen, options=RunOptions("cpu")).set_index("name")
     longer = tmp_path / "longer.yaml"
     longer.write_text("patience: 20\nmax_iters: 60\nbatch_size: 64\n")
-    table = run_promote(screen, 2, str(longer), tmp_path / "prom", device="cpu").set_index("name")
+    table = run_promote(screen, 2, str(longer), tmp_path / "prom", options=RunOptions("cpu")).set_index("name")
     best2 = list(first["val_nmse_db"].astype(float).sort_values().index[:2])
     assert list(table.index) == best2 and list(table["screen_rank"]) == [1, 2]
     # independently: the same two genotypes trained alone with that protocol on seed 1's data
-    alone = run_train([(n, dict(gs)[n]) for n in best2], "small", str(longer), 1, tmp_path / "alone", device="cpu").set_index("name")
+    alone = run_train([(n, dict(gs)[n]) for n in best2], "small", str(longer), 1, tmp_path / "alone", options=RunOptions("cpu")).set_index("name")
     for n in best2:
         assert table.loc[n, "val_nmse_db"] == pytest.approx(float(alone.loc[n, "val_nmse_db"]), abs=1e-6)
         assert table.loc[n, "test_nmse_db"] == pytest.approx(float(alone.loc[n, "test_nmse_db"]), abs=1e-6)
@@ -319,7 +320,7 @@ def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
     hyper = reference(make_problem("small", 1, batch_size=64), 3)
     assert f"reaches val {hyper['val_nmse_db']:.2f}, test {hyper['test_nmse_db']:.2f} dB" in md
     with pytest.raises(NasdunError, match="has setting values \\[\\]; expected exactly one"):
-        run_promote(run, 2, str(longer), tmp_path / "p2", device="cpu")
+        run_promote(run, 2, str(longer), tmp_path / "p2", options=RunOptions("cpu"))
 
 
 @pytest.mark.slow
@@ -331,10 +332,10 @@ def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
     from nasdun.training import run_train
 
     g = {n: preset(n, 3) for n in ("lista", "2no", "dense", "lfista", "3no")}
-    run_a = run_train([(n, g[n]) for n in ("lista", "2no", "dense")], "small", "smoke", 1, tmp_path / "a", device="cpu")
-    run_b = run_train([(n, g[n]) for n in ("2no", "lfista", "3no")], "small", "smoke", 2, tmp_path / "b", device="cpu")
+    run_a = run_train([(n, g[n]) for n in ("lista", "2no", "dense")], "small", "smoke", 1, tmp_path / "a", options=RunOptions("cpu"))
+    run_b = run_train([(n, g[n]) for n in ("2no", "lfista", "3no")], "small", "smoke", 2, tmp_path / "b", options=RunOptions("cpu"))
     top = {r: list(df.sort_values("val_nmse_db")["name"][:2]) for r, df in (("a", run_a), ("b", run_b))}
-    table_ = run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "smoke", tmp_path / "conf", against=["meng2021"], device="cpu")
+    table_ = run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "smoke", tmp_path / "conf", against=["meng2021"], options=RunOptions("cpu"))
     table_ = table_.set_index("name")
     finalists = {g[n].hash for r in top for n in top[r]}
     assert set(table_.index) == finalists | {"meng2021"}
@@ -345,7 +346,7 @@ def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
     # independently: the first finalist trained alone on seed 6
     h = next(iter(sorted(finalists)))
     by_hash = {x.hash: x for x in g.values()}
-    alone = run_train([(h, by_hash[h])], "small", "smoke", 6, tmp_path / "alone", device="cpu")
+    alone = run_train([(h, by_hash[h])], "small", "smoke", 6, tmp_path / "alone", options=RunOptions("cpu"))
     assert table_.loc[h, "test_nmse_db_seed6"] == pytest.approx(float(alone["test_nmse_db"].iloc[0]), abs=1e-6)
     seeds = {s: read_table(tmp_path / "conf" / f"seed{s}").set_index("name") for s in (5, 6)}
     per = np.array([[float(seeds[s].loc[n, "test_nmse_db"]) for s in (5, 6)] for n in table_.index])
@@ -354,21 +355,21 @@ def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
     md = (tmp_path / "conf" / "confirm.md").read_text()
     assert "| a |" in md and "| b |" in md and "meng2021" in md
     stamp = (tmp_path / "conf" / "seed5" / "results.csv").stat().st_mtime_ns
-    again = run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "smoke", tmp_path / "conf", against=["meng2021"], device="cpu")
+    again = run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "smoke", tmp_path / "conf", against=["meng2021"], options=RunOptions("cpu"))
     assert (tmp_path / "conf" / "seed5" / "results.csv").stat().st_mtime_ns == stamp  # read, not trained again
     pd.testing.assert_frame_equal(again.set_index("name"), table_)
     with pytest.raises(NasdunError, match="holds a run of other networks, setting, seed or protocol"):  # not smoke's read as search's
-        run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "search", tmp_path / "conf", against=["meng2021"], device="cpu")
+        run_confirm([tmp_path / "a", tmp_path / "b"], 2, [5, 6], "search", tmp_path / "conf", against=["meng2021"], options=RunOptions("cpu"))
 
     other = pd.read_csv(tmp_path / "b" / "results.csv").assign(setting="noiseless")
     (tmp_path / "c").mkdir()
     other.to_csv(tmp_path / "c" / "results.csv", index=False)
     with pytest.raises(NasdunError, match=r"runs use settings \['noiseless', 'small'\]"):
-        run_confirm([tmp_path / "a", tmp_path / "c"], 2, [5], "smoke", tmp_path / "c2", device="cpu")
+        run_confirm([tmp_path / "a", tmp_path / "c"], 2, [5], "smoke", tmp_path / "c2", options=RunOptions("cpu"))
     with pytest.raises(NasdunError, match=r"seeds=\[5, 5\] must be distinct"):
-        run_confirm([tmp_path / "a"], 2, [5, 5], "smoke", tmp_path / "c3", device="cpu")
+        run_confirm([tmp_path / "a"], 2, [5, 5], "smoke", tmp_path / "c3", options=RunOptions("cpu"))
     with pytest.raises(NasdunError, match="holds a run of other networks, setting, seed or protocol"):
-        run_confirm([tmp_path / "a"], 1, [5], "smoke", tmp_path / "conf", device="cpu")
+        run_confirm([tmp_path / "a"], 1, [5], "smoke", tmp_path / "conf", options=RunOptions("cpu"))
 
 
 def svg_text(path) -> str:
@@ -434,7 +435,7 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     ref, short = tmp_path / "ref.yaml", tmp_path / "short.yaml"
     ref.write_text("patience: 10\nmax_iters: 30\nbatch_size: 32\n")
     short.write_text("patience: 10\nmax_iters: 10\nbatch_size: 32\n")
-    run = dict(setting="small", layers=2, reference=str(ref), protocols=[str(short)], seed=0, device="cpu")
+    run = dict(setting="small", layers=2, reference=str(ref), protocols=[str(short)], seed=0, options=RunOptions("cpu"))
     whole = run_fidelity(2, out=tmp_path / "one", **run).set_index("protocol")
     one = pd.read_csv(tmp_path / "one" / "ref" / "results.csv").set_index("name")
     from search_spaces.presets import existing
@@ -477,7 +478,9 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
     assert np.allclose(written.loc[names, "val_nmse_db"], ref_rows.loc[names, "val_nmse_db"]) and written.attrs["protocol"] == "ref"
     assert list(written.loc[names, "iterations"]) == list(ref_rows.loc[names, "iterations"])
     assert written.loc["lista", "val_nmse_db_layer2"] == pytest.approx(written.loc["lista", "val_nmse_db"], abs=1e-4)  # the last stage's best
-    again = run_fidelity(5, "nowhere", 9, "paper", [str(short)], 7, tmp_path / "from-table", device="cpu", reference_table=out / "reference.csv")
+    again = run_fidelity(
+        5, "nowhere", 9, "paper", [str(short)], 7, tmp_path / "from-table", options=RunOptions("cpu"), reference_table=out / "reference.csv"
+    )
     again = again.set_index("protocol")
     for column in ("spearman", "kendall", "cost_ratio", "top25_overlap", "median_abs_delta_db", "candidates"):
         assert again.loc["short", column] == pytest.approx(full.loc["short", column])  # the study is the table's, not the arguments'
@@ -558,7 +561,7 @@ def test_a_cheap_protocol_reproduces_its_values_recorded_in_the_paper_reference(
     archs = study_networks(32, 8, 0)
     chunk = reference_chunks(archs, 32, 4)[2]  # lfista, r007, r009 and r008 (a network `paper` trains to divergence)
     nets = [(n, g) for n, g in chunk if n in ("lfista", "r008")]  # two of them: each trains as it would alone
-    got = run_train(nets, "small", "search", 0, tmp_path / "search", device="cpu").set_index("name")
+    got = run_train(nets, "small", "search", 0, tmp_path / "search", options=RunOptions("cpu")).set_index("name")
     names = [n for n, _ in nets]
     assert np.allclose(got.loc[names, "val_nmse_db"], ref.loc[names, "search_val_nmse_db"], atol=0.0051)
 

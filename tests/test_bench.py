@@ -6,6 +6,7 @@ import pytest
 
 from nasdun.bench import BenchSize
 from nasdun.cli import main
+from trainers.options import RunOptions
 
 
 @pytest.mark.slow
@@ -33,7 +34,7 @@ def test_flop_count_agrees_with_torchs_own_count_of_a_training_step(layers):
 
     size = BenchSize(m=50, n=100, layers=layers, batch=32, val=64)
     for P in (1, 4):
-        trainer = _trainer(size, P, "cpu")
+        trainer = _trainer(size, P, RunOptions("cpu"))
         trainer.train_step()  # the first step may build what later steps reuse
         with FlopCounterMode(display=False) as counted:
             trainer.train_step()
@@ -66,12 +67,12 @@ def test_bench_of_a_protocol_weights_each_part_by_the_iterations_the_protocol_gi
     from nasdun.bench import BenchSize, measure_protocol
 
     size = BenchSize(m=20, n=40, layers=3, batch=32, val=256)
-    final = measure_protocol(size, 2, "final", "cpu", seconds=0.3)
+    final = measure_protocol(size, 2, "final", RunOptions("cpu"), seconds=0.3)
     assert final["iterations_per_candidate"] == 3 * 500 + 2 * 500 + 15_000  # stage 0 of every layer, stage 1 of 1..K-1, the pass
     assert abs(sum(final["share"].values()) - 1) < 1e-9 and final["share"]["end-to-end pass"] > final["share"]["later stages"] > 0
     ops = final["ops_per_step"]
     assert 0 < ops["stage 0, layer K"]["compute"] < ops["later stage, layer K"]["compute"]  # the frozen layers' graph is pruned
-    search = measure_protocol(size, 2, "search", "cpu", seconds=0.3)
+    search = measure_protocol(size, 2, "search", RunOptions("cpu"), seconds=0.3)
     assert search["iterations_per_candidate"] == 3 * 3 * 200 and search["share"]["end-to-end pass"] == 0
     assert main(["bench", "--protocol", "final", "--layers", "3", "--m", "20", "--n", "40", "--P", "2", "--seconds", "0.2"]) == 0
     assert "protocol final, P=2: 17,500 iterations per candidate" in capsys.readouterr().out

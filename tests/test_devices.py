@@ -15,6 +15,7 @@ import torch
 from search_spaces import SearchSpace, preset
 from search_spaces.genotype import classic_space
 from trainers.model import UnrolledLISTA
+from trainers.options import RunOptions
 from trainers.population import train_population
 from trainers.precision import precision_scope
 from trainers.problems import make_problem
@@ -143,8 +144,8 @@ def test_train_on_a_device_writes_the_tables_it_writes_on_the_cpu(device, tmp_pa
     from nasdun.training import run_train
 
     archs = [(n, preset(n, 3)) for n in ("lista", "2no", "lfista")]
-    ref = run_train(archs, "small", "smoke", 0, tmp_path / "ref", device="cpu")
-    got = run_train(archs, "small", "smoke", 0, tmp_path / device, device=device)
+    ref = run_train(archs, "small", "smoke", 0, tmp_path / "ref", options=RunOptions("cpu"))
+    got = run_train(archs, "small", "smoke", 0, tmp_path / device, options=RunOptions(device))
     assert list(got["name"]) == list(ref["name"]) and list(got["status"]) == list(ref["status"])
     assert list(got["device"]) == [device] * 3 and list(got["iterations"]) == list(ref["iterations"])
     for col in ("val_nmse_db", "test_nmse_db", "test_nmse_db_mean"):
@@ -158,13 +159,13 @@ def test_time_limit_stops_every_network_where_it_is(device):
     """``minutes``: rows are `stopped` at the layer reached, scored there with the stage's best parameters."""
     problem = problem_on(device)
     gs = [preset("lista", 4), preset("2no", 4)]
-    cut = train_population(gs, problem, SMOKE, minutes=1e-6)  # ends at the first check: layer 1, stage 1, 10 iterations
+    cut = train_population(gs, problem, SMOKE, options=RunOptions(minutes=1e-6))  # ends at the first check: layer 1, stage 1, 10 iterations
     for r in cut:
         assert r.status == "stopped" and r.rung_layer == 1 and r.iterations == SMOKE.val_every
         assert r.reason.startswith("time limit of 1e-06 min reached at layer 1 of 4, stage 1 of 3")
         assert len(r.curves["val_nmse_db"]) == 1 and r.val_nmse_db == pytest.approx(r.stages[-1]["best_val_nmse_db"], abs=1e-5)
     full = train_population(gs, problem, SMOKE)
-    ample = train_population(gs, problem, SMOKE, minutes=60)
+    ample = train_population(gs, problem, SMOKE, options=RunOptions(minutes=60))
     assert [r.test_nmse_db for r in ample] == [r.test_nmse_db for r in full]  # a limit never reached changes nothing
 
 
@@ -174,7 +175,7 @@ def test_bf16_training_is_close_to_fp32_and_restores_the_matmul_setting(device):
     before = torch.get_float32_matmul_precision()
     gs = [preset("lista", 3), preset("2no", 3)]
     fp32 = train_population(gs, problem, SMOKE)
-    bf16 = train_population(gs, problem, SMOKE, precision="bf16")
+    bf16 = train_population(gs, problem, SMOKE, options=RunOptions(precision="bf16"))
     assert torch.get_float32_matmul_precision() == before
     for a, b in zip(fp32, bf16, strict=True):
         assert b.status == "ok" and all(v.dtype == torch.float32 for v in b.params.values())

@@ -14,6 +14,7 @@ from helpers import drive_search
 
 from nasdun.cli import main
 from nasdun.raywatch import descendants
+from trainers.options import RunOptions
 
 
 def _alive(pid: int, start: int) -> bool:
@@ -192,9 +193,9 @@ def test_a_killed_trainer_resumes_from_its_checkpoint_bit_for_bit(kill_at, small
             raise Killed
 
     with pytest.raises(Killed):
-        train_population(gs, small_problem, proto, progress=kill, checkpoint=ckpt, checkpoint_every_s=0)
+        train_population(gs, small_problem, proto, progress=kill, checkpoint=ckpt, options=RunOptions(checkpoint_every_s=0))
     assert ckpt.is_file() or kill_at == 1  # killed before its first save: the resume starts afresh
-    resumed = train_population(gs, small_problem, proto, checkpoint=ckpt, checkpoint_every_s=0)
+    resumed = train_population(gs, small_problem, proto, checkpoint=ckpt, options=RunOptions(checkpoint_every_s=0))
     for a, b in zip(ref, resumed, strict=True):
         _same(a, b)
     assert sum(r.status == "stopped" for r in resumed) == 2
@@ -214,7 +215,9 @@ def test_a_checkpoint_of_another_run_is_refused(small_problem, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        train_population([preset("lista", 3)], small_problem, get_protocol("smoke"), progress=kill, checkpoint=ckpt, checkpoint_every_s=0)
+        train_population(
+            [preset("lista", 3)], small_problem, get_protocol("smoke"), progress=kill, checkpoint=ckpt, options=RunOptions(checkpoint_every_s=0)
+        )
     with pytest.raises(NasdunError, match="belongs to another run"):
         train_population([preset("2no", 3)], small_problem, get_protocol("smoke"), checkpoint=ckpt)
 
@@ -277,7 +280,7 @@ def test_a_requeued_cohort_continues_from_its_checkpoint(tmp_path):
     problem = make_problem("small", 0, batch_size=64)
     with pytest.raises(Killed):
         train_population([Genotype.from_json(g) for g in killed["genotypes"]], problem, Protocol(**killed["protocol"]), progress=kill,
-                         checkpoint=cohort_checkpoint(killed), checkpoint_every_s=0)  # fmt: skip
+                         checkpoint=cohort_checkpoint(killed), options=RunOptions(checkpoint_every_s=0))  # fmt: skip
     assert cohort_checkpoint(killed).is_file()
     a, b = cohort_report(killed), cohort_report(whole)
     drop_time = (
@@ -495,7 +498,7 @@ def test_a_forced_train_into_a_run_being_trained_is_refused_before_it_writes(tmp
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(NasdunError, match=f"is being written by another nasdun process \\(PID {holder.pid}\\)"):
-            run_train(resolve_archs("lista", 2), "small", "smoke", 0, run, device="cpu", overwrite=True)
+            run_train(resolve_archs("lista", 2), "small", "smoke", 0, run, options=RunOptions("cpu"), overwrite=True)
         assert (run / "train.json").read_text() == '{"archs": "the live run"}'
     finally:
         holder.kill()

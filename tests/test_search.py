@@ -20,6 +20,7 @@ from nasdun.errors import NasdunError
 from nasdun.experiment import TRIES_PER_PLACE
 from nasdun.samplers import SAMPLERS, make_sampler
 from search_spaces import Genotype
+from trainers.options import RunOptions
 
 USABLE = SAMPLERS.names()  # every registered sampler: each is usable (cmaes is refused, not offered)
 MINI = {
@@ -336,7 +337,7 @@ def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tm
     assert list(prom.index) == best2 + best4  # found by value, then the chosen hand designs by value
     chosen = df.set_index("name").loc[list(prom.index)]
     finalists = [(n, Genotype.from_json(g)) for n, g in zip(chosen.index, chosen["genotype"], strict=True)]
-    alone = run_train(finalists, "small", str(longer), 0, tmp_path / "alone", device="cpu", precision="bf16").set_index("name")
+    alone = run_train(finalists, "small", str(longer), 0, tmp_path / "alone", options=RunOptions("cpu", "bf16")).set_index("name")
     for n in prom.index:  # the promotion keeps the search's precision (bf16) and data
         assert prom.loc[n, "val_nmse_db"] == pytest.approx(float(alone.loc[n, "val_nmse_db"]), abs=1e-6)
     assert (pd.read_csv(out / "promoted" / "results.csv")["precision"] == "bf16").all()
@@ -379,7 +380,7 @@ def test_one_slot_search_is_reproducible_end_to_end(ray_local, tmp_path):
 
     last = a[a["cohort"] == a["cohort"].max()]
     nets = [(n, Genotype.from_json(g)) for n, g in zip(last["name"], last["genotype"], strict=True)]
-    alone = run_train(nets, "small", "smoke", 0, tmp_path / "alone", device="cpu").set_index("name")
+    alone = run_train(nets, "small", "smoke", 0, tmp_path / "alone", options=RunOptions("cpu")).set_index("name")
     assert len(last) == 2 and list(last["val_nmse_db"]) == pytest.approx(list(alone.loc[list(last["name"]), "val_nmse_db"]), abs=1e-6)
 
 
@@ -568,7 +569,9 @@ def test_trainer_progress_names_layer_stage_iterations_and_eta(small_problem):
     from trainers.protocols import get_protocol
 
     seen = []
-    train_population([preset("lista", 3), preset("2no", 3)], small_problem, get_protocol("smoke"), progress=seen.append, minutes=60)
+    train_population(
+        [preset("lista", 3), preset("2no", 3)], small_problem, get_protocol("smoke"), progress=seen.append, options=RunOptions(minutes=60)
+    )
     first, last = seen[0], seen[-1]
     assert (first.layers, first.min_layer, first.stage, first.stages_per_layer) == (3, 1, 1, 3) and 0 <= first.fraction_done < last.fraction_done
     assert first.eta_s() <= 3600 and last.fraction_done == 1.0 and last.eta_s() == 0
@@ -647,15 +650,15 @@ def test_training_on_workers_continues_a_killed_run_from_its_checkpoints(ray_loc
     longer = tmp_path / "longer.yaml"
     longer.write_text("patience: 300\nmax_iters: 300\nbatch_size: 64\nlrs: [5.0e-4, 1.0e-4]\n")
     archs = [(n, preset(n, 3)) for n in ("lista", "2no", "alista", "lista_cpss")]
-    whole = run_train(archs, "small", str(longer), 0, tmp_path / "whole", device="cpu", workers=2).set_index("name")
+    whole = run_train(archs, "small", str(longer), 0, tmp_path / "whole", options=RunOptions("cpu"), workers=2).set_index("name")
     assert json.loads((tmp_path / "whole" / "run.json").read_text())["workers"] == 2
 
     cut = tmp_path / "cut"
     script = (
-        "import ray, sys; from nasdun.training import run_train; from search_spaces import preset;"
+        "import ray, sys; from nasdun.training import run_train; from search_spaces import preset; from trainers.options import RunOptions;"
         "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False);"
         f"run_train([(n, preset(n, 3)) for n in {[n for n, _ in archs]!r}], 'small', {str(longer)!r}, 0, {str(cut)!r},"
-        " device='cpu', workers=2, checkpoint_every_s=0)"
+        " RunOptions('cpu', checkpoint_every_s=0), workers=2)"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent.parent, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -670,8 +673,8 @@ def test_training_on_workers_continues_a_killed_run_from_its_checkpoints(ray_loc
     shutil.copytree(cut, tmp_path / "foreign")  # the checkpoints are read: one made unreadable is refused in one line
     next((tmp_path / "foreign").glob("ckpt-*.pt")).write_bytes(b"not a checkpoint")
     with pytest.raises(NasdunError, match="cannot be read"):
-        run_train(archs, "small", str(longer), 0, tmp_path / "foreign", device="cpu", workers=2)
-    resumed = run_train(archs, "small", str(longer), 0, cut, device="cpu", workers=2).set_index("name")
+        run_train(archs, "small", str(longer), 0, tmp_path / "foreign", options=RunOptions("cpu"), workers=2)
+    resumed = run_train(archs, "small", str(longer), 0, cut, options=RunOptions("cpu"), workers=2).set_index("name")
     for n, _ in archs:
         assert float(resumed.loc[n, "val_nmse_db"]) == float(whole.loc[n, "val_nmse_db"])
         assert float(resumed.loc[n, "test_nmse_db"]) == float(whole.loc[n, "test_nmse_db"])

@@ -42,7 +42,8 @@ from search_spaces.genotype import Genotype
 from trainers.adam import BETAS, masked_adam_step, per_candidate
 from trainers.host_memory import keep_freed_memory
 from trainers.model import UnrolledLISTA
-from trainers.precision import autocast, check_precision, precision_scope
+from trainers.options import RunOptions
+from trainers.precision import autocast, precision_scope
 from trainers.problems import Problem
 from trainers.protocols import Protocol
 from trainers.scoring import CandidateResult, Progress, evaluate, image_psnr
@@ -68,27 +69,23 @@ class PopulationTrainer:
         protocol: Protocol,
         lr_scale: Sequence[float] | None = None,
         progress: Callable[[Progress], None] | None = None,
-        compile: bool = False,
-        precision: str = "fp32",
-        minutes: float = 0.0,
+        options: RunOptions = RunOptions(),
         checkpoint: str | Path | None = None,
-        checkpoint_every_s: float = 300.0,
         threads: int | None = None,
     ) -> None:
         if problem.batch_size != protocol.batch_size:
             raise NasdunError(f"problem batch size {problem.batch_size} differs from protocol {protocol.name}'s {protocol.batch_size}")
-        self.problem, self.protocol, self.progress, self.compile = problem, protocol, progress, compile
-        self.precision = check_precision(precision)
-        if not minutes >= 0:
-            raise NasdunError(f"minutes={minutes}; expected a number >= 0 (0: no time limit)")
-        self.minutes = float(minutes)
+        if not isinstance(options, RunOptions):
+            raise NasdunError(f"options={options!r}; expected a trainers.options.RunOptions", ("options",))
+        self.problem, self.protocol, self.progress, self.options = problem, protocol, progress, options  # the device is the problem's
+        self.compile, self.precision, self.minutes = options.compile, options.precision, float(options.minutes)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)  # trainers/checkpoint.py
-        self.checkpoint_every_s = float(checkpoint_every_s)
+        self.checkpoint_every_s = float(options.checkpoint_every_s)
         self.threads = check_threads(threads)  # on a CPU, the run's fixed intra-op thread count (trainers/threads.py)
         self.prune = True  # stage-0 steps without the frozen layers' graph (False: the whole graph, for the equality test)
         if problem.D.device.type == "cpu":
             keep_freed_memory()
-        self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=compile)  # on D's device
+        self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=self.compile)  # on D's device
         K, P, dev = self.model.K, self.model.P, problem.D.device
         bad_rungs = [r for r in protocol.rungs if not 1 <= r < K]
         if bad_rungs:
@@ -449,23 +446,18 @@ def train_population(
     protocol: Protocol,
     lr_scale: Sequence[float] | None = None,
     progress: Callable[[Progress], None] | None = None,
-    compile: bool = False,
-    precision: str = "fp32",
-    minutes: float = 0.0,
+    options: RunOptions = RunOptions(),
     checkpoint: str | Path | None = None,
-    checkpoint_every_s: float = 300.0,
     threads: int | None = None,
 ) -> list[CandidateResult]:
     """Train ``genotypes`` together under ``protocol``; one result per genotype, in order.
 
-    ``compile`` fuses each layer's pointwise work with torch.compile (same maths; faster on
-    long runs, ~30 s of compilation on a 2-core CPU). ``precision`` is ``fp32``, ``tf32`` or
-    ``bf16`` (:mod:`trainers.precision`). ``minutes`` > 0 stops every candidate still training
-    after that long (checked at validations): its row is ``stopped`` at the layer it reached.
-    ``checkpoint``: a file to save the whole state to every ``checkpoint_every_s`` and to resume from
+    ``options`` (:class:`trainers.options.RunOptions`; the device is the problem's): ``compile`` fuses each layer's
+    pointwise work with torch.compile (same maths; faster on long runs, ~30 s of compilation on a 2-core CPU);
+    ``precision`` is ``fp32``, ``tf32`` or ``bf16`` (:mod:`trainers.precision`); ``minutes`` > 0 stops every candidate
+    still training after that long (checked at validations): its row is ``stopped`` at the layer it reached.
+    ``checkpoint``: a file to save the whole state to every ``options.checkpoint_every_s`` and to resume from
     if it exists (:mod:`trainers.checkpoint`); the results equal an uninterrupted run's. ``threads``: a CPU training's
     intra-op threads, fixed for the run (None: 1, :mod:`trainers.threads` says why).
     """
-    return PopulationTrainer(
-        genotypes, problem, protocol, lr_scale, progress, compile, precision, minutes, checkpoint, checkpoint_every_s, threads
-    ).run()
+    return PopulationTrainer(genotypes, problem, protocol, lr_scale, progress, options, checkpoint, threads).run()
