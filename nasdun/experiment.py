@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from nasdun.errors import NasdunError
-from nasdun.record import LOST, NAN_METRICS, RANDOM_STATE, STUDY_NAME, lost, row_attr, storage_url, verify
+from nasdun.record import LOST, RANDOM_STATE, STUDY_NAME, lost, row_attr, storage_url, verify
 from nasdun.searchconfig import ResolvedSearch, SearchConfig
 from nasdun.weights import KeptParams
 from search_spaces.genotype import Genotype
+from trainers.rows import failed_metrics
 
 #: Proposals an ask makes per place in the cohort before it gives up on finding a fresh genotype.
 TRIES_PER_PLACE = 20
@@ -257,7 +258,7 @@ class Experiment:
         }
         metrics = (report or {}).get("candidates") or [{"status": "failed", "reason": f"{LOST}: {error}"}] * len(members)
         new = [
-            candidate_row(f"t{number:05d}", g, {**NAN_METRICS, **m}, trial_number=number, preset=self.presets.get(g.hash, ""), **context)
+            candidate_row(f"t{number:05d}", g, {**failed_metrics(), **m}, trial_number=number, preset=self.presets.get(g.hash, ""), **context)
             for (number, g), m in zip(members, metrics, strict=True)
         ]
         self.rows.extend(new)

@@ -32,23 +32,11 @@ from typing import Any
 
 from nasdun.config import from_mapping, load_yaml
 from nasdun.errors import NasdunError
+from trainers.rows import failed_metrics
 
 STUDY_NAME = "nasdun"
 RANDOM_STATE = "sampler_random_state"  # study user attribute: an Optuna sampler's random state after the last ask
 LOST = "worker lost"  # the reason prefix of a cohort whose Ray trial failed for good
-NAN_METRICS = {  # a candidate's metrics before (or without) a report: a row that says it failed
-    "status": "failed",
-    "reason": "",
-    "iterations": 0,
-    "wall_s": 0.0,
-    "rung": 0,
-    "rung_layer": 0,
-    "val_nmse_db": math.nan,
-    "val_nmse_db_mean": math.nan,
-    "test_nmse_db": math.nan,
-    "test_nmse_db_mean": math.nan,
-    "curves": {},
-}
 
 
 def lost(row: dict[str, Any]) -> bool:
@@ -255,7 +243,7 @@ def _row_from_trial(trial: Any, cfg: Any, space: Any) -> tuple[dict[str, Any], i
     g = space.decode(trial.params)
     value = trial.value if trial.state.name == "COMPLETE" else _last_intermediate(trial)
     status = "ok" if trial.state.name == "COMPLETE" else "stopped"
-    metrics = {**NAN_METRICS, "status": status, "reason": REBUILT, "val_nmse_db": value, "rung_layer": max(trial.intermediate_values, default=0)}
+    metrics = failed_metrics(REBUILT, status=status, val_nmse_db=value, rung_layer=max(trial.intermediate_values, default=0))
     context = {"sampler": cfg.sampler, "cohort": int(trial.user_attrs.get("cohort", -1)), "setting": cfg.setting, "protocol": cfg.protocol,
                "seed": cfg.seed, "device": "", "precision": cfg.precision}  # fmt: skip
     preset = preset_names(cfg.layers, cfg.max_lag).get(g.hash, "")

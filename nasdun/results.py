@@ -10,27 +10,25 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasdun.errors import NasdunError, place_error
 from search_spaces.genotype import Genotype
+from trainers.rows import FLOATS, NUMBERS, ORDER, REQUIRED, STATUSES, metric_names
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-COLUMNS = [
-    "name", "hash", "status", "reason",
-    "test_nmse_db", "test_nmse_db_mean", "val_nmse_db", "val_nmse_db_mean",
-    "iterations", "wall_s", "n_extra", "setting", "protocol", "seed", "layers", "device", "genotype",
-]  # fmt: skip
-
 
 def candidate_row(name: str, genotype: Genotype, metrics: Mapping[str, Any], **context: Any) -> dict[str, Any]:
-    """One results-table row from a candidate's metrics (``CandidateResult.metrics()``);
-    ``context`` adds run-level columns (setting, protocol, seed, sampler, cohort, ...)."""
+    """One results-table row (:mod:`trainers.rows`) from a candidate's metrics (``CandidateResult.metrics()``, or
+    :func:`trainers.rows.failed_metrics`); ``context`` adds run-level columns (setting, protocol, seed, sampler, cohort, ...)."""
+    missing = [c for c in metric_names() if c not in metrics]
+    if missing:
+        raise ValueError(f"candidate_row({name!r}): metrics lack {missing}; expected CandidateResult.metrics() or failed_metrics()")
     row: dict[str, Any] = {"name": name, "hash": genotype.hash}
     row.update({k: v for k, v in metrics.items() if k != "curves"})
     row["wall_s"] = round(float(metrics.get("wall_s", 0.0)), 3)
@@ -58,12 +56,12 @@ def _atomic_write(path: Path, write: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_table(out_dir: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
+def write_table(out_dir: Path, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Write ``results.csv`` (and Parquet when possible) atomically; returns the frame."""
     import pandas as pd
 
     df = pd.DataFrame(rows)
-    ordered = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]
+    ordered = [c for c in ORDER if c in df.columns] + [c for c in df.columns if c not in ORDER]
     df = df[ordered]
     _atomic_write(out_dir / "results.csv", lambda p: df.to_csv(p, index=False))
     try:
@@ -75,11 +73,6 @@ def write_table(out_dir: Path, rows: list[dict[str, Any]]) -> pd.DataFrame:
     curves = pd.DataFrame(curve_rows(rows))
     _atomic_write(out_dir / "curves.csv", lambda p: curves.to_csv(p, index=False))
     return df
-
-
-REQUIRED = ("name", "hash", "status", "val_nmse_db", "test_nmse_db", "genotype")
-NUMERIC = ("val_nmse_db", "val_nmse_db_mean", "test_nmse_db", "test_nmse_db_mean")
-STATUSES = ("ok", "failed", "stopped")  # trainers.scoring.CandidateResult.status
 
 
 def read_table(run_dir: str | Path, unique: bool = True) -> pd.DataFrame:
@@ -108,13 +101,14 @@ def read_table(run_dir: str | Path, unique: bool = True) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise NasdunError(f"results table {str(path)!r} lacks column(s) {missing}; expected a table written by nasdun (corrupt or truncated?)")
-    for col in [c for c in NUMERIC if c in df.columns]:
+    for col in [c for c in NUMBERS if c in df.columns]:
         bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
         if bad.any():
             raise NasdunError(
                 f"results table {str(path)!r}: column {col} holds {df[col][bad].iloc[0]!r} in row {int(bad.idxmax()) + 2}; expected numbers"
             )
-        df[col] = pd.to_numeric(df[col])
+        if col in FLOATS:
+            df[col] = pd.to_numeric(df[col]).astype(float)
     for i, text in enumerate(df["genotype"]):
         try:
             json.loads(str(text))

@@ -228,10 +228,11 @@ def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
     first._decode(first.study.ask())  # killed before its cohort was even set
     done = a[1]  # its row was written just before the kill, the study was not told
     from nasdun.results import candidate_row, write_table
+    from trainers.rows import failed_metrics
 
     write_table(
         out,
-        [candidate_row("t00001", done[1], {"status": "ok", "val_nmse_db": -3.0, "test_nmse_db": -3.1, "curves": {}}, trial_number=done[0], cohort=0)],
+        [candidate_row("t00001", done[1], failed_metrics(status="ok", val_nmse_db=-3.0, test_nmse_db=-3.1), trial_number=done[0], cohort=0)],
     )
     del first  # the driver dies: trials stay RUNNING
 

@@ -14,6 +14,7 @@ from search_spaces.genotype import Genotype
 from trainers.metrics import NmseAccumulator
 from trainers.model import UnrolledLISTA
 from trainers.problems import Split, synthesize
+from trainers.rows import metric_names
 
 # Per evaluation chunk: candidates x samples x n x layers, by device type. On a CPU, small enough that a
 # chunk's pointwise work stays in cache (a 1,024-sample validation of 16 candidates at `small`: 80 -> 46 ms,
@@ -69,11 +70,7 @@ class CandidateResult:
 
     def metrics(self) -> dict[str, Any]:
         """The plain-data part (what a results-table row and a Ray report carry)."""
-        keys = (
-            "status", "reason", "iterations", "wall_s", "rung", "rung_layer",
-            "val_nmse_db", "val_nmse_db_mean", "test_nmse_db", "test_nmse_db_mean", "curves",
-        )  # fmt: skip
-        out = {k: getattr(self, k) for k in keys}
+        out = {k: getattr(self, k) for k in metric_names()}  # the row's trainer part (trainers.rows.METRICS)
         if self.psnr:  # image settings: the mean and each test image's PSNR as columns
             out["test_psnr"] = sum(self.psnr.values()) / len(self.psnr)
             out.update({f"psnr_{name}": value for name, value in self.psnr.items()})
