@@ -207,10 +207,12 @@ def test_the_stage_rule_reads_a_validation_subset_and_the_whole_set_scores_what_
         assert float(first) == pytest.approx(last["best_val_nmse_db"], abs=1e-5)
 
 
-def test_stage_zero_steps_without_the_frozen_graph_give_the_same_bits():
-    """In a stage 0 only layer t's new parameters move: layers below it run without a graph and Adam skips what no
-    candidate may move. The whole protocol, for a cohort mixing every weight kind, support selection, gain gates, LWA
-    connections and lags, trains to the same bits either way."""
+@pytest.mark.parametrize("flag", ["prune", "compact_masks"])
+def test_the_trainer_s_shortcuts_give_the_same_bits(flag):
+    """``prune``: in a stage 0 only layer t's new parameters move: layers below it run without a graph and Adam skips
+    what no candidate may move. ``compact_masks``: Adam's masks kept per (candidate, layer) and broadcast, not full-size.
+    The whole protocol, for a cohort mixing every weight kind, support selection, gain gates, LWA connections and lags,
+    trains to the same bits either way."""
     from dataclasses import replace
 
     from search_spaces.presets import preset
@@ -221,10 +223,12 @@ def test_stage_zero_steps_without_the_frozen_graph_give_the_same_bits():
     problem = make_problem("small", 0, batch_size=64)
     proto = replace(get_protocol("smoke"), lrs=(5e-4, 1e-4))
     runs = []
-    for prune in (False, True):
+    for on in (False, True):
         tr = PopulationTrainer([preset(n, 4) for n in names], problem, proto)
-        tr.prune = prune
+        setattr(tr, flag, on)
         tr._sync_state()
+        if flag == "compact_masks":
+            assert tr._wm["Wx"].numel() == (tr.model.P if on else tr.params["Wx"].numel())
         runs.append(tr.run())
     for whole, pruned in zip(*runs, strict=True):
         assert whole.params.keys() == pruned.params.keys()

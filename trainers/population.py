@@ -83,6 +83,7 @@ class PopulationTrainer:
         self.checkpoint_every_s = float(options.checkpoint_every_s)
         self.threads = check_threads(threads)  # on a CPU, the run's fixed intra-op thread count (trainers/threads.py)
         self.prune = True  # stage-0 steps without the frozen layers' graph (False: the whole graph, for the equality test)
+        self.compact_masks = True  # Adam's masks per (candidate, layer), broadcast (False: full-size, for the equality test)
         if problem.D.device.type == "cpu":
             keep_freed_memory()
         self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=self.compile)  # on D's device
@@ -195,12 +196,16 @@ class PopulationTrainer:
         masked_adam_step(self._moving_params, grads, self.c.m, self.c.v, self.c.step, lr, self._wm, self._wv)
 
     def _trainable(self, name: str, p: torch.Tensor) -> torch.Tensor:
-        """Elements candidate q may move: its layer t's new parameters in stage 0, else layers <= t."""
+        """Elements candidate q may move: its layer t's new parameters in stage 0, else layers <= t. A mask depends on the
+        candidate and the layer alone, so it is kept at their shape and broadcast against ``p`` (for ``Wx``: (P, 1, 1), not
+        P·n² values read at every step); ``compact_masks=False`` expands it to ``p``'s shape (the same values)."""
         layer = self.layer_of[name]  # broadcastable to p, its candidate axis included
-        t = per_candidate(self.t, layer.expand(p.shape))
-        s0 = per_candidate(self.s == 0, layer.expand(p.shape))
-        act = per_candidate(self.active, layer.expand(p.shape))
-        return act & torch.where(s0, layer == t, layer <= t)
+        layer = layer.reshape((1,) * (p.dim() - layer.dim()) + tuple(layer.shape))  # as many axes as p
+        t = per_candidate(self.t, p)
+        s0 = per_candidate(self.s == 0, p)
+        act = per_candidate(self.active, p)
+        mask = act & torch.where(s0, layer == t, layer <= t)
+        return mask if self.compact_masks else mask.expand(p.shape).contiguous()
 
     # -- validation and stage logic ----------------------------------------------------------
     def _validate(self) -> torch.Tensor:
@@ -220,7 +225,8 @@ class PopulationTrainer:
         self.c.best_at = torch.where(improved, self.c.stage_iter, self.c.best_at)
         with torch.no_grad():
             for name, p in self.params.items():
-                self.c.best[name].copy_(torch.where(per_candidate(improved, p), p, self.c.best[name]))
+                best = self.c.best[name]
+                torch.where(per_candidate(improved, p), p, best, out=best)  # in place: no parameter-sized temporary
 
     def _reset_moments(self, mask: torch.Tensor) -> None:
         self.c.step = torch.where(mask, 0, self.c.step)
