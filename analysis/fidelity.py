@@ -41,9 +41,14 @@ from trainers.options import RunOptions
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rho: Pearson correlation of average ranks."""
-    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman's rho (``scipy.stats.spearmanr``: Pearson correlation of average ranks); nan where a ranking is constant."""
+    import warnings
+
+    from scipy.stats import spearmanr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant input: rho is undefined, said by the nan
+        return float(spearmanr(np.asarray(a, dtype=float), np.asarray(b, dtype=float)).statistic)
 
 
 def spearman_interval(rho: float, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -59,13 +64,14 @@ def spearman_interval(rho: float, n: int, level: float = 0.95) -> tuple[float, f
 
 
 def kendall(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b (ties in either ranking are accounted for)."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    dx = np.sign(x[:, None] - x[None, :])
-    dy = np.sign(y[:, None] - y[None, :])
-    iu = np.triu_indices(len(x), 1)
-    s, tx, ty = (dx * dy)[iu].sum(), (dx != 0)[iu].sum(), (dy != 0)[iu].sum()
-    return float(s / math.sqrt(tx * ty)) if tx and ty else math.nan
+    """Kendall's tau-b (``scipy.stats.kendalltau``: ties in either ranking accounted for); nan where a ranking is constant."""
+    import warnings
+
+    from scipy.stats import kendalltau
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(kendalltau(np.asarray(a, dtype=float), np.asarray(b, dtype=float)).statistic)
 
 
 def cheap_rank(df: pd.DataFrame) -> pd.Series:
