@@ -289,46 +289,14 @@ def run_fidelity(
     capped = {p: capped_share(dirs[p], done, get_protocol(p).max_iters) for p in protocols}
     capped[reference] = math.nan if table is not None else capped_share(dirs[reference], done, get_protocol(reference).max_iters)
     ref = tables[reference]
-    ref_rank = cheap_rank(ref)
     randoms = [n for n, _ in archs[:n_genotypes] if n in done]  # the hand designs are easy to rank; rho without them too
-    ref_rank_random = cheap_rank(ref.loc[randoms]) if len(randoms) > 2 else None
-    quarter = max(1, math.ceil(len(done) / 4))
-    ref_top = set(ref_rank[ref_rank <= quarter].index)
-    ref_top5 = set(ref_rank[ref_rank <= 5].index)
     rows = []
     for proto in protocols:
-        cheap = tables[proto]
-        rank = cheap_rank(cheap)
-        top = set(rank[rank <= quarter].index)
-        rho = spearman(ref_rank, rank)
-        low, high = spearman_interval(rho, len(done))
-        both_ok = ref.index[(ref["status"] != "failed") & (cheap["status"] == "ok")]
-        delta = (cheap.loc[both_ok, "val_nmse_db"] - ref.loc[both_ok, "val_nmse_db"]).astype(float)
-        rows.append(
-            {
-                "protocol": _name(proto),
-                "reference": _name(reference),
-                "candidates": len(done),
-                "networks_total": len(archs),
-                "spearman": rho,
-                "spearman_low95": low,
-                "spearman_high95": high,
-                "kendall": kendall(ref_rank, rank),
-                "spearman_random": spearman(ref_rank_random, cheap_rank(cheap.loc[randoms])) if ref_rank_random is not None else math.nan,
-                "spearman_ref_ok": spearman_ref_ok(ref, cheap),
-                "median_abs_delta_db": float(delta.abs().median()) if len(delta) else math.nan,
-                "median_delta_db": float(delta.median()) if len(delta) else math.nan,
-                "within_1db": float((delta.abs() <= 1.0).mean()) if len(delta) else math.nan,
-                "top25_overlap": len(top & ref_top) / quarter,
-                "ref_top5_in_cheap_top25": int(len(ref_top5 & top)),
-                "cost_ratio": float(ref["iterations"].sum() / max(1, cheap["iterations"].sum())),
-                "ref_candidate_steps": int(ref["iterations"].sum()),
-                "cheap_candidate_steps": int(cheap["iterations"].sum()),
-                "stages_at_cap": capped[proto],
-                "ref_stages_at_cap": capped[reference],
-            }
-        )
-        both = pd.DataFrame({"reference val_nmse_db": ref["val_nmse_db"], f"{_name(proto)} rank": rank, "reference rank": ref_rank})
+        agreement = rank_agreement(ref, tables[proto], randoms)
+        rows.append({"protocol": _name(proto), "reference": _name(reference), "candidates": len(done), "networks_total": len(archs),
+                     **agreement, "stages_at_cap": capped[proto], "ref_stages_at_cap": capped[reference]})  # fmt: skip
+        both = pd.DataFrame({"reference val_nmse_db": ref["val_nmse_db"], f"{_name(proto)} rank": cheap_rank(tables[proto]),
+                             "reference rank": cheap_rank(ref)})  # fmt: skip
         both["kind"] = ["random" if n.startswith("r") and n[1:].isdigit() else "hand design" for n in both.index]
         scatter_figure(both, "reference rank", f"{_name(proto)} rank", "kind", out_dir / "figures", f"rank_{_name(proto)}",
                        f"{_name(proto)} vs {_name(reference)} ranks")  # fmt: skip
@@ -340,6 +308,59 @@ def run_fidelity(
     rungs.to_csv(out_dir / "rungs.csv", index=False)
     networks = network_table(dict(archs), tables, reference, list(protocols))
     networks.to_csv(out_dir / "networks.csv")
+    where = f"setting `{setting}`, K = {layers}, seed {seed}" + (
+        "" if genotype_seed in (None, seed) else f" (genotypes drawn with seed {genotype_seed})"
+    )
+    if reference_chunk:
+        where += f"; reference (and each non-halving cheap protocol) in runs of {reference_chunk} networks on the same data"
+    if len(done) < len(archs):
+        where += f". **Partial reference: {len(done)} of {len(archs)} networks trained so far**"
+    where += (
+        f"; reference read from the table {table.attrs['path']}"
+        if table is not None
+        else f"; {capped[reference]:.0%} of the reference's stages ended at its cap of {get_protocol(reference).max_iters:,} iterations"
+    )
+    (out_dir / "fidelity.md").write_text(fidelity_markdown(rows, rungs, networks, _name(reference), list(protocols), len(randoms), where))
+    return result
+
+
+def rank_agreement(ref: pd.DataFrame, cheap: pd.DataFrame, randoms: Sequence[str]) -> dict[str, float]:
+    """How a cheap protocol's results (``cheap``) rank the networks the reference (``ref``) ranks, both indexed by the
+    same network names: Spearman with its interval and Kendall of :func:`cheap_rank`, over the random genotypes alone
+    (``randoms``) and without the reference's failures; the value gaps; the top-quarter overlap; the cost ratio."""
+    ref_rank, rank = cheap_rank(ref), cheap_rank(cheap)
+    n = len(ref)
+    quarter = max(1, math.ceil(n / 4))
+    top, ref_top, ref_top5 = set(rank[rank <= quarter].index), set(ref_rank[ref_rank <= quarter].index), set(ref_rank[ref_rank <= 5].index)
+    rho = spearman(ref_rank, rank)
+    low, high = spearman_interval(rho, n)
+    random_rho = spearman(cheap_rank(ref.loc[list(randoms)]), cheap_rank(cheap.loc[list(randoms)])) if len(randoms) > 2 else math.nan
+    both_ok = ref.index[(ref["status"] != "failed") & (cheap["status"] == "ok")]
+    delta = (cheap.loc[both_ok, "val_nmse_db"] - ref.loc[both_ok, "val_nmse_db"]).astype(float)
+    some = len(delta) > 0
+    return {
+        "spearman": rho,
+        "spearman_low95": low,
+        "spearman_high95": high,
+        "kendall": kendall(ref_rank, rank),
+        "spearman_random": random_rho,
+        "spearman_ref_ok": spearman_ref_ok(ref, cheap),
+        "median_abs_delta_db": float(delta.abs().median()) if some else math.nan,
+        "median_delta_db": float(delta.median()) if some else math.nan,
+        "within_1db": float((delta.abs() <= 1.0).mean()) if some else math.nan,
+        "top25_overlap": len(top & ref_top) / quarter,
+        "ref_top5_in_cheap_top25": int(len(ref_top5 & top)),
+        "cost_ratio": float(ref["iterations"].sum() / max(1, cheap["iterations"].sum())),
+        "ref_candidate_steps": int(ref["iterations"].sum()),
+        "cheap_candidate_steps": int(cheap["iterations"].sum()),
+    }
+
+
+def fidelity_markdown(rows: Sequence[dict[str, Any]], rungs: pd.DataFrame, networks: pd.DataFrame, reference: str, protocols: list[str],
+                      n_random: int, where: str) -> str:  # fmt: skip
+    """``fidelity.md``: the agreement table (:func:`rank_agreement` rows), the rung table, the per-network values."""
+    done = int(rows[0]["candidates"]) if rows else 0
+    quarter = max(1, math.ceil(done / 4))
     lines = [
         "| protocol | Spearman | 95% interval | Kendall | Spearman, random only | Spearman, reference failures left out | top-25% overlap "
         "| ref top-5 in cheap top-25% | median \\|Δ\\| dB | median Δ dB | within 1 dB | cost ratio | stages at cap |",
@@ -361,36 +382,25 @@ def run_fidelity(
             f"{r['stages_at_cap']:.0%}",
         ]
         lines.append(f"| {r['protocol']} | {' | '.join(cells)} |")
-    hand = len(done) - len(randoms)
-    (out_dir / "fidelity.md").write_text(
-        f"Ranking agreement with `{_name(reference)}` over {len(done)} networks ({len(randoms)} random + {hand} hand design{'s' * (hand != 1)}), "
-        f"setting `{setting}`, K = {layers}, seed {seed}"
-        f"{'' if genotype_seed in (None, seed) else f' (genotypes drawn with seed {genotype_seed})'}"
-        + (f"; reference (and each non-halving cheap protocol) in runs of {reference_chunk} networks on the same data" if reference_chunk else "")
-        + (f". **Partial reference: {len(done)} of {len(archs)} networks trained so far**" if len(done) < len(archs) else "")
-        + (
-            f"; reference read from the table {table.attrs['path']}"
-            if table is not None
-            else f"; {capped[reference]:.0%} of the reference's stages ended at its cap of {get_protocol(reference).max_iters:,} iterations"
-        )
-        + ". Δ: a protocol's validation nmse_db minus the reference's, over the networks both train without failure.\n\n"
+    hand = done - n_random
+    rung_lines = (
+        f"\nA halving rung after layer t, read from the `{reference}` run (each network's value at the end of layer t "
+        "against its final value):\n\n| layer | Spearman | Kendall | Spearman, random only | final top 5 in the top half |\n"
+        "|---|---|---|---|---|\n"
+        if len(rungs)
+        else ""
+    ) + "".join(
+        f"| {r.layer} | {r.spearman:.3f} | {r.kendall:.3f} | {r.spearman_random:.3f} | {r.final_top5_in_top_half}/5 |\n" for r in rungs.itertuples()
+    )
+    return (
+        f"Ranking agreement with `{reference}` over {done} networks ({n_random} random + {hand} hand design{'s' * (hand != 1)}), {where}"
+        ". Δ: a protocol's validation nmse_db minus the reference's, over the networks both train without failure.\n\n"
         + "\n".join(lines)
         + "\n"
-        + (
-            f"\nA halving rung after layer t, read from the `{_name(reference)}` run (each network's value at the end of layer t "
-            "against its final value):\n\n| layer | Spearman | Kendall | Spearman, random only | final top 5 in the top half |\n"
-            "|---|---|---|---|---|\n"
-            if len(rungs)
-            else ""
-        )
-        + "".join(
-            f"| {r.layer} | {r.spearman:.3f} | {r.kendall:.3f} | {r.spearman_random:.3f} | {r.final_top5_in_top_half}/5 |\n"
-            for r in rungs.itertuples()
-        )
+        + rung_lines
         + "\nValidation nmse_db per network, best under the reference first (neurons: S soft threshold, R ReLU, L leaky ReLU, layer 1 first; "
-        "a failed network ranks last):\n\n" + networks_markdown(networks, reference, list(protocols))
+        "a failed network ranks last):\n\n" + networks_markdown(networks, reference, protocols)
     )
-    return result
 
 
 def _table_parts(table: pd.DataFrame, archs: list[tuple[str, Any]], chunks: list[list[tuple[str, Any]]],

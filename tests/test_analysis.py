@@ -173,6 +173,27 @@ def test_rank_correlations_against_hand_computed_values():
     assert kendall([1, 2, 3], [1, 1, 2]) == pytest.approx(2 / np.sqrt(3 * 2))  # tau-b with a tie
 
 
+def test_rank_agreement_of_two_result_tables_against_hand_computed_values():
+    """Eight networks: the cheap protocol swaps the reference's 1st and 2nd and fails the 8th; values 1 dB worse."""
+    from analysis.fidelity import rank_agreement
+
+    names = [f"r{i}" for i in range(6)] + ["lista", "2no"]
+    val = [-10.0 - i for i in range(8)]  # r0 worst ... 2no best
+    ref = pd.DataFrame({"status": "ok", "val_nmse_db": val, "iterations": 100}, index=names)
+    cheap_val = [v + 1.0 for v in val]
+    cheap_val[6], cheap_val[7] = cheap_val[7], cheap_val[6]
+    cheap = pd.DataFrame({"status": ["ok"] * 7 + ["failed"], "val_nmse_db": cheap_val, "iterations": 25}, index=names)
+    cheap.loc["2no", "val_nmse_db"] = math.nan
+    got = rank_agreement(ref, cheap, names[:6])
+    # ranks (1 = best): reference 2no 1, lista 2, r5 3 ... r0 8; cheap: lista 1 (2no failed: last), r5 2, ..., r0 7, 2no 8
+    d = [7, 1, 1, 1, 1, 1, 1, 1]  # |rank difference| of 2no, lista, r5..r0
+    assert got["spearman"] == pytest.approx(1 - 6 * sum(x * x for x in d) / (8 * 63))
+    assert got["spearman_random"] == pytest.approx(1.0)  # the random genotypes keep their order
+    assert got["median_delta_db"] == pytest.approx(1.0) and got["within_1db"] == 1.0  # the 7 both trained (lista: 0, the rest: +1)
+    assert got["top25_overlap"] == 0.5 and got["ref_top5_in_cheap_top25"] == 2  # top quarters {2no, lista} vs {lista, r5}; ref top 5 holds both
+    assert got["cost_ratio"] == 4.0
+
+
 def test_spearman_interval_covers_the_population_rho_95_percent_of_the_time():
     """Simulated coverage of the true Spearman rho of a bivariate normal ((6/pi) asin(r/2)) at the sizes the fidelity
     studies have (8 and 38 networks); too narrow or too wide an interval leaves [0.92, 0.98]."""
