@@ -15,6 +15,7 @@ from analysis.average import average, load_runs, resolve_top_k, write_average
 from analysis.heatmaps import run_heatmaps
 from analysis.searchstats import search_figures, topk_agreement
 from nasdun.errors import NasdunError
+from nasdun.summary import SearchSummary
 
 
 def _md_table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
@@ -69,10 +70,10 @@ def build_report(
     best = df[df["status"] == "ok"].sort_values(["val_nmse_db", "hash"]).head(10)
     best_cols = [c for c in ("name", "preset", "hash", "val_nmse_db", "test_nmse_db", "test_nmse_db_mean", "n_extra", "sampler") if c in best.columns]
     headline = _bold_answer(verdict["verdict"])
-    saved = json.loads((run_dir / "search.json").read_text()) if (run_dir / "search.json").is_file() else {}
-    if saved.get("screening_verdict"):  # the search's own verdict: under the promotion's protocol, or marked as screening
-        headline = _bold_answer(saved["verdict"])
-        if saved.get("promoted"):
+    saved = SearchSummary.read(run_dir) if (run_dir / "search.json").is_file() else SearchSummary()
+    if saved.screening_verdict:  # the search's own verdict: under the promotion's protocol, or marked as screening
+        headline = _bold_answer(saved.verdict)
+        if saved.promoted:
             headline += f"\n\nUnder the screening protocol alone: {verdict['verdict']}."
     headline += (
         "\n\nThe verdict's dB are the pooled `nmse_db` (a split's total squared error over its total energy)"
@@ -191,10 +192,10 @@ def _md_to_html(text: str) -> str:
     return "\n".join(out)
 
 
-def _protocol_note(retrain_dir: Path, saved: dict[str, Any]) -> str:
+def _protocol_note(retrain_dir: Path, saved: SearchSummary) -> str:
     """Where the retraining ran under another protocol than the verdict, the page says so and why it matters."""
     meta = json.loads((retrain_dir / "retrain.json").read_text()) if (retrain_dir / "retrain.json").is_file() else {}
-    verdict = saved.get("verdict_protocol")
+    verdict = saved.verdict_protocol
     mine = meta.get("protocol")
     if not mine or not verdict or str(mine) == str(verdict):
         return ""

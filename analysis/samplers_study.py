@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from nasdun.errors import NasdunError
+from nasdun.summary import SearchSummary
 
 
 def run_sampler_study(
@@ -106,8 +107,8 @@ def _changed(run: Path, cfg: Any) -> list[str]:
 def _finished(run: Path, budget: int) -> bool:
     if not (run / "search.json").is_file():
         return False
-    rec = json.loads((run / "search.json").read_text())
-    return bool(rec.get("finished")) and int(rec.get("budget", -1)) == budget
+    rec = SearchSummary.read(run)
+    return rec.finished and rec.budget == budget
 
 
 def _hand_threshold(out_dir: Path, cfg: Any, baselines: bool, force: bool) -> dict[str, Any]:

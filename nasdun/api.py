@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nasdun.errors import NasdunError
+from nasdun.summary import SearchSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -89,13 +90,14 @@ def search_pipeline(
     num_cpus: int | None = None,
     force: bool = False,
     **overrides: Any,
-) -> dict[str, Any]:
+) -> SearchSummary:
     """Run (or with ``resume`` finish) a search into ``out``, its promotion phase included.
 
     ``config`` is a :class:`~nasdun.searchconfig.SearchConfig`, a YAML path or a shipped config's
     name (``demo``, ``paper``; default ``demo``); ``overrides`` are any of its fields (``budget=48``,
-    ``sampler="rl"``, ``baselines=False``, ``promote_top=8`` ...); ``force`` replaces a non-empty ``out``. Returns the figures that
-    ``search.json`` holds, among them the verdict against the hand designs (:mod:`nasdun.verdict`):
+    ``sampler="rl"``, ``baselines=False``, ``promote_top=8`` ...); ``force`` replaces a non-empty ``out``. Returns the search's
+    summary (:class:`nasdun.summary.SearchSummary`, what ``search.json`` holds; it reads as a mapping too, ``fig["verdict"]``),
+    among them the verdict against the hand designs (:mod:`nasdun.verdict`):
     ``verdict`` (under the promotion's protocol unless ``promote_top=0``: :func:`nasdun.verdict.trusted_line`), ``promoted`` (its
     figures), and the screening comparison (``screening_verdict``, ``best_found``, ``best_preset``, ``gain_db``).
     """
@@ -120,20 +122,19 @@ def search_pipeline(
     return run_search(out, cfg, address=address, num_cpus=num_cpus, force=force, then=_promote)
 
 
-def _promote(run: Path, resolved: Any, fig: dict[str, Any]) -> dict[str, Any]:
+def _promote(run: Path, resolved: Any, fig: SearchSummary) -> SearchSummary:
     """A search's second phase (its run still locked): the top-k found networks and every hand design under the
     promotion's protocol (:func:`analysis.promote.promote_search`, given the search as resolved), and the verdict there."""
-    from nasdun.results import write_json
     from nasdun.verdict import trusted_line
 
-    fig["screening_verdict"] = fig["verdict"]
+    fig.screening_verdict = fig.verdict
     if resolved.promote_protocol is not None:
         from analysis.promote import promote_search
 
-        fig["promoted"] = promote_search(run, resolved)
-    fig["verdict"] = trusted_line(fig.get("promoted"), fig, resolved.cfg.protocol)
-    fig["verdict_protocol"] = fig["promoted"]["protocol"] if fig.get("promoted") else str(resolved.cfg.protocol)
-    write_json(run / "search.json", fig)
+        fig.promoted = promote_search(run, resolved)
+    fig.verdict = trusted_line(fig.promoted, fig, resolved.cfg.protocol)
+    fig.verdict_protocol = fig.promoted["protocol"] if fig.promoted else str(resolved.cfg.protocol)
+    fig.write(run)
     return fig
 
 

@@ -364,22 +364,22 @@ def _search(args: argparse.Namespace) -> int:
         fig = search(out, args.config, address=args.address, num_cpus=args.num_cpus, force=args.force, **overrides)
     latest = point_latest(out) if not args.out and not args.resume else None  # the default folder: runs/latest names it
     print(
-        f"trained {fig['candidates_trained']} candidates this session ({fig['candidates_total']}/{fig['budget']} in all) in {fig['wall_s']:.0f}s"
-        f" | {fig['candidates_per_min']:.1f} candidates/min"
-        + (f" | overhead x{fig['overhead']:.2f} over the trainers' own time" if fig["overhead"] == fig["overhead"] else "")
+        f"trained {fig.candidates_trained} candidates this session ({fig.candidates_total}/{fig.budget} in all) in {fig.wall_s:.0f}s"
+        f" | {fig.candidates_per_min:.1f} candidates/min"
+        + (f" | overhead x{fig.overhead:.2f} over the trainers' own time" if fig.overhead == fig.overhead else "")
     )
-    if fig["stopped_early"]:
-        print(f"stopped early: {fig['stopped_early']}")
+    if fig.stopped_early:
+        print(f"stopped early: {fig.stopped_early}")
     print(f"run folder {out}" + (f" ({latest} points at it: the commands after a search take {latest})" if latest else "")
-          + f": results.csv, parameters of {len(fig['params_kept'])} networks in params.pt, the Optuna study {fig['storage']}")  # fmt: skip
-    promoted = fig.get("promoted")
+          + f": results.csv, parameters of {len(fig.params_kept)} networks in params.pt, the Optuna study {fig.storage}")  # fmt: skip
+    promoted = fig.promoted
     if promoted:
         from analysis.promote import PROMOTED
 
         how = "read back (already done)" if promoted["reused"] else f"trained in {promoted['wall_s']:.0f}s"
         print(f"promoted the top {promoted['found']} found networks and {promoted['hand_designs']} hand designs with {promoted['protocol']}: {how}"
               f" | {out}/{PROMOTED}/promote.md")  # fmt: skip
-    print(fig["verdict"])  # the last line: did the search beat the hand designs?
+    print(fig.verdict)  # the last line: did the search beat the hand designs?
     return 0
 
 

@@ -39,6 +39,7 @@ from nasdun.record import load_saved_config, storage_url
 from nasdun.results import write_json
 from nasdun.searchconfig import ResolvedSearch, SearchConfig, load_config
 from nasdun.searcher import CohortSearcher
+from nasdun.summary import SearchSummary
 from nasdun.worker import train_cohort
 
 __all__ = ["CohortSearcher", "Experiment", "ResolvedSearch", "SearchConfig", "load_config", "run_search"]
@@ -57,7 +58,7 @@ RESUMABLE = {
 }  # none of them changes a trained candidate
 
 
-Then = Callable[[Path, ResolvedSearch, dict[str, Any]], dict[str, Any]]
+Then = Callable[[Path, ResolvedSearch, SearchSummary], SearchSummary]
 
 
 def run_search(
@@ -69,7 +70,7 @@ def run_search(
     overrides: Mapping[str, Any] | None = None,
     force: bool = False,
     then: Then | None = None,
-) -> dict[str, Any]:
+) -> SearchSummary:
     """Run (or resume) a search into ``out``; returns the session's figures (also ``search.json``).
     ``force`` replaces a non-empty ``out`` (once everything is validated); without it that is refused. ``overrides``
     (the fields given, typed: :meth:`SearchConfig.with_overrides`) apply to ``cfg``, or on ``resume`` to the saved one.
@@ -157,7 +158,7 @@ def _open_experiment(out_dir: Path, search: ResolvedSearch) -> Experiment:
     return Experiment(out_dir, search)
 
 
-def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str, Any]:
+def _run_session(exp: Experiment, resume: bool, address: str | None) -> SearchSummary:
     """One driver session of Ray Tune over the experiment; ``search.json`` is rewritten after every cohort."""
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
@@ -206,7 +207,7 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
             raise KeyboardInterrupt
     except KeyboardInterrupt:  # the study and table as they stand
         progress.close()
-        write_json(out_dir / "search.json", searcher.figures(finished=False))
+        searcher.figures(finished=False).write(out_dir)
         raise Interrupted(str(out_dir)) from None
     finally:
         if previous is not None:
@@ -215,7 +216,7 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> dict[str
             searcher.tracker.close()
     progress.close()
     figures = searcher.figures(finished=True)
-    write_json(out_dir / "search.json", figures)
+    figures.write(out_dir)
     return figures
 
 

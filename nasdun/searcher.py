@@ -19,7 +19,7 @@ from ray.tune.search import Searcher
 
 from nasdun.experiment import Experiment
 from nasdun.progress import ProgressLine, duration
-from nasdun.results import write_json
+from nasdun.summary import SearchSummary
 from nasdun.tracking import Tracker
 from nasdun.verdict import judge
 from search_spaces.genotype import Genotype
@@ -134,30 +134,33 @@ class CohortSearcher(Searcher):
             self.stats["trainer_s"] += float(result["trainer_wall_s"])  # type: ignore[index]
         self.stats["cohorts"] += 1
         if self.fixed is not None:
-            write_json(self.exp.dir / "search.json", self.figures(finished=False))  # atomically: a killed session leaves its record
+            self.figures(finished=False).write(self.exp.dir)  # atomically: a killed session leaves its record
         self._show(force=True)
 
-    def figures(self, finished: bool) -> dict[str, Any]:
-        """The session's figures so far (``search.json``): counts, timing, the verdict against the hand designs."""
+    def figures(self, finished: bool) -> SearchSummary:
+        """The session's figures so far (``search.json``, :class:`nasdun.summary.SearchSummary`): counts, timing, the
+        verdict against the hand designs."""
         exp, stats, fixed = self.exp, self.stats, self.fixed or {}
         wall = time.perf_counter() - self.start
         trained_now = exp.trained - self.start_trained
         concurrency = int(fixed.get("concurrency", self.in_flight))
-        return {
-            **fixed,
-            "finished": finished,
-            "cohorts": stats["cohorts"],
-            "candidates_trained": trained_now,
-            "candidates_total": exp.trained,
-            "wall_s": wall,
-            "trainer_s": stats["trainer_s"],
-            "overhead": wall / (stats["trainer_s"] / concurrency) if stats["trainer_s"] else math.nan,
-            "candidates_per_min": trained_now / (wall / 60) if wall else math.nan,
-            "best_val_nmse_db": exp.best(),
-            "params_kept": exp.params.names(),
-            **judge(exp.rows),
-            "stopped_early": stats.get("stopped_early", ""),
-        }
+        return SearchSummary.of(
+            {
+                **fixed,
+                "finished": finished,
+                "cohorts": stats["cohorts"],
+                "candidates_trained": trained_now,
+                "candidates_total": exp.trained,
+                "wall_s": wall,
+                "trainer_s": stats["trainer_s"],
+                "overhead": wall / (stats["trainer_s"] / concurrency) if stats["trainer_s"] else math.nan,
+                "candidates_per_min": trained_now / (wall / 60) if wall else math.nan,
+                "best_val_nmse_db": exp.best(),
+                "params_kept": exp.params.names(),
+                **judge(exp.rows),
+                "stopped_early": stats.get("stopped_early", ""),
+            }
+        )
 
     def _show(self, force: bool) -> None:
         """``12/24 candidates | 2 cohorts training (40%, 15%) | best val nmse_db -9.80 | 1m10s elapsed, ETA ~1m05s``."""

@@ -699,8 +699,9 @@ def test_the_scatter_legend_covers_no_point(tmp_path):
 
 def test_the_report_says_when_the_retraining_ran_under_another_protocol_than_the_verdict(tmp_path):
     from analysis.report import _protocol_note
+    from nasdun.summary import SearchSummary
 
     (tmp_path / "retrain.json").write_text(json.dumps({"protocol": "search"}))
-    note = _protocol_note(tmp_path, {"verdict_protocol": "final"})
+    note = _protocol_note(tmp_path, SearchSummary(verdict_protocol="final"))
     assert "under `search`" in note and "under `final`" in note and "--protocol final" in note
-    assert _protocol_note(tmp_path, {"verdict_protocol": "search"}) == ""
+    assert _protocol_note(tmp_path, SearchSummary(verdict_protocol="search")) == ""

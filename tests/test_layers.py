@@ -25,6 +25,7 @@ PLAN = [
             "nasdun.tracking",
             "nasdun.worker",
             "nasdun.weights",
+            "nasdun.summary",
         ],
     ),  # fmt: skip
     (
