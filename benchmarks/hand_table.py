@@ -1,6 +1,6 @@
 """The hand-design table of docs/results/hand-designs.md: `nasdun train --arch hand` runs, one per seed, read back.
 
-    python benchmarks/hand_table.py RUN_DIR [RUN_DIR ...]
+    python benchmarks/hand_table.py RUN [RUN ...]     # RUN: a run directory, or a results.csv kept elsewhere (docs/results/data)
 
 Prints a Markdown table: every network, mean ± std over the runs (seeds) of test nmse_db (pooled), test nmse_db_mean
 (per sample, the design-space paper's) and validation nmse_db, ranked by mean test nmse_db; the rank of each seed;
@@ -21,10 +21,19 @@ from search_spaces.presets import display_name  # noqa: E402
 
 
 def table(runs: list[str]) -> str:
+    import shutil
+    import tempfile
+
     frames = []
     for run in runs:
-        df = read_table(Path(run))
-        frames.append(df.assign(run=Path(run).name))
+        path = Path(run)
+        if path.is_file():  # a kept table: read (and checked) as its run directory would be
+            with tempfile.TemporaryDirectory() as tmp:
+                shutil.copyfile(path, Path(tmp) / "results.csv")
+                df = read_table(Path(tmp))
+        else:
+            df = read_table(path)
+        frames.append(df.assign(run=path.stem if path.is_file() else path.name))
     df = pd.concat(frames)
     ok = df[df["status"] == "ok"]
     failed = df[df["status"] != "ok"]

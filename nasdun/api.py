@@ -154,7 +154,7 @@ def train(
     **keywords: Any,
 ) -> Any:
     """Train architectures (presets, genotype files or :class:`~search_spaces.Genotype` objects; ``hand``: every hand design) together;
-    returns the results table (a DataFrame; ``df.attrs`` holds the ISTA reference and the wall time).
+    returns the results table (a DataFrame; ``df.attrs`` holds the ISTA reference, the wall time and the run folder, ``out``).
 
     How it trains is one :class:`~trainers.options.RunOptions` (``options``), or its fields given as keywords
     (``device="cpu"``, ``precision="tf32"``, ``compile=True``, ``minutes=5``, ``checkpoint_every_s=60``); the other
@@ -190,7 +190,9 @@ def train(
     if unknown:
         raise NasdunError(f"train(): unknown argument(s) {', '.join(unknown)}; expected any of {', '.join(sorted(accepted))}")
     out = out or f"runs/train-{setting_label(setting)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return run_train(named, setting, protocol, seed, out, opts, **keywords)
+    df = run_train(named, setting, protocol, seed, out, opts, **keywords)
+    df.attrs["out"] = str(out)  # where the run went (the default folder is named by the time)
+    return df
 
 
 @_python_errors

@@ -90,28 +90,36 @@ def _search_options() -> argparse.ArgumentParser:
     """What a search is run on and where: the options `search` and `compare-samplers` share (a parent parser)."""
     s = argparse.ArgumentParser(add_help=False)
     s.add_argument("--config", default=None, help="YAML file or shipped config name: demo (the CPU demo, the default) or paper")
-    s.add_argument("--cohort", type=_positive_int, default=None, help="candidates trained together per Ray Tune trial (config: cohort)")
-    s.add_argument("--setting", default=None, help="problem setting (config: setting)")
-    s.add_argument("--protocol", default=None, help="training protocol name or YAML file (config: protocol)")
-    s.add_argument("--layers", type=_positive_int, default=None, help="K, the number of layers (config: layers)")
+    _config_option(s, "--cohort", type=_positive_int, help="candidates trained together per Ray Tune trial")
+    _config_option(s, "--setting", help="problem setting")
+    _config_option(s, "--protocol", help="training protocol name or YAML file")
+    _config_option(s, "--layers", type=_positive_int, help="K, the number of layers")
     s.add_argument("--address", default=None, help="an existing Ray cluster (auto or host:port); default: a local Ray")
     s.add_argument("--num-cpus", type=_positive_int, default=None, help="CPUs of the local Ray (default: all)")
     return s
 
 
+# A search option that overrides a SearchConfig field: its dest -> whether its help shows the config's default (the
+# demo's value). Filled by _config_option as the parser is built; `search` reads its overrides from it.
+CONFIG_OPTIONS: dict[str, bool] = {}
+
+
+def _config_option(parser: argparse.ArgumentParser, *flags: str, show_default: bool = True, **kw: Any) -> None:
+    """An option that overrides the search config's field of the same name (default None: the config's value)."""
+    action = parser.add_argument(*flags, default=None, **kw)
+    CONFIG_OPTIONS[action.dest] = show_default
+
+
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Defaults shown as they are: an option whose default comes from the search config says so and gives the demo
-    config's value (``(default: the config's budget; demo: 24)``) instead of argparse's ``(default: None)``."""
+    """Defaults shown as they are: an option whose default comes from the search config (:data:`CONFIG_OPTIONS`) gives
+    the demo config's value (``(default: the config's budget; demo: 24)``) instead of argparse's ``(default: None)``."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        import re
-
         text = action.help or ""
         if action.default is not None and action.default is not argparse.SUPPRESS:
             return super()._get_help_string(action) or text
-        found = re.search(r"\(config: (\w+)\)", text)
-        if found and (value := _demo_value(found.group(1))) is not None:
-            return text.replace(found.group(0), f"(default: the config's {found.group(1)}; demo: {value})")
+        if CONFIG_OPTIONS.get(action.dest) and (value := _demo_value(action.dest)) is not None:
+            return f"{text} (default: the config's {action.dest}; demo: {value})"
         return text
 
 
@@ -153,27 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     se = add("search", "architecture search on Ray Tune; ends with how the best found network compares with the hand designs", force, searching)
     se.add_argument("--resume", metavar="DIR", default=None, help="finish the budget of an interrupted search in DIR (or promote it)")
-    se.add_argument("--sampler", default=None, help=f"one of: {', '.join(_sampler_names())} (config: sampler)")
-    se.add_argument("--budget", type=_positive_int, default=None, help="distinct candidates to train, baselines included (config: budget)")
-    se.add_argument("--minutes", type=_nonneg_float, default=None, help="start no new cohort after this many minutes (0: no limit)")
-    se.add_argument("--seed", type=_nonneg_int, default=None, help="seed of the sampler and the training stream (config: seed)")
-    se.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
-                    help="do not train the hand designs first (config: baselines: false); the run then cannot say whether it beat them")  # fmt: skip
+    _config_option(se, "--sampler", help=f"one of: {', '.join(_sampler_names())}")
+    _config_option(se, "--budget", type=_positive_int, help="distinct candidates to train, baselines included")
+    _config_option(se, "--minutes", type=_nonneg_float, help="start no new cohort after this many minutes (0: no limit)")
+    _config_option(se, "--seed", type=_nonneg_int, help="seed of the sampler and the training stream")
+    _config_option(se, "--no-baselines", dest="baselines", action="store_false", show_default=False,
+                   help="do not train the hand designs first (config: baselines: false); the run then cannot say whether it beat them")  # fmt: skip
     se.add_argument("--start-from", default=None, help="comma list of presets / genotype files proposed after the baselines (warm start)")
-    se.add_argument("--no-retry-failed", dest="retry_failed", action="store_false", default=None,
-                    help="on --resume, do not train again the cohorts whose worker was lost (config: retry_failed)")  # fmt: skip
-    se.add_argument("--keep-params", type=_nonneg_int, default=None, help="keep the trained parameters of the top-k (and the baselines) (default 10)")
-    se.add_argument("--promote-top", type=_nonneg_int, default=None, metavar="K",
-                    help="when the search ends, train its top K found networks and every hand design under --promote-protocol and give"
-                         " the verdict there (default from the config: max(3, 10%% of the budget); 0: a screening verdict)")  # fmt: skip
-    se.add_argument("--promote-hand", type=_nonneg_int, default=None, metavar="N",
-                    help="the promotion trains the N hand designs that screened best, not every one (default from the config: all;"
-                         " demo: 4); the verdict's line says so")  # fmt: skip
-    se.add_argument("--promote-protocol", default=None, help="protocol of the promotion phase (default from the config: final)")
-    se.add_argument("--precision", default=None, choices=PRECISIONS, help="matmul precision of the trainers (default fp32)")
+    _config_option(se, "--no-retry-failed", dest="retry_failed", action="store_false", show_default=False,
+                   help="on --resume, do not train again the cohorts whose worker was lost (config: retry_failed: false)")  # fmt: skip
+    _config_option(se, "--keep-params", type=_nonneg_int, help="keep the trained parameters of the top-k (and the baselines)")
+    _config_option(se, "--promote-top", type=_nonneg_int, metavar="K", show_default=False,
+                   help="when the search ends, train its top K found networks and every hand design under --promote-protocol and give"
+                        " the verdict there (default from the config: max(3, 10%% of the budget); 0: a screening verdict)")  # fmt: skip
+    _config_option(se, "--promote-hand", type=_nonneg_int, metavar="N", show_default=False,
+                   help="the promotion trains the N hand designs that screened best, not every one (default from the config: all;"
+                        " demo: 4); the verdict's line says so")  # fmt: skip
+    _config_option(se, "--promote-protocol", help="protocol of the promotion phase")
+    _config_option(se, "--precision", choices=PRECISIONS, help="matmul precision of the trainers")
     se.add_argument("--track", default=None, help="comma list of experiment trackers fed per candidate: tensorboard (DIR/tensorboard), mlflow")
     se.add_argument("--out", default=None, help="experiment directory (default runs/search-<time>)")
-    se.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///DIR/optuna.db)")
+    _config_option(se, "--storage", show_default=False, help="Optuna storage URL (default sqlite:///DIR/optuna.db)")
 
     cs = add("compare-samplers", "samplers searched side by side over seeds: candidates to beat the hand designs, top-k agreement", force, searching)
     cs.add_argument("--samplers", default="rl,evolution,random,tpe,predictor", help="comma list of samplers")
@@ -302,27 +310,14 @@ def _sampler_names() -> list[str]:
 
 @command("train")
 def _train(args: argparse.Namespace) -> int:
-    import time
-
-    from nasdun.training import resume_train, run_train
-    from search_spaces.presets import resolve_archs
-    from trainers.operators import setting_label
+    from nasdun.api import train
+    from nasdun.training import resume_train
 
     if args.resume:
         df, out = resume_train(args.resume, args.checkpoint_every), args.resume
         return _print_train(df, out, int(df["layers"].iloc[0]))
-    archs = resolve_archs(args.arch, args.layers)
-    out = args.out or f"runs/train-{setting_label(args.setting)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    df = run_train(
-        archs,
-        args.setting,
-        args.protocol,
-        args.seed,
-        out,
-        _run_options(args),
-        args.force,
-    )
-    return _print_train(df, out, args.layers)
+    df = train(args.arch, args.setting, args.layers, args.protocol, args.seed, args.out, _run_options(args), overwrite=args.force)
+    return _print_train(df, df.attrs["out"], args.layers)
 
 
 def _print_train(df: Any, out: str, layers: int) -> int:
@@ -345,9 +340,7 @@ def _search(args: argparse.Namespace) -> int:
     from nasdun.api import search_pipeline as search
     from nasdun.results import point_latest
 
-    names = ("sampler", "budget", "minutes", "cohort", "setting", "protocol", "layers", "seed", "storage", "promote_top", "promote_protocol",
-             "promote_hand", "precision", "baselines", "keep_params", "retry_failed")  # fmt: skip
-    overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in CONFIG_OPTIONS if getattr(args, k, None) is not None}  # the config fields given
     if args.start_from is not None:
         overrides["start_from"] = tuple(_names(args.start_from))
     if args.track is not None:
@@ -595,8 +588,7 @@ def _fidelity(args: argparse.Namespace) -> int:
     protocols = _names(args.protocols)
     if args.reference_table:
         study = ("genotypes", "setting", "layers", "reference", "seed", "genotype_seed", "reference_chunk", "chunks")
-        defaults = vars(build_parser().parse_args(["fidelity", "--out", args.out]))
-        given = [k for k in study if getattr(args, k) != defaults[k]]
+        given = [k for k in study if getattr(args, k) != args.parser_.get_default(k)]  # the study's options the user set
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
             raise NasdunError(f"{flags} cannot be given with --reference-table {args.reference_table!r}: the study is the table's")
@@ -744,6 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         requested_policy()  # a bad NASDUN_CPU_HEAP fails here, not inside a Ray worker
         _check_names(args)
+        args.parser_ = _subparser(parser, argv)  # the command's own parser: its defaults, for a handler that needs them
         return COMMANDS[args.command](args)
     except NasdunError as err:
         print(f"nasdun: error: {flag_words(err, _subparser(parser, argv))}", file=sys.stderr)

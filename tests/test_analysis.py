@@ -705,3 +705,16 @@ def test_the_report_says_when_the_retraining_ran_under_another_protocol_than_the
     note = _protocol_note(tmp_path, SearchSummary(verdict_protocol="final"))
     assert "under `search`" in note and "under `final`" in note and "--protocol final" in note
     assert _protocol_note(tmp_path, SearchSummary(verdict_protocol="search")) == ""
+
+
+def test_fidelity_from_a_table_refuses_the_study_options_the_user_set(tmp_path, capsys):
+    """With --reference-table the study is the table's: an option that names it, given on the command line (told from
+    its parser's default), is refused in one line; the defaults left alone are not."""
+    from nasdun.cli import main
+
+    table = tmp_path / "missing.csv"
+    assert main(["fidelity", "--reference-table", str(table), "--layers", "5", "--seed", "3", "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--layers, --seed cannot be given with --reference-table" in err
+    assert main(["fidelity", "--reference-table", str(table), "--out", str(tmp_path / "f")]) == 2
+    assert "cannot be given" not in capsys.readouterr().err

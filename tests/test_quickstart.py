@@ -77,6 +77,24 @@ def test_each_quickstart_command_has_help(command, capsys):
     assert stop.value.code == 0 and "--out" in capsys.readouterr().out
 
 
+def test_the_search_options_that_override_the_config_are_one_table(capsys):
+    """Each such option is a SearchConfig field (the table the search's overrides are read from, not a copied name list),
+    and its help gives the demo config's value, read from the config (not parsed out of the help text)."""
+    from dataclasses import fields
+
+    from nasdun.cli import CONFIG_OPTIONS, build_parser
+    from nasdun.config import from_mapping, load_yaml
+    from nasdun.searchconfig import CONFIGS, SearchConfig
+
+    build_parser()
+    assert {"budget", "sampler", "baselines", "promote_top", "precision"} <= set(CONFIG_OPTIONS) <= {f.name for f in fields(SearchConfig)}
+    demo = from_mapping(SearchConfig, load_yaml(CONFIGS / "demo.yaml"), "demo.yaml")
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: the config's budget; demo: {demo.budget})" in text and f"(default: the config's layers; demo: {demo.layers})" in text
+
+
 def test_every_design_citation_in_the_code_names_a_section_of_docs_design_md():
     """Docstrings cite the maths by section number ("docs/design.md §2"): each number is a numbered heading there."""
     sections = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\. ", (ROOT / "docs" / "design.md").read_text(), re.M))
