@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.average import load_runs, only_value, top_k
 from nasdun.errors import NasdunError
+from nasdun.results import load_runs, only_value, top_k
 from search_spaces.genotype import Genotype
 from search_spaces.presets import preset
 from trainers.options import RunOptions

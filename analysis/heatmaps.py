@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.average import Frequencies, average, frequencies, load_runs, resolve_top_k, trained_rows
+from analysis.average import Frequencies, average, frequencies
 from analysis.plots import connectivity_figure, lag_figure, neuron_figure
 from nasdun.errors import NasdunError
+from nasdun.results import load_runs, resolve_top_k, trained_rows
 from search_spaces.genotype import Genotype
 
 

@@ -11,10 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.average import average, load_runs, resolve_top_k, write_average
+from analysis.average import average, write_average
 from analysis.heatmaps import run_heatmaps
 from analysis.searchstats import search_figures, topk_agreement
 from nasdun.errors import NasdunError
+from nasdun.results import load_runs, resolve_top_k
 from nasdun.summary import SearchSummary
 
 

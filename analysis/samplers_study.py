@@ -51,7 +51,7 @@ def run_sampler_study(
             f"confirm_protocol={','.join(unseeded)} with confirm_seeds=0; expected PROTOCOL:SEEDS or confirm_seeds=N >= 1",
             ("confirm_protocol", "confirm_seeds"),
         )
-    fixed = {**(overrides or {}), "budget": budget, "baselines": baselines}
+    fixed = {**(overrides or {}), "budget": budget, "baselines": baselines, "promote_top": 0}  # the study compares screenings
     cfgs = {(s, k): load_config(config, {**fixed, "sampler": s, "seed": k}) for k in seeds for s in samplers}  # seed by seed: a cut study is balanced
     for cfg in cfgs.values():
         cfg.resolve()  # every search's names checked before the first one runs
@@ -78,7 +78,14 @@ def run_sampler_study(
             continue
         print(f"compare-samplers: {s}, seed {k}", flush=True)
         resume = (run / "search.yaml").is_file()
-        run_search(run, None if resume else cfg, resume=resume, address=address, num_cpus=num_cpus, overrides={"budget": budget} if resume else None)
+        run_search(
+            run,
+            None if resume else cfg,
+            resume=resume,
+            address=address,
+            num_cpus=num_cpus,
+            overrides={"budget": budget, "promote_top": 0} if resume else None,
+        )
     thresholds = {k: _hand_threshold(out_dir, cfgs[(samplers[0], k)], baselines, force) for k in seeds}
     summary = summarize(out_dir, samplers, seeds, budget, thresholds)
     if confirms or confirm_seeds:
@@ -141,9 +148,10 @@ def candidates_to_beat(rows: pd.DataFrame, threshold: float) -> int | None:
 
 def summarize(out_dir: Path, samplers: list[str], seeds: list[int], budget: int, thresholds: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """Curves, candidates to beat, averaged architectures and pairwise agreement (figures under OUT/figures)."""
-    from analysis.average import average, load_runs, resolve_top_k, write_average
+    from analysis.average import average, write_average
     from analysis.plots import best_so_far_figure, save
     from analysis.searchstats import best_so_far, median_or_none
+    from nasdun.results import load_runs, resolve_top_k
     from nasdun.verdict import judge
 
     tables = {s: {k: load_runs([out_dir / "runs" / f"{s}-seed{k}"]) for k in seeds} for s in samplers}
@@ -191,8 +199,9 @@ def summarize(out_dir: Path, samplers: list[str], seeds: list[int], budget: int,
 
 def _agree(a: pd.DataFrame, b: pd.DataFrame, k: int) -> dict[str, Any]:
     """Top-k agreement of two tables: shared genotypes, and the correlation of their connection, neuron and lag frequencies."""
-    from analysis.average import frequencies, top_k
+    from analysis.average import frequencies
     from analysis.searchstats import topk_agreement
+    from nasdun.results import top_k
     from search_spaces.genotype import Genotype
 
     res = topk_agreement(a, b, k)
@@ -259,7 +268,7 @@ def _label(protocol: str) -> str:
 def _confirm(out_dir: Path, summary: dict[str, Any], base: Any, seeds: int, protocol: str, force: bool) -> dict[str, Any]:
     """Each sampler's top-1 (its seeds pooled) retrained with the hand designs on fresh seeds 1000, 1001, ... under ``protocol``:
     in ``confirm/seedN`` under the search's protocol, in ``confirm/<protocol name>/seedN`` under another."""
-    from analysis.average import load_runs, top_k
+    from nasdun.results import load_runs, top_k
     from nasdun.training import train_or_reuse
     from search_spaces.genotype import Genotype
     from search_spaces.presets import HAND, resolve_archs

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.average import frequencies, resolve_top_k, top_k, trained_rows
+from analysis.average import frequencies
 from analysis.heatmaps import check_same_size, conn_vector
 from analysis.plots import best_so_far_figure, scatter_figure
+from nasdun.results import resolve_top_k, top_k, trained_rows
 from search_spaces.genotype import Genotype
 
 

@@ -24,8 +24,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.fidelity import spearman  # noqa: E402
 from analysis.surrogate_search import pools  # noqa: E402
+from nasdun.ranks import spearman  # noqa: E402
 from nasdun.samplers._history import Observation  # noqa: E402
 from nasdun.samplers._predictor import PredictorSampler  # noqa: E402
 from search_spaces.genotype import Genotype, classic_space  # noqa: E402

@@ -117,25 +117,9 @@ def search_pipeline(
     if resume:
         if config is not None:
             raise NasdunError("a config cannot be given with resume (the directory's search.yaml is used)")
-        return run_search(out, resume=True, address=address, num_cpus=num_cpus, overrides=overrides, then=_promote)
+        return run_search(out, resume=True, address=address, num_cpus=num_cpus, overrides=overrides)
     cfg = config.with_overrides(overrides) if isinstance(config, SearchConfig) else load_config(None if config is None else str(config), overrides)
-    return run_search(out, cfg, address=address, num_cpus=num_cpus, force=force, then=_promote)
-
-
-def _promote(run: Path, resolved: Any, fig: SearchSummary) -> SearchSummary:
-    """A search's second phase (its run still locked): the top-k found networks and every hand design under the
-    promotion's protocol (:func:`analysis.promote.promote_search`, given the search as resolved), and the verdict there."""
-    from nasdun.verdict import trusted_line
-
-    fig.screening_verdict = fig.verdict
-    if resolved.promote_protocol is not None:
-        from analysis.promote import promote_search
-
-        fig.promoted = promote_search(run, resolved)
-    fig.verdict = trusted_line(fig.promoted, fig, resolved.cfg.protocol)
-    fig.verdict_protocol = fig.promoted["protocol"] if fig.promoted else str(resolved.cfg.protocol)
-    fig.write(run)
-    return fig
+    return run_search(out, cfg, address=address, num_cpus=num_cpus, force=force)
 
 
 search = _python_errors(search_pipeline)  # `nasdun search` calls search_pipeline, whose errors name the flags
@@ -198,7 +182,7 @@ def train(
 @_python_errors
 def read_results(*runs: str | Path) -> Any:
     """The results table(s) of run directories as one DataFrame (a ``run`` column names each)."""
-    from analysis.average import load_runs
+    from nasdun.results import load_runs
 
     return load_runs(list(runs))
 

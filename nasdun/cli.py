@@ -367,7 +367,7 @@ def _search(args: argparse.Namespace) -> int:
           + f": results.csv, parameters of {len(fig.params_kept)} networks in params.pt, the Optuna study {fig.storage}")  # fmt: skip
     promoted = fig.promoted
     if promoted:
-        from analysis.promote import PROMOTED
+        from nasdun.promotion import PROMOTED
 
         how = "read back (already done)" if promoted["reused"] else f"trained in {promoted['wall_s']:.0f}s"
         print(f"promoted the top {promoted['found']} found networks and {promoted['hand_designs']} hand designs with {promoted['protocol']}: {how}"
@@ -388,8 +388,8 @@ def _ray_auth(address: str | None) -> None:
 
 @command("average")
 def _average(args: argparse.Namespace) -> int:
-    from analysis.average import average, load_runs, resolve_top_k, write_average
-    from nasdun.results import check_out_file
+    from analysis.average import average, write_average
+    from nasdun.results import check_out_file, load_runs, resolve_top_k
 
     check_out_file(args.out, args.force)
     df = load_runs(args.runs, args.sampler)
@@ -442,7 +442,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
 @command("promote")
 def _promote(args: argparse.Namespace) -> int:
-    from analysis.promote import run_promote
+    from nasdun.promotion import run_promote
 
     run_promote(args.run, args.top_k, args.protocol, args.out, _run_options(args), force=args.force)
     print((Path(args.out) / "promote.md").read_text())
@@ -565,8 +565,8 @@ def _compare_samplers(args: argparse.Namespace) -> int:
 
 @command("compare")
 def _compare(args: argparse.Namespace) -> int:
-    from analysis.average import load_runs
     from analysis.searchstats import best_trained, topk_agreement
+    from nasdun.results import load_runs
 
     runs = {run: load_runs([run]) for run in (args.run_a, args.run_b)}
     for run, df in runs.items():

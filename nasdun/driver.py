@@ -26,7 +26,7 @@ import contextlib
 import json
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from typing import Any
 from nasdun.errors import Interrupted, NasdunError
 from nasdun.experiment import Experiment
 from nasdun.progress import ProgressLine
+from nasdun.promotion import second_phase
 from nasdun.raycluster import check_resources, concurrency, start_ray
 from nasdun.record import load_saved_config, storage_url
 from nasdun.results import write_json
@@ -58,9 +59,6 @@ RESUMABLE = {
 }  # none of them changes a trained candidate
 
 
-Then = Callable[[Path, ResolvedSearch, SearchSummary], SearchSummary]
-
-
 def run_search(
     out: str | Path,
     cfg: SearchConfig | None = None,
@@ -69,13 +67,12 @@ def run_search(
     num_cpus: int | None = None,
     overrides: Mapping[str, Any] | None = None,
     force: bool = False,
-    then: Then | None = None,
 ) -> SearchSummary:
     """Run (or resume) a search into ``out``; returns the session's figures (also ``search.json``).
     ``force`` replaces a non-empty ``out`` (once everything is validated); without it that is refused. ``overrides``
     (the fields given, typed: :meth:`SearchConfig.with_overrides`) apply to ``cfg``, or on ``resume`` to the saved one.
-    ``then(out, search, figures)``, if given, runs after the search with the run still locked and returns the figures
-    (the API's promotion phase); ``search`` is the resolved search the session ran.
+    When the screening ends, the search's second phase runs with the run still locked (:func:`nasdun.promotion.second_phase`:
+    the promotion under ``promote_protocol`` on the same Ray workers, and the verdict there; ``promote_top`` 0: none).
 
     Everything is validated before the directory is written; a fresh start refused during set-up
     (e.g. a storage URL that cannot be opened) removes the directory it made. The run directory is
@@ -143,7 +140,7 @@ def run_search(
             )
             print(f"{phase}: {search.cfg.budget} candidates under {proto.name}{hand}, {search.cfg.cohort} trained together per cohort", flush=True)
             figures = _run_session(exp, resume, address)
-            return then(out_dir, search, figures) if then is not None else figures
+            return second_phase(out_dir, search, figures)
 
 
 def _open_experiment(out_dir: Path, search: ResolvedSearch) -> Experiment:

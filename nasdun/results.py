@@ -259,3 +259,67 @@ def point_latest(run: str | Path) -> Path | None:
     tmp.symlink_to(run.name, target_is_directory=True)
     os.replace(tmp, link)
     return link
+
+
+# -- reading tables: several runs, the trained rows, the top-k ------------------------------------
+def load_runs(runs: Sequence[str | Path], sampler: str | None = None) -> pd.DataFrame:
+    """Concatenate the results tables of ``runs`` (a ``run`` column names each), optionally one sampler's rows."""
+    import pandas as pd
+
+    if not runs:
+        raise NasdunError("no run directory given; expected one or more directories holding results.csv")
+    frames = []
+    for run in runs:
+        df = read_table(run)
+        missing = sorted({"hash", "genotype", "status", "val_nmse_db"} - set(df.columns))
+        if missing:
+            raise NasdunError(f"results table of {str(run)!r} lacks column(s) {missing}")
+        frames.append(df.assign(run=str(run)))
+    df = pd.concat(frames, ignore_index=True)
+    if sampler is not None:
+        if "sampler" not in df.columns or not (df["sampler"] == sampler).any():
+            have = sorted(set(df["sampler"])) if "sampler" in df.columns else []
+            raise NasdunError(f"no rows of sampler {sampler!r} in the given runs; they hold {have}")
+        df = df[df["sampler"] == sampler]
+    return df
+
+
+def only_value(df: pd.DataFrame, column: str, run: str) -> Any:
+    """The one value ``column`` takes in a run's table; a one-line error if it takes none or several."""
+    values = sorted({str(v) for v in df[column].dropna()}) if column in df.columns else []
+    if len(values) != 1:
+        raise NasdunError(f"results table of {run!r} has {column} values {values}; expected exactly one")
+    return values[0]
+
+
+def trained_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows trained to the end of their protocol (status ``ok``; with successive halving, the
+    top rung) with a finite validation nmse_db: the only rows rankings and averages use."""
+    import numpy as np
+
+    return df[(df["status"] == "ok") & np.isfinite(df["val_nmse_db"].astype(float))]
+
+
+def resolve_top_k(df: pd.DataFrame, k: int) -> tuple[int, str]:
+    """The k that ``average``, ``heatmap``, ``report`` and ``compare`` use: ``k``, or every trained distinct
+    genotype when the runs hold fewer (with a note saying so); a one-line error when they hold none."""
+    if k < 1:
+        raise NasdunError(f"top_k={k}; expected an integer >= 1", ("top_k",))
+    n = int(trained_rows(df)["hash"].nunique())
+    if n == 0:
+        raise NasdunError("the runs hold no candidate trained to the end (status ok); nothing to rank")
+    if k > n:
+        return n, f"the runs hold {n} distinct genotypes trained to the end, so the top-{n} (all of them) are used, not the top-{k} asked for"
+    return k, ""
+
+
+def top_k(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The k best distinct genotypes by validation nmse_db: rows of :func:`trained_rows` sorted by it, ties broken by
+    genotype hash (the selection never depends on row order); a genotype in several rows counts once, at its best."""
+    ok = trained_rows(df)
+    ok = ok.sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash", keep="first")
+    if k < 1:
+        raise NasdunError(f"top_k={k}; expected an integer >= 1", ("top_k",))
+    if k > len(ok):
+        raise NasdunError(f"top_k={k} exceeds the {len(ok)} successfully trained distinct genotypes in the results", ("top_k",))
+    return ok.head(k)

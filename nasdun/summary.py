@@ -4,7 +4,7 @@ completes, and the CLI, the API, the report and the studies read.
 Its fields are the session's (counts, timing, where the study lives), the screening verdict of
 :func:`nasdun.verdict.judge` (flattened, as ``search.json`` has always held it) and, after a promotion, the verdict
 under the promotion's protocol (``verdict``, with the screening one kept as ``screening_verdict``, and ``promoted``: the
-promotion's figures, :func:`analysis.promote.promote_search`). It reads as a mapping too (``summary["verdict"]``), which
+promotion's figures, :func:`nasdun.promotion.promote_search`). It reads as a mapping too (``summary["verdict"]``), which
 is what the API returned before the type existed; :meth:`SearchSummary.read` takes a file of an older run (fields it
 lacks keep their defaults).
 """
@@ -63,7 +63,7 @@ class SearchSummary(Mapping[str, Any]):
     verdict: str = ""  # the answer: after a promotion, under its protocol (nasdun.verdict.trusted_line)
     # the second phase
     screening_verdict: str = ""  # the screening's own line, kept once a promotion has given ``verdict``
-    promoted: dict[str, Any] | None = None  # the promotion's figures (analysis.promote.promote_search)
+    promoted: dict[str, Any] | None = None  # the promotion's figures (nasdun.promotion.promote_search)
     verdict_protocol: str = ""  # the protocol ``verdict`` was reached under
 
     # -- a mapping, as search.json reads ------------------------------------------------------

@@ -2,7 +2,7 @@
 
 The driver keeps it (:class:`KeptParams`): a worker writes its cohort's parameters to a file of its own,
 and when the cohort's rows are in the table the store folds them in, keeping the top ``keep`` rows by
-validation nmse_db (status ok; ties by hash, the order of :func:`analysis.average.top_k`) and every hand
+validation nmse_db (status ok; ties by hash, the order of :func:`nasdun.results.top_k`) and every hand
 design, then removes the cohort's file. :func:`nasdun.results.load_network` reads a kept network back.
 """
 
@@ -58,5 +58,5 @@ class KeptParams:
 
 
 def _rank_key(row: Mapping[str, Any]) -> tuple[float, str]:
-    """Rows by validation nmse_db, ties by hash (the order of analysis.average.top_k)."""
+    """Rows by validation nmse_db, ties by hash (the order of nasdun.results.top_k)."""
     return float(row["val_nmse_db"]), str(row["hash"])

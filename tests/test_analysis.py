@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.average import average, frequencies, load_runs, threshold_genotype, top_k
+from analysis.average import average, frequencies, threshold_genotype
 from analysis.heatmaps import genotype_heatmap, run_heatmaps
 from analysis.report import build_report
 from analysis.retrain import run_retrain
 from analysis.searchstats import best_so_far, topk_agreement
 from nasdun.cli import main
 from nasdun.errors import NasdunError
-from nasdun.results import write_table
+from nasdun.results import load_runs, top_k, write_table
 from search_spaces import Genotype, preset
 from trainers.options import RunOptions
 
@@ -164,7 +164,7 @@ def test_report_errors(tmp_path, run):
 
 
 def test_rank_correlations_against_hand_computed_values():
-    from analysis.fidelity import kendall, spearman
+    from nasdun.ranks import kendall, spearman
 
     assert spearman([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
@@ -197,7 +197,7 @@ def test_rank_agreement_of_two_result_tables_against_hand_computed_values():
 def test_spearman_interval_covers_the_population_rho_95_percent_of_the_time():
     """Simulated coverage of the true Spearman rho of a bivariate normal ((6/pi) asin(r/2)) at the sizes the fidelity
     studies have (8 and 38 networks); too narrow or too wide an interval leaves [0.92, 0.98]."""
-    from analysis.fidelity import spearman, spearman_interval
+    from nasdun.ranks import spearman, spearman_interval
 
     rng = np.random.default_rng(0)
     for r in (0.5, 0.9):
@@ -314,7 +314,7 @@ def test_report_compares_other_runs(run, tmp_path):
 
 @pytest.mark.slow
 def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
-    from analysis.promote import run_promote
+    from nasdun.promotion import run_promote
     from nasdun.training import run_train
 
     screen = tmp_path / "screen"

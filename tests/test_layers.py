@@ -26,6 +26,7 @@ PLAN = [
             "nasdun.worker",
             "nasdun.weights",
             "nasdun.summary",
+            "nasdun.ranks",
         ],
     ),  # fmt: skip
     (
@@ -38,6 +39,7 @@ PLAN = [
             "nasdun.raywatch",
             "nasdun.raycluster",
             "nasdun.searcher",
+            "nasdun.promotion",
             "nasdun.driver",
         ],
     ),
@@ -48,7 +50,6 @@ PLAN = [
     (
         "analysis: studies that train",
         [
-            "analysis.promote",
             "analysis.confirm",
             "analysis.retrain",
             "analysis.fidelity",

@@ -1,4 +1,4 @@
-"""`nasdun promote`: the second phase of a screening search — train a run's top-k fully.
+"""The second phase of a search (and `nasdun promote`): train a run's top-k fully, then give the verdict there.
 
 A search run with a cheap protocol ranks many candidates; ``promote`` takes its best ``k``
 distinct genotypes by validation nmse_db (status ``ok`` only: with successive halving, the
@@ -7,7 +7,8 @@ seed (read from its rows), so the data are the ones the screening saw. A search'
 promotion (:func:`promote_search`) also trains every hand design, so that its verdict compares
 found and hand designs under the protocol whose ranking is trusted. It writes the usual
 results table in ``OUT`` and ``promote.md``: each finalist's screening value and rank next to
-its promoted value and rank, and Spearman's rho between the two.
+its promoted value and rank, and Spearman's rho between the two. :func:`second_phase` is what a search runs when its
+screening ends (:func:`nasdun.driver.run_search`): it trains on the search's Ray workers, as its cohorts did.
 """
 
 from __future__ import annotations
@@ -19,19 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from analysis.average import load_runs, only_value, top_k, trained_rows
-from analysis.fidelity import spearman
 from nasdun.errors import Interrupted, NasdunError
+from nasdun.ranks import spearman
+from nasdun.results import load_runs, only_value, top_k, trained_rows
 from search_spaces.genotype import Genotype
 from trainers.options import RunOptions
 
 if TYPE_CHECKING:
     from nasdun.searchconfig import ResolvedSearch
+    from nasdun.summary import SearchSummary
     from trainers.protocols import Protocol
 
 
 def finalists(df: pd.DataFrame, k: int, hand_designs: bool = False, hand_top: int | None = None) -> pd.DataFrame:
-    """The rows to promote: the ``k`` best distinct genotypes by validation nmse_db (:func:`analysis.average.top_k`);
+    """The rows to promote: the ``k`` best distinct genotypes by validation nmse_db (:func:`nasdun.results.top_k`);
     with ``hand_designs``, the ``k`` best *found* ones (rows without a ``preset``) and then every hand design of the
     run (rows with one, in trial order; each genotype once, whatever its screening status): the sides of the verdict.
     With ``hand_top``, only the ``hand_top`` hand designs best by screening validation nmse_db (among those trained to
@@ -207,3 +209,18 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
         else math.nan,
         **{f"verdict_{key}": value for key, value in verdict.items()},
     }
+
+
+def second_phase(run: Path, search: ResolvedSearch, fig: SearchSummary) -> SearchSummary:
+    """A search's second phase (its run still locked): the top-k found networks and the hand designs under the
+    promotion's protocol (:func:`promote_search`), and the verdict there; with ``promote_top`` 0 the verdict stays the
+    screening's, marked as such. Writes and returns the completed summary."""
+    from nasdun.verdict import trusted_line
+
+    fig.screening_verdict = fig.verdict
+    if search.promote_protocol is not None:
+        fig.promoted = promote_search(run, search)
+    fig.verdict = trusted_line(fig.promoted, fig, search.cfg.protocol)
+    fig.verdict_protocol = fig.promoted["protocol"] if fig.promoted else str(search.cfg.protocol)
+    fig.write(run)
+    return fig
