@@ -1,4 +1,6 @@
-"""The `nasdun` command line: parses arguments once and calls the public API.
+"""The `nasdun` command line: parses arguments once and calls the library: `search` and `train` through the API
+(:mod:`nasdun.api`), the other commands through the functions docs/api.md lists (``analysis.*``, ``nasdun.promotion``,
+``nasdun.bench``); the command handlers still hold some of their commands' logic (issue 44, item 2).
 
 Every user error surfaces as one line ``nasdun: error: ...`` and exit status 2.
 """
