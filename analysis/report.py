@@ -62,16 +62,15 @@ def build_report(
 
     n_ok = int((df["status"] == "ok").sum())
     summary: dict[str, Any] = {"candidates": len(df), "ok": n_ok, "not ok": int((df["status"] != "ok").sum())}
-    for name in ("search.json", "run.json"):
-        if (run_dir / name).is_file():
-            data = json.loads((run_dir / name).read_text())
-            summary.update({key: data[key] for key in ("wall_s", "candidates_per_min", "overhead", "budget") if key in data})
+    searched = (run_dir / "search.json").is_file()
+    saved = SearchSummary.read(run_dir) if searched else SearchSummary()
+    data = dict(saved) if searched else json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    summary.update({key: data[key] for key in ("wall_s", "candidates_per_min", "overhead", "budget") if key in data})
     config = (run_dir / "search.yaml").read_text() if (run_dir / "search.yaml").is_file() else ""
     verdict = judge(df.to_dict("records"))
     best = df[df["status"] == "ok"].sort_values(["val_nmse_db", "hash"]).head(10)
     best_cols = [c for c in ("name", "preset", "hash", "val_nmse_db", "test_nmse_db", "test_nmse_db_mean", "n_extra", "sampler") if c in best.columns]
     headline = _bold_answer(verdict["verdict"])
-    saved = SearchSummary.read(run_dir) if (run_dir / "search.json").is_file() else SearchSummary()
     if saved.screening_verdict:  # the search's own verdict: under the promotion's protocol, or marked as screening
         headline = _bold_answer(saved.verdict)
         if saved.promoted:

@@ -1,7 +1,7 @@
 """The library's pipelines: what each `nasdun` command does, callable from Python with the same result.
 
 The CLI parses arguments and calls these; a notebook calls them directly (``import nasdun``
-re-exports them lazily, see :mod:`nasdun`). Each returns plain data (dicts, DataFrames) and
+re-exports them lazily, see :mod:`nasdun`). Each returns data (a search's summary, DataFrames, dicts) and
 writes the same run directory as the command. Their errors name Python arguments (``force=True``,
 ``rank=3``); the command line alone says them as its flags (``--force``, ``--rank 3``: :func:`nasdun.cli.flag_words`).
 """
@@ -122,7 +122,7 @@ def search_pipeline(
     return run_search(out, cfg, address=address, num_cpus=num_cpus, force=force)
 
 
-search = _python_errors(search_pipeline)  # `nasdun search` calls search_pipeline, whose errors name the flags
+search = _python_errors(search_pipeline)  # `nasdun search` calls search_pipeline (its arguments come parsed and typed)
 search.__name__ = search.__qualname__ = "search"
 
 

@@ -11,11 +11,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasdun.errors import Interrupted, NasdunError, place_error
 from trainers.host_memory import requested_policy
 from trainers.precision import PRECISIONS
+
+if TYPE_CHECKING:
+    from trainers.options import RunOptions
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -74,7 +77,7 @@ def _device_options() -> argparse.ArgumentParser:
     return d
 
 
-def _run_options(args: argparse.Namespace) -> Any:
+def _run_options(args: argparse.Namespace) -> RunOptions:
     """The training options of a command's arguments as the one record the layers below take (trainers.options)."""
     from trainers.options import RunOptions
 

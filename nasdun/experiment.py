@@ -256,8 +256,8 @@ class Experiment:
             "device": (report or {}).get("device", ""),
             "precision": self.cfg.precision,
         }
-        metrics = (report or {}).get("candidates") or [{"status": "failed", "reason": f"{LOST}: {error}"}] * len(members)
-        new = [
+        metrics = (report or {}).get("candidates") or [{"reason": f"{LOST}: {error}"}] * len(members)
+        new = [  # each on a failed row's values: a report may give only some metrics (analysis.surrogate_search's do)
             candidate_row(f"t{number:05d}", g, {**failed_metrics(), **m}, trial_number=number, preset=self.presets.get(g.hash, ""), **context)
             for (number, g), m in zip(members, metrics, strict=True)
         ]

@@ -22,7 +22,7 @@ import pandas as pd
 
 from nasdun.errors import Interrupted, NasdunError
 from nasdun.ranks import spearman
-from nasdun.results import load_runs, only_value, top_k, trained_rows
+from nasdun.results import load_runs, only_value, ranked, top_k
 from search_spaces.genotype import Genotype
 from trainers.options import RunOptions
 
@@ -43,10 +43,9 @@ def finalists(df: pd.DataFrame, k: int, hand_designs: bool = False, hand_top: in
     from nasdun.verdict import hand_design_rows
 
     hand = hand_design_rows(df)
-    found = trained_rows(df[~hand]).sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash").head(k)
+    found = ranked(df[~hand]).head(k)
     if hand_top is not None:
-        designs = trained_rows(df[hand]).sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash").head(hand_top)
-        return pd.concat([found, designs])
+        return pd.concat([found, ranked(df[hand]).head(hand_top)])
     designs = df[hand].sort_values("trial_number", kind="mergesort") if "trial_number" in df else df[hand]  # the table: finishing order
     return pd.concat([found, designs.drop_duplicates("hash", keep="first")])
 

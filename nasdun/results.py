@@ -31,7 +31,7 @@ def candidate_row(name: str, genotype: Genotype, metrics: Mapping[str, Any], **c
         raise ValueError(f"candidate_row({name!r}): metrics lack {missing}; expected CandidateResult.metrics() or failed_metrics()")
     row: dict[str, Any] = {"name": name, "hash": genotype.hash}
     row.update({k: v for k, v in metrics.items() if k != "curves"})
-    row["wall_s"] = round(float(metrics.get("wall_s", 0.0)), 3)
+    row["wall_s"] = round(float(metrics["wall_s"]), 3)
     row.update({"n_extra": genotype.n_extra, "layers": genotype.layers, "genotype": genotype.to_json()})
     row["curves"] = json.dumps(metrics.get("curves") or {})
     row.update(context)
@@ -313,11 +313,15 @@ def resolve_top_k(df: pd.DataFrame, k: int) -> tuple[int, str]:
     return k, ""
 
 
+def ranked(df: pd.DataFrame) -> pd.DataFrame:
+    """The distinct genotypes of :func:`trained_rows`, best validation nmse_db first, ties broken by genotype hash (the
+    order never depends on row order); a genotype in several rows counts once, at its best."""
+    return trained_rows(df).sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash", keep="first")
+
+
 def top_k(df: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The k best distinct genotypes by validation nmse_db: rows of :func:`trained_rows` sorted by it, ties broken by
-    genotype hash (the selection never depends on row order); a genotype in several rows counts once, at its best."""
-    ok = trained_rows(df)
-    ok = ok.sort_values(["val_nmse_db", "hash"], kind="mergesort").drop_duplicates("hash", keep="first")
+    """The k best distinct genotypes by validation nmse_db (:func:`ranked`); a one-line error for more than there are."""
+    ok = ranked(df)
     if k < 1:
         raise NasdunError(f"top_k={k}; expected an integer >= 1", ("top_k",))
     if k > len(ok):

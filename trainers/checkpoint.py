@@ -41,8 +41,8 @@ def fingerprint(trainer: Any) -> dict[str, Any]:
         "data_digest": getattr(p.setting, "digest", ""),  # a problem file's data: changed data is another run
         "seed": p.seed,
         "batch_size": p.batch_size,
-        "precision": trainer.precision,
-        "compile": trainer.compile,
+        "precision": trainer.options.precision,
+        "compile": trainer.options.compile,
     }
 
 
@@ -99,7 +99,11 @@ def restore_checkpoint(trainer: Any, path: Path) -> float:
     trainer.results = [CandidateResult(**{**r, "genotype": Genotype.from_json(r["genotype"])}) for r in blob["results"]]
     state = {k: _unpack(v, dev) for k, v in blob["state"].items()}
     trainer.model = UnrolledLISTA(
-        [trainer.results[i].genotype for i in state["ids"]], trainer.problem.D, trainer.protocol.lam, trainer.protocol.coef_init, trainer.compile
+        [trainer.results[i].genotype for i in state["ids"]],
+        trainer.problem.D,
+        trainer.protocol.lam,
+        trainer.protocol.coef_init,
+        trainer.options.compile,
     ).to(dev)
     with torch.no_grad():
         for name, p in trainer.model.named_parameters():

@@ -78,15 +78,13 @@ class PopulationTrainer:
         if not isinstance(options, RunOptions):
             raise NasdunError(f"options={options!r}; expected a trainers.options.RunOptions", ("options",))
         self.problem, self.protocol, self.progress, self.options = problem, protocol, progress, options  # the device is the problem's
-        self.compile, self.precision, self.minutes = options.compile, options.precision, float(options.minutes)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)  # trainers/checkpoint.py
-        self.checkpoint_every_s = float(options.checkpoint_every_s)
         self.threads = check_threads(threads)  # on a CPU, the run's fixed intra-op thread count (trainers/threads.py)
         self.prune = True  # stage-0 steps without the frozen layers' graph (False: the whole graph, for the equality test)
         self.compact_masks = True  # Adam's masks per (candidate, layer), broadcast (False: full-size, for the equality test)
         if problem.D.device.type == "cpu":
             keep_freed_memory()
-        self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=self.compile)  # on D's device
+        self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=options.compile)  # on D's device
         K, P, dev = self.model.K, self.model.P, problem.D.device
         bad_rungs = [r for r in protocol.rungs if not 1 <= r < K]
         if bad_rungs:
@@ -174,7 +172,7 @@ class PopulationTrainer:
 
     def train_step(self) -> None:
         b, x = self._batch()
-        with autocast(self.precision, self.c.step.device):
+        with autocast(self.options.precision, self.c.step.device):
             outs = self.model(b, self._T, frozen=self._frozen)
         loss_p = torch.zeros_like(self.c.step)
         for k, sel in self._loss_layers.items():  # usually one or two distinct layers
@@ -200,7 +198,6 @@ class PopulationTrainer:
         candidate and the layer alone, so it is kept at their shape and broadcast against ``p`` (for ``Wx``: (P, 1, 1), not
         P·n² values read at every step); ``compact_masks=False`` expands it to ``p``'s shape (the same values)."""
         layer = self.layer_of[name]  # broadcastable to p, its candidate axis included
-        layer = layer.reshape((1,) * (p.dim() - layer.dim()) + tuple(layer.shape))  # as many axes as p
         t = per_candidate(self.t, p)
         s0 = per_candidate(self.s == 0, p)
         act = per_candidate(self.active, p)
@@ -210,12 +207,12 @@ class PopulationTrainer:
     # -- validation and stage logic ----------------------------------------------------------
     def _validate(self) -> torch.Tensor:
         """Validation nmse_db of each candidate's x(t[p]), shape (P,)."""
-        with autocast(self.precision, self.c.step.device):
+        with autocast(self.options.precision, self.c.step.device):
             return evaluate(self.model, self.val_rule, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi).nmse_db()
 
     def _validate_full(self) -> np.ndarray:
         """Validation nmse_db of each candidate's x(t[p]) on the whole validation set (the kept parameters' score)."""
-        with autocast(self.precision, self.c.step.device):
+        with autocast(self.options.precision, self.c.step.device):
             acc = evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi)
         return acc.nmse_db().cpu().numpy()
 
@@ -325,7 +322,7 @@ class PopulationTrainer:
         idx = torch.as_tensor(keep, device=self.c.step.device)
         old = self.params
         self.model = UnrolledLISTA(
-            [self.results[i].genotype for i in self.c.ids[keep]], self.problem.D, self.protocol.lam, self.protocol.coef_init, self.compile
+            [self.results[i].genotype for i in self.c.ids[keep]], self.problem.D, self.protocol.lam, self.protocol.coef_init, self.options.compile
         )
         with torch.no_grad():
             for name, p in self.model.named_parameters():
@@ -336,7 +333,7 @@ class PopulationTrainer:
 
     def _store(self, slots: np.ndarray) -> None:
         """Final parameters and per-layer curves of ``slots``, into their results."""
-        with autocast(self.precision, self.c.step.device):
+        with autocast(self.options.precision, self.c.step.device):
             val, test = evaluate(self.model, self.problem.val, psi=self.problem.psi), evaluate(self.model, self.problem.test, psi=self.problem.psi)
             psnr = {}
             if self.problem.layout:  # image settings: each test image's PSNR at each depth a candidate ends at
@@ -369,12 +366,12 @@ class PopulationTrainer:
         """Train until every candidate has finished, failed or been stopped (or ``minutes`` ran out).
 
         With ``checkpoint``: an existing checkpoint there is restored first (the run continues where
-        it was cut), and the whole state is saved there every ``checkpoint_every_s`` seconds, at
+        it was cut), and the whole state is saved there every ``options.checkpoint_every_s`` seconds, at
         validation boundaries (:mod:`trainers.checkpoint`); the caller removes it when done.
         """
         from trainers.checkpoint import restore_checkpoint, save_checkpoint
 
-        with precision_scope(self.precision), thread_scope(self.threads, self.c.step.device):
+        with precision_scope(self.options.precision), thread_scope(self.threads, self.c.step.device):
             if self.checkpoint is not None and self.checkpoint.is_file():
                 start = time.perf_counter() - restore_checkpoint(self, self.checkpoint)
             else:
@@ -386,11 +383,11 @@ class PopulationTrainer:
                     self.train_step()
                 elapsed = time.perf_counter() - start
                 self._after_validation(self._validate(), elapsed)
-                if self.minutes and elapsed >= 60 * self.minutes and (self.c.active_h | self.c.waiting_h).any():
+                if self.options.minutes and elapsed >= 60 * self.options.minutes and (self.c.active_h | self.c.waiting_h).any():
                     self._stop_all(elapsed)
                 if self.progress is not None:
                     self._report(elapsed)
-                if self.checkpoint is not None and self.c.active_h.any() and time.perf_counter() - saved >= self.checkpoint_every_s:
+                if self.checkpoint is not None and self.c.active_h.any() and time.perf_counter() - saved >= self.options.checkpoint_every_s:
                     save_checkpoint(self, self.checkpoint, elapsed)
                     saved = time.perf_counter()
             self._store(np.arange(len(self.c.ids)))
@@ -408,7 +405,7 @@ class PopulationTrainer:
                 )
             r.status, r.rung_layer, r.iterations, r.wall_s = "stopped", t, int(self.c.it_h[p]), elapsed
             where = f"layer {t} of {self.model.K}, stage {s + 1} of {self.protocol.stages_per_layer}"
-            r.reason = f"time limit of {self.minutes:g} min reached at {where}, iteration {int(self.c.it_h[p])}"
+            r.reason = f"time limit of {self.options.minutes:g} min reached at {where}, iteration {int(self.c.it_h[p])}"
         self.c.active_h[:] = False
         self.c.waiting_h[:] = False
         self._sync_state()
@@ -441,7 +438,7 @@ class PopulationTrainer:
                 stage=int(self.c.s_h[live].max()) + 1 if n_active else per_layer,
                 stages_per_layer=per_layer,
                 fraction_done=share / len(status),
-                deadline_s=60 * self.minutes,
+                deadline_s=60 * self.options.minutes,
             )
         )
 
