@@ -135,6 +135,7 @@ def train(
     seed: int = 0,
     out: str | Path | None = None,
     options: Any = None,
+    resume: str | Path | None = None,
     **keywords: Any,
 ) -> Any:
     """Train architectures (presets, genotype files or :class:`~search_spaces.Genotype` objects; ``hand``: every hand design) together;
@@ -142,7 +143,9 @@ def train(
 
     How it trains is one :class:`~trainers.options.RunOptions` (``options``), or its fields given as keywords
     (``device="cpu"``, ``precision="tf32"``, ``compile=True``, ``minutes=5``, ``checkpoint_every_s=60``); the other
-    keywords are :func:`nasdun.training.run_train`'s (``overwrite``, ``lr_scale``)."""
+    keywords are :func:`nasdun.training.run_train`'s (``overwrite``, ``lr_scale``). ``resume``: finish the interrupted
+    train in that folder from its last checkpoint (its networks, setting and protocol are the folder's; of the options only
+    ``checkpoint_every_s`` applies)."""
     import dataclasses
     import time
 
@@ -158,6 +161,12 @@ def train(
     if options is not None and given:
         raise NasdunError(f"train(): options and {', '.join(sorted(given))} both given; expected the record or its fields, not both", ("options",))
     opts = options if options is not None else RunOptions(**given)
+    if resume is not None:
+        from nasdun.training import resume_train
+
+        df = resume_train(resume, opts.checkpoint_every_s)
+        df.attrs["out"] = str(resume)
+        return df
 
     if not isinstance(archs, str) and not archs:
         raise NasdunError("train(): archs=[]; expected at least one architecture (a preset name, a genotype file or a Genotype)")
@@ -226,3 +235,263 @@ def settings() -> Mapping[str, Any]:
     from trainers.problems import SETTINGS
 
     return dict(SETTINGS.items())
+
+
+def protocols() -> Mapping[str, Any]:
+    """The registered training protocols, by name."""
+    from trainers.protocols import PROTOCOLS
+
+    return dict(PROTOCOLS.items())
+
+
+# -- the other commands, one function each (the CLI parses, calls one of these, prints) -------------------------------
+
+
+def _options(options: Any) -> Any:
+    from trainers.options import RunOptions
+
+    if options is None:
+        return RunOptions()
+    if not isinstance(options, RunOptions):
+        raise NasdunError(f"options={options!r}; expected a nasdun.RunOptions or None", ("options",))
+    return options
+
+
+def _list(value: str | Sequence[Any]) -> list[Any]:
+    """A comma list given as one string (``"lista,2no"``) or as a sequence."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
+
+
+def _paths(runs: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    return [str(runs)] if isinstance(runs, str | Path) else [str(r) for r in runs]
+
+
+@_python_errors
+def average(
+    runs: str | Path | Sequence[str | Path], out: str | Path = "avg.json", top_k: int = 50, threshold: float = 0.5, sampler: str | None = None,
+    force: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """``nasdun average``: the top-``top_k`` averaged architecture of one or more runs (connections and lags open in at
+    least ``threshold`` of them, each layer's most frequent neuron), written to ``out`` (JSON that ``train`` reads as an
+    architecture). Returns ``genotype``, ``top_k`` (as used: all rows when the runs hold fewer; ``note`` says so),
+    ``frequencies`` and ``members`` (the averaged rows)."""
+    from analysis.average import average as _average
+    from analysis.average import write_average
+    from nasdun.results import check_out_file, load_runs, resolve_top_k
+
+    names = _paths(runs)
+    check_out_file(out, force)
+    df = load_runs(names, sampler)
+    k, note = resolve_top_k(df, top_k)
+    g, freq, members = _average(df, k, threshold)
+    write_average(out, g, freq, members, top_k=k, threshold=threshold, runs=names, sampler=sampler)
+    return {"genotype": g, "top_k": k, "note": note, "frequencies": freq, "members": members, "out": str(out)}
+
+
+@_python_errors
+def heatmap(
+    runs: str | Path | Sequence[str | Path] = (), out: str | Path = "heatmaps", top_k: int = 50, threshold: float = 0.5, diff: int | None = None,
+    sampler: str | None = None, arch: str | None = None, layers: int = 16, force: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """``nasdun heatmap``: connection, lag and neuron frequency figures (PNG and SVG in ``out``) of the top-``top_k`` of
+    ``runs`` (with ``diff``: also top-k minus top-diff), or of the architectures ``arch`` (presets or genotype files, a
+    comma list, at ``layers`` layers) instead. Returns ``out`` and ``note`` (when the runs hold fewer than ``top_k``)."""
+    from analysis.heatmaps import genotype_heatmap, run_heatmaps
+    from nasdun.results import check_out_dir
+    from search_spaces.presets import resolve_archs
+
+    names = _paths(runs)
+    if arch and names:
+        raise NasdunError(f"arch={arch!r} and runs both given; expected run directories or architectures, not both", ("arch",))
+    if not arch and not names:
+        raise NasdunError("heatmap needs run directories (runs=['runs/qs']) or architectures (arch='alista')", ("arch",))
+    archs = resolve_archs(arch, layers) if arch else []  # bad names fail before anything is written
+    check_out_dir(out, force)  # the figures create it once the runs have been read
+    note = ""
+    for name, g in archs:
+        genotype_heatmap(g, name, out)
+    if not archs:
+        note = run_heatmaps(names, out, top_k, diff, sampler, threshold)["note"]
+    return {"out": str(out), "note": note}
+
+
+@_python_errors
+def retrain(
+    arch: str, out: str | Path, against: str = "hand", settings: str | Sequence[str] = "noiseless", seeds: int = 3, protocol: str = "paper",
+    layers: int | None = None, options: Any = None, force: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """``nasdun retrain``: ``arch`` (genotype files or presets, a comma list) and the hand designs ``against`` retrained
+    on each of ``settings`` (a comma list or a list) over ``seeds`` seeds (0..seeds-1) under ``protocol``, at ``layers``
+    layers (default: the first genotype file's, else 16), into ``out``. Returns the tables by name (``table1``: the
+    Table-1-style summary, one row per setting; its ``attrs["layers"]``: the depth trained)."""
+    from analysis.retrain import run_retrain
+    from search_spaces.presets import infer_layers
+
+    depth = layers or infer_layers(arch) or 16
+    tables = run_retrain(arch, against, _list(settings), seeds, protocol, depth, out, _options(options), force=force)
+    tables["table1"].attrs["layers"] = depth  # the depth trained (inferred when not given)
+    return tables
+
+
+@_python_errors
+def promote(run: str | Path, out: str | Path, top_k: int = 8, protocol: str = "paper", options: Any = None, force: bool = False) -> Any:
+    """``nasdun promote``: a (screening) run's top ``top_k`` trained again under ``protocol`` on the run's setting and
+    seed, into ``out``. Returns the comparison table (screening and promoted values and ranks; ``promote.csv``)."""
+    from nasdun.promotion import run_promote
+
+    return run_promote(run, top_k, protocol, out, _options(options), force=force)
+
+
+@_python_errors
+def confirm(
+    runs: str | Path | Sequence[str | Path], out: str | Path, protocol: str, top_k: int = 3, seeds: str | Sequence[int] = (101, 102, 103),
+    against: str | Sequence[str] = "", options: Any = None, force: bool = False,
+) -> Any:  # fmt: skip
+    """``nasdun confirm``: the top ``top_k`` of each run (and the hand designs ``against``) retrained under ``protocol``
+    on fresh ``seeds``, into ``out`` (continued where an interrupted one stopped). Returns the per-network table."""
+    from analysis.confirm import run_confirm
+
+    seed_list = [int(s) for s in _list(seeds)] if isinstance(seeds, str) else list(seeds)
+    return run_confirm(_paths(runs), top_k, seed_list, protocol, out, _list(against), _options(options), force=force)
+
+
+@_python_errors
+def report(
+    run: str | Path, out: str | Path | None = None, top_k: int = 50, retrain: str | Path | None = None, others: Sequence[str | Path] = (),
+    force: bool = False,
+) -> tuple[Path, Path]:  # fmt: skip
+    """``nasdun report``: the run's report (``out``, default RUN/report), opening with the verdict against the hand
+    designs; a ``retrain`` directory's table and ``others`` runs beside it. Returns the HTML (self-contained) and Markdown paths."""
+    from analysis.report import build_report
+
+    return build_report(run, out, top_k, retrain, list(others), force=force)
+
+
+@_python_errors
+def repair(run: str | Path) -> dict[str, Any]:
+    """``nasdun repair``: a search's study rebuilt from its results table, or missing rows from its study, where they
+    disagree. Returns what was done (``repaired``, ``rows_rebuilt``, ``renumbered``, ``study_rebuilt``, ...)."""
+    from nasdun.record import repair as _repair
+
+    return _repair(run)
+
+
+@_python_errors
+def reconstruct(run: str | Path, image: str = "camera", out: str | Path | None = None, iterations: int = 1000, force: bool = False) -> dict[str, Any]:
+    """``nasdun reconstruct``: one test image of an image setting through Φᵀb, ISTA, FISTA (``iterations`` each), LISTA and
+    the run's best network, into ``out`` (default RUN/reconstruct). Returns the PSNR of each (``psnr_db``) and ``out``."""
+    from analysis.reconstruct import reconstruct as _reconstruct
+
+    where = out or str(Path(run) / "reconstruct")
+    return {**_reconstruct(run, image, where, force=force, iters=iterations), "out": str(where)}
+
+
+@_python_errors
+def classical(
+    setting: str = "image_cs50", iterations: int = 1000, layers: int = 8, out: str | Path | None = None, force: bool = False
+) -> dict[str, Any]:
+    """``nasdun classical``: ISTA and FISTA at ``iterations`` (λ tuned on validation) and HyperLISTA at ``layers`` layers
+    (three scalars tuned on training data, no training) on ``setting``; written to ``out`` (JSON) if given. Returns the
+    setting's name and ``references``: one dict per method (``method``, ``test_nmse_db``, ...)."""
+    from nasdun.results import check_out_file, write_json
+    from trainers.classical import reference
+    from trainers.hyperlista import reference as hyperlista
+    from trainers.problems import get_setting, make_problem
+
+    if out:
+        check_out_file(out, force)
+    s = get_setting(setting)
+    problem = make_problem(s, 0, batch_size=min(64, s.n_train))
+    refs = [reference(problem, fista, iters=iterations) for fista in (False, True)]
+    result = {"setting": s.name, "references": [*refs, hyperlista(problem, layers)]}
+    if out:
+        write_json(Path(out), result)
+    return result
+
+
+@_python_errors
+def compare(run_a: str | Path, run_b: str | Path, top_k: int = 50) -> dict[str, Any]:
+    """``nasdun compare``: each run's best trained network, and the agreement of the two runs' top ``top_k`` sets.
+    Returns ``best`` (run -> its figures) and ``agreement`` (``k``, ``overlap``, ``overlap_fraction``, ``conn_freq_pearson``)."""
+    from analysis.searchstats import best_trained, topk_agreement
+    from nasdun.results import load_runs
+
+    a, b = load_runs([run_a]), load_runs([run_b])
+    return {"best": {str(run_a): best_trained(a), str(run_b): best_trained(b)}, "agreement": topk_agreement(a, b, top_k)}
+
+
+@_python_errors
+def compare_samplers(
+    out: str | Path, budget: int, samplers: str | Sequence[str] = "rl,evolution,random,tpe,predictor", seeds: str | Sequence[int] = (0, 1, 2),
+    baselines: bool = False, confirm_seeds: int = 0, confirm_protocol: str | Sequence[str] | None = None, config: str | None = None,
+    address: str | None = None, num_cpus: int | None = None, force: bool = False, **overrides: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """``nasdun compare-samplers``: one search per sampler and seed, side by side, into ``out`` (run again to continue);
+    ``overrides``: the searches' ``setting``, ``protocol``, ``layers``, ``cohort``. Returns the study's summary
+    (``median_candidates_to_beat`` per sampler, ...)."""
+    from analysis.samplers_study import run_sampler_study
+
+    unknown = sorted(set(overrides) - {"setting", "protocol", "layers", "cohort"})
+    if unknown:
+        raise NasdunError(f"compare_samplers(): unknown argument(s) {', '.join(unknown)}; expected setting, protocol, layers or cohort")
+    seed_list = [int(s) for s in _list(seeds)] if isinstance(seeds, str) else list(seeds)
+    confirm = None if confirm_protocol is None else _list(confirm_protocol)
+    return run_sampler_study(
+        _list(samplers), seed_list, budget, out, config=config, baselines=baselines, confirm_seeds=confirm_seeds, confirm_protocols=confirm,
+        overrides={k: v for k, v in overrides.items() if v is not None}, address=address, num_cpus=num_cpus, force=force,
+    )  # fmt: skip
+
+
+@_python_errors
+def fidelity(
+    out: str | Path, genotypes: int = 32, setting: str = "small", layers: int = 8, reference: str = "paper",
+    protocols: str | Sequence[str] = "search", seed: int = 0, genotype_seed: int | None = None, reference_chunk: int = 0,
+    chunks: int | None = None, reference_table: str | Path | None = None, options: Any = None, force: bool = False,
+) -> Any:  # fmt: skip
+    """``nasdun fidelity``: how well cheap ``protocols`` rank ``genotypes`` random networks (and the hand designs) against
+    the ``reference`` protocol (trained once, cached in ``out``, in chunks of ``reference_chunk``, at most ``chunks`` now),
+    or against a ``reference_table`` (a CSV or a shipped name such as ``paper_small_k8``: then the study is the table's,
+    and none of its own arguments may be given). Returns the per-protocol agreement table (``fidelity.csv``)."""
+    from analysis.fidelity import run_fidelity
+
+    if reference_table:  # the study is the table's: none of its own arguments may be given
+        study = {"genotypes": genotypes, "setting": setting, "layers": layers, "reference": reference, "seed": seed,
+                 "genotype_seed": genotype_seed, "reference_chunk": reference_chunk, "chunks": chunks}  # fmt: skip
+        defaults = inspect.signature(fidelity_pipeline).parameters
+        given = {k: v for k, v in study.items() if v != defaults[k].default}
+        if given:
+            said = ", ".join(f"{k}={v!r}" for k, v in given.items())
+            table = str(reference_table)
+            raise NasdunError(f"{said} cannot be given with reference_table={table!r}: the study is the table's", (*given, "reference_table"))
+    return run_fidelity(
+        genotypes, setting, layers, reference, _list(protocols), seed, out, _options(options), genotype_seed, force=force,
+        reference_chunk=reference_chunk, max_chunks=chunks, reference_table=reference_table,
+    )  # fmt: skip
+
+
+fidelity_pipeline = fidelity.__wrapped__  # type: ignore[attr-defined]
+
+
+@_python_errors
+def bench(
+    P: str | Sequence[int] = "16", m: int = 50, n: int = 100, layers: int = 8, batch: int = 128, val: int = 1024, paper_size: bool = False,
+    procs: int = 2, seconds: float = 3.0, protocol: str | None = None, options: Any = None,
+) -> Any:  # fmt: skip
+    """``nasdun bench``: trainer throughput at (``m``, ``n``, ``layers``, ``batch``, ``val``) or ``paper_size``: single,
+    the ``procs``-process packing baseline and batched cohorts of each ``P``; or, with ``protocol``, what that protocol
+    runs (every stage and validation in its proportions), one dict per P. Returns the report (a dict, or a list with
+    ``protocol``)."""
+    from nasdun.bench import BenchSize, measure_protocol, run_bench
+    from nasdun.bench import paper_size as paper
+
+    if isinstance(P, str):
+        try:
+            sizes = [int(v) for v in P.split(",") if v.strip()]
+        except ValueError:
+            raise NasdunError(f"P={P!r}; expected a comma list of integers such as 16,64,128", ("P",)) from None
+    else:
+        sizes = list(P)
+    size = paper() if paper_size else BenchSize(m, n, layers, batch, val)
+    if protocol:
+        return [measure_protocol(size, p, protocol, _options(options), seconds) for p in sizes]
+    return run_bench(size, _options(options), sizes, procs, seconds)

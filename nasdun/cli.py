@@ -178,10 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(se, "--keep-params", type=_nonneg_int, help="keep the trained parameters of the top-k (and the baselines)")
     _config_option(se, "--promote-top", type=_nonneg_int, metavar="K", show_default=False,
                    help="when the search ends, train its top K found networks and every hand design under --promote-protocol and give"
-                        " the verdict there (default from the config: max(3, 10%% of the budget); 0: a screening verdict)")  # fmt: skip
+                        " the verdict there (default from the config: max(3, 10%% of the budget); demo: 1; 0: a screening verdict)")  # fmt: skip
     _config_option(se, "--promote-hand", type=_nonneg_int, metavar="N", show_default=False,
                    help="the promotion trains the N hand designs that screened best, not every one (default from the config: all;"
-                        " demo: 4); the verdict's line says so")  # fmt: skip
+                        " demo: 1); the verdict's line says so")  # fmt: skip
     _config_option(se, "--promote-protocol", help="protocol of the promotion phase")
     _config_option(se, "--precision", choices=PRECISIONS, help="matmul precision of the trainers")
     se.add_argument("--track", default=None, help="comma list of experiment trackers fed per candidate: tensorboard (DIR/tensorboard), mlflow")
@@ -315,14 +315,13 @@ def _sampler_names() -> list[str]:
 
 @command("train")
 def _train(args: argparse.Namespace) -> int:
-    from nasdun.api import train
-    from nasdun.training import resume_train
+    from nasdun import api
 
     if args.resume:
-        df, out = resume_train(args.resume, args.checkpoint_every), args.resume
-        return _print_train(df, out, int(df["layers"].iloc[0]))
-    df = train(args.arch, args.setting, args.layers, args.protocol, args.seed, args.out, _run_options(args), overwrite=args.force)
-    return _print_train(df, df.attrs["out"], args.layers)
+        df = api.train(options=_run_options(args), resume=args.resume)
+    else:
+        df = api.train(args.arch, args.setting, args.layers, args.protocol, args.seed, args.out, _run_options(args), overwrite=args.force)
+    return _print_train(df, df.attrs["out"], int(df["layers"].iloc[0]) if len(df) else args.layers)
 
 
 def _print_train(df: Any, out: str, layers: int) -> int:
@@ -342,7 +341,7 @@ def _search(args: argparse.Namespace) -> int:
     import time
 
     _ray_auth(args.address)
-    from nasdun.api import search_pipeline as search
+    from nasdun import api
     from nasdun.results import point_latest
 
     overrides = {k: getattr(args, k) for k in CONFIG_OPTIONS if getattr(args, k, None) is not None}  # the config fields given
@@ -356,10 +355,10 @@ def _search(args: argparse.Namespace) -> int:
         if args.out and args.out != args.resume:
             raise NasdunError("--out cannot be combined with --resume (results stay in the resumed directory)")
         out = args.resume
-        fig = search(out, resume=True, address=args.address, num_cpus=args.num_cpus, **overrides)
+        fig = api.search_pipeline(out, resume=True, address=args.address, num_cpus=args.num_cpus, **overrides)
     else:
         out = args.out or f"runs/search-{time.strftime('%Y%m%d-%H%M%S')}"
-        fig = search(out, args.config, address=args.address, num_cpus=args.num_cpus, force=args.force, **overrides)
+        fig = api.search_pipeline(out, args.config, address=args.address, num_cpus=args.num_cpus, force=args.force, **overrides)
     latest = point_latest(out) if not args.out and not args.resume else None  # the default folder: runs/latest names it
     print(
         f"trained {fig.candidates_trained} candidates this session ({fig.candidates_total}/{fig.budget} in all) in {fig.wall_s:.0f}s"
@@ -372,11 +371,9 @@ def _search(args: argparse.Namespace) -> int:
           + f": results.csv, parameters of {len(fig.params_kept)} networks in params.pt, the Optuna study {fig.storage}")  # fmt: skip
     promoted = fig.promoted
     if promoted:
-        from nasdun.promotion import PROMOTED
-
         how = "read back (already done)" if promoted["reused"] else f"trained in {promoted['wall_s']:.0f}s"
         print(f"promoted the top {promoted['found']} found networks and {promoted['hand_designs']} hand designs with {promoted['protocol']}: {how}"
-              f" | {out}/{PROMOTED}/promote.md")  # fmt: skip
+              f" | {promoted['out']}/promote.md")  # fmt: skip
     print(fig.verdict)  # the last line: did the search beat the hand designs?
     return 0
 
@@ -393,17 +390,13 @@ def _ray_auth(address: str | None) -> None:
 
 @command("average")
 def _average(args: argparse.Namespace) -> int:
-    from analysis.average import average, write_average
-    from nasdun.results import check_out_file, load_runs, resolve_top_k
+    from nasdun import api
 
-    check_out_file(args.out, args.force)
-    df = load_runs(args.runs, args.sampler)
-    k, note = resolve_top_k(df, args.top_k)
-    g, freq, members = average(df, k, args.threshold)
-    write_average(args.out, g, freq, members, top_k=k, threshold=args.threshold, runs=list(args.runs), sampler=args.sampler)
-    if note:
-        print(note)
-    print(f"averaged top-{k}: hash {g.hash}, {g.n_extra} extra connections, {sum(map(len, g.lags))} open lags")
+    avg = api.average(args.runs, args.out, args.top_k, args.threshold, args.sampler, force=args.force)
+    g = avg["genotype"]
+    if avg["note"]:
+        print(avg["note"])
+    print(f"averaged top-{avg['top_k']}: hash {g.hash}, {g.n_extra} extra connections, {sum(map(len, g.lags))} open lags")
     print(f"arch string {g.to_arch_string()}; neurons {','.join(g.neurons)}; the whole genotype: {g.to_spec()}")
     print(f"written to {args.out}")
     return 0
@@ -411,73 +404,57 @@ def _average(args: argparse.Namespace) -> int:
 
 @command("heatmap")
 def _heatmap(args: argparse.Namespace) -> int:
-    from analysis.heatmaps import genotype_heatmap, run_heatmaps
-    from nasdun.results import check_out_dir
-    from search_spaces.presets import resolve_archs
+    from nasdun import api
 
-    if args.arch and args.runs:
-        raise NasdunError("heatmap takes run directories or --arch, not both")
-    if not args.arch and not args.runs:
-        raise NasdunError("heatmap needs run directories (e.g. nasdun heatmap runs/qs) or --arch NAME (e.g. --arch alista)")
-    archs = resolve_archs(args.arch, args.layers) if args.arch else []  # bad names fail before anything is written
-    check_out_dir(args.out, args.force)  # the figures create it once the runs have been read
-    if archs:
-        for name, g in archs:
-            genotype_heatmap(g, name, args.out)
-    else:
-        note = run_heatmaps(args.runs, args.out, args.top_k, args.diff, args.sampler, args.threshold)["note"]
-        if note:
-            print(note)
+    drawn = api.heatmap(args.runs, args.out, args.top_k, args.threshold, args.diff, args.sampler, args.arch, args.layers, force=args.force)
+    if drawn["note"]:
+        print(drawn["note"])
     print(f"figures (PNG and SVG) in {args.out}")
     return 0
 
 
 @command("retrain")
 def _retrain(args: argparse.Namespace) -> int:
-    from analysis.retrain import run_retrain
-    from search_spaces.presets import infer_layers
+    from nasdun import api
 
-    settings = _names(args.settings)
-    layers = args.layers or infer_layers(args.arch) or 16
-    tables = run_retrain(args.arch, args.against, settings, args.seeds, args.protocol, layers, args.out, _run_options(args), force=args.force)
+    tables = api.retrain(args.arch, args.out, args.against, args.settings, args.seeds, args.protocol, args.layers, _run_options(args), args.force)
     print((Path(args.out) / "table1.md").read_text())
-    print(f"tables, curves and per-run results in {args.out} ({len(tables['table1'])} settings, K = {layers})")
+    print(f"tables, curves and per-run results in {args.out} ({len(tables['table1'])} settings, K = {tables['table1'].attrs['layers']})")
     return 0
 
 
 @command("promote")
 def _promote(args: argparse.Namespace) -> int:
-    from nasdun.promotion import run_promote
+    from nasdun import api
 
-    run_promote(args.run, args.top_k, args.protocol, args.out, _run_options(args), force=args.force)
+    api.promote(args.run, args.out, args.top_k, args.protocol, _run_options(args), force=args.force)
     print((Path(args.out) / "promote.md").read_text())
     return 0
 
 
 @command("confirm")
 def _confirm(args: argparse.Namespace) -> int:
-    from analysis.confirm import run_confirm
+    from nasdun import api
 
-    against = _names(args.against)
-    run_confirm(args.runs, args.top_k, args.seeds, args.protocol, args.out, against, _run_options(args), force=args.force)
+    api.confirm(args.runs, args.out, args.protocol, args.top_k, args.seeds, args.against, _run_options(args), force=args.force)
     print((Path(args.out) / "confirm.md").read_text())
     return 0
 
 
 @command("report")
 def _report(args: argparse.Namespace) -> int:
-    from analysis.report import build_report
+    from nasdun import api
 
-    html_path, md_path = build_report(args.run, args.out, args.top_k, args.retrain, args.others, force=args.force)
+    html_path, md_path = api.report(args.run, args.out, args.top_k, args.retrain, args.others, force=args.force)
     print(f"report: {html_path} (self-contained) and {md_path}")
     return 0
 
 
 @command("repair")
 def _repair(args: argparse.Namespace) -> int:
-    from nasdun.record import repair
+    from nasdun import api
 
-    done = repair(args.run)
+    done = api.repair(args.run)
     if not done["repaired"]:
         print(f"{args.run}: results.csv ({done['rows']} rows) and the study ({done['trials']} trials) agree; nothing to repair")
         return 0
@@ -496,45 +473,34 @@ def _repair(args: argparse.Namespace) -> int:
 
 @command("reconstruct")
 def _reconstruct(args: argparse.Namespace) -> int:
-    from analysis.reconstruct import reconstruct
+    from nasdun import api
 
-    rec = reconstruct(args.run, args.image, args.out or str(Path(args.run) / "reconstruct"), force=args.force, iters=args.iterations)
-    out = args.out or str(Path(args.run) / "reconstruct")
+    rec = api.reconstruct(args.run, args.image, args.out, args.iterations, force=args.force)
     print(f"{args.image}: " + ", ".join(f"{label} {v:.2f} dB" for label, v in rec["psnr_db"].items()))
-    print(f"written to {out}/reconstruct-{args.image}.png (and .svg, .json)")
+    print(f"written to {rec['out']}/reconstruct-{args.image}.png (and .svg, .json)")
     return 0
 
 
 @command("classical")
 def _classical(args: argparse.Namespace) -> int:
-    from nasdun.results import check_out_file, write_json
-    from trainers.classical import reference
-    from trainers.hyperlista import reference as hyperlista
-    from trainers.problems import get_setting, make_problem
+    from nasdun import api
 
-    if args.out:
-        check_out_file(args.out, args.force)
-    s = get_setting(args.setting)
-    problem = make_problem(s, 0, batch_size=min(64, s.n_train))
-    refs = [reference(problem, fista, iters=args.iterations) for fista in (False, True)]
+    *refs, hyper = api.classical(args.setting, args.iterations, args.layers, args.out, force=args.force)["references"]
     for r in refs:
         images = ", ".join(f"{k} {v:.2f}" for k, v in r.get("psnr", {}).items())
         psnr = f"; PSNR mean {r['test_psnr']:.2f} dB ({images})" if "psnr" in r else ""
         print(f"{r['method']:5s} {r['iterations']} it., lambda {r['lam']:g} (tuned on validation): test nmse_db {r['test_nmse_db']:.2f}{psnr}")
-    hyper = hyperlista(problem, args.layers)
     psnr = f"; PSNR mean {hyper['test_psnr']:.2f} dB" if "test_psnr" in hyper else ""
     c = ", ".join(f"{v:g}" for v in hyper["c"])
     print(f"hyperlista K={args.layers}, c = ({c}) (tuned on training data, no training): test nmse_db {hyper['test_nmse_db']:.2f}{psnr}")
-    if args.out:
-        write_json(Path(args.out), {"setting": s.name, "references": [*refs, hyper]})
     return 0
 
 
 @command("export")
 def _export(args: argparse.Namespace) -> int:
-    from nasdun.export import export_network
+    from nasdun import api
 
-    meta = export_network(args.run, args.out, name=args.name, rank=args.rank, force=args.force)
+    meta = api.export_network(args.run, args.out, name=args.name, rank=args.rank, force=args.force)
     what = f" ({meta['preset_display']})" if meta["preset"] else ""
     where = f" from the promotion (trained under {meta['protocol']}, as the verdict compares it)" if meta["promoted"] else ""
     print(
@@ -555,12 +521,12 @@ def _export(args: argparse.Namespace) -> int:
 @command("compare-samplers")
 def _compare_samplers(args: argparse.Namespace) -> int:
     _ray_auth(args.address)
-    from analysis.samplers_study import run_sampler_study
+    from nasdun import api
 
-    overrides = {k: getattr(args, k) for k in ("setting", "protocol", "layers", "cohort") if getattr(args, k) is not None}
-    summary = run_sampler_study(
-        _names(args.samplers), args.seeds, args.budget, args.out, config=args.config, baselines=args.baselines, confirm_seeds=args.confirm_seeds,
-        confirm_protocols=args.confirm_protocol, overrides=overrides, address=args.address, num_cpus=args.num_cpus, force=args.force,
+    searches = {k: getattr(args, k) for k in ("setting", "protocol", "layers", "cohort")}
+    summary = api.compare_samplers(
+        args.out, args.budget, args.samplers, args.seeds, args.baselines, args.confirm_seeds, args.confirm_protocol, args.config,
+        args.address, args.num_cpus, force=args.force, **searches,
     )  # fmt: skip
     for s, med in summary["median_candidates_to_beat"].items():
         print(f"{s}: median candidates to beat the best hand design: {'not reached' if med is None else f'{med:g}'}")
@@ -570,17 +536,15 @@ def _compare_samplers(args: argparse.Namespace) -> int:
 
 @command("compare")
 def _compare(args: argparse.Namespace) -> int:
-    from analysis.searchstats import best_trained, topk_agreement
-    from nasdun.results import load_runs
+    from nasdun import api
 
-    runs = {run: load_runs([run]) for run in (args.run_a, args.run_b)}
-    for run, df in runs.items():
-        b = best_trained(df)
+    both = api.compare(args.run_a, args.run_b, args.top_k)
+    for run, b in both["best"].items():
         print(
             f"{run}: {b['trained']} candidates, {b['fully_trained']} trained to the end ({b['stopped']} stopped early); "
             f"best by validation {b['name']}: val nmse_db {b['val_nmse_db']:.2f}, test nmse_db {b['test_nmse_db']:.2f}"
         )
-    res = topk_agreement(runs[args.run_a], runs[args.run_b], args.top_k)
+    res = both["agreement"]
     share = f"{res['overlap']} shared genotypes ({100 * res['overlap_fraction']:.0f}%)"
     print(f"top-{res['k']}: {share}; connection-frequency Pearson r = {res['conn_freq_pearson']:.3f}")
     return 0
@@ -588,30 +552,12 @@ def _compare(args: argparse.Namespace) -> int:
 
 @command("fidelity")
 def _fidelity(args: argparse.Namespace) -> int:
-    from analysis.fidelity import run_fidelity
+    from nasdun import api
 
-    protocols = _names(args.protocols)
-    if args.reference_table:
-        study = ("genotypes", "setting", "layers", "reference", "seed", "genotype_seed", "reference_chunk", "chunks")
-        given = [k for k in study if getattr(args, k) != args.parser_.get_default(k)]  # the study's options the user set
-        if given:
-            flags = ", ".join("--" + k.replace("_", "-") for k in given)
-            raise NasdunError(f"{flags} cannot be given with --reference-table {args.reference_table!r}: the study is the table's")
-    run_fidelity(
-        args.genotypes,
-        args.setting,
-        args.layers,
-        args.reference,
-        protocols,
-        args.seed,
-        args.out,
-        _run_options(args),
-        args.genotype_seed,
-        force=args.force,
-        reference_chunk=args.reference_chunk,
-        max_chunks=args.chunks,
-        reference_table=args.reference_table,
-    )
+    api.fidelity(
+        args.out, args.genotypes, args.setting, args.layers, args.reference, args.protocols, args.seed, args.genotype_seed,
+        args.reference_chunk, args.chunks, args.reference_table, _run_options(args), force=args.force,
+    )  # fmt: skip
     print((Path(args.out) / "fidelity.md").read_text())
     return 0
 
@@ -620,50 +566,45 @@ def _fidelity(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
-    from nasdun.bench import BenchSize, format_report, paper_size, run_bench
+    from nasdun import api
+    from nasdun.bench import format_protocol, format_report
 
-    try:
-        sizes = [int(v) for v in args.P.split(",") if v.strip()]
-    except ValueError:
-        raise NasdunError(f"--P {args.P!r}; expected a comma list of integers such as 16,64,128") from None
-    size = paper_size() if args.paper_size else BenchSize(args.m, args.n, args.layers, args.batch, args.val)
+    res = api.bench(
+        args.P, args.m, args.n, args.layers, args.batch, args.val, args.paper_size, args.procs, args.seconds, args.protocol, _run_options(args)
+    )
     if args.protocol:
-        from nasdun.bench import format_protocol, measure_protocol
-
-        for P in sizes:
-            one = measure_protocol(size, P, args.protocol, _run_options(args), args.seconds)
+        for one in res:
             print(json.dumps(one) if args.json else format_protocol(one))
         return 0
-    res = run_bench(size, _run_options(args), sizes, args.procs, args.seconds)
     print(json.dumps(res) if args.json else format_report(res))
     return 0
 
 
 @command("presets")
 def _presets(args: argparse.Namespace) -> int:
-    from search_spaces.presets import PRESETS, preset
+    from nasdun import api
+    from search_spaces.presets import PRESETS
 
-    for name, fn in PRESETS.items():
-        g = preset(name, 16)
-        doc = (fn.__doc__ or "").strip().splitlines()[0]
+    for name, g in api.presets(16).items():
+        doc = (PRESETS.get(name).__doc__ or "").strip().splitlines()[0]
         print(f"{name:10s} K=16 extra={g.n_extra:3d} lags={sum(len(q) for q in g.lags):2d} hash={g.hash}  {doc}")
     return 0
 
 
 @command("settings")
 def _settings(args: argparse.Namespace) -> int:
-    from trainers.problems import SETTINGS
+    from nasdun import api
 
-    for name, s in SETTINGS.items():
+    for name, s in api.settings().items():
         print(f"{name:20s} m={s.m:<4d} n={s.n:<5d} train={s.n_train:<6d} val={s.n_val:<5d} test={s.n_test:<5d} {s.description}")
     return 0
 
 
 @command("protocols")
 def _protocols(args: argparse.Namespace) -> int:
-    from trainers.protocols import PROTOCOLS
+    from nasdun import api
 
-    for name, pr in PROTOCOLS.items():
+    for name, pr in api.protocols().items():
         print(f"{name:8s} patience={pr.patience:<5d} max_iters={pr.max_iters:<6d} batch={pr.batch_size:<4d} {pr.description}")
     return 0
 
@@ -741,7 +682,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         requested_policy()  # a bad NASDUN_CPU_HEAP fails here, not inside a Ray worker
         _check_names(args)
-        args.parser_ = _subparser(parser, argv)  # the command's own parser: its defaults, for a handler that needs them
         return COMMANDS[args.command](args)
     except NasdunError as err:
         print(f"nasdun: error: {flag_words(err, _subparser(parser, argv))}", file=sys.stderr)

@@ -152,7 +152,7 @@ def _open_experiment(out_dir: Path, search: ResolvedSearch) -> Experiment:
     problem = problem_record(search.setting)
     if problem and not (out_dir / PROBLEM).is_file():  # the data a search began on: a resume on changed data is refused
         write_json(out_dir / PROBLEM, problem)
-    return Experiment(out_dir, search)
+    return Experiment.open(out_dir, search)
 
 
 def _run_session(exp: Experiment, resume: bool, address: str | None) -> SearchSummary:

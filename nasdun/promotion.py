@@ -155,6 +155,7 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
     chosen = finalists(rows, k, hand_designs=True, hand_top=cfg.promote_hand)
     names = [str(n) for n in chosen["name"]]
     screened = int(hand_design_rows(rows).sum())
+    found_screened = int((~hand_design_rows(rows) & (rows["status"] == "ok")).sum())
     done = out / "promote.csv"
     reused = False
     if done.is_file():
@@ -192,6 +193,7 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
     both = found["screen_val_nmse_db"].notna() & found["val_nmse_db"].notna()
     return {
         "top_k": k,
+        "out": str(out),
         "protocol": protocol,
         "precision": cfg.precision,
         "reused": reused,
@@ -199,6 +201,7 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
         "found": len(found),
         "hand_designs": len(table) - len(found),
         "hand_designs_screened": screened,
+        "found_screened": found_screened,
         "hyperlista_val_nmse_db": hyper["val_nmse_db"],
         "hyperlista_test_nmse_db": hyper["test_nmse_db"],
         "best": verdict["best_found"] if not verdict["best_is_hand_design"] else verdict["best_preset_name"],

@@ -109,7 +109,7 @@ def _few(items: list[Any], n: int = 4) -> str:
 
 
 def expected_state(row: dict[str, Any]) -> tuple[str, float | None]:
-    """The trial state (and value) a row is told as: see :meth:`Experiment._tell_from_row`."""
+    """The trial state (and value) a row is told as: see :meth:`nasdun.ledger.Ledger.tell`."""
     raw = row.get("val_nmse_db")
     value = math.nan if raw is None else float(raw)
     if row.get("status") == "ok" and math.isfinite(value):

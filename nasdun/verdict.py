@@ -159,7 +159,9 @@ def trusted_line(promoted: Mapping[str, Any] | None, screening: Mapping[str, Any
         close = abs(float(promoted.get("verdict_gain_db", math.nan))) < CLOSE_DB
         note = "; `nasdun confirm` retrains both on fresh seeds" if close else ""
         n, m = int(promoted.get("hand_designs", 0)), int(promoted.get("hand_designs_screened", 0))
-        chosen = f"; hand designs: the {n} of {m} that screened best" if 0 < n < m else ""
+        f, g = int(promoted.get("found", 0)), int(promoted.get("found_screened", 0))
+        chosen = f"; found networks: the top {f} of {g} by screening" if 0 < f < g else ""
+        chosen += f"; hand designs: the {n} of {m} that screened best" if 0 < n < m else ""
         hyper = promoted.get("hyperlista_test_nmse_db", math.nan)
         untrained = f"; HyperLISTA, without training, {float(hyper):.2f} dB (test)" if _finite(hyper) else ""
         return f"{line}{note} (under {proto}, which {ranks_like(proto)}; {METRIC}; screening under {screen}{chosen}{untrained})"

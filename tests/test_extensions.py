@@ -51,7 +51,7 @@ def test_a_toy_neuron_and_sampler_search_without_touching_another_file(toys, tmp
     search_help = next(a for a in build_parser()._actions if a.dest == "command").choices["search"].format_help()
     assert "shrink" in SearchSpace().neurons and "cycle" in search_help  # the CLI help is read from the registry
     cfg = SearchConfig(sampler="cycle", budget=6, cohort=3, setting="small", protocol="smoke", layers=3, baselines=False, neurons=("soft", "shrink"))
-    exp = Experiment(tmp_path, cfg)
+    exp = Experiment.open(tmp_path, cfg)
     drive_search(exp, steps=10)
     df = pd.read_csv(tmp_path / "results.csv")
     assert len(df) == 6 and (df["status"] == "ok").all() and (df["sampler"] == "cycle").all()
@@ -135,7 +135,7 @@ def test_a_toy_hand_design_is_a_baseline_and_counted_by_the_verdict_with_no_othe
     classic = {"neurons": ("soft", "relu", "lrelu"), "weights": ("free",)}  # the hand designs of the classic space, and the toy
     cfg = SearchConfig(sampler="random", budget=8, cohort=3, setting="small", protocol="smoke", layers=3, baselines=True, promote_top=0, **classic)
     assert "relu-lista" in cfg.baseline_genotypes() and "relu-lista" in [n for n, _ in resolve_archs("hand", 3)]
-    exp = Experiment(tmp_path, cfg)
+    exp = Experiment.open(tmp_path, cfg)
     drive_search(exp, steps=10)
     df = pd.read_csv(tmp_path / "results.csv")
     toy = df[df["preset"] == "relu-lista"]
@@ -190,6 +190,6 @@ def test_a_toy_setting_and_protocol_are_usable_by_name_with_no_other_edit(toy_se
     assert torch.equal(make_problem("toy", 1, batch_size=32).val.b, problem.val.b)  # validation from the setting's seed alone
     cfg = SearchConfig(sampler="random", budget=4, cohort=2, setting="toy", protocol="toy", layers=3, baselines=False, promote_top=0)
     (tmp_path / "s").mkdir()
-    drive_search(Experiment(tmp_path / "s", cfg), steps=6)
+    drive_search(Experiment.open(tmp_path / "s", cfg), steps=6)
     rows = pd.read_csv(tmp_path / "s" / "results.csv")
     assert len(rows) == 4 and (rows["setting"] == "toy").all() and (rows["status"] == "ok").all()

@@ -35,6 +35,8 @@ PLAN = [
             "nasdun.samplers",
             "nasdun.searchconfig",
             "nasdun.record",
+            "nasdun.ledger",
+            "nasdun.asker",
             "nasdun.experiment",
             "nasdun.raywatch",
             "nasdun.raycluster",
@@ -144,3 +146,21 @@ def test_no_import_circles():
 def test_the_plan_holds_every_module():
     for m in modules():
         layer(m)
+
+
+def test_the_search_ledger_and_asker_keep_to_their_parts():
+    """The ledger (table and study) never asks the sampler; the asker never writes the table or tells a trial by hand
+    (it tells cached proposals through the ledger); the experiment's constructor reads nothing (``Experiment.open`` does)."""
+
+    def calls(module: str) -> set[str]:
+        tree = ast.parse((ROOT / "nasdun" / f"{module}.py").read_text())
+        return {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+
+    assert not {"ask", "enqueue_trial", "suggest_categorical"} & calls("ledger")
+    assert not {"write_table", "fold_in"} & calls("asker") and "tell" in calls("asker")  # ledger.tell, not study.tell
+    asker = ast.parse((ROOT / "nasdun" / "asker.py").read_text())
+    assert not [n for n in ast.walk(asker) if isinstance(n, ast.Attribute) and n.attr == "tell" and getattr(n.value, "attr", "") == "study"]
+    init = next(
+        n for n in ast.walk(ast.parse((ROOT / "nasdun" / "experiment.py").read_text())) if isinstance(n, ast.FunctionDef) and n.name == "__init__"
+    )
+    assert not [n for n in ast.walk(init) if isinstance(n, ast.Call)]  # assignments only

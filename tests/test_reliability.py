@@ -265,7 +265,7 @@ def test_a_requeued_cohort_continues_from_its_checkpoint(tmp_path):
         cfg = SearchConfig(**{**SLOW, "budget": 3, "cohort": 3, "layers": 3, "checkpoint_minutes": 1e-9})
         (tmp_path / name).mkdir()
         searcher = CohortSearcher(
-            Experiment(tmp_path / name, cfg), ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, in_flight=1
+            Experiment.open(tmp_path / name, cfg), ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, in_flight=1
         )
         configs.append(searcher.suggest("a"))
     killed, whole = configs
@@ -298,12 +298,12 @@ def test_a_lost_cohort_does_not_count_and_is_trained_again_on_resume(tmp_path):
     from nasdun.searchconfig import SearchConfig
 
     cfg = SearchConfig(**{**SLOW, "budget": 6, "cohort": 2, "layers": 3})
-    first = Experiment(tmp_path, cfg)
+    first = Experiment.open(tmp_path, cfg)
     drive_search(first, lose={1})
     df = pd.read_csv(tmp_path / "results.csv")
     lost = df[df["reason"].astype(str).str.startswith("worker lost")].sort_values("trial_number")
     assert len(lost) == 2 and set(lost["cohort"]) == {1} and first.trained == 6 and len(df) == 8  # the budget is filled without them
-    again = Experiment(tmp_path, cfg)  # the resume: recover, then requeue the lost cohort (the driver does this unless --no-retry-failed)
+    again = Experiment.open(tmp_path, cfg)  # the resume: recover, then requeue the lost cohort (the driver does this unless --no-retry-failed)
     again.recover()
     assert again.requeue_lost() == 2
     assert [g.hash for _, g in again.pending[0][1]] == list(lost["hash"])  # the same members, in the same order
@@ -381,7 +381,7 @@ def _search_dir(out, **changes):
     cfg = SearchConfig(**{**SLOW, "budget": 8, "layers": 3, "baselines": True, **changes})
     out.mkdir(parents=True)
     (out / "search.yaml").write_text(yaml.safe_dump(cfg.to_mapping(), sort_keys=False))
-    drive_search(Experiment(out, cfg))
+    drive_search(Experiment.open(out, cfg))
     return out
 
 
@@ -452,7 +452,7 @@ def test_a_table_and_study_that_disagree_are_refused_then_repaired(fault, search
     untouched = tmp_path / "untouched"
     shutil.copytree(searched, untouched)
     for d in (run, untouched):
-        exp = Experiment(d, cfg)
+        exp = Experiment.open(d, cfg)
         exp.recover()
         drive_search(exp)
     assert list(pd.read_csv(run / "results.csv")["hash"]) == list(pd.read_csv(untouched / "results.csv")["hash"])
