@@ -9,7 +9,7 @@ Prints one JSON line per (budget, P): candidate-steps/s and the share of time in
 import argparse
 import json
 
-from nasdun.bench import measure, paper_size
+from nasdun.runs.bench import measure, paper_size
 from trainers import scoring
 from trainers.options import RunOptions
 

@@ -1,7 +1,7 @@
 """The fidelity frontier: every protocol measured against the `paper` reference, Spearman and median |Δ| against cost.
 
 Reads trainers/protocols/references/agreement.yaml (the measured figures; docs/results/fidelity.md says how each
-was measured) and draws docs/img/fidelity_frontier.png with analysis.plots.frontier_figure; prints the table.
+was measured) and draws docs/img/fidelity_frontier.png with analysis.readers.plots.frontier_figure; prints the table.
 
     python benchmarks/fidelity_frontier.py [OUT_DIR]
 """
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.plots import frontier_figure
-from nasdun.config import load_yaml
+from analysis.readers.plots import frontier_figure
+from nasdun.core.config import load_yaml
 from trainers.protocols import HERE
 
 out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "docs" / "img"

@@ -16,9 +16,9 @@ raw and modelled, beside the protocol's cost ratio from agreement.yaml.
 import numpy as np
 import pandas as pd
 
-from analysis.reference import load_reference
-from nasdun.config import load_yaml
-from nasdun.ranks import spearman
+from analysis.readers.reference import load_reference
+from nasdun.core.config import load_yaml
+from nasdun.runs.ranks import spearman
 from search_spaces.genotype import Genotype
 from trainers.protocols import HERE
 

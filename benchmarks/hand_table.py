@@ -16,7 +16,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nasdun.results import read_table  # noqa: E402
+from nasdun.runs.results import read_table  # noqa: E402
 from search_spaces.presets import display_name  # noqa: E402
 
 

@@ -18,7 +18,7 @@ ROUNDS = 2
 
 def bench(policy: str, args: list[str]) -> dict:
     env = {**os.environ, "NASDUN_CPU_HEAP": policy}
-    cmd = [sys.executable, "-m", "nasdun.cli", "bench", "--json", *args]
+    cmd = [sys.executable, "-m", "nasdun", "bench", "--json", *args]
     return json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout)
 
 

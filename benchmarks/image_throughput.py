@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from search_spaces.presets import resolve_archs
 from trainers.population import train_population
-from trainers.problems import make_problem
+from trainers.problems.make import make_problem
 from trainers.protocols import get_protocol
 
 

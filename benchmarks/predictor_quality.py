@@ -5,7 +5,7 @@ that seed share one dataset, so their values are comparable), every distinct gen
 nmse_db. For each training-set size n, ``--repeats`` random splits: fit each model on n candidates, rank the
 rest, and report the median Spearman rho (prediction vs value on the held-out ones) and how often the
 model's top-1 of the held-out candidates is in their true top 10 %. Models: the predictor sampler's own
-ensemble (:class:`nasdun.samplers._predictor.PredictorSampler`, the mean of its members), and for
+ensemble (:class:`nasdun.orchestration.samplers._predictor.PredictorSampler`, the mean of its members), and for
 comparison ridge regression on the same encoding, ridge on the share features alone, and a random forest.
 
     python benchmarks/predictor_quality.py runs/samplers8 --sizes 8,16,24,32,64,96 --repeats 10
@@ -24,10 +24,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.surrogate_search import pools  # noqa: E402
-from nasdun.ranks import spearman  # noqa: E402
-from nasdun.samplers._history import Observation  # noqa: E402
-from nasdun.samplers._predictor import PredictorSampler  # noqa: E402
+from analysis.studies.surrogate_search import pools  # noqa: E402
+from nasdun.orchestration.samplers._history import Observation  # noqa: E402
+from nasdun.orchestration.samplers._predictor import PredictorSampler  # noqa: E402
+from nasdun.runs.ranks import spearman  # noqa: E402
 from search_spaces.genotype import Genotype, classic_space  # noqa: E402
 
 

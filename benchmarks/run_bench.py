@@ -7,7 +7,7 @@ takes the same arguments as `nasdun bench`.
 
 import sys
 
-from nasdun.cli import main
+from nasdun.interfaces.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))

@@ -3,7 +3,7 @@ same candidates split over processes of one thread each, measured side by side i
 
     PYTHONPATH=. python benchmarks/threads_vs_procs.py --seconds 4 --rounds 2
 
-Each configuration is `nasdun.bench.measure` (the bench's candidate-step, validation included)
+Each configuration is `nasdun.runs.bench.measure` (the bench's candidate-step, validation included)
 in freshly spawned processes; rates of concurrent processes are summed. Needs torch only.
 """
 
@@ -14,7 +14,7 @@ import multiprocessing as mp
 
 import torch
 
-from nasdun.bench import BenchSize, measure
+from nasdun.runs.bench import BenchSize, measure
 from trainers.host_memory import keep_freed_memory
 from trainers.options import RunOptions
 

@@ -19,9 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nasdun.verdict import hand_designs  # noqa: E402
+from nasdun.runs.verdict import hand_designs  # noqa: E402
 from trainers.population import PopulationTrainer  # noqa: E402
-from trainers.problems import make_problem  # noqa: E402
+from trainers.problems.make import make_problem  # noqa: E402
 from trainers.protocols import get_protocol  # noqa: E402
 
 FLAGS = ("prune", "compact_masks")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from search_spaces.presets import resolve_archs  # noqa: E402
 from trainers.population import train_population  # noqa: E402
-from trainers.problems import get_setting, make_problem  # noqa: E402
+from trainers.problems.make import get_setting, make_problem  # noqa: E402
 from trainers.protocols import get_protocol  # noqa: E402
 
 N_VAL = 10_240

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 from search_spaces.neurons import NEURONS
 from search_spaces.weights import DEFAULT_WEIGHTS, WEIGHTS
 

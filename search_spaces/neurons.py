@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from nasdun.registry import Registry
+from nasdun.core.registry import Registry
 
 NEURONS: Registry[Any] = Registry("neuron")
 

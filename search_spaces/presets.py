@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nasdun.errors import NasdunError
-from nasdun.registry import Registry
+from nasdun.core.errors import NasdunError
+from nasdun.core.registry import Registry
 from search_spaces.genotype import Genotype
 
 PresetFn = Callable[[int, int], Genotype]

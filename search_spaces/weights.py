@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nasdun.registry import Registry
+from nasdun.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ def drive_search(exp, lose=(), steps: int = 40) -> None:
     trained by the real worker function; cohorts numbered in ``lose`` are reported as lost workers."""
     from ray.tune.search import Searcher
 
-    from nasdun.driver import CohortSearcher
-    from nasdun.progress import ProgressLine
-    from nasdun.worker import cohort_report
+    from nasdun.orchestration.driver import CohortSearcher
+    from nasdun.runs.progress import ProgressLine
+    from nasdun.runs.worker import cohort_report
 
     searcher = CohortSearcher(exp, ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, in_flight=1)
     for i in range(steps):

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.average import average, frequencies, threshold_genotype
-from analysis.heatmaps import genotype_heatmap, run_heatmaps
-from analysis.report import build_report
-from analysis.retrain import run_retrain
-from analysis.searchstats import best_so_far, topk_agreement
-from nasdun.cli import main
-from nasdun.errors import NasdunError
-from nasdun.results import load_runs, top_k, write_table
+from analysis.readers.average import average, frequencies, threshold_genotype
+from analysis.readers.heatmaps import genotype_heatmap, run_heatmaps
+from analysis.readers.report import build_report
+from analysis.readers.searchstats import best_so_far, topk_agreement
+from analysis.studies.retrain import run_retrain
+from nasdun.core.errors import NasdunError
+from nasdun.interfaces.cli import main
+from nasdun.runs.results import load_runs, top_k, write_table
 from search_spaces import Genotype, preset
 from trainers.options import RunOptions
 
@@ -164,7 +164,7 @@ def test_report_errors(tmp_path, run):
 
 
 def test_rank_correlations_against_hand_computed_values():
-    from nasdun.ranks import kendall, spearman
+    from nasdun.runs.ranks import kendall, spearman
 
     assert spearman([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
@@ -175,7 +175,7 @@ def test_rank_correlations_against_hand_computed_values():
 
 def test_rank_agreement_of_two_result_tables_against_hand_computed_values():
     """Eight networks: the cheap protocol swaps the reference's 1st and 2nd and fails the 8th; values 1 dB worse."""
-    from analysis.fidelity import rank_agreement
+    from analysis.studies.fidelity import rank_agreement
 
     names = [f"r{i}" for i in range(6)] + ["lista", "2no"]
     val = [-10.0 - i for i in range(8)]  # r0 worst ... 2no best
@@ -197,7 +197,7 @@ def test_rank_agreement_of_two_result_tables_against_hand_computed_values():
 def test_spearman_interval_covers_the_population_rho_95_percent_of_the_time():
     """Simulated coverage of the true Spearman rho of a bivariate normal ((6/pi) asin(r/2)) at the sizes the fidelity
     studies have (8 and 38 networks); too narrow or too wide an interval leaves [0.92, 0.98]."""
-    from nasdun.ranks import spearman, spearman_interval
+    from nasdun.runs.ranks import spearman, spearman_interval
 
     rng = np.random.default_rng(0)
     for r in (0.5, 0.9):
@@ -213,7 +213,7 @@ def test_spearman_interval_covers_the_population_rho_95_percent_of_the_time():
 
 
 def test_spearman_without_the_reference_failures():
-    from analysis.fidelity import spearman_ref_ok
+    from analysis.studies.fidelity import spearman_ref_ok
 
     names = ["a", "b", "c", "d", "e"]
     ref = pd.DataFrame({"val_nmse_db": [-9.0, -7.0, -5.0, float("nan"), -8.0], "status": ["ok", "ok", "ok", "failed", "ok"]}, index=names)
@@ -225,7 +225,7 @@ def test_spearman_without_the_reference_failures():
 
 @pytest.mark.slow
 def test_fidelity_study_tables_costs_and_cache(tmp_path):
-    from analysis.fidelity import run_fidelity
+    from analysis.studies.fidelity import run_fidelity
 
     sh = tmp_path / "sh.yaml"
     sh.write_text("patience: 20\nmax_iters: 40\nbatch_size: 64\nrungs: [1]\neta: 2\n")
@@ -314,8 +314,8 @@ def test_report_compares_other_runs(run, tmp_path):
 
 @pytest.mark.slow
 def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
-    from nasdun.promotion import run_promote
-    from nasdun.training import run_train
+    from nasdun.orchestration.promotion import run_promote
+    from nasdun.runs.training import run_train
 
     screen = tmp_path / "screen"
     gs = [("lista", preset("lista", 3)), ("2no", preset("2no", 3)), ("dense", preset("dense", 3)), ("lfista", preset("lfista", 3))]
@@ -336,7 +336,7 @@ def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
     assert rows[0].startswith("| **") and "**" not in rows[1]  # its winner marked
     # beside the table, HyperLISTA at the same depth on the same data: no training, three scalars tuned on training data
     from trainers.hyperlista import reference
-    from trainers.problems import make_problem
+    from trainers.problems.make import make_problem
 
     hyper = reference(make_problem("small", 1, batch_size=64), 3)
     assert f"reaches val {hyper['val_nmse_db']:.2f}, test {hyper['test_nmse_db']:.2f} dB" in md
@@ -348,9 +348,9 @@ def test_promote_trains_the_top_k_on_the_runs_own_data(tmp_path, run):
 def test_confirm_retrains_each_runs_top_k_on_fresh_seeds(tmp_path):
     """Two runs' top 2 (one genotype shared) + an anchor, on two fresh seeds: values equal an
     independent training on that seed; mean and std are over seeds; a rerun reads, not trains."""
-    from analysis.confirm import run_confirm
-    from nasdun.results import read_table
-    from nasdun.training import run_train
+    from analysis.studies.confirm import run_confirm
+    from nasdun.runs.results import read_table
+    from nasdun.runs.training import run_train
 
     g = {n: preset(n, 3) for n in ("lista", "2no", "dense", "lfista", "3no")}
     run_a = run_train([(n, g[n]) for n in ("lista", "2no", "dense")], "small", "smoke", 1, tmp_path / "a", options=RunOptions("cpu"))
@@ -451,7 +451,7 @@ def test_report_opens_with_the_verdict_and_folds_the_configuration(tmp_path):
 @pytest.mark.slow
 def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_path):
     """A reference built in chunks (separate runs, same data) gives each network the value one run gives it."""
-    from analysis.fidelity import reference_chunks, run_fidelity
+    from analysis.studies.fidelity import reference_chunks, run_fidelity
 
     ref, short = tmp_path / "ref.yaml", tmp_path / "short.yaml"
     ref.write_text("patience: 10\nmax_iters: 30\nbatch_size: 32\n")
@@ -491,7 +491,7 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
         assert full.loc["short", column] == pytest.approx(whole.loc["short", column])
     assert "Partial" not in (out / "fidelity.md").read_text()
     # the reference as data: the table the run wrote ranks a protocol exactly as the trained reference does
-    from analysis.reference import load_reference
+    from analysis.readers.reference import load_reference
 
     written = load_reference(out / "reference.csv")
     ref_rows = pd.concat([pd.read_csv(out / "ref" / f"part{i:02d}" / "results.csv") for i in range(len(chunks))]).set_index("name")
@@ -539,8 +539,8 @@ def test_fidelity_reference_in_chunks_equals_one_run_and_reports_partial(tmp_pat
 def test_the_paper_reference_table_holds_the_networks_fidelity_draws():
     """The shipped `paper` reference (docs/results/fidelity.md): 36 networks whose genotypes are the ones
     `nasdun fidelity` draws at genotype seed 0, K = 8, in the study's chunks of four."""
-    from analysis.fidelity import _table_parts, reference_chunks, study_networks
-    from analysis.reference import load_reference
+    from analysis.readers.reference import load_reference
+    from analysis.studies.fidelity import _table_parts, reference_chunks, study_networks
 
     ref = load_reference("paper_small_k8")
     a = ref.attrs
@@ -561,7 +561,7 @@ def test_the_paper_reference_table_holds_the_networks_fidelity_draws():
 
 
 def test_load_reference_refuses_a_table_of_another_shape(tmp_path):
-    from analysis.reference import load_reference
+    from analysis.readers.reference import load_reference
 
     with pytest.raises(NasdunError, match="'nope' is neither a .csv file nor a shipped reference; expected one of: paper_small_k8"):
         load_reference("nope")
@@ -574,9 +574,9 @@ def test_load_reference_refuses_a_table_of_another_shape(tmp_path):
 def test_a_cheap_protocol_reproduces_its_values_recorded_in_the_paper_reference(tmp_path):
     """`search` trained on one chunk of the `paper` reference's networks (same setting, seed, data) gives the
     validation nmse_db recorded beside the reference (rounded there to 0.01 dB)."""
-    from analysis.fidelity import reference_chunks, study_networks
-    from analysis.reference import load_reference
-    from nasdun.training import run_train
+    from analysis.readers.reference import load_reference
+    from analysis.studies.fidelity import reference_chunks, study_networks
+    from nasdun.runs.training import run_train
 
     ref = load_reference("paper_small_k8")
     archs = study_networks(32, 8, 0)
@@ -606,7 +606,7 @@ def test_every_protocol_the_results_pages_name_is_usable_by_name():
 def test_best_so_far_figure_draws_found_networks_against_each_runs_hand_designs(tmp_path):
     """The hand designs (rows with a preset) are reference lines, not the start of every curve: two runs that begin with
     the same hand designs get distinct found curves, and each run's best hand design is the dashed line's label."""
-    from analysis.searchstats import search_figures
+    from analysis.readers.searchstats import search_figures
 
     runs = []
     for name, vals in (("a", [-12.0, -9.0, -13.0]), ("b", [-11.5, -14.0, -8.0])):
@@ -627,7 +627,7 @@ def test_best_so_far_figure_draws_found_networks_against_each_runs_hand_designs(
 
 
 def test_hand_design_labels_spread_apart_only_where_they_would_overlap():
-    from analysis.plots import spread
+    from analysis.readers.plots import spread
 
     values = [-3.53, -3.64, -3.85, -4.37, -5.84]  # three within a label's height of each other, two alone
     placed = spread(values, gap=0.25)
@@ -640,7 +640,7 @@ def test_hand_design_labels_spread_apart_only_where_they_would_overlap():
 
 
 def test_report_figures_have_captions_not_file_names():
-    from analysis.report import caption
+    from analysis.readers.report import caption
 
     assert caption("conn_top8_minus_top4") == "Connections more (red) or less (blue) frequent in the top-8 than in the top-4."
     assert caption("conn_top8") == "How often each connection is open in the top-8."
@@ -650,7 +650,7 @@ def test_report_figures_have_captions_not_file_names():
 
 @pytest.mark.parametrize("command", ["fidelity", "confirm"])
 def test_studies_that_continue_their_own_work_refuse_a_folder_with_a_users_file(command, tmp_path, capsys):
-    from nasdun.cli import main
+    from nasdun.interfaces.cli import main
 
     run = tmp_path / "run"
     if command == "confirm":
@@ -686,7 +686,7 @@ def test_a_figure_with_nothing_open_says_so_instead_of_a_grid_of_zeros(tmp_path)
 
 
 def test_the_scatter_legend_covers_no_point(tmp_path):
-    from analysis.plots import scatter_figure
+    from analysis.readers.plots import scatter_figure
 
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"n": rng.integers(0, 12, 60), "v": rng.normal(-20, 2, 60), "kind": ["hand design"] * 6 + ["found (rl)"] * 54})
@@ -698,8 +698,8 @@ def test_the_scatter_legend_covers_no_point(tmp_path):
 
 
 def test_the_report_says_when_the_retraining_ran_under_another_protocol_than_the_verdict(tmp_path):
-    from analysis.report import _protocol_note
-    from nasdun.summary import SearchSummary
+    from analysis.readers.report import _protocol_note
+    from nasdun.runs.summary import SearchSummary
 
     (tmp_path / "retrain.json").write_text(json.dumps({"protocol": "search"}))
     note = _protocol_note(tmp_path, SearchSummary(verdict_protocol="final"))
@@ -710,11 +710,11 @@ def test_the_report_says_when_the_retraining_ran_under_another_protocol_than_the
 def test_fidelity_from_a_table_refuses_the_study_options_the_user_set(tmp_path, capsys):
     """With --reference-table the study is the table's: an option that names it, given on the command line (told from
     its parser's default), is refused in one line; the defaults left alone are not."""
-    from nasdun.cli import main
+    from nasdun.interfaces.cli import main
 
     table = tmp_path / "missing.csv"
     assert main(["fidelity", "--reference-table", str(table), "--layers", "5", "--seed", "3", "--out", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "--layers, --seed cannot be given with --reference-table" in err
+    assert "\n" not in err and "--layers 5, --seed 3 cannot be given with --reference-table" in err
     assert main(["fidelity", "--reference-table", str(table), "--out", str(tmp_path / "f")]) == 2
     assert "cannot be given" not in capsys.readouterr().err

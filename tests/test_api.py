@@ -76,8 +76,8 @@ def test_search_from_python_runs_the_promotion_phase_like_the_cli(tmp_path):
     ],
 )  # fmt: skip
 def test_the_cli_says_the_parameters_an_error_names_as_its_flags(command, python, params, cli):
-    from nasdun.cli import _subparser, build_parser, flag_words
-    from nasdun.errors import NasdunError
+    from nasdun.core.errors import NasdunError
+    from nasdun.interfaces.cli import _subparser, build_parser, flag_words
 
     parser = build_parser()
     assert flag_words(NasdunError(python, params), _subparser(parser, [command])) == cli
@@ -85,12 +85,12 @@ def test_the_cli_says_the_parameters_an_error_names_as_its_flags(command, python
 
 def test_no_message_below_the_cli_names_a_flag():
     """Errors below the command line name Python parameters (issue: ~50 messages in 16 modules named --flags, rewritten
-    by a regex for six API functions); only nasdun/cli.py (and the two scripts with their own parsers) speak in flags."""
+    by a regex for six API functions); only nasdun/interfaces/cli.py (and the two scripts with their own parsers) speak in flags."""
     import ast
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    own_parsers = {"nasdun/cli.py", "analysis/gpu_check.py", "analysis/surrogate_search.py"}
+    own_parsers = {"nasdun/interfaces/cli.py", "analysis/studies/gpu_check.py", "analysis/studies/surrogate_search.py"}
     found = []
     for top in ("nasdun", "trainers", "search_spaces", "analysis"):
         for path in (root / top).rglob("*.py"):
@@ -124,7 +124,7 @@ def test_no_message_below_the_cli_names_a_flag():
 def test_the_api_checks_its_arguments_by_their_python_names(call, says, tmp_path, monkeypatch):
     """One NasdunError naming the argument, its value and what was expected, before anything is written."""
     import nasdun
-    from nasdun.errors import NasdunError
+    from nasdun.core.errors import NasdunError
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(NasdunError) as err:
@@ -135,7 +135,7 @@ def test_the_api_checks_its_arguments_by_their_python_names(call, says, tmp_path
 
 def test_a_corrupt_parameters_file_is_one_line(tmp_path):
     import nasdun
-    from nasdun.errors import NasdunError
+    from nasdun.core.errors import NasdunError
 
     run = tmp_path / "r"
     nasdun.train("lista", layers=2, protocol="smoke", out=str(run), device="cpu")

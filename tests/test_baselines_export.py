@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from nasdun.cli import main
-from nasdun.errors import NasdunError
-from nasdun.verdict import judge, preset_names
+from nasdun.core.errors import NasdunError
+from nasdun.interfaces.cli import main
+from nasdun.runs.verdict import judge, preset_names
 from search_spaces import SearchSpace, preset
 
 TINY = [
@@ -41,7 +41,7 @@ def rows(*spec):
 
 def test_verdict_lines_and_gains():
     """The plain answer first, by the stated rule (level within CLOSE_DB on validation), then the numbers."""
-    from nasdun.verdict import CLOSE_DB
+    from nasdun.runs.verdict import CLOSE_DB
 
     better = judge(rows(("t1", "", -11.0, "ok"), ("a", "2no", -10.5, "ok"), ("b", "lista", -9.0, "ok"), ("t2", "", -20.0, "failed")))
     assert better["best_found"] == "t1" and better["best_preset"] == "2no" and better["gain_db"] == pytest.approx(0.5)
@@ -80,7 +80,7 @@ def test_search_trains_the_baselines_first_and_states_the_verdict(searched, caps
     first = df[df["cohort"] == 0].sort_values("trial_number")
     assert list(first["preset"][:3]) == ["lista=meng2021", "lfista=dense", "2no"] and (df[df["cohort"] == 1]["preset"].iloc[0] == "3no")
     fig = json.loads((searched / "search.json").read_text())
-    from nasdun.verdict import hand_designs
+    from nasdun.runs.verdict import hand_designs
 
     assert fig["baselines"] == list(hand_designs(3, 2))  # the hand designs distinct at K = 3, every one of the registry
     assert fig["baselines"][:4] == ["lista", "lfista", "2no", "3no"] and {"alista", "lista_cpss", "2no_glista"} <= set(fig["baselines"])
@@ -106,7 +106,7 @@ def test_search_keeps_the_top_k_and_every_baseline(searched):
 
 @pytest.mark.slow
 def test_exported_network_loads_without_nasdun_and_scores_as_its_row(searched, tmp_path):
-    from trainers.problems import make_problem
+    from trainers.problems.make import make_problem
 
     net = tmp_path / "net.pt"
     assert main(["export", str(searched), "--rank", "1", "--out", str(net)]) == 0
@@ -155,9 +155,9 @@ print(json.dumps({{"nmse_db": 10 * float(torch.log10(err)), "meta": json.loads(e
 def test_exported_program_equals_the_batched_model_on_random_genotypes(tmp_path):
     """The exported program (a trace of the model) against the model, saved and loaded, on random genotypes of the
     whole space and on the field's designs: bit for bit, since it runs the same operations."""
-    from nasdun.export import export_program
+    from nasdun.runs.export import export_program
     from trainers.model import UnrolledLISTA
-    from trainers.problems import make_problem
+    from trainers.problems.make import make_problem
 
     pr = make_problem("small", 0, 64)
     space, rng = SearchSpace(layers=6), np.random.default_rng(5)
@@ -204,7 +204,7 @@ def test_export_from_a_train_run_and_bad_exports(tmp_path, capsys):
     assert "exists; choose a new file (or pass --force)" in capsys.readouterr().err
     assert main(["export", str(run), "--rank", "1", "--out", str(tmp_path / "n.pt"), "--force"]) == 0
     with pytest.raises(NasdunError, match="no saved parameters"):
-        from nasdun.export import pick_row
+        from nasdun.runs.export import pick_row
 
         pick_row(tmp_path, rank=1)
 
@@ -222,6 +222,6 @@ def test_a_resumed_search_keeps_only_the_top_k_and_the_baselines(searched, tmp_p
     top2 = list(df[df["status"] == "ok"].sort_values(["val_nmse_db", "hash"])["name"][:2])
     kept = set(torch.load(run / "params.pt", weights_only=True)["networks"])
     assert kept == set(top2) | set(df[df["preset"] != ""]["name"])
-    from nasdun.verdict import preset_names
+    from nasdun.runs.verdict import preset_names
 
     assert json.loads((run / "search.json").read_text())["best_preset"] in set(preset_names(3, 2).values())

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from nasdun.bench import BenchSize
-from nasdun.cli import main
+from nasdun.interfaces.cli import main
+from nasdun.runs.bench import BenchSize
 from trainers.options import RunOptions
 
 
@@ -30,7 +30,7 @@ def test_flop_count_agrees_with_torchs_own_count_of_a_training_step(layers):
     takes the backward as twice the forward); per candidate the same at P = 1 and P = 4."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from nasdun.bench import _trainer
+    from nasdun.runs.bench import _trainer
 
     size = BenchSize(m=50, n=100, layers=layers, batch=32, val=64)
     for P in (1, 4):
@@ -47,7 +47,7 @@ def test_bad_bench_inputs(capsys):
 
 
 def test_bench_text_report_is_the_librarys_format_of_the_same_result(capsys):
-    from nasdun.bench import format_report
+    from nasdun.runs.bench import format_report
 
     args = ["bench", "--m", "8", "--n", "16", "--layers", "2", "--batch", "8", "--val", "32", "--P", "2", "--procs", "0", "--seconds", "0.1"]
     assert main([*args, "--json"]) == 0
@@ -64,7 +64,7 @@ def test_bench_text_report_is_the_librarys_format_of_the_same_result(capsys):
 def test_bench_of_a_protocol_weights_each_part_by_the_iterations_the_protocol_gives_it(capsys):
     """`nasdun bench --protocol`: what the protocol runs, not one stage: stage 0 (pruned: fewer operations per step), the
     later stages, the end-to-end pass of `final`, validation; the iterations are the protocol's caps exactly."""
-    from nasdun.bench import BenchSize, measure_protocol
+    from nasdun.runs.bench import BenchSize, measure_protocol
 
     size = BenchSize(m=20, n=40, layers=3, batch=32, val=256)
     final = measure_protocol(size, 2, "final", RunOptions("cpu"), seconds=0.3)

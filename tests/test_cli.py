@@ -6,14 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
-from nasdun.cli import main
-from nasdun.results import load_network
+from nasdun.interfaces.cli import main
+from nasdun.runs.results import load_network
 from trainers.population import evaluate
-from trainers.problems import make_problem
+from trainers.problems.make import make_problem
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nasdun.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "nasdun", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_a_space_too_small_for_the_samplers_moves_is_one_line(capsys, tmp_path):
 
 def test_version_and_every_option_has_help(capsys):
     from nasdun import __version__
-    from nasdun.cli import build_parser
+    from nasdun.interfaces.cli import build_parser
 
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
@@ -185,7 +185,7 @@ def test_a_misspelt_name_is_refused_before_torch_ray_or_optuna_is_imported(tmp_p
     """Option errors come at once (issue: 11-23 s on a busy machine): checked against the registries before the heavy
     imports. Measured here as what was imported, not as a time: in a fresh interpreter, none of torch, ray, optuna."""
     script = (
-        "import json, sys\nfrom nasdun.cli import main\nout = []\n"
+        "import json, sys\nfrom nasdun.interfaces.cli import main\nout = []\n"
         f"for args in {[[a.replace('OUT', str(tmp_path / 'o')) for a in args] for args, _ in NAME_ERRORS]!r}:\n"
         "    out.append(main(args))\n"
         "print(json.dumps({'codes': out, 'heavy': sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules)}))\n"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import nasdun
-from nasdun import api
-from nasdun.cli import COMMANDS, build_parser, main
+from nasdun.interfaces import api
+from nasdun.interfaces.cli import COMMANDS, build_parser, main
 from tests.test_analysis import A, B, C, D, E, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ FUNCTIONS = {
 
 
 def handlers() -> dict[str, ast.FunctionDef]:
-    tree = ast.parse((ROOT / "nasdun" / "cli.py").read_text())
+    tree = ast.parse((ROOT / "nasdun" / "interfaces" / "cli.py").read_text())
     found = {}
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
@@ -45,14 +45,18 @@ def test_every_command_has_its_function_and_a_handler():
 
 @pytest.mark.parametrize("command", sorted(FUNCTIONS))
 def test_a_handler_is_one_call_to_its_api_function(command):
-    """Its body calls exactly one function of ``nasdun.api`` (the command's own) and imports nothing that does the work
+    """Its body calls exactly one function of ``nasdun.interfaces.api`` (the command's own) and imports nothing that does the work
     (analysis, training, the promotion, the record): what a command does lives in the API."""
     node = handlers()[command]
     called = {n.func.attr for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
               and isinstance(n.func.value, ast.Name) and n.func.value.id == "api"}  # fmt: skip
     assert called == {FUNCTIONS[command]}
     imported = {n.module for n in ast.walk(node) if isinstance(n, ast.ImportFrom)}
-    assert not {m for m in imported if m and m.startswith(("analysis", "nasdun.training", "nasdun.promotion", "nasdun.record", "trainers."))}
+    assert not {
+        m
+        for m in imported
+        if m and m.startswith(("analysis", "nasdun.runs.training", "nasdun.orchestration.promotion", "nasdun.orchestration.record", "trainers."))
+    }
 
 
 def _cli_defaults(command: str) -> dict[str, object]:

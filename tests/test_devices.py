@@ -18,7 +18,7 @@ from trainers.model import UnrolledLISTA
 from trainers.options import RunOptions
 from trainers.population import train_population
 from trainers.precision import precision_scope
-from trainers.problems import make_problem
+from trainers.problems.make import make_problem
 from trainers.protocols import Protocol, get_protocol
 
 SMOKE = get_protocol("smoke")
@@ -141,7 +141,7 @@ def test_cpu_and_cuda_forward_passes_agree(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_train_on_a_device_writes_the_tables_it_writes_on_the_cpu(device, tmp_path):
     """`nasdun train --device D`: same rows, stages and (to float tolerance) values as on the CPU."""
-    from nasdun.training import run_train
+    from nasdun.runs.training import run_train
 
     archs = [(n, preset(n, 3)) for n in ("lista", "2no", "lfista")]
     ref = run_train(archs, "small", "smoke", 0, tmp_path / "ref", options=RunOptions("cpu"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import drive_search
 
-from nasdun.samplers import SAMPLERS
+from nasdun.orchestration.samplers import SAMPLERS
 from search_spaces import NEURONS, Genotype, SearchSpace
 
 
@@ -44,9 +44,9 @@ def toys():
 
 def test_a_toy_neuron_and_sampler_search_without_touching_another_file(toys, tmp_path):
 
-    from nasdun.cli import build_parser
-    from nasdun.driver import Experiment
-    from nasdun.searchconfig import SearchConfig
+    from nasdun.interfaces.cli import build_parser
+    from nasdun.orchestration.driver import Experiment
+    from nasdun.orchestration.searchconfig import SearchConfig
 
     search_help = next(a for a in build_parser()._actions if a.dest == "command").choices["search"].format_help()
     assert "shrink" in SearchSpace().neurons and "cycle" in search_help  # the CLI help is read from the registry
@@ -79,8 +79,8 @@ class Counting(optuna.samplers.BaseSampler):
 def test_a_plain_optuna_sampler_keeps_the_replay_contract_with_no_other_edit():
     """Registered as it is, a plain Optuna sampler is put behind the search's history limit (it sees the trials below
     the limit, not every one that happened to finish), so a search with it stays repeatable: nothing is duck-typed."""
-    from nasdun.samplers import make_sampler
-    from nasdun.samplers._history import ReplayableSampler
+    from nasdun.orchestration.samplers import make_sampler
+    from nasdun.orchestration.samplers._history import ReplayableSampler
 
     SAMPLERS.register("counting", lambda decisions, seed, **options: Counting())
     try:
@@ -127,9 +127,9 @@ def toy_preset():
 
 
 def test_a_toy_hand_design_is_a_baseline_and_counted_by_the_verdict_with_no_other_edit(toy_preset, tmp_path):
-    from nasdun.driver import Experiment
-    from nasdun.searchconfig import SearchConfig
-    from nasdun.verdict import display, judge
+    from nasdun.orchestration.driver import Experiment
+    from nasdun.orchestration.searchconfig import SearchConfig
+    from nasdun.runs.verdict import display, judge
     from search_spaces.presets import resolve_archs
 
     classic = {"neurons": ("soft", "relu", "lrelu"), "weights": ("free",)}  # the hand designs of the classic space, and the toy
@@ -164,7 +164,7 @@ def test_a_toy_neuron_with_a_piecewise_form_joins_the_fused_family_where_it_is_r
 @pytest.fixture
 def toy_setting_and_protocol():
     """A toy problem setting and a toy protocol, each registered in this one place."""
-    from trainers.problems import SETTINGS, Setting, register
+    from trainers.problems.make import SETTINGS, Setting, register
     from trainers.protocols import PROTOCOLS, Protocol
 
     register(Setting("toy", "a toy setting: m=12, n=24, p=0.2", m=12, n=24, p=0.2, n_train=512, n_val=128, n_test=128, seed=7))
@@ -176,10 +176,10 @@ def toy_setting_and_protocol():
 
 def test_a_toy_setting_and_protocol_are_usable_by_name_with_no_other_edit(toy_setting_and_protocol, tmp_path, capsys):
     """`nasdun train` and a search run on them by name; the data is the setting's (its shape, seeded by its seed)."""
-    from nasdun.cli import main
-    from nasdun.driver import Experiment
-    from nasdun.searchconfig import SearchConfig
-    from trainers.problems import make_problem
+    from nasdun.interfaces.cli import main
+    from nasdun.orchestration.driver import Experiment
+    from nasdun.orchestration.searchconfig import SearchConfig
+    from trainers.problems.make import make_problem
 
     assert main(["train", "--arch", "lista,2no", "--layers", "3", "--setting", "toy", "--protocol", "toy", "--out", str(tmp_path / "t")]) == 0
     df = pd.read_csv(tmp_path / "t" / "results.csv")

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 from search_spaces import PRESETS, Genotype, SearchSpace, preset
 from search_spaces.presets import MENG2021_ARCH, resolve_archs
 

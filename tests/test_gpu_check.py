@@ -37,9 +37,7 @@ def no_ray_no_optuna(tmp_path_factory) -> dict:
     ids=["presets", "settings", "protocols", "bench"],
 )
 def test_torch_only_commands_run_without_ray_and_optuna(args, no_ray_no_optuna, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "nasdun.cli", *args], cwd=tmp_path, env=no_ray_no_optuna, capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, "-m", "nasdun", *args], cwd=tmp_path, env=no_ray_no_optuna, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip()
     probe = subprocess.run([sys.executable, "-c", "import ray"], env=no_ray_no_optuna, capture_output=True, text=True)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 from trainers import host_memory
 
 PROBE = """
@@ -50,7 +50,7 @@ def test_bad_policy_is_one_line(monkeypatch):
 
 
 def test_cli_refuses_a_bad_policy_before_any_work(monkeypatch, capsys, tmp_path):
-    from nasdun.cli import main
+    from nasdun.interfaces.cli import main
 
     monkeypatch.setenv(host_memory.ENV, "huge")
     out = tmp_path / "run"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nasdun.cli import build_parser, main
+from nasdun.interfaces.cli import build_parser, main
 
 NUMERIC = {"parse": ["x", "-1", "nan"], "_int_list": ["x", "1,,y", "-3"], "float": ["x", "nan", "-0.5", "inf"]}
 NAMES = {  # option -> a value that names nothing of its kind
@@ -286,7 +286,7 @@ def _as_unprivileged(args: list[str], cwd: Path) -> subprocess.CompletedProcess[
     util-linux's setpriv where present: it can start an interpreter that lives under a root-only folder)."""
     import shutil
 
-    cmd = [sys.executable, "-m", "nasdun.cli", *args]
+    cmd = [sys.executable, "-m", "nasdun", *args]
     env = {**os.environ, "HOME": str(cwd), "PYTHONPATH": str(ROOT)}
     if os.geteuid() != 0:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=cwd, env=env)

@@ -10,7 +10,7 @@ import torch
 from trainers.analytic import analytic_weight
 from trainers.classical import solve as ista
 from trainers.hyperlista import Operator, reference, solve, support_threshold, tune
-from trainers.problems import get_setting, make_problem
+from trainers.problems.make import get_setting, make_problem
 
 
 def numpy_hyperlista(A, b, K, c):
@@ -110,7 +110,7 @@ def test_reference_scores_val_and_test():
 
 
 def test_classical_command_reports_hyperlista(tmp_path, capsys):
-    from nasdun.cli import main
+    from nasdun.interfaces.cli import main
 
     out = tmp_path / "classical.json"
     assert main(["classical", "--setting", "small", "--iterations", "20", "--layers", "3", "--out", str(out)]) == 0

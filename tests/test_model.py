@@ -196,7 +196,7 @@ def test_chunked_evaluation_equals_one_shot(small_problem, monkeypatch):
     """Evaluation splits samples into chunks sized per device; the sums do not depend on the split
     (float64, so that BLAS blocking for another row count cannot differ in the last bits)."""
     import trainers.scoring as scoring
-    from trainers.problems import Split
+    from trainers.problems.make import Split
 
     space = SearchSpace(layers=4)
     rng = np.random.default_rng(2)

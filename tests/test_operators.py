@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
-from nasdun.cli import main
+from nasdun.interfaces.cli import main
 from search_spaces.presets import preset
-from trainers.operators import IMAGE_CS50, OperatorSetting, load_problem_file
-from trainers.problems import make_problem
+from trainers.problems.make import make_problem
+from trainers.problems.operators import IMAGE_CS50, OperatorSetting, load_problem_file
 from trainers.protocols import get_protocol
 
 SMOKE = get_protocol("smoke")
@@ -33,7 +33,7 @@ def _train(problem, genotypes, proto=SMOKE):
 def test_dct_basis_is_orthonormal_and_scipys_2d_dct():
     from scipy.fft import dctn
 
-    from trainers.images import dct_basis
+    from trainers.problems.images import dct_basis
 
     psi = dct_basis(8)
     np.testing.assert_allclose(psi.T @ psi, np.eye(64), atol=1e-12)
@@ -42,7 +42,7 @@ def test_dct_basis_is_orthonormal_and_scipys_2d_dct():
 
 
 def test_test_images_are_whole_held_out_and_tile_exactly():
-    from trainers.images import assemble, blocks, cropped
+    from trainers.problems.images import assemble, blocks, cropped
 
     s = IMAGE_CS50
     assert not set(s.test_images) & (set(s.train_images) | set(s.val_images)) and "camera" in s.test_images
@@ -75,7 +75,7 @@ def test_a_problem_file_without_a_basis_is_the_synthetic_maths_exactly(tmp_path)
 def test_an_orthonormal_basis_scores_the_signal_as_the_code(tmp_path):
     """With Psi the 2-D DCT (orthonormal), NMSE of f = Psi x equals NMSE of x: the same network trained on
     (Phi, Psi) and on (Phi Psi, no basis) reaches the same values, through the basis in loss and scores."""
-    from trainers.images import dct_basis
+    from trainers.problems.images import dct_basis
 
     phi = np.random.default_rng(3).standard_normal((24, 64)) / np.sqrt(24)
     np.save(tmp_path / "phi.npy", phi)
@@ -206,7 +206,7 @@ def test_an_own_problem_searches_from_one_yaml_and_a_resume_refuses_changed_data
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     """LISTA and Dense-LISTA at K = 2 on image_cs50 (training set cut to 1,024 patches for the test's sake)."""
-    from trainers.problems import register
+    from trainers.problems.make import register
 
     register(replace(IMAGE_CS50, name="image_cs50_tiny", n_train=1024, n_val=256, description="image_cs50, 1,024 training patches (tests)"))
     run = tmp_path_factory.mktemp("img") / "run"
@@ -217,8 +217,8 @@ def image_run(tmp_path_factory):
 def test_an_image_setting_reports_each_test_images_psnr_as_scikit_image_computes_it(image_run):
     from skimage.metrics import peak_signal_noise_ratio
 
-    from nasdun.results import load_network
-    from trainers.images import assemble, cropped
+    from nasdun.runs.results import load_network
+    from trainers.problems.images import assemble, cropped
 
     df = pd.read_csv(image_run / "results.csv")
     problem = make_problem("image_cs50_tiny", 0, batch_size=64)
@@ -259,7 +259,7 @@ def test_reconstruct_draws_every_method_and_agrees_with_the_table(image_run, tmp
 
 
 def test_an_exported_image_network_outputs_the_signal(image_run, tmp_path):
-    from nasdun.results import load_network
+    from nasdun.runs.results import load_network
 
     assert main(["export", str(image_run), "--name", "dense", "--out", str(tmp_path / "n.pt")]) == 0
     net = torch.export.load(str(tmp_path / "n.pt")).module()
@@ -294,7 +294,7 @@ def test_k_ista_steps_are_the_untrained_lista_and_fista_reaches_the_lasso_soluti
 
 
 def test_a_learned_basis_is_seeded_cached_and_unit_norm(tmp_path, monkeypatch):
-    from trainers.operators import learned_basis
+    from trainers.problems.operators import learned_basis
 
     monkeypatch.setenv("NASDUN_CACHE", str(tmp_path / "cache"))
     s = OperatorSetting(name="t", description="t", m=32, n=48, n_signal=64, basis="learned", source="images", patch=8,
@@ -333,7 +333,7 @@ def test_retrain_on_an_image_setting_tables_psnr_with_the_highest_best(image_run
 
 
 def test_the_verdict_of_an_image_search_says_the_psnr_gain():
-    from nasdun.verdict import judge
+    from nasdun.runs.verdict import judge
 
     def row(name, preset, val, test, psnr):
         return {"name": name, "preset": preset, "status": "ok", "val_nmse_db": val, "test_nmse_db": test, "test_psnr": psnr, "hash": name}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 from trainers.options import RunOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ def test_the_options_reach_the_trainer_and_the_run_files(tmp_path):
     """One record given to the API trains under it (bf16 in every row) and is written whole in train.json/run.json;
     its fields as keywords make the same record; both at once are refused."""
     import nasdun
-    from nasdun.training import resume_train
+    from nasdun.runs.training import resume_train
 
     opts = RunOptions("cpu", "bf16", minutes=30.0, checkpoint_every_s=45.0)
     df = nasdun.train("lista,2no", layers=2, protocol="smoke", out=tmp_path / "a", options=opts)
@@ -101,7 +101,7 @@ def test_the_options_reach_the_trainer_and_the_run_files(tmp_path):
 def test_a_search_sends_its_options_to_its_workers_and_its_promotion():
     """The search's precision and compile travel as the record in each cohort's payload (the worker trains on its own
     device), and the promotion trains with the same record."""
-    from nasdun.searchconfig import SearchConfig
+    from nasdun.orchestration.searchconfig import SearchConfig
 
     resolved = SearchConfig(precision="bf16", checkpoint_minutes=2.0).resolve()
     payload = resolved.payload(0, list(resolved.start[:2]), Path("/tmp/x/cohort.pt"))

@@ -8,8 +8,8 @@ import optuna
 import pytest
 from optuna.testing.pytest_samplers import BasicSamplerTestCase, RelativeSamplerTestCase, SingleOnlySamplerTestCase
 
-from nasdun.samplers import SAMPLERS, make_sampler
-from nasdun.samplers._history import HistorySampler
+from nasdun.orchestration.samplers import SAMPLERS, make_sampler
+from nasdun.orchestration.samplers._history import HistorySampler
 from search_spaces.genotype import Decision
 
 DECISIONS = tuple(Decision(f"d{i}", ("a", "b", "c")) for i in range(4))

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from nasdun.errors import NasdunError
-from trainers.problems import SETTINGS, Setting, get_setting, make_problem
+from nasdun.core.errors import NasdunError
+from trainers.problems.make import SETTINGS, Setting, get_setting, make_problem
 
 
 def tiny(name: str, **kw) -> Setting:
@@ -87,7 +87,7 @@ def test_bad_inputs():
 
 def test_noise_std_divides_by_m_as_the_reference_code():
     """std(D x*) over the m entries with 1/m (numpy's default, the reference code's), not the unbiased 1/(m-1)."""
-    from trainers.data import add_noise as _add_noise
+    from trainers.problems.data import add_noise as _add_noise
 
     y = torch.randn(5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     noisy = _add_noise(y, 20.0, torch.Generator().manual_seed(2))

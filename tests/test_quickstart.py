@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nasdun.cli import main
+from nasdun.interfaces.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SEARCH = ["--budget", "16", "--cohort", "4", "--layers", "3", "--protocol", "smoke", "--num-cpus", "2", "--promote-protocol", "smoke"]
@@ -82,9 +82,9 @@ def test_the_search_options_that_override_the_config_are_one_table(capsys):
     and its help gives the demo config's value, read from the config (not parsed out of the help text)."""
     from dataclasses import fields
 
-    from nasdun.cli import CONFIG_OPTIONS, build_parser
-    from nasdun.config import from_mapping, load_yaml
-    from nasdun.searchconfig import CONFIGS, SearchConfig
+    from nasdun.core.config import from_mapping, load_yaml
+    from nasdun.interfaces.cli import CONFIG_OPTIONS, build_parser
+    from nasdun.orchestration.searchconfig import CONFIGS, SearchConfig
 
     build_parser()
     assert {"budget", "sampler", "baselines", "promote_top", "precision"} <= set(CONFIG_OPTIONS) <= {f.name for f in fields(SearchConfig)}

@@ -12,13 +12,13 @@ import pytest
 import yaml
 from helpers import drive_search
 
-from nasdun.cli import main
-from nasdun.raywatch import descendants
+from nasdun.interfaces.cli import main
+from nasdun.orchestration.raywatch import descendants
 from trainers.options import RunOptions
 
 
 def _alive(pid: int, start: int) -> bool:
-    from nasdun.raywatch import _stat
+    from nasdun.orchestration.raywatch import _stat
 
     st = _stat(pid)
     return st is not None and st[1] == start
@@ -34,7 +34,7 @@ def test_one_writer_per_run_directory_and_search_json_after_every_cohort(tmp_pat
     search.json is there while the search runs; after the holder is SIGKILLed the lock is gone and a resume finishes."""
     out, config = tmp_path / "exp", tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(SLOW))
-    cmd = [sys.executable, "-m", "nasdun.cli", "search", "--config", str(config), "--out", str(out), "--num-cpus", "2"]
+    cmd = [sys.executable, "-m", "nasdun", "search", "--config", str(config), "--out", str(out), "--num-cpus", "2"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     with open(tmp_path / "first.err", "w") as err:
         first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True, env=env)
@@ -45,16 +45,16 @@ def test_one_writer_per_run_directory_and_search_json_after_every_cohort(tmp_pat
             time.sleep(0.2)
         record = json.loads((out / "search.json").read_text())
         assert record["finished"] is False and record["candidates_total"] >= 2 and record["budget"] == 12
-        second = subprocess.run([sys.executable, "-m", "nasdun.cli", "search", "--resume", str(out), "--num-cpus", "2"],
+        second = subprocess.run([sys.executable, "-m", "nasdun", "search", "--resume", str(out), "--num-cpus", "2"],
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
         assert second.returncode == 2
         ours = [line for line in second.stderr.splitlines() if line.startswith("nasdun:")]
         assert len(ours) == 1 and f"is being written by another nasdun process (PID {first.pid})" in ours[0]
-        reader = subprocess.run([sys.executable, "-m", "nasdun.cli", "average", str(out), "--top-k", "2", "--out", str(tmp_path / "a.json")],
+        reader = subprocess.run([sys.executable, "-m", "nasdun", "average", str(out), "--top-k", "2", "--out", str(tmp_path / "a.json")],
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
         assert reader.returncode == 0, reader.stderr[-1000:]  # analysis only reads: no lock
         # The driver alone is SIGKILLed: its local Ray (GCS, raylet, workers, and the agents that outlived it by minutes
-        # before nasdun.raywatch) ends with it.
+        # before nasdun.orchestration.raywatch) ends with it.
         ray_procs = descendants(first.pid)
         assert len(ray_procs) >= 3, ray_procs
         os.kill(first.pid, signal.SIGKILL)
@@ -79,7 +79,7 @@ def test_one_writer_per_run_directory_and_search_json_after_every_cohort(tmp_pat
 
 def _files(run) -> dict[str, int]:
     """Each file's modification time, but the writer lock's: a resume takes it before it reads (every run nasdun wrote has one)."""
-    from nasdun.lock import LOCK_NAME
+    from nasdun.runs.lock import LOCK_NAME
 
     return {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.name != LOCK_NAME}
 
@@ -202,7 +202,7 @@ def test_a_killed_trainer_resumes_from_its_checkpoint_bit_for_bit(kill_at, small
 
 
 def test_a_checkpoint_of_another_run_is_refused(small_problem, tmp_path):
-    from nasdun.errors import NasdunError
+    from nasdun.core.errors import NasdunError
     from search_spaces import preset
     from trainers.population import train_population
     from trainers.protocols import get_protocol
@@ -227,7 +227,7 @@ def test_nasdun_train_killed_and_resumed_writes_the_uninterrupted_table(tmp_path
     args = ["train", "--arch", "lista,2no,dense", "--layers", "4", "--protocol", "smoke", "--checkpoint-every", "0"]
     assert main([*args, "--out", str(tmp_path / "ref")]) == 0
     run = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "nasdun.cli", *args, "--out", str(run)], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "nasdun", *args, "--out", str(run)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "checkpoint.pt").is_file():
@@ -251,13 +251,13 @@ def test_a_requeued_cohort_continues_from_its_checkpoint(tmp_path):
     continues from the checkpoint in the run directory and reports exactly what an uninterrupted cohort reports."""
     import io
 
-    from nasdun.driver import CohortSearcher, Experiment
-    from nasdun.progress import ProgressLine
-    from nasdun.searchconfig import SearchConfig
-    from nasdun.worker import cohort_checkpoint, cohort_report
+    from nasdun.orchestration.driver import CohortSearcher, Experiment
+    from nasdun.orchestration.searchconfig import SearchConfig
+    from nasdun.runs.progress import ProgressLine
+    from nasdun.runs.worker import cohort_checkpoint, cohort_report
     from search_spaces import Genotype
     from trainers.population import train_population
-    from trainers.problems import make_problem
+    from trainers.problems.make import make_problem
     from trainers.protocols import Protocol
 
     configs = []
@@ -294,8 +294,8 @@ def test_a_requeued_cohort_continues_from_its_checkpoint(tmp_path):
 def test_a_lost_cohort_does_not_count_and_is_trained_again_on_resume(tmp_path):
     """A cohort whose Ray trial failed for good: its rows say `worker lost`, the budget is filled by other candidates,
     and a resume trains that cohort again (same members, same order)."""
-    from nasdun.driver import Experiment
-    from nasdun.searchconfig import SearchConfig
+    from nasdun.orchestration.driver import Experiment
+    from nasdun.orchestration.searchconfig import SearchConfig
 
     cfg = SearchConfig(**{**SLOW, "budget": 6, "cohort": 2, "layers": 3})
     first = Experiment.open(tmp_path, cfg)
@@ -353,14 +353,14 @@ def test_an_address_where_ray_does_not_listen_fails_in_bounded_time(tmp_path, ca
     import socket
     import threading
 
-    import nasdun.raycluster
+    import nasdun.orchestration.raycluster
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
     held = []
     threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(8)], daemon=True).start()
-    monkeypatch.setattr(nasdun.raycluster, "GCS_TIMEOUT_S", 8.0)
+    monkeypatch.setattr(nasdun.orchestration.raycluster, "GCS_TIMEOUT_S", 8.0)
     port = server.getsockname()[1]
     try:
         code = main(["search", "--address", f"127.0.0.1:{port}", "--budget", "2", "--out", str(tmp_path / "o")])
@@ -375,8 +375,8 @@ def test_an_address_where_ray_does_not_listen_fails_in_bounded_time(tmp_path, ca
 
 def _search_dir(out, **changes):
     """A finished 8-candidate search (baselines first) written as `nasdun search` writes it."""
-    from nasdun.driver import Experiment
-    from nasdun.searchconfig import SearchConfig
+    from nasdun.orchestration.driver import Experiment
+    from nasdun.orchestration.searchconfig import SearchConfig
 
     cfg = SearchConfig(**{**SLOW, "budget": 8, "layers": 3, "baselines": True, **changes})
     out.mkdir(parents=True)
@@ -421,8 +421,8 @@ def test_a_table_and_study_that_disagree_are_refused_then_repaired(fault, search
     proposes exactly what the untouched run proposes."""
     import shutil
 
-    from nasdun.driver import Experiment
-    from nasdun.searchconfig import SearchConfig
+    from nasdun.orchestration.driver import Experiment
+    from nasdun.orchestration.searchconfig import SearchConfig
 
     run = tmp_path / "run"
     shutil.copytree(searched, run)
@@ -466,7 +466,7 @@ def test_a_resume_of_a_run_being_written_names_the_writer_not_a_repair(searched,
     run = tmp_path / "run"
     shutil.copytree(searched, run)
     _cut_table(run)
-    hold = "import sys, time; from nasdun.lock import run_lock\nwith run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
+    hold = "import sys, time; from nasdun.runs.lock import run_lock\nwith run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
     holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -486,14 +486,14 @@ def test_a_resume_of_a_run_being_written_names_the_writer_not_a_repair(searched,
 def test_a_forced_train_into_a_run_being_trained_is_refused_before_it_writes(tmp_path):
     """`run_train(overwrite=True)` of other networks into a directory another process is training: refused, naming
     the holder, with the live run's specification (what its resume reads) untouched."""
-    from nasdun.errors import NasdunError
-    from nasdun.training import run_train
+    from nasdun.core.errors import NasdunError
+    from nasdun.runs.training import run_train
     from search_spaces.presets import resolve_archs
 
     run = tmp_path / "live"
     run.mkdir()
     (run / "train.json").write_text('{"archs": "the live run"}')
-    hold = "import sys, time; from nasdun.lock import run_lock\nwith run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
+    hold = "import sys, time; from nasdun.runs.lock import run_lock\nwith run_lock(sys.argv[1]):\n print('held', flush=True); time.sleep(600)"
     holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

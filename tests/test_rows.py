@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nasdun.errors import NasdunError
-from nasdun.results import candidate_row, read_table, write_table
+from nasdun.core.errors import NasdunError
+from nasdun.runs.results import candidate_row, read_table, write_table
 from search_spaces.presets import preset
 from trainers.rows import METRICS, ORDER, REQUIRED, SCHEMA, failed_metrics, metric_names
 from trainers.scoring import CandidateResult

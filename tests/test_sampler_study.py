@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from nasdun.cli import main
+from nasdun.interfaces.cli import main
 
 
 @pytest.mark.slow

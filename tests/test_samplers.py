@@ -5,8 +5,8 @@ import optuna
 import pytest
 import torch
 
-from nasdun.errors import NasdunError
-from nasdun.samplers import SAMPLERS, make_sampler
+from nasdun.core.errors import NasdunError
+from nasdun.orchestration.samplers import SAMPLERS, make_sampler
 from search_spaces.genotype import classic_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -169,7 +169,7 @@ def test_predictor_kind_moves_let_the_descent_cross_a_plateau_of_single_changes(
 def test_predictor_clip_learns_the_worse_half_as_one_value():
     """``clip: 0.5``: values worse than the history's median are learnt as the median, so no member predicts worse
     than it (a forest predicts averages of what it learnt); unclipped, the worst candidates are predicted worse."""
-    from nasdun.samplers._history import Observation
+    from nasdun.orchestration.samplers._history import Observation
 
     rng = np.random.default_rng(0)
     worst = {}

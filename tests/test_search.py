@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from nasdun.asker import TRIES_PER_PLACE
-from nasdun.cli import main
-from nasdun.driver import SearchConfig, load_config, run_search
-from nasdun.errors import NasdunError
-from nasdun.samplers import SAMPLERS, make_sampler
+from nasdun.core.errors import NasdunError
+from nasdun.interfaces.cli import main
+from nasdun.orchestration.asker import TRIES_PER_PLACE
+from nasdun.orchestration.driver import SearchConfig, load_config, run_search
+from nasdun.orchestration.samplers import SAMPLERS, make_sampler
 from search_spaces import Genotype
 from trainers.options import RunOptions
 
@@ -105,7 +105,7 @@ def test_resume_after_sigkill_finishes_the_budget_and_continues_evolution(tmp_pa
     (tmp_path / "sh.yaml").write_text("patience: 20\nmax_iters: 20\nbatch_size: 64\nrungs: [1]\neta: 2\n")
     options = {"evolution": {"population_size": 4, "sample_size": 2}}
     config.write_text(yaml.safe_dump({**MINI, "layers": 4, "budget": 14, "sampler": "evolution", "sampler_options": options, "protocol": protocol}))
-    cmd = [sys.executable, "-m", "nasdun.cli", "search", "--config", str(config), "--out", str(out), "--num-cpus", "2"]
+    cmd = [sys.executable, "-m", "nasdun", "search", "--config", str(config), "--out", str(out), "--num-cpus", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 240
@@ -214,7 +214,7 @@ def test_halving_search_prunes_in_the_study(ray_local, tmp_path):
 
 def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
     """After a kill, each in-flight cohort is queued again with the same members in the same order."""
-    from nasdun.driver import Experiment
+    from nasdun.orchestration.driver import Experiment
 
     cfg = SearchConfig(sampler="random", **{**MINI, "layers": 5, "budget": 10})
     out = tmp_path / "exp"
@@ -227,7 +227,7 @@ def test_recover_redoes_interrupted_cohorts_whole_and_in_order(tmp_path):
     cut.set_user_attr("cohort", first.next_cohort)
     first.asker.decode(first.study.ask())  # killed before its cohort was even set
     done = a[1]  # its row was written just before the kill, the study was not told
-    from nasdun.results import candidate_row, write_table
+    from nasdun.runs.results import candidate_row, write_table
     from trainers.rows import failed_metrics
 
     write_table(
@@ -294,7 +294,7 @@ def test_start_from_proposes_the_given_genotypes_first(ray_local, tmp_path):
 def test_recover_fails_enqueued_trials_and_proposes_unfinished_start_genotypes(tmp_path):
     """A kill between enqueue and ask leaves a WAITING trial: it is failed, and the start genotypes
     that never reached a worker are proposed again, in order."""
-    from nasdun.driver import Experiment
+    from nasdun.orchestration.driver import Experiment
     from search_spaces import preset
 
     cfg = SearchConfig(sampler="random", start_from=("lista", "2no", "3no"), **MINI)
@@ -319,12 +319,12 @@ def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tm
     the longer protocol on the search's own data, equal to an independent training of them; the verdict (last line,
     search.json) is computed there and names both protocols. A resume with the same finalists reads the promotion
     back, a resume that trains more candidates keeps the old one."""
-    from nasdun.training import run_train
-    from nasdun.verdict import judge
+    from nasdun.runs.training import run_train
+    from nasdun.runs.verdict import judge
 
     out, longer = tmp_path / "exp", tmp_path / "longer.yaml"
     longer.write_text("patience: 10\nmax_iters: 30\nbatch_size: 64\n")  # longer than smoke's 20 per stage
-    from nasdun.verdict import hand_designs
+    from nasdun.runs.verdict import hand_designs
 
     args = ["--sampler", "random", "--budget", "17", "--cohort", "3", "--setting", "small", "--protocol", "smoke", "--layers", "3"]
     promote = ["--promote-top", "2", "--promote-hand", "4", "--promote-protocol", str(longer), "--precision", "bf16"]
@@ -379,7 +379,7 @@ def test_one_slot_search_is_reproducible_end_to_end(ray_local, tmp_path):
     assert list(a["hash"]) == list(b["hash"]) and a["hash"].nunique() == 4
     assert list(a["val_nmse_db"]) == list(b["val_nmse_db"]) and list(a["test_nmse_db"]) == list(b["test_nmse_db"])
     # the second cohort ran in the worker that trained the first (Tune reuses it): it trains as a fresh process would
-    from nasdun.training import run_train
+    from nasdun.runs.training import run_train
 
     last = a[a["cohort"] == a["cohort"].max()]
     nets = [(n, Genotype.from_json(g)) for n, g in zip(last["name"], last["genotype"], strict=True)]
@@ -429,7 +429,7 @@ def test_ctrl_c_names_the_resume_command_exits_130_and_the_resume_finishes(tmp_p
     `xnan`; search.json holds what finished; the resume trains the rest of the budget."""
     out, config = tmp_path / "exp", tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({**MINI, "layers": 4, "budget": 10, "sampler": "random", "max_concurrent": 1}))
-    cmd = [sys.executable, "-m", "nasdun.cli", "search", "--config", str(config), "--out", str(out), "--num-cpus", "2"]
+    cmd = [sys.executable, "-m", "nasdun", "search", "--config", str(config), "--out", str(out), "--num-cpus", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 240
@@ -475,7 +475,7 @@ def test_a_restarted_driver_proposes_what_the_uninterrupted_one_would(sampler, t
     genotypes under the same trial numbers as a driver that never stopped. (Before, a resumed random or tpe
     search began its random sequence again and re-proposed its first genotypes.) No training: values are
     a fixed function of the genotype."""
-    from nasdun.driver import Experiment
+    from nasdun.orchestration.driver import Experiment
 
     options = SMALL_OPTIONS.get(sampler, {})
     cfg = SearchConfig(sampler=sampler, sampler_options={sampler: options} if options else {}, **{**MINI, "budget": 12})
@@ -510,8 +510,8 @@ def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampl
     function of its genotypes (training is deterministic too, and the real worker runs in every other search test)."""
     from ray.tune.search import Searcher
 
-    from nasdun.driver import CohortSearcher, Experiment
-    from nasdun.progress import ProgressLine
+    from nasdun.orchestration.driver import CohortSearcher, Experiment
+    from nasdun.runs.progress import ProgressLine
 
     def report(suggestion: dict) -> dict:
         hashes = [Genotype.from_json(g).hash for g in suggestion["genotypes"]]
@@ -550,8 +550,8 @@ def test_progress_is_shown_during_the_first_cohort(tmp_path):
     """Workers' `progress` results move the driver's line before any cohort has finished: done/total, share, ETA."""
     import io
 
-    from nasdun.driver import CohortSearcher, Experiment
-    from nasdun.progress import ProgressLine
+    from nasdun.orchestration.driver import CohortSearcher, Experiment
+    from nasdun.runs.progress import ProgressLine
 
     cfg = SearchConfig(sampler="random", **{**MINI, "budget": 4})
     (tmp_path / "exp").mkdir()
@@ -566,7 +566,7 @@ def test_progress_is_shown_during_the_first_cohort(tmp_path):
 
 
 def test_trainer_progress_names_layer_stage_iterations_and_eta(small_problem):
-    from nasdun.training import trainer_progress
+    from nasdun.runs.training import trainer_progress
     from search_spaces import preset
     from trainers.population import train_population
     from trainers.protocols import get_protocol
@@ -602,7 +602,7 @@ def test_trainer_progress_names_layer_stage_iterations_and_eta(small_problem):
 @pytest.mark.parametrize("sampler", ["predictor", "tpe"])
 @pytest.mark.slow
 def test_a_search_replayed_with_its_own_values_proposes_what_the_real_search_proposed(sampler, ray_local, tmp_path):
-    """analysis.surrogate_search scores candidates instead of training them but asks cohorts through the driver's own
+    """analysis.studies.surrogate_search scores candidates instead of training them but asks cohorts through the driver's own
     searcher: told the values the real search (2 workers, so two cohorts in flight) trained, it must make the same proposals."""
     from analysis import surrogate_search as surrogate
 
@@ -622,7 +622,7 @@ def test_a_search_replayed_with_its_own_values_proposes_what_the_real_search_pro
 def test_the_candidates_ratio_is_bootstrapped_over_paired_seeds():
     """The first sampler's median candidates over the best other's; seeds resampled together; a median beyond the
     budget is the budget for the others (the ratio an upper bound) and unknown (infinite) for the first."""
-    from analysis.surrogate_search import ratio_interval
+    from analysis.studies.surrogate_search import ratio_interval
 
     # a needs exactly half of b at every seed: paired resampling keeps the ratio at 0.5 in every resample (unpaired would not)
     paired = ratio_interval({"a": [5, 10, 15, 20, 25], "b": [10, 20, 30, 40, 50], "c": [None] * 5}, "LISTA", budget=60)
@@ -647,7 +647,7 @@ def test_training_on_workers_continues_a_killed_run_from_its_checkpoints(ray_loc
     """run_train with workers=2 (the search's promotion; its values equal one cohort's: the promotion test): a run whose
     driver (and its whole Ray) is SIGKILLed mid-way continues from the cohorts' checkpoints to the same bits as an
     uninterrupted run of it."""
-    from nasdun.training import run_train
+    from nasdun.runs.training import run_train
     from search_spaces import preset
 
     longer = tmp_path / "longer.yaml"
@@ -658,7 +658,7 @@ def test_training_on_workers_continues_a_killed_run_from_its_checkpoints(ray_loc
 
     cut = tmp_path / "cut"
     script = (
-        "import ray, sys; from nasdun.training import run_train; from search_spaces import preset; from trainers.options import RunOptions;"
+        "import ray, sys; from nasdun.runs.training import run_train; from search_spaces import preset; from trainers.options import RunOptions;"
         "ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False);"
         f"run_train([(n, preset(n, 3)) for n in {[n for n, _ in archs]!r}], 'small', {str(longer)!r}, 0, {str(cut)!r},"
         " RunOptions('cpu', checkpoint_every_s=0), workers=2)"

@@ -40,7 +40,7 @@ def published(D, b, K, lam, W=None, step=1.0, ss=False):
 
 @pytest.fixture(scope="module")
 def data():
-    from trainers.problems import make_problem
+    from trainers.problems.make import make_problem
 
     problem = make_problem("small", seed=0, batch_size=64)
     return problem.D.double(), problem.val.b[:200].double()
@@ -107,7 +107,7 @@ def test_support_selection_selects_as_many_entries_as_the_reference_code():
 def test_stage_ownership_of_the_new_parameters(data):
     """Stage 1 of layer t trains only what layer t adds: an untied W_t, gamma_t, kappa_t, nu_t; the shared W belongs
     to layer 1; ALISTA's analytic W never trains."""
-    from trainers.problems import make_problem
+    from trainers.problems.make import make_problem
 
     problem = make_problem("small", seed=0, batch_size=64)
     gs = [preset("lista_cpss", 4), preset("tilista", 4), preset("alista", 4), preset("glista", 4)]
@@ -152,7 +152,7 @@ def test_the_lipschitz_step_is_the_reference_codes(data):
 
 
 def test_the_averaged_architecture_votes_the_weight_parameterisation():
-    from analysis.average import frequencies, threshold_genotype
+    from analysis.readers.average import frequencies, threshold_genotype
 
     gs = [preset("alista", 5), preset("2no_alista", 5), preset("lista_cpss", 5), preset("lista", 5)]
     freq = frequencies(gs)

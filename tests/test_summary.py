@@ -1,4 +1,4 @@
-"""A search's summary is one typed record (nasdun.summary.SearchSummary): written as search.json, read back by the
+"""A search's summary is one typed record (nasdun.runs.summary.SearchSummary): written as search.json, read back by the
 CLI, the API, the report and the studies; a mapping too, as the API returned before."""
 
 import json
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from nasdun.errors import NasdunError
-from nasdun.summary import SearchSummary
+from nasdun.core.errors import NasdunError
+from nasdun.runs.summary import SearchSummary
 
 
 def test_it_writes_search_json_and_reads_it_back(tmp_path):
@@ -29,7 +29,7 @@ def test_an_older_file_reads_with_defaults_and_a_new_field_is_refused(tmp_path):
     (tmp_path / "search.json").write_text(json.dumps({"budget": 4, "verdict": "v", "a_field_of_a_later_version": 1}))
     old = SearchSummary.read(tmp_path)
     assert old.budget == 4 and old.screening_verdict == "" and old.promoted is None and math.isnan(old.gain_db)
-    with pytest.raises(NasdunError, match=r"unknown field\(s\) budgett; expected fields of nasdun.summary.SearchSummary"):
+    with pytest.raises(NasdunError, match=r"unknown field\(s\) budgett; expected fields of nasdun.runs.summary.SearchSummary"):
         SearchSummary.of({"budgett": 4})
 
 
@@ -46,7 +46,7 @@ def test_the_searcher_s_figures_are_the_schema():
     in one place without the type fails here, not in a reader."""
     from dataclasses import fields
 
-    from nasdun.verdict import judge
+    from nasdun.runs.verdict import judge
 
     names = {f.name for f in fields(SearchSummary)}
     assert set(judge([])) <= names

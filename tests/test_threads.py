@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import torch
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 from search_spaces import preset
 from trainers.population import train_population
 from trainers.protocols import get_protocol
@@ -22,7 +22,7 @@ TRAIN = textwrap.dedent(
     torch.set_num_threads(int(sys.argv[1]))  # what the caller's process offers; the trainer must not depend on it
     from search_spaces import preset
     from trainers.population import train_population
-    from trainers.problems import make_problem
+    from trainers.problems.make import make_problem
     from trainers.protocols import get_protocol
     problem = make_problem("small", seed=3, batch_size=64)
     res = train_population([preset("lista", 3), preset("2no", 3), preset("dense", 3)], problem, get_protocol("smoke"))

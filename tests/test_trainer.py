@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 from search_spaces import preset
 from trainers.model import UnrolledLISTA
 from trainers.population import PopulationTrainer, evaluate, train_population
@@ -186,7 +186,7 @@ def test_the_stage_rule_reads_a_validation_subset_and_the_whole_set_scores_what_
     the subset is used whole (the same bits as before the rule)."""
     from dataclasses import replace
 
-    from trainers.problems import Setting, make_problem
+    from trainers.problems.make import Setting, make_problem
 
     setting = Setting("val2048", "test: a 2,048-sample validation set", m=50, n=100, n_train=4096, n_val=2048, n_test=512)
     problem = make_problem(setting, seed=0, batch_size=64)
@@ -216,7 +216,7 @@ def test_the_trainer_s_shortcuts_give_the_same_bits(flag):
     from dataclasses import replace
 
     from search_spaces.presets import preset
-    from trainers.problems import make_problem
+    from trainers.problems.make import make_problem
     from trainers.protocols import get_protocol
 
     names = ["lista", "2no", "dense", "alista", "lista_cpss", "tilista", "2no_glista", "lista_ss", "lista_cp"]

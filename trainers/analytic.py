@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 
 
 def analytic_weight(D: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ the cohort), the :class:`~trainers.state.CandidateState` (Adam moments, stage bo
 best-so-far parameters, counters, halving flags), every candidate's result so far (finished,
 failed and stopped ones included, with their parameters), the cohort's iteration count and the
 elapsed time. The data stream needs no saved state: a candidate's batch is a pure function of its
-own iteration count (:meth:`trainers.problems.Problem.train_batch`). Checkpoints are taken at
+own iteration count (:meth:`trainers.problems.make.Problem.train_batch`). Checkpoints are taken at
 validation boundaries, so a restored trainer continues with exactly the steps the interrupted one
 would have taken, and the finished results equal those of an uninterrupted run.
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 from search_spaces.genotype import Genotype
 from trainers.scoring import CandidateResult
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 
 M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 M_MMAP_THRESHOLD = -3

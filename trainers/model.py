@@ -16,7 +16,7 @@ parameterisation (:mod:`search_spaces.weights`: W_k one matrix or one per layer,
 ``analytic``); gain gates and support selection are flags of the neuron type (:mod:`search_spaces.neurons`).
 Gates, neuron choices, lags and kinds are masks (buffers); parameters are stacked along a leading candidate axis
 P, so candidates of different kinds train in one cohort. P = 1 is the same code path, and it is the code the
-export traces (:mod:`nasdun.export`): the update rule is written once, here.
+export traces (:mod:`nasdun.runs.export`): the update rule is written once, here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 from search_spaces.genotype import Genotype, common_size
 from search_spaces.neurons import GAIN_INIT, NEURONS, PIECEWISE, gain_gate, piecewise, support_count, support_select, uses_gain, uses_support
 from search_spaces.weights import WEIGHTS

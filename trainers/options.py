@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 from trainers.precision import PRECISIONS
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")

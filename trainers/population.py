@@ -37,14 +37,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 from search_spaces.genotype import Genotype
 from trainers.adam import BETAS, masked_adam_step, per_candidate
 from trainers.host_memory import keep_freed_memory
 from trainers.model import UnrolledLISTA
 from trainers.options import RunOptions
 from trainers.precision import autocast, precision_scope
-from trainers.problems import Problem
+from trainers.problems.make import Problem
 from trainers.protocols import Protocol
 from trainers.scoring import CandidateResult, Progress, evaluate, image_psnr
 from trainers.state import CandidateState

@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 

@@ -4,7 +4,7 @@ Every table nasdun writes (``nasdun train``, a search, a promotion, ``retrain``)
 heatmaps, the report) holds these columns; a run adds its own context after them (a search's ``trial_number``,
 ``sampler``, ``cohort``, ``preset``; an image setting's ``test_psnr``). The trainer's part of a row is
 :data:`METRICS` (:meth:`trainers.scoring.CandidateResult.metrics`); a candidate without a report (a lost worker, a trial
-rebuilt from the study) is :func:`failed_metrics`. :mod:`nasdun.results` writes and checks tables by :data:`SCHEMA`.
+rebuilt from the study) is :func:`failed_metrics`. :mod:`nasdun.runs.results` writes and checks tables by :data:`SCHEMA`.
 torch-free: the CLI and the readers import it without the trainer.
 """
 

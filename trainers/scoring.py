@@ -9,11 +9,11 @@ from typing import Any
 
 import torch
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 from search_spaces.genotype import Genotype
 from trainers.metrics import NmseAccumulator
 from trainers.model import UnrolledLISTA
-from trainers.problems import Split, synthesize
+from trainers.problems.make import Split, synthesize
 from trainers.rows import metric_names
 
 # Per evaluation chunk: candidates x samples x n x layers, by device type. On a CPU, small enough that a

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from nasdun.errors import NasdunError
+from nasdun.core.errors import NasdunError
 
 if TYPE_CHECKING:
     import torch

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nasdun.config import from_mapping, load_yaml
-from nasdun.errors import NasdunError
-from nasdun.registry import Registry
+from nasdun.core.config import from_mapping, load_yaml
+from nasdun.core.errors import NasdunError
+from nasdun.core.registry import Registry
 
 if TYPE_CHECKING:
     import torch

@@ -1,0 +1,1 @@
+"""Studies that train: retraining, confirmation, protocol fidelity, sampler comparisons, reconstructions, the GPU check."""

@@ -1,0 +1,1 @@
+"""The ground: the one error type, the registries, typed config from mappings (imports nothing of nasdun above it)."""

@@ -1,0 +1,1 @@
+"""The faces: the Python API (one function per command) and the command line that parses, calls it and prints."""
