@@ -1,6 +1,6 @@
 """The hand-design table of docs/results/hand-designs.md: `nasdun train --arch hand` runs, one per seed, read back.
 
-    python benchmarks/hand_table.py RUN [RUN ...]     # RUN: a run directory, or a results.csv kept elsewhere (docs/results/data)
+    python benchmarks/hand_table.py RUN [RUN ...]     # RUN: a run directory, or a results.csv kept elsewhere (benchmarks/data)
 
 Prints a Markdown table: every network, mean ± std over the runs (seeds) of test nmse_db (pooled), test nmse_db_mean
 (per sample, the design-space paper's) and validation nmse_db, ranked by mean test nmse_db; the rank of each seed;
