@@ -1,6 +1,5 @@
-"""The `nasdun` command line: parses arguments once and calls the library: `search` and `train` through the API
-(:mod:`nasdun.interfaces.api`), the other commands through the functions docs/api.md lists (``analysis.*``, ``nasdun.orchestration.promotion``,
-``nasdun.runs.bench``); the command handlers still hold some of their commands' logic (issue 44, item 2).
+"""The `nasdun` command line: each command is its arguments, one call to its function of the API
+(:mod:`nasdun.interfaces.api`, one per command: docs/api.md) and the printing of what it returns.
 
 Every user error surfaces as one line ``nasdun: error: ...`` and exit status 2.
 """
