@@ -140,6 +140,35 @@ def test_compaction_carries_every_state_field_even_one_added_later(small_problem
         broken.select(np.array([0, 1]))
 
 
+def test_a_rung_that_every_candidate_survives_trains_on(small_problem):
+    """min_survivors >= the cohort: nobody is stopped at the rung, nothing compacts, and the next layer still trains
+    (its stages were not seen before: a cohort of two under such a protocol stalled there, every mask zero)."""
+    gs = [preset("lista", 3), preset("2no", 3)]
+    res = train_population(gs, small_problem, halving((1,), eta=2, min_survivors=3))
+    alone = train_population(gs, small_problem, halving((), eta=2))
+    assert [r.status for r in res] == ["ok", "ok"] and [r.rung_layer for r in res] == [3, 3]
+    for r, a in zip(res, alone, strict=True):  # the rung changes nothing when everyone survives it
+        assert r.iterations == a.iterations and r.val_nmse_db == pytest.approx(a.val_nmse_db, abs=1e-6)
+
+
+def test_compaction_drops_the_per_layer_w_when_the_last_untied_candidate_leaves(small_problem):
+    """LISTA-CPSS (a W per layer) with one-W residual designs: when it leaves the cohort (here stopped at a rung, its
+    learning rate 0) the compacted model has one W slot, and the others' W, moments and best copy come along from
+    slot 0 (the cohort of 2026-12-07's K = 16 search failed here). The survivors end as they do without it."""
+    gs = [preset(n, 3) for n in ("lista_cpss", "alista", "tilista", "2no_alista")]
+    proto = halving((1,), eta=2, min_survivors=3)
+    tr = PopulationTrainer(gs, small_problem, proto, lr_scale=[0.0, 1.0, 1.0, 1.0])
+    assert tr.model.W.shape[1] == 3  # K slots while LISTA-CPSS is in the cohort
+    res = tr.run()
+    assert [r.status for r in res] == ["stopped", "ok", "ok", "ok"] and tr.model.W.shape[1] == 1
+    assert tr.c.m["W"].shape == tr.c.v["W"].shape == tr.c.best["W"].shape == tr.model.W.shape
+    alone = train_population(gs[1:], small_problem, proto)
+    for r, a in zip(res[1:], alone, strict=True):
+        assert r.val_nmse_db == pytest.approx(a.val_nmse_db, abs=1e-6) and r.test_nmse_db == pytest.approx(a.test_nmse_db, abs=1e-6)
+        for name, t in a.params.items():
+            assert torch.allclose(r.params[name], t, atol=1e-6), name
+
+
 def test_a_cosine_stage_is_adam_at_the_scheduled_rate(small_problem):
     """With schedule cosine, stage iteration i trains at lrs[s] * f(i), f the warm-up times the cosine decay to
     min_lr_ratio at the stage's cap: the trainer's steps equal torch.optim.Adam stepped by hand at those rates."""

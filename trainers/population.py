@@ -309,15 +309,16 @@ class PopulationTrainer:
         self.c.waiting_h[:] = False
         self.c.t_h[survivors], self.c.s_h[survivors] = layer + 1, 0
         self.c.active_h[survivors] = True
-        self._compact()
+        if not self._compact():  # every candidate survived the rung: nothing to drop, the new stages still to be seen
+            self._sync_state()
         self._start_stage(self.active.clone())
 
-    def _compact(self) -> None:
-        """Score and drop the slots that no longer train; every per-candidate tensor shrinks."""
+    def _compact(self) -> bool:
+        """Score and drop the slots that no longer train; every per-candidate tensor shrinks. False: none to drop."""
         keep = np.flatnonzero(self.c.active_h | self.c.waiting_h)
         drop = np.flatnonzero(~(self.c.active_h | self.c.waiting_h))
         if drop.size == 0:
-            return
+            return False
         self._store(drop)
         idx = torch.as_tensor(keep, device=self.c.step.device)
         old = self.params
@@ -326,10 +327,14 @@ class PopulationTrainer:
         )
         with torch.no_grad():
             for name, p in self.model.named_parameters():
-                p.copy_(old[name].index_select(0, idx))
+                p.copy_(_fit_slots(name, old[name].index_select(0, idx), p))
         self._bind_params()
         self.c = self.c.select(keep)  # every per-candidate field (trainers/state.py)
+        for per_name in (self.c.best, self.c.m, self.c.v):  # W's moments and best copy shrink with it
+            for name, t in per_name.items():
+                per_name[name] = _fit_slots(name, t, self.params[name])
         self._sync_state()
+        return True
 
     def _store(self, slots: np.ndarray) -> None:
         """Final parameters and per-layer curves of ``slots``, into their results."""
@@ -441,6 +446,17 @@ class PopulationTrainer:
                 deadline_s=60 * self.options.minutes,
             )
         )
+
+
+def _fit_slots(name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` (kept candidates' values of parameter ``name``) for the compacted model's ``like``: the same, except a
+    shared ``W`` whose per-layer slots go when no untied candidate is left (K slots -> 1): the others read slot 0 alone
+    (:meth:`trainers.model.UnrolledLISTA._residual_weights`), so slot 0 is each one's W, its moments and its best copy."""
+    if t.shape == like.shape:
+        return t
+    if name != "W" or like.shape[1] != 1 or t.shape[2:] != like.shape[2:]:
+        raise RuntimeError(f"compaction: {name} {tuple(t.shape)} cannot become {tuple(like.shape)}")
+    return t[:, :1].contiguous()
 
 
 def train_population(
