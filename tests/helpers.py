@@ -12,7 +12,7 @@ def drive_search(exp, lose=(), steps: int = 40) -> None:
     from nasdun.runs.progress import ProgressLine
     from nasdun.runs.worker import cohort_report
 
-    searcher = CohortSearcher(exp, ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, in_flight=1)
+    searcher = CohortSearcher(exp, ProgressLine("t", stream=io.StringIO()), in_flight=1)
     for i in range(steps):
         suggestion = searcher.suggest(f"trial-{i}")
         if suggestion in (None, Searcher.FINISHED):

@@ -264,9 +264,7 @@ def test_a_requeued_cohort_continues_from_its_checkpoint(tmp_path):
     for name in ("killed", "whole"):
         cfg = SearchConfig(**{**SLOW, "budget": 3, "cohort": 3, "layers": 3, "checkpoint_minutes": 1e-9})
         (tmp_path / name).mkdir()
-        searcher = CohortSearcher(
-            Experiment.open(tmp_path / name, cfg), ProgressLine("t", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, in_flight=1
-        )
+        searcher = CohortSearcher(Experiment.open(tmp_path / name, cfg), ProgressLine("t", stream=io.StringIO()), in_flight=1)
         configs.append(searcher.suggest("a"))
     killed, whole = configs
     assert killed["genotypes"] == whole["genotypes"] and cohort_checkpoint(killed) != cohort_checkpoint(whole)

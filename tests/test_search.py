@@ -524,7 +524,7 @@ def test_two_slot_search_proposes_the_same_cohorts_whatever_finishes_first(sampl
         out = tmp_path / order
         out.mkdir()
         exp = Experiment.open(out, cfg)
-        searcher = CohortSearcher(exp, ProgressLine("test"), {"trainer_s": 0.0, "cohorts": 0}, in_flight=2)
+        searcher = CohortSearcher(exp, ProgressLine("test"), in_flight=2)
         running: list[tuple[str, dict]] = []
         waited = 0
         for step in range(100):
@@ -556,9 +556,7 @@ def test_progress_is_shown_during_the_first_cohort(tmp_path):
     cfg = SearchConfig(sampler="random", **{**MINI, "budget": 4})
     (tmp_path / "exp").mkdir()
     stream = io.StringIO()
-    searcher = CohortSearcher(
-        Experiment.open(tmp_path / "exp", cfg), ProgressLine("search", stream=stream, every_s=0), {"trainer_s": 0.0, "cohorts": 0}, in_flight=2
-    )
+    searcher = CohortSearcher(Experiment.open(tmp_path / "exp", cfg), ProgressLine("search", stream=stream, every_s=0), in_flight=2)
     assert searcher.suggest("a") is not None and searcher.suggest("b") is not None
     searcher.on_trial_result("a", {"progress": 0.5, "elapsed_s": 3.0})
     line = stream.getvalue().strip().splitlines()[-1]

@@ -139,7 +139,7 @@ def simulate(cfg: Any, score: Callable[[Genotype], float], out: Path, in_flight:
 
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    searcher = CohortSearcher(Experiment.open(out, cfg), ProgressLine("surrogate", stream=io.StringIO()), {"trainer_s": 0.0, "cohorts": 0}, in_flight)
+    searcher = CohortSearcher(Experiment.open(out, cfg), ProgressLine("surrogate", stream=io.StringIO()), in_flight)
     inflight: list[tuple[str, dict[str, Any]]] = []
     for i in range(10 * cfg.budget + 10):  # each step asks or tells a cohort: ample for a budget in cohorts of >= 1
         suggestion = searcher.suggest(f"trial-{i}")

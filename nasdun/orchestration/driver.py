@@ -166,10 +166,9 @@ def _run_session(exp: Experiment, resume: bool, address: str | None) -> SearchSu
     in_flight = concurrency(cfg)
     progress = ProgressLine("search")
     session = 1 + len(list((out_dir / "tune").glob("session-*"))) if (out_dir / "tune").is_dir() else 1
-    stats: dict[str, Any] = {"trainer_s": 0.0, "cohorts": 0}
     fixed = {"session": session, "resumed": resume, "recovered": recovered, "concurrency": in_flight, "budget": cfg.budget,
              "baselines": list(exp.search.baselines), "storage": exp.storage_url}  # fmt: skip
-    searcher = CohortSearcher(exp, progress, stats, in_flight=in_flight, fixed=fixed)
+    searcher = CohortSearcher(exp, progress, in_flight=in_flight, fixed=fixed)
     trainable = tune.with_resources(train_cohort, {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,

@@ -33,9 +33,12 @@ class CohortSearcher(Searcher):
     (``progress`` results), so the progress line moves from the first cohort on.
     """
 
-    def __init__(self, exp: Experiment, progress: ProgressLine, stats: dict[str, Any], in_flight: int, fixed: dict[str, Any] | None = None) -> None:
+    def __init__(self, exp: Experiment, progress: ProgressLine, in_flight: int, fixed: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.exp, self.progress, self.stats, self.in_flight = exp, progress, stats, in_flight
+        self.exp, self.progress, self.in_flight = exp, progress, in_flight
+        self.cohorts = 0  # cohorts completed this session (lost ones included)
+        self.trainer_s = 0.0  # the trainers' own time of those that reported
+        self.stopped_early = ""  # why the session asked no more cohorts before its budget, if it did
         self.fixed = fixed  # the session's constant figures; with them, search.json is rewritten after every cohort
         self.inflight: dict[str, tuple[int, list[tuple[int, Genotype]]]] = {}
         self.fraction: dict[str, float] = {}  # trial id -> share of its cohort's training done
@@ -75,7 +78,7 @@ class CohortSearcher(Searcher):
             remaining = cfg.budget - exp.trained - self._inflight_candidates()
             out_of_time = cfg.minutes > 0 and time.perf_counter() - self.start >= 60 * cfg.minutes
             if out_of_time and remaining > 0:
-                self.stats["stopped_early"] = f"the time limit of {cfg.minutes:g} min was reached"
+                self.stopped_early = f"the time limit of {cfg.minutes:g} min was reached"
             if remaining <= 0 or out_of_time:
                 return Searcher.FINISHED if not self.inflight else None  # type: ignore[return-value]
             if any(k <= exp.next_cohort - self.in_flight for k, _ in self.inflight.values()):
@@ -89,7 +92,7 @@ class CohortSearcher(Searcher):
                 if self.inflight:
                     self.dry = True
                     return None
-                self.stats["stopped_early"] = "the sampler proposed only genotypes already trained in this experiment"
+                self.stopped_early = "the sampler proposed only genotypes already trained in this experiment"
                 return Searcher.FINISHED  # type: ignore[return-value]
             self.dry = False
             cohort = exp.next_cohort - 1
@@ -131,8 +134,8 @@ class CohortSearcher(Searcher):
         if self.tracker is not None:
             self.tracker.log(new)
         if ok:
-            self.stats["trainer_s"] += float(result["trainer_wall_s"])  # type: ignore[index]
-        self.stats["cohorts"] += 1
+            self.trainer_s += float(result["trainer_wall_s"])  # type: ignore[index]
+        self.cohorts += 1
         if self.fixed is not None:
             self.figures(finished=False).write(self.exp.dir)  # atomically: a killed session leaves its record
         self._show(force=True)
@@ -140,7 +143,7 @@ class CohortSearcher(Searcher):
     def figures(self, finished: bool) -> SearchSummary:
         """The session's figures so far (``search.json``, :class:`nasdun.runs.summary.SearchSummary`): counts, timing, the
         verdict against the hand designs."""
-        exp, stats, fixed = self.exp, self.stats, self.fixed or {}
+        exp, fixed = self.exp, self.fixed or {}
         wall = time.perf_counter() - self.start
         trained_now = exp.trained - self.start_trained
         concurrency = int(fixed.get("concurrency", self.in_flight))
@@ -148,17 +151,17 @@ class CohortSearcher(Searcher):
             {
                 **fixed,
                 "finished": finished,
-                "cohorts": stats["cohorts"],
+                "cohorts": self.cohorts,
                 "candidates_trained": trained_now,
                 "candidates_total": exp.trained,
                 "wall_s": wall,
-                "trainer_s": stats["trainer_s"],
-                "overhead": wall / (stats["trainer_s"] / concurrency) if stats["trainer_s"] else math.nan,
+                "trainer_s": self.trainer_s,
+                "overhead": wall / (self.trainer_s / concurrency) if self.trainer_s else math.nan,
                 "candidates_per_min": trained_now / (wall / 60) if wall else math.nan,
                 "best_val_nmse_db": exp.best(),
                 "params_kept": exp.params.names(),
                 **judge(exp.rows),
-                "stopped_early": stats.get("stopped_early", ""),
+                "stopped_early": self.stopped_early,
             }
         )
 
