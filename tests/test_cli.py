@@ -196,3 +196,12 @@ def test_a_misspelt_name_is_refused_before_torch_ray_or_optuna_is_imported(tmp_p
     errors = done.stderr.strip().splitlines()
     assert len(errors) == len(NAME_ERRORS) and all(f in e and e.startswith("nasdun: error: ") for (_, f), e in zip(NAME_ERRORS, errors, strict=True))
     assert not (tmp_path / "o").exists()
+
+
+def test_a_reader_that_leaves_early_is_no_error():
+    """`nasdun presets | head -1`: the pipe closes under the command; it ends quietly, status 0, no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "nasdun", "presets"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline()
+    proc.stdout.close()  # the reader leaves
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err, err

@@ -685,6 +685,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NasdunError as err:
         print(f"nasdun: error: {flag_words(err, _subparser(parser, argv))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `nasdun presets | head`: the reader left; nothing more to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 0
     except OSError as err:
         if err.filename is None:
             raise
