@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -154,14 +155,17 @@ def test_a_rung_that_every_candidate_survives_trains_on(small_problem):
 def test_compaction_drops_the_per_layer_w_when_the_last_untied_candidate_leaves(small_problem):
     """LISTA-CPSS (a W per layer) with one-W residual designs: when it leaves the cohort (here stopped at a rung, its
     learning rate 0) the compacted model has one W slot, and the others' W, moments and best copy come along from
-    slot 0 (the cohort of 2026-12-07's K = 16 search failed here). The survivors end as they do without it."""
+    slot 0, and the gain gate's parameters, which no one left has, go with their state (two cohorts of 2026-12-07's
+    K = 16 search failed on these). The survivors end as they do without it."""
     gs = [preset(n, 3) for n in ("lista_cpss", "alista", "tilista", "2no_alista")]
+    gs[0] = dataclasses.replace(gs[0], neurons=("gain_ss",) * 3)  # the cohort's only gain gate leaves with it too
     proto = halving((1,), eta=2, min_survivors=3)
     tr = PopulationTrainer(gs, small_problem, proto, lr_scale=[0.0, 1.0, 1.0, 1.0])
     assert tr.model.W.shape[1] == 3  # K slots while LISTA-CPSS is in the cohort
     res = tr.run()
     assert [r.status for r in res] == ["stopped", "ok", "ok", "ok"] and tr.model.W.shape[1] == 1
     assert tr.c.m["W"].shape == tr.c.v["W"].shape == tr.c.best["W"].shape == tr.model.W.shape
+    assert "kappa" not in tr.params and not {"kappa", "nu"} & (set(tr.c.m) | set(tr.c.v) | set(tr.c.best))
     alone = train_population(gs[1:], small_problem, proto)
     for r, a in zip(res[1:], alone, strict=True):
         assert r.val_nmse_db == pytest.approx(a.val_nmse_db, abs=1e-6) and r.test_nmse_db == pytest.approx(a.test_nmse_db, abs=1e-6)

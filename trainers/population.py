@@ -330,9 +330,12 @@ class PopulationTrainer:
                 p.copy_(_fit_slots(name, old[name].index_select(0, idx), p))
         self._bind_params()
         self.c = self.c.select(keep)  # every per-candidate field (trainers/state.py)
-        for per_name in (self.c.best, self.c.m, self.c.v):  # W's moments and best copy shrink with it
-            for name, t in per_name.items():
-                per_name[name] = _fit_slots(name, t, self.params[name])
+        for per_name in (self.c.best, self.c.m, self.c.v):  # W's moments and best copy shrink with it; a parameter
+            for name in list(per_name):  # no kept candidate has (a gain gate's kappa, nu) goes with its state
+                if name in self.params:
+                    per_name[name] = _fit_slots(name, per_name[name], self.params[name])
+                else:
+                    del per_name[name]
         self._sync_state()
         return True
 
