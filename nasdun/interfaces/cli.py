@@ -371,8 +371,9 @@ def _search(args: argparse.Namespace) -> int:
     promoted = fig.promoted
     if promoted:
         how = "read back (already done)" if promoted["reused"] else f"trained in {promoted['wall_s']:.0f}s"
-        print(f"promoted the top {promoted['found']} found networks and {promoted['hand_designs']} hand designs with {promoted['protocol']}: {how}"
-              f" | {promoted['out']}/promote.md")  # fmt: skip
+        found, hand = promoted["found"], promoted["hand_designs"]
+        what = f"the top {found} found network{'s' * (found != 1)} and {hand} hand design{'s' * (hand != 1)}"
+        print(f"promoted {what} with {promoted['protocol']}: {how} | {promoted['out']}/promote.md")
     print(fig.verdict)  # the last line: did the search beat the hand designs?
     return 0
 

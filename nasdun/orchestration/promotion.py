@@ -173,9 +173,10 @@ def promote_search(run: str | Path, search: ResolvedSearch) -> dict[str, Any]:
         workers = (concurrency(cfg) if ray_running() else 1, cfg.cpus_per_trial, cfg.gpus_per_trial)
         n_hand = int(hand_design_rows(chosen).sum())
         which = f"the {n_hand} of {screened} that screened best" if n_hand < screened else f"all {n_hand}"
-        finds = f"the top {len(names) - n_hand} found networks" if len(names) > n_hand else "no found network (none finished screening); only"
+        n_found = len(names) - n_hand
+        finds = f"the top {n_found} found network{'s' * (n_found > 1)}" if n_found else "no found network (none finished screening); only"
         print(
-            f"phase 2 of 2, the verdict: {finds} and the hand designs ({which}) trained again under {protocol}, which"
+            f"phase 2 of 2, the verdict: {finds} and the hand design{'s' * (n_hand != 1)} ({which}) trained again under {protocol}, which"
             f" {ranks_like(protocol)}; the screening above ranks them, this decides",
             flush=True,
         )
