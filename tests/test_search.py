@@ -602,7 +602,7 @@ def test_trainer_progress_names_layer_stage_iterations_and_eta(small_problem):
 def test_a_search_replayed_with_its_own_values_proposes_what_the_real_search_proposed(sampler, ray_local, tmp_path):
     """analysis.studies.surrogate_search scores candidates instead of training them but asks cohorts through the driver's own
     searcher: told the values the real search (2 workers, so two cohorts in flight) trained, it must make the same proposals."""
-    from analysis import surrogate_search as surrogate
+    from analysis.studies import surrogate_search as surrogate
 
     cfg = SearchConfig(sampler=sampler, sampler_options={"predictor": {"startup": 2}, "tpe": {"n_startup_trials": 2}}, **{**MINI, "budget": 8})
     run_search(tmp_path / "real", cfg)
