@@ -668,10 +668,21 @@ def test_training_on_workers_continues_a_killed_run_from_its_checkpoints(ray_loc
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, as soon as both cohorts have checkpointed
     proc.wait()
+
+    def files() -> set[tuple[str, int]]:
+        return {(f.name, f.stat().st_mtime_ns) for f in cut.rglob("*") if f.is_file()}
+
+    seen, deadline = files(), time.monotonic() + 30  # a worker outside the driver's process group may write a moment longer
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = files()
+        if now == seen and not list(cut.glob("*.tmp")):
+            break
+        seen = now
     assert len(list(cut.glob("ckpt-*.pt"))) == 2 and not (cut / "results.csv").exists(), "the run was not cut mid-way"
     import shutil
 
-    shutil.copytree(cut, tmp_path / "foreign")  # the checkpoints are read: one made unreadable is refused in one line
+    shutil.copytree(cut, tmp_path / "foreign", ignore=shutil.ignore_patterns("*.tmp"))  # one made unreadable is refused in one line
     next((tmp_path / "foreign").glob("ckpt-*.pt")).write_bytes(b"not a checkpoint")
     with pytest.raises(NasdunError, match="cannot be read"):
         run_train(archs, "small", str(longer), 0, tmp_path / "foreign", options=RunOptions("cpu"), workers=2)
