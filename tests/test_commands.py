@@ -126,6 +126,8 @@ def test_the_api_errors_name_parameters_the_cli_says_as_flags(two_runs, tmp_path
     assert "--arch 'lista' and runs both given" in capsys.readouterr().err
     with pytest.raises(nasdun.NasdunError, match=r"^layers=4, seed=1 cannot be given with reference_table='paper_small_k8'"):
         api.fidelity(tmp_path / "f", layers=4, seed=1, reference_table="paper_small_k8")
+    with pytest.raises(nasdun.NasdunError, match=r"^seeds='101,x'; expected a comma list of integers"):
+        api.confirm(a, tmp_path / "c", "smoke", seeds="101,x")
     with pytest.raises(nasdun.NasdunError, match=r"^P='16,x'; expected a comma list"):
         api.bench("16,x")
     with pytest.raises(nasdun.NasdunError, match=r"^average\(\): top_k='3'; expected int"):

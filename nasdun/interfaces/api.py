@@ -262,6 +262,17 @@ def _list(value: str | Sequence[Any]) -> list[Any]:
     return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
 
 
+def _seeds(seeds: str | Sequence[int]) -> list[int]:
+    """Seeds given as a comma list (``"101,102"``) or as integers; a word that is not one is named."""
+    out = []
+    for v in _list(seeds):
+        try:
+            out.append(int(v))
+        except (TypeError, ValueError):
+            raise NasdunError(f"seeds={seeds!r}; expected a comma list of integers such as 101,102,103", ("seeds",)) from None
+    return out
+
+
 def _paths(runs: str | Path | Sequence[str | Path]) -> list[str | Path]:
     return [str(runs)] if isinstance(runs, str | Path) else [str(r) for r in runs]
 
@@ -351,7 +362,7 @@ def confirm(
     on fresh ``seeds``, into ``out`` (continued where an interrupted one stopped). Returns the per-network table."""
     from analysis.studies.confirm import run_confirm
 
-    seed_list = [int(s) for s in _list(seeds)] if isinstance(seeds, str) else list(seeds)
+    seed_list = _seeds(seeds)
     return run_confirm(_paths(runs), top_k, seed_list, protocol, out, _list(against), _options(options), force=force)
 
 
@@ -434,7 +445,7 @@ def compare_samplers(
     unknown = sorted(set(overrides) - {"setting", "protocol", "layers", "cohort"})
     if unknown:
         raise NasdunError(f"compare_samplers(): unknown argument(s) {', '.join(unknown)}; expected setting, protocol, layers or cohort")
-    seed_list = [int(s) for s in _list(seeds)] if isinstance(seeds, str) else list(seeds)
+    seed_list = _seeds(seeds)
     confirm = None if confirm_protocol is None else _list(confirm_protocol)
     return run_sampler_study(
         _list(samplers), seed_list, budget, out, config=config, baselines=baselines, confirm_seeds=confirm_seeds, confirm_protocols=confirm,
