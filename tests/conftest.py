@@ -2,7 +2,8 @@ import os
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# `make test` runs the suite in two processes (pytest-xdist) on the two cores: one intra-op thread each
+os.environ.setdefault("OMP_NUM_THREADS", "1" if "PYTEST_XDIST_WORKER" in os.environ else "2")
 
 
 @pytest.fixture(scope="session")
