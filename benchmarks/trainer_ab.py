@@ -1,66 +1,90 @@
 """A trainer switch on and off, side by side in one process: time per training step and the bits after the same steps.
 
-    python benchmarks/trainer_ab.py FLAG [K] [STAGE ...]    # FLAG: prune or compact_masks; default K = 8, stages 0 1
+    python benchmarks/trainer_ab.py FLAG [K] [STAGE ...] [--random P] [--device D] [--steps N] [--reps R]
+    # FLAG: prune, compact_masks or wide_mix; default K = 8, stages 0 1, the 15 hand designs, cpu, N = 20, R = 5
 
 ``prune``: stage-0 steps without the frozen layers' graph; ``compact_masks``: Adam's masks per (candidate, layer),
 broadcast, instead of full-size (trainers/population.py). Each is the same maths, so the parameters must be bit-equal.
-Times REPS rounds of N training steps of one cohort (the 15 hand designs distinct at K) at the given stages of layer K,
-the switch on and off alternately (one intra-op thread), and prints the medians and their ratio.
+``wide_mix``: the LWA pre-mixes as one batched matmul over a history buffer instead of one kernel per origin
+(trainers/model.py): the same sums in another order, so the parameters are compared by their largest relative gap.
+Times R rounds of N training steps of one cohort (the hand designs distinct at K, or with ``--random P`` P random
+genotypes of the classic space, as ``nasdun bench`` draws them) at the given stages of layer K on ``small``'s data,
+the switch on and off alternately (one intra-op thread on a CPU), and prints the medians and their ratio.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nasdun.runs.verdict import hand_designs  # noqa: E402
+from search_spaces.genotype import classic_space  # noqa: E402
 from trainers.population import PopulationTrainer  # noqa: E402
 from trainers.problems.make import make_problem  # noqa: E402
 from trainers.protocols import get_protocol  # noqa: E402
 
-FLAGS = ("prune", "compact_masks")
+FLAGS = ("prune", "compact_masks", "wide_mix")
 
 
 def trainer(gs: list, problem: object, flag: str, on: bool, layer: int, stage: int) -> PopulationTrainer:
     tr = PopulationTrainer(gs, problem, get_protocol("final"))  # type: ignore[arg-type]
-    setattr(tr, flag, on)
+    setattr(tr.model if flag == "wide_mix" else tr, flag, on)
     tr.jump_to(layer, stage)  # rebuilds the per-stage state under the switch
     return tr
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in FLAGS:
-        sys.exit(f"usage: trainer_ab.py FLAG [K] [STAGE ...]; FLAG one of {', '.join(FLAGS)}")
-    flag = sys.argv[1]
-    K = int(sys.argv[2]) if len(sys.argv) > 2 else 8
-    stages = [int(v) for v in sys.argv[3:]] or [0, 1]
-    gs = list(hand_designs(K, 2).values())
+    ap = argparse.ArgumentParser(description="a trainer switch on and off, side by side")
+    ap.add_argument("flag", choices=FLAGS)
+    ap.add_argument("K", nargs="?", type=int, default=8)
+    ap.add_argument("stages", nargs="*", type=int)
+    ap.add_argument("--random", type=int, default=0, metavar="P", help="P random genotypes of the classic space (default: the hand designs)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=20, help="steps per timed round")
+    ap.add_argument("--reps", type=int, default=5, help="timed rounds per side")
+    a = ap.parse_args()
+    flag, K, stages = a.flag, a.K, a.stages or [0, 1]
+    if a.random:
+        space, rng = classic_space(K), np.random.default_rng(0)
+        gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(a.random)]
+    else:
+        gs = list(hand_designs(K, 2).values())
     torch.set_num_threads(1)
-    problem = make_problem("small", 0, batch_size=128)
-    N, REPS = 20, 5
+    problem = make_problem("small", 0, batch_size=128, device=a.device)
+
+    def sync() -> None:
+        if a.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
     for stage in stages:
         times: dict[bool, list[float]] = {True: [], False: []}
         trs = {on: trainer(gs, problem, flag, on, K, stage) for on in (True, False)}
         for tr in trs.values():
             for _ in range(3):
                 tr.train_step()  # warm-up
-        for _ in range(REPS):
+        for _ in range(a.reps):
             for on, tr in trs.items():
+                sync()
                 t0 = time.perf_counter()
-                for _ in range(N):
+                for _ in range(a.steps):
                     tr.train_step()
-                times[on].append((time.perf_counter() - t0) / N)
+                sync()
+                times[on].append((time.perf_counter() - t0) / a.steps)
         same = all(torch.equal(trs[True].params[k], trs[False].params[k]) for k in trs[True].params)
+        gap = max(float((p - trs[False].params[k]).abs().max() / p.abs().max().clamp(min=1e-30)) for k, p in trs[True].params.items())
         on_s, off_s = statistics.median(times[True]), statistics.median(times[False])
         print(
-            f"{flag}: K={K}, {len(gs)} networks, stage {stage} of layer {K}: on {1e3 * on_s:.1f} ms/step, off {1e3 * off_s:.1f} ms/step,"
-            f" off/on {off_s / on_s:.2f}x; parameters bit-equal: {same}"
+            f"{flag}: K={K}, {len(gs)} networks, stage {stage} of layer {K}, {a.device}: on {1e3 * on_s:.1f} ms/step, off {1e3 * off_s:.1f}"
+            f" ms/step, off/on {off_s / on_s:.2f}x; parameters bit-equal: {same} (largest relative gap {gap:.1e})",
+            flush=True,
         )
 
 

@@ -137,10 +137,11 @@ def test_closed_gate_coefficient_has_no_effect(small_problem):
     torch.testing.assert_close(back, before, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("wide", [False, True], ids=["per-origin", "wide"])
 @pytest.mark.parametrize("seed, count", [(3, 5), (11, 12)])
-def test_batched_random_genotypes_match_literal_reference(small_problem, seed, count):
+def test_batched_random_genotypes_match_literal_reference(small_problem, seed, count, wide):
     """Random genotypes of the whole space (every weight kind and neuron, mixed in one cohort) with random
-    parameters: every candidate equals the literal formula."""
+    parameters: every candidate equals the literal formula, with either form of the LWA pre-mix."""
     space = SearchSpace(layers=6, max_lag=2)
     rng = np.random.default_rng(seed)
     gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(count)]
@@ -148,6 +149,8 @@ def test_batched_random_genotypes_match_literal_reference(small_problem, seed, c
         assert {g.weights for g in gs} == set(space.weights) and {n for g in gs for n in g.neurons} == set(space.neurons)
     D, b = small_problem.D.double(), small_problem.val.b[:32].double()
     model = UnrolledLISTA(gs, D)
+    model.wide_mix = wide
+    assert any(len(o) > 1 for o in model._layer_inputs)  # some layer reads several earlier outputs: the wide form is used
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
@@ -190,6 +193,73 @@ def test_combine_and_whole_model_gradients_pass_gradcheck():
         return sum((o * o).sum() * (k + 1) for k, o in enumerate(outs))
 
     assert torch.autograd.gradcheck(loss, start, atol=1e-6, rtol=1e-5)
+
+
+def test_the_wide_pre_mix_backward_passes_gradcheck():
+    """The wide LWA pre-mix's hand-written backward (origins' gradients gathered in the history's gradient buffer and
+    handed back by each output's stash) against finite differences in float64, run twice on one graph (reentrant);
+    with frozen layers (their outputs and layer 1's weights constants by design, so no finite differences) equal to
+    the per-origin pre-mix's gradients."""
+    from torch.func import functional_call
+
+    gen = torch.Generator().manual_seed(2)
+    dense = {k: list(range(1, k - 1)) for k in range(3, 6)}  # layer k reads x(1..k-1)
+    gs = [Genotype.build(5, dense, lags={4: [1]}), Genotype.build(5, {3: [1], 5: [2]}, neurons="relu"),
+          Genotype.build(5, weights="coupled"), Genotype.build(5, dense, neurons="gain", weights="tied_step")]  # fmt: skip
+    D = torch.randn(4, 6, dtype=torch.float64, generator=gen)
+    b = torch.randn(3, 4, dtype=torch.float64, generator=gen)
+    model = UnrolledLISTA(gs, D)
+    model.wide_mix = True
+    names = [n for n, _ in model.named_parameters()]
+    start = tuple((p.detach() + 0.1 * torch.randn(p.shape, dtype=p.dtype, generator=gen)).requires_grad_() for p in model.parameters())
+
+    def loss(*params, frozen=0):
+        outs = functional_call(model, dict(zip(names, params, strict=True)), (b,), {"frozen": frozen})
+        return sum((o * o).sum() * (k + 1) for k, o in enumerate(outs))
+
+    assert torch.autograd.gradcheck(loss, start, atol=1e-6, rtol=1e-5)
+    grads = {}
+    for wide in (False, True):
+        model.wide_mix = wide
+        grads[wide] = torch.autograd.grad(loss(*start, frozen=2), start, allow_unused=True)
+    for n, g0, g1 in zip(names, grads[False], grads[True], strict=True):
+        assert (g0 is None) == (g1 is None), n
+        if g0 is not None:
+            torch.testing.assert_close(g1, g0, rtol=1e-10, atol=1e-12, msg=n)
+
+
+def test_the_wide_pre_mix_changes_only_the_order_of_sums(small_problem):
+    """float32, the hand designs at K = 8 (Dense-LISTA opens every origin, so every layer goes wide): the outputs of the
+    networks that read one earlier output per layer are bit-equal (their other weights are exact zeros); the rest, and
+    every gradient, agree to float32 rounding. Without gradients (validation) the same values as with them."""
+    from nasdun.runs.verdict import hand_designs
+
+    designs = hand_designs(8, 2)
+    D, b = small_problem.D, small_problem.val.b[:64]
+    model = UnrolledLISTA(list(designs.values()), D)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in (model.coef, model.h, model.beta, model.theta):
+            p.mul_(1 + 0.1 * torch.randn(p.shape, generator=gen))
+    runs = {}
+    for wide in (False, True):
+        model.wide_mix = wide
+        model.zero_grad(set_to_none=True)
+        outs = model(b)
+        sum((o * o).sum() * (k + 1) for k, o in enumerate(outs)).backward()
+        with torch.no_grad():
+            evaluated = model(b)
+        runs[wide] = ([o.detach() for o in outs], {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, evaluated)
+    (o0, g0, _), (o1, g1, e1) = runs[False], runs[True]
+    single = [p for p, g in enumerate(designs.values()) if all(len(i) <= 1 for i in g.inputs)]
+    assert 0 < len(single) < len(designs)
+    for k in range(8):
+        assert torch.equal(o0[k][single], o1[k][single])
+        torch.testing.assert_close(o1[k], o0[k], rtol=1e-5, atol=1e-6)
+        assert torch.equal(e1[k], o1[k])
+    assert g0.keys() == g1.keys()
+    for n in g0:
+        torch.testing.assert_close(g1[n], g0[n], rtol=1e-4, atol=1e-4 * float(g0[n].abs().max()), msg=n)
 
 
 def test_chunked_evaluation_equals_one_shot(small_problem, monkeypatch):

@@ -105,6 +105,73 @@ def combine(c: torch.Tensor, xs: Sequence[torch.Tensor]) -> torch.Tensor:
     return _Combine.apply(c, *xs)  # type: ignore[no-any-return]
 
 
+def wide_mix(c: torch.Tensor, H: torch.Tensor, k: int) -> torch.Tensor:
+    """Layer k's LWA pre-mix from the history buffer: ``c`` (P, k-1) on x(1..k-1) = ``H[:, 1:k]``, one batched matmul in
+    ``H``'s dtype (no autocast: the mix is a weighted sum, not a matmul of the network's weights). (P, 1, B·n)."""
+    with torch.autocast(H.device.type, enabled=False):
+        return torch.bmm(c.to(H.dtype).unsqueeze(1), H[:, 1:k])
+
+
+class _History:
+    """x(0..T) of every candidate in one buffer ``H`` (P, T + 1, B·n), x(0) = 0, for the wide LWA pre-mix; ``G`` is its
+    gradient, made by the first backward that needs it. Each layer's output is written once (:class:`_Stash`) and
+    each pre-mix reads its origins as one strided slice (:class:`_WideMix`)."""
+
+    def __init__(self, P: int, T: int, x: torch.Tensor, dtype: torch.dtype) -> None:
+        self.H = x.new_empty(P, T + 1, x[0].numel(), dtype=dtype)  # the dtype the per-origin sum would promote to
+        self.H[:, 0].zero_()
+        self.G: torch.Tensor | None = None
+        self.covered = 0  # G[:, 1..covered] holds this backward pass's gradients
+        self.deepest = 0  # the deepest layer whose pre-mix is wide: its backward comes first in every pass
+
+
+class _Stash(torch.autograd.Function):
+    """x(k) into ``H[:, k]``; backward: x(k)'s own gradient plus what the wide pre-mixes of later layers gathered for
+    it in ``G[:, k]``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, hist: _History, k: int) -> torch.Tensor:  # type: ignore[override]
+        hist.H[:, k].copy_(x.reshape(x.shape[0], -1))
+        ctx.hist, ctx.k = hist, k
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        hist, k = ctx.hist, ctx.k
+        return (g + hist.G[:, k].view_as(g) if k <= hist.covered else g), None, None
+
+
+class _WideMix(torch.autograd.Function):
+    """``sum_{i=1}^{k-1} c[:, i-1] x(i)`` as one batched matmul over the history buffer: forward ``c (P, 1, k-1) @ H``;
+    backward ``H @ g`` for ``c`` and ``c ⊗ g`` added into ``G`` for the origins, one kernel each, where the per-origin
+    :class:`_Combine` takes one kernel per origin in each direction. ``xs`` (x(1..k-1)) are inputs only so autograd
+    orders each x(i)'s backward after every pre-mix that reads it; their gradients travel through ``G``."""
+
+    @staticmethod
+    def forward(ctx, c: torch.Tensor, hist: _History, k: int, *xs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(c)
+        ctx.hist, ctx.k = hist, k
+        hist.deepest = max(hist.deepest, k)
+        return wide_mix(c, hist.H, k).view_as(xs[0])
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        (c,) = ctx.saved_tensors
+        hist, k = ctx.hist, ctx.k
+        H = hist.H[:, 1:k]
+        gf = g.reshape(g.shape[0], 1, -1).to(H.dtype)  # (P, 1, B·n)
+        with torch.autocast(H.device.type, enabled=False):
+            gc = torch.bmm(H, gf.transpose(1, 2)).squeeze(-1).to(c.dtype) if ctx.needs_input_grad[0] else None
+            if any(ctx.needs_input_grad[3:]):
+                if k == hist.deepest:  # a pass begins (a second one too, with retain_graph): write, do not add
+                    hist.covered = 0
+                if hist.G is None:
+                    hist.G = torch.empty_like(hist.H)
+                hist.G[:, 1:k].baddbmm_(c.to(H.dtype).unsqueeze(2), gf, beta=1 if hist.covered else 0)
+                hist.covered = max(hist.covered, k - 1)
+        return (gc, None, None, *([None] * (k - 1)))
+
+
 class UnrolledLISTA(nn.Module):
     """P unrolled networks in stacked tensors; see the module docstring for the update rule."""
 
@@ -124,6 +191,8 @@ class UnrolledLISTA(nn.Module):
     kind_perm: torch.Tensor
     untied: torch.Tensor
     kind_inv: torch.Tensor
+
+    wide_mix = False  # the LWA pre-mixes through a history buffer, one batched matmul each (False: one kernel per origin)
 
     def __init__(self, genotypes: Sequence[Genotype], D: torch.Tensor, lam: float = 0.4, coef_init: str = "ones", compile: bool = False) -> None:
         super().__init__()
@@ -277,6 +346,9 @@ class UnrolledLISTA(nn.Module):
         # exceed torch.compile's recompile limit, past which it runs the kernel's Python
         # unfused - slower than the eager path (NOTES row 13).
         fused = self._fused if torch.is_grad_enabled() else None
+        # The wide pre-mix (:class:`_WideMix`) where some layer reads two or more earlier outputs.
+        wide = self.wide_mix and any(len(o) > 1 for o in self._layer_inputs[:T])
+        hist: _History | None = None
         try:
             for k in range(1, T + 1):
                 if frozen:  # (no grad-mode call otherwise: the export traces this code)
@@ -285,8 +357,12 @@ class UnrolledLISTA(nn.Module):
                     xt = None  # x(0) = 0: no mix, no gain
                 else:
                     origins = self._layer_inputs[k - 1]  # closed for every candidate: no work
-                    cols = slice(0, k - 1) if len(origins) == k - 1 else [i - 1 for i in origins]  # a view when all are open
-                    xt = combine(w[:, k - 1, cols], [xs[i] for i in origins])  # (P, B, n)
+                    if hist is not None and len(origins) > 1:  # every x(i), i < k, in one pass (a closed one's weight is 0)
+                        c = w[:, k - 1, : k - 1]
+                        xt = _WideMix.apply(c, hist, k, *xs[1:k]) if torch.is_grad_enabled() else wide_mix(c, hist.H, k).view_as(xs[1])
+                    else:
+                        cols = slice(0, k - 1) if len(origins) == k - 1 else [i - 1 for i in origins]  # a view when all are open
+                        xt = combine(w[:, k - 1, cols], [xs[i] for i in origins])  # (P, B, n)
                     if self._gain_layers[k - 1]:
                         gated = gain_gate(xt, self.kappa[:, k - 1, None, None], self.nu[:, k - 1, None, None])
                         xt = torch.where(self.gained[:, k - 1, None, None], gated, xt)
@@ -297,6 +373,12 @@ class UnrolledLISTA(nn.Module):
                     xs.append(fused(z, self.theta[:, k - 1, None, None], self.neuron_kind[:, k - 1], coefs, xs[k - 1], *lags))
                 else:
                     xs.append(self._lm_mix(k, self._neuron(k, z), xs, hk, qb))
+                if wide and k < T:  # the history buffer holds every output a later pre-mix reads
+                    hist = hist or _History(self.P, T, xs[k], torch.promote_types(xs[k].dtype, w.dtype))
+                    if torch.is_grad_enabled():
+                        xs[k] = _Stash.apply(xs[k], hist, k)
+                    else:
+                        hist.H[:, k].copy_(xs[k].reshape(self.P, -1))
         finally:
             if frozen:
                 torch.set_grad_enabled(grad)

@@ -216,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [py, me, "_protocol", a.device, str(int(a.quick)), "final", "4" if a.quick else "128", "0.5" if a.quick else "20", str(jsonl)]
     steps["bench_final_protocol"] = run_step(log, "bench_final_protocol", cmd, box(60))
     summary["bench"] = _bench_summary(jsonl)
+    # the wide LWA pre-mix against one kernel per origin, side by side on the device (off by default: no faster on CPU)
+    ab = [py, str(ROOT / "benchmarks" / "trainer_ab.py"), "wide_mix", "3" if a.quick else "16", "1", "--random", "4" if a.quick else "16",
+          "--device", a.device, *(["--steps", "2", "--reps", "1"] if a.quick else [])]  # fmt: skip
+    steps["ab_wide_mix"] = run_step(log, "ab_wide_mix", ab, box(90))
+    summary["wide_mix"] = [line for line in steps["ab_wide_mix"]["output"].splitlines() if line.startswith("wide_mix:")]
 
     # d. time-boxed training with the paper's constants
     left_min = (deadline - time.perf_counter() - 45) / 60  # keep ~45 s for the final evaluation and the summary
@@ -366,6 +371,7 @@ def markdown(s: dict[str, Any]) -> str:
         from nasdun.runs.bench import format_protocol
 
         lines += ["", "What a whole protocol runs (`nasdun bench --protocol`, fp32): " + format_protocol(rec).replace("\n", ";")]
+    lines += ["", "The wide LWA pre-mix (`benchmarks/trainer_ab.py wide_mix`, on = wide): " + ("; ".join(s.get("wide_mix", [])) or "not measured")]
     lines += [
         "",
         "## Goals",
