@@ -2,9 +2,10 @@
 
     python benchmarks/hand_table.py RUN [RUN ...]     # RUN: a run directory, or a results.csv kept elsewhere (benchmarks/data)
 
-Prints a Markdown table: every network, mean ± std over the runs (seeds) of test nmse_db (pooled), test nmse_db_mean
-(per sample, the design-space paper's) and validation nmse_db, ranked by mean test nmse_db; the rank of each seed;
-and the gap of each network to the best one.
+Prints a Markdown table: every network, mean ± std over the seeds of test nmse_db (pooled), test nmse_db_mean
+(per sample, the design-space paper's) and validation nmse_db, ranked by mean test nmse_db; its rank at each seed
+(among the networks trained at that seed: the runs of one seed, the table's ``seed`` column, count as one); and the gap
+of each network to the best one.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def table(runs: list[str]) -> str:
             "val": g["val_nmse_db"].mean(), "val_sd": g["val_nmse_db"].std(ddof=1),
         }
     ).sort_values("test")  # fmt: skip
-    ok = ok.assign(rank=ok.groupby("run")["test_nmse_db"].rank(method="min").astype(int))
-    ranks = ok.pivot(index="name", columns="run", values="rank")
+    ok = ok.assign(rank=ok.groupby("seed")["test_nmse_db"].rank(method="min").astype(int))
+    ranks = ok.pivot(index="name", columns="seed", values="rank")
     best = stats["test"].iloc[0]
 
     def pm(mean: float, sd: float) -> str:
@@ -64,7 +65,7 @@ def table(runs: list[str]) -> str:
             f" | {pm(r['test_mean'], r['test_mean_sd'])} | {pm(r['val'], r['val_sd'])} | {r['test'] - best:+.2f} | {per_seed} |"
         )
     for _, r in failed.iterrows():
-        lines.append(f"| – | {display_name(str(r['name']))} ({r['run']}) | failed: {r['reason']} | | | | | |")
+        lines.append(f"| – | {display_name(str(r['name']))} (seed {r['seed']}) | failed: {r['reason']} | | | | | |")
     return "\n".join(lines)
 
 

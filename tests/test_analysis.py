@@ -718,3 +718,23 @@ def test_fidelity_from_a_table_refuses_the_study_options_the_user_set(tmp_path, 
     assert "\n" not in err and "--layers 5, --seed 3 cannot be given with --reference-table" in err
     assert main(["fidelity", "--reference-table", str(table), "--out", str(tmp_path / "f")]) == 2
     assert "cannot be given" not in capsys.readouterr().err
+
+
+def test_the_hand_table_counts_the_runs_of_one_seed_as_one_seed(tmp_path):
+    """benchmarks/hand_table.py: a seed trained in two runs (a table split in two) gives the table of the whole run:
+    the same means, and each network's rank among all the networks of that seed."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("hand_table", root / "benchmarks" / "hand_table.py")
+    assert spec is not None and spec.loader is not None
+    hand_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hand_table)
+    whole = root / "benchmarks" / "data" / "hand-k16-small-seed0.csv"
+    df = pd.read_csv(whole)
+    (tmp_path / "a.csv").write_text(df.iloc[:7].to_csv(index=False))
+    (tmp_path / "b.csv").write_text(df.iloc[7:].to_csv(index=False))
+    split = hand_table.table([str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), str(root / "benchmarks" / "data" / "hand-k16-small-seed1.csv")])
+    assert split == hand_table.table([str(whole), str(root / "benchmarks" / "data" / "hand-k16-small-seed1.csv")])
+    worst = df[df["status"] == "ok"].sort_values("test_nmse_db")["name"].iloc[-1]  # trained at seed 0 only, last of its 12
+    assert worst == "lista_cp" and [line for line in split.splitlines() if "| LISTA-CP |" in line][0].endswith("| 12 |")
