@@ -4,8 +4,8 @@
 
 Prints a Markdown table: every network, mean ± std over the seeds of test nmse_db (pooled), test nmse_db_mean
 (per sample, the design-space paper's) and validation nmse_db, ranked by mean test nmse_db; its rank at each seed
-(among the networks trained at that seed: the runs of one seed, the table's ``seed`` column, count as one); and the gap
-of each network to the best one.
+(among the networks trained at that seed: the runs of one seed, the table's ``seed`` column, count as one; × failed
+there, – not trained there); and the gap of each network to the best one.
 """
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ def table(runs: list[str]) -> str:
     ok = ok.assign(rank=ok.groupby("seed")["test_nmse_db"].rank(method="min").astype(int))
     ranks = ok.pivot(index="name", columns="seed", values="rank")
     best = stats["test"].iloc[0]
+    seeds = sorted(df["seed"].unique())
+    tried = set(zip(df["name"], df["seed"], strict=True))
+
+    def cell(name: str, seed: int) -> str:  # the rank at that seed; × failed there, – not trained there
+        rank = ranks.loc[name].get(seed)
+        return str(int(rank)) if rank is not None and not pd.isna(rank) else ("×" if (name, seed) in tried else "–")
 
     def pm(mean: float, sd: float) -> str:
         return f"{mean:.2f}" if pd.isna(sd) else f"{mean:.2f} ± {sd:.2f}"
@@ -59,7 +65,7 @@ def table(runs: list[str]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for i, (name, r) in enumerate(stats.iterrows(), start=1):
-        per_seed = ", ".join(str(int(v)) for v in ranks.loc[name].dropna())
+        per_seed = ", ".join(cell(name, seed) for seed in seeds)
         lines.append(
             f"| {i} | {display_name(name)} | {int(r['seeds'])} | {pm(r['test'], r['test_sd'])}"
             f" | {pm(r['test_mean'], r['test_mean_sd'])} | {pm(r['val'], r['val_sd'])} | {r['test'] - best:+.2f} | {per_seed} |"
