@@ -6,7 +6,7 @@
 ``prune``: stage-0 steps without the frozen layers' graph; ``compact_masks``: Adam's masks per (candidate, layer),
 broadcast, instead of full-size (trainers/population.py). Each is the same maths, so the parameters must be bit-equal.
 ``wide_mix``: the LWA pre-mixes as one batched matmul over a history buffer instead of one kernel per origin
-(trainers/model.py): the same sums in another order, so the parameters are compared by their largest relative gap.
+(trainers/model.py, switched on the trainer): the same sums in another order, so the parameters are compared by their largest relative gap.
 Times R rounds of N training steps of one cohort (the hand designs distinct at K, or with ``--random P`` P random
 genotypes of the classic space, as ``nasdun bench`` draws them) at the given stages of layer K on ``small``'s data,
 the switch on and off alternately (one intra-op thread on a CPU), and prints the medians and their ratio.
@@ -36,7 +36,7 @@ FLAGS = ("prune", "compact_masks", "wide_mix")
 
 def trainer(gs: list, problem: object, flag: str, on: bool, layer: int, stage: int) -> PopulationTrainer:
     tr = PopulationTrainer(gs, problem, get_protocol("final"))  # type: ignore[arg-type]
-    setattr(tr.model if flag == "wide_mix" else tr, flag, on)
+    setattr(tr, flag, on)
     tr.jump_to(layer, stage)  # rebuilds the per-stage state under the switch
     return tr
 

@@ -141,6 +141,17 @@ def test_compaction_carries_every_state_field_even_one_added_later(small_problem
         broken.select(np.array([0, 1]))
 
 
+def test_the_wide_mix_switch_outlives_the_compaction_that_rebuilds_the_model(small_problem):
+    """A trainer switched to the wide pre-mix keeps it when a rung drops candidates and the model is rebuilt."""
+    gs = [preset(n, 3) for n in ("lista", "2no", "dense", "3no", "lfista")]
+    tr = PopulationTrainer(gs, small_problem, halving((1,)))
+    model = tr.model
+    tr.wide_mix = True
+    res = tr.run()
+    assert tr.model is not model and len(tr.c.ids) < 5 and sum(r.status == "stopped" for r in res) == 2  # compacted
+    assert tr.wide_mix and tr.model.wide_mix and not PopulationTrainer(gs, small_problem, halving((1,))).wide_mix
+
+
 def test_a_rung_that_every_candidate_survives_trains_on(small_problem):
     """min_survivors >= the cohort: nobody is stopped at the rung, nothing compacts, and the next layer still trains
     (its stages were not seen before: a cohort of two under such a protocol stalled there, every mask zero)."""

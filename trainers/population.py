@@ -151,6 +151,16 @@ class PopulationTrainer:
         self._moving = dict(zip(self.params, moving, strict=True))
         self._moving_params = {name: p for name, p in self.params.items() if self._moving[name]}  # what a step differentiates and steps
 
+    @property
+    def wide_mix(self) -> bool:
+        """The model's LWA pre-mix in one pass per layer (:attr:`trainers.model.UnrolledLISTA.wide_mix`; off by default:
+        not faster on CPU), kept across the compactions that rebuild the model."""
+        return bool(self.model.wide_mix)
+
+    @wide_mix.setter
+    def wide_mix(self, on: bool) -> None:
+        self.model.wide_mix = on
+
     def jump_to(self, layer: int, stage: int) -> None:
         """Put every active candidate at (layer, stage) with fresh moments (benchmarks, tests)."""
         if not (1 <= layer <= self.model.K and 0 <= stage < self.protocol.stages_per_layer):
@@ -321,10 +331,11 @@ class PopulationTrainer:
             return False
         self._store(drop)
         idx = torch.as_tensor(keep, device=self.c.step.device)
-        old = self.params
+        old, wide = self.params, self.wide_mix
         self.model = UnrolledLISTA(
             [self.results[i].genotype for i in self.c.ids[keep]], self.problem.D, self.protocol.lam, self.protocol.coef_init, self.options.compile
         )
+        self.wide_mix = wide
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 p.copy_(_fit_slots(name, old[name].index_select(0, idx), p))
