@@ -130,5 +130,7 @@ def test_the_api_errors_name_parameters_the_cli_says_as_flags(two_runs, tmp_path
         api.confirm(a, tmp_path / "c", "smoke", seeds="101,x")
     with pytest.raises(nasdun.NasdunError, match=r"^P='16,x'; expected a comma list"):
         api.bench("16,x")
+    with pytest.raises(nasdun.NasdunError, match=r"^P=\[16.5\]; expected a comma list of integers"):  # refused, not cut to 16
+        api.bench([16.5])
     with pytest.raises(nasdun.NasdunError, match=r"^average\(\): top_k='3'; expected int"):
         api.average(a, tmp_path / "x.json", top_k="3")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 from collections import abc
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -262,15 +263,12 @@ def _list(value: str | Sequence[Any]) -> list[Any]:
     return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
 
 
-def _seeds(seeds: str | Sequence[int]) -> list[int]:
-    """Seeds given as a comma list (``"101,102"``) or as integers; a word that is not one is named."""
-    out = []
-    for v in _list(seeds):
-        try:
-            out.append(int(v))
-        except (TypeError, ValueError):
-            raise NasdunError(f"seeds={seeds!r}; expected a comma list of integers such as 101,102,103", ("seeds",)) from None
-    return out
+def _ints(value: str | Sequence[int], name: str, example: str) -> list[int]:
+    """Integers given as a comma list (``"101,102"``) or as a sequence; a word that is not one is named with ``name``."""
+    try:  # a word as written; any other value must already be an integer (16.5 is refused, not cut to 16)
+        return [int(v) if isinstance(v, str) else operator.index(v) for v in _list(value)]
+    except (TypeError, ValueError):
+        raise NasdunError(f"{name}={value!r}; expected a comma list of integers such as {example}", (name,)) from None
 
 
 def _paths(runs: str | Path | Sequence[str | Path]) -> list[str | Path]:
@@ -362,7 +360,7 @@ def confirm(
     on fresh ``seeds``, into ``out`` (continued where an interrupted one stopped). Returns the per-network table."""
     from analysis.studies.confirm import run_confirm
 
-    seed_list = _seeds(seeds)
+    seed_list = _ints(seeds, "seeds", "101,102,103")
     return run_confirm(_paths(runs), top_k, seed_list, protocol, out, _list(against), _options(options), force=force)
 
 
@@ -445,7 +443,7 @@ def compare_samplers(
     unknown = sorted(set(overrides) - {"setting", "protocol", "layers", "cohort"})
     if unknown:
         raise NasdunError(f"compare_samplers(): unknown argument(s) {', '.join(unknown)}; expected setting, protocol, layers or cohort")
-    seed_list = _seeds(seeds)
+    seed_list = _ints(seeds, "seeds", "101,102,103")
     confirm = None if confirm_protocol is None else _list(confirm_protocol)
     return run_sampler_study(
         _list(samplers), seed_list, budget, out, config=config, baselines=baselines, confirm_seeds=confirm_seeds, confirm_protocols=confirm,
@@ -495,13 +493,7 @@ def bench(
     from nasdun.runs.bench import BenchSize, measure_protocol, run_bench
     from nasdun.runs.bench import paper_size as paper
 
-    if isinstance(P, str):
-        try:
-            sizes = [int(v) for v in P.split(",") if v.strip()]
-        except ValueError:
-            raise NasdunError(f"P={P!r}; expected a comma list of integers such as 16,64,128", ("P",)) from None
-    else:
-        sizes = list(P)
+    sizes = _ints(P, "P", "16,64,128")
     size = paper() if paper_size else BenchSize(m, n, layers, batch, val)
     if protocol:
         return [measure_protocol(size, p, protocol, _options(options), seconds) for p in sizes]
