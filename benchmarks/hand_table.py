@@ -2,6 +2,9 @@
 
     python benchmarks/hand_table.py RUN [RUN ...]     # RUN: a run directory, or a results.csv kept elsewhere (benchmarks/data)
 
+A RUN named ``*-rounded.csv`` holds only the columns of ROUNDED, copied to 0.01 dB from a results page whose run was
+not kept; its means and standard deviations are then exact to that rounding.
+
 Prints a Markdown table: every network, mean ± std over the seeds of test nmse_db (pooled), test nmse_db_mean
 (per sample, the design-space paper's) and validation nmse_db, ranked by mean test nmse_db; its rank at each seed
 (among the networks trained at that seed: the runs of one seed, the table's ``seed`` column, count as one; × failed
@@ -20,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from nasdun.runs.results import read_table  # noqa: E402
 from search_spaces.presets import display_name  # noqa: E402
 
+ROUNDED = ("name", "seed", "status", "test_nmse_db", "test_nmse_db_mean", "val_nmse_db")  # a *-rounded.csv's columns
+
 
 def table(runs: list[str]) -> str:
     import shutil
@@ -28,7 +33,11 @@ def table(runs: list[str]) -> str:
     frames = []
     for run in runs:
         path = Path(run)
-        if path.is_file():  # a kept table: read (and checked) as its run directory would be
+        if path.is_file() and path.stem.endswith("-rounded"):  # values copied from a results page (its run was not kept)
+            df = pd.read_csv(path)
+            if missing := set(ROUNDED) - set(df.columns):
+                raise SystemExit(f"{path}: a -rounded table needs the columns {', '.join(ROUNDED)}; missing {', '.join(sorted(missing))}")
+        elif path.is_file():  # a kept table: read (and checked) as its run directory would be
             with tempfile.TemporaryDirectory() as tmp:
                 shutil.copyfile(path, Path(tmp) / "results.csv")
                 df = read_table(Path(tmp))

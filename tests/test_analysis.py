@@ -738,3 +738,14 @@ def test_the_hand_table_counts_the_runs_of_one_seed_as_one_seed(tmp_path):
     assert split == hand_table.table([str(whole), str(root / "benchmarks" / "data" / "hand-k16-small-seed1.csv")])
     worst = df[df["status"] == "ok"].sort_values("test_nmse_db")["name"].iloc[-1]  # trained at seed 0 only, last of its 12
     assert worst == "lista_cp" and [line for line in split.splitlines() if "| LISTA-CP |" in line][0].endswith("| 12, – |")
+    # a seed whose run was not kept, copied to 0.01 dB from its page (*-rounded.csv): its values enter the means as they are
+    rounded = df[list(hand_table.ROUNDED)].round(2)
+    rounded.to_csv(tmp_path / "seed0-rounded.csv", index=False)
+    got = hand_table.table([str(tmp_path / "seed0-rounded.csv"), str(root / "benchmarks" / "data" / "hand-k16-small-seed1.csv")])
+    lista = [line for line in got.splitlines() if "| LISTA |" in line][0].split(" | ")
+    one = pd.read_csv(root / "benchmarks" / "data" / "hand-k16-small-seed1.csv").set_index("name").loc["lista", "test_nmse_db"]
+    zero = rounded.set_index("name").loc["lista", "test_nmse_db"]
+    assert lista[3] == f"{(zero + one) / 2:.2f} ± {pd.Series([zero, one]).std():.2f}"
+    rounded.drop(columns="val_nmse_db").to_csv(tmp_path / "bad-rounded.csv", index=False)
+    with pytest.raises(SystemExit, match="missing val_nmse_db"):
+        hand_table.table([str(tmp_path / "bad-rounded.csv")])
