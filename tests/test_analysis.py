@@ -110,6 +110,19 @@ def test_search_statistics(run, tmp_path):
     assert agree["overlap"] == 2 and agree["conn_freq_pearson"] == pytest.approx(1.0)
 
 
+def test_agreement_at_two_layers_has_no_connection_to_correlate(tmp_path):
+    """At K = 2 no skip connection exists: the overlap is counted, the correlation is NaN, and numpy says nothing."""
+    import warnings
+
+    two = [Genotype.build(2, {}, ns) for ns in (["soft", "relu"], ["relu", "soft"], ["soft", "soft"])]
+    a = table(tmp_path, [(two[0], -9.0, "ok", "rl"), (two[1], -8.0, "ok", "rl")], "a")
+    b = table(tmp_path, [(two[0], -7.0, "ok", "rl"), (two[2], -9.5, "ok", "rl")], "b")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agree = topk_agreement(load_runs([a]), load_runs([b]), 2)
+    assert agree["overlap"] == 1 and agree["overlap_fraction"] == 0.5 and math.isnan(agree["conn_freq_pearson"])
+
+
 def test_average_cli_writes_a_file_train_reads(run, tmp_path, capsys):
     out = tmp_path / "avg.json"
     assert main(["average", str(run), "--top-k", "3", "--out", str(out)]) == 0

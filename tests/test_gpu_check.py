@@ -59,7 +59,7 @@ def test_gpu_check_dress_rehearsal_produces_every_figure(no_ray_no_optuna, tmp_p
     final = s["bench"]["protocol"]["final"]  # what `final` runs, in its proportions (nasdun bench --protocol)
     assert final["iterations_per_candidate"] == 3 * 500 + 2 * 500 + 15_000 and final["share"]["end-to-end pass"] > 0
     assert s["env"]["matmul_tflops_fp32"] > 0 and s["env"]["matmul_tflops_tf32"] > 0 and s["env"]["matmul_tflops_bf16"] > 0
-    assert s["tests"]["passed"] >= 2 and s["tests"]["failed"] == 0 and s["tests"]["error"] == 0
+    assert s["tests"]["passed"] >= 1 and s["tests"]["failed"] == 0 and s["tests"]["error"] == 0
     fp32, tf32 = s["bench"]["fp32"], s["bench"]["tf32"]
     assert fp32["single"] > 0 and fp32["packing"] > 0 and set(fp32["batched"]) == {"1", "4"} and set(fp32["compiled"]) == {"4"}
     assert set(tf32["batched"]) == {"1", "4"} and all(0 <= v < 1 for v in fp32["val_share"].values())

@@ -12,7 +12,7 @@ from nasdun.interfaces.cli import main
 def test_a_cold_sampler_study_measures_what_its_tables_say_and_continues_without_retraining(tmp_path, capsys):
     out, config = tmp_path / "study", tmp_path / "study.yaml"
     config.write_text("sampler_options:\n  predictor: {startup: 2}\n")
-    args = ["compare-samplers", "--samplers", "random,predictor", "--seeds", "0,1", "--budget", "4", "--layers", "3", "--protocol", "smoke",
+    args = ["compare-samplers", "--samplers", "random,predictor", "--seeds", "0,1", "--budget", "4", "--layers", "2", "--protocol", "smoke",
             "--cohort", "2", "--setting", "small", "--num-cpus", "2", "--confirm-seeds", "1", "--config", str(config), "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     summary = json.loads((out / "samplers.json").read_text())

@@ -649,7 +649,7 @@ def test_training_on_workers_continues_a_killed_run_from_its_checkpoints(ray_loc
     from search_spaces import preset
 
     longer = tmp_path / "longer.yaml"
-    longer.write_text("patience: 300\nmax_iters: 300\nbatch_size: 64\nlrs: [5.0e-4, 1.0e-4]\n")
+    longer.write_text("patience: 150\nmax_iters: 150\nbatch_size: 64\nlrs: [5.0e-4, 1.0e-4]\n")
     archs = [(n, preset(n, 3)) for n in ("lista", "2no", "alista", "lista_cpss")]
     whole = run_train(archs, "small", str(longer), 0, tmp_path / "whole", options=RunOptions("cpu"), workers=2).set_index("name")
     assert json.loads((tmp_path / "whole" / "run.json").read_text())["workers"] == 2
