@@ -20,6 +20,7 @@ nodes=($(scontrol show hostnames "$SLURM_JOB_NODELIST"))
 head=${nodes[0]}
 head_ip=$(srun --nodes=1 --ntasks=1 -w "$head" hostname --ip-address | awk '{print $1}')
 port=6379
+export RAY_worker_niceness=0   # Ray's workers (where the cohorts train) at the job's priority, not 15 below it
 
 srun --nodes=1 --ntasks=1 -w "$head" ray start --head --node-ip-address="$head_ip" --port=$port \
     --num-cpus="$SLURM_CPUS_PER_TASK" --num-gpus=1 --block &

@@ -75,3 +75,26 @@ def test_a_training_runs_at_its_fixed_thread_count_and_restores_the_callers(smal
 def test_a_bad_thread_count_is_one_clear_error(bad):
     with pytest.raises(NasdunError, match=r"threads=.*expected an integer >= 1"):
         check_threads(bad)
+
+
+NICENESS = textwrap.dedent(
+    """
+    import json, os, ray
+    from nasdun.orchestration.raycluster import start_ray
+    start_ray(None, 1)
+    worker = ray.get(ray.remote(num_cpus=1)(lambda: os.nice(0)).remote())  # where the search's cohorts train
+    print(json.dumps({"driver": os.nice(0), "worker": worker}))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("given", "added"), [(None, 0), ("3", 3)], ids=["default", "users-setting"])
+def test_the_local_ray_s_workers_keep_the_driver_s_priority(given, added, tmp_path):
+    """Ray raises its workers' niceness by 15 unless told otherwise: cohorts that train there yielded to any other
+    process (a search beside a busy one, ~7x slower). nasdun's local Ray keeps the driver's; a user's RAY_worker_niceness wins."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_worker_niceness"} | ({"RAY_worker_niceness": given} if given else {})
+    out = subprocess.run([sys.executable, "-c", NICENESS], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["worker"] == got["driver"] + added
