@@ -36,8 +36,8 @@ def start_ray(address: str | None, num_cpus: int | None) -> None:
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")  # Ctrl-C raises in the driver: nasdun names its own resume command
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
     # Ray raises its workers' niceness by 15, so the cohorts (which train in them) yield to anything else on the
-    # machine: beside a busy process a search ran ~7x slower. A local Ray's workers keep the driver's priority
-    # (a cluster's is set where it starts: cluster/).
+    # machine: with both cores taken a small search ran 13.7x slower (docs/results/throughput.md). A local Ray's
+    # workers keep the driver's priority (a cluster's is set where it starts: cluster/).
     os.environ.setdefault(WORKER_NICENESS, "0")
     try:
         if address:
