@@ -220,6 +220,34 @@ def test_a_checkpoint_of_another_run_is_refused(small_problem, tmp_path):
         )
     with pytest.raises(NasdunError, match="belongs to another run"):
         train_population([preset("2no", 3)], small_problem, get_protocol("smoke"), checkpoint=ckpt)
+    import torch
+
+    blob = torch.load(ckpt, weights_only=True)
+    torch.save({**blob, "version": 1}, ckpt)  # a checkpoint of an older format: named as such, not as another run
+    with pytest.raises(NasdunError, match=r"ckpt.pt' is of format 1, this nasdun reads 2; delete it to start afresh"):
+        train_population([preset("lista", 3)], small_problem, get_protocol("smoke"), checkpoint=ckpt)
+
+
+def test_a_run_written_before_a_protocol_field_existed_is_still_reused(good_run, tmp_path):
+    """A run whose run.json lacks a protocol field added later (it held the default then) is the same run; any other
+    difference in the protocol is not."""
+    import json
+    import shutil
+
+    from nasdun.runs.training import holds_run
+    from search_spaces import preset
+
+    run = tmp_path / "run"
+    shutil.copytree(good_run, run)
+    archs = [(n, preset(n, 3)) for n in ("lista", "2no", "3no")]
+    meta = json.loads((run / "run.json").read_text())
+    assert holds_run(run, archs, "small", 0, "smoke")
+    del meta["protocol"]["retries"]
+    (run / "run.json").write_text(json.dumps(meta))
+    assert holds_run(run, archs, "small", 0, "smoke")
+    meta["protocol"]["val_every"] += 10
+    (run / "run.json").write_text(json.dumps(meta))
+    assert not holds_run(run, archs, "small", 0, "smoke")
 
 
 @pytest.mark.slow

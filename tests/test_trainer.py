@@ -58,6 +58,34 @@ def test_diverging_candidate_fails_alone(small_problem, together):
         assert broken[p].test_nmse_db == pytest.approx(res[p].test_nmse_db, abs=1e-6)
 
 
+def test_a_diverged_stage_restarts_at_half_the_rate_and_the_others_keep_their_bits(small_problem):
+    """``retries``: a candidate that diverges restarts its stage from the stage's best parameters at half the rate; the
+    restart is in its stage records, it trains exactly as alone, and the candidates beside it keep their bits."""
+    gs = [preset("lista", 3), preset("alista", 3)]
+    hot = dataclasses.replace(SMOKE, name="hot", lrs=(0.5, 0.5), batch_size=64)  # LISTA diverges at this rate
+    plain = PopulationTrainer(gs, small_problem, hot).run()
+    assert plain[0].status == "failed" and "restart" not in plain[0].reason and plain[1].status == "ok"
+    retried = PopulationTrainer(gs, small_problem, dataclasses.replace(hot, retries=8)).run()
+    r = retried[0]
+    restarts = [s for s in r.stages if "diverged" in s]
+    assert r.status == "ok" and 1 <= len(restarts) <= 8 and r.reason.startswith(f"{len(restarts)} restart")
+    assert [s["lr_scale"] for s in restarts] == [0.5**i for i in range(len(restarts))]
+    assert r.iterations == sum(s["iters"] for s in r.stages)
+    assert [(s["layer"], s["stage"]) for s in r.stages if "diverged" not in s] == [(t, s) for t in range(1, 4) for s in (1, 2)]
+    assert plain[1].params
+    for name, value in plain[1].params.items():  # the other candidate: the same bits with or without the restarts
+        assert torch.equal(value, retried[1].params[name]), name
+    alone = PopulationTrainer(gs[:1], small_problem, dataclasses.replace(hot, retries=8)).run()[0]
+    assert (alone.stages, alone.iterations) == (r.stages, r.iterations)
+    for name, value in alone.params.items():
+        assert torch.equal(value, r.params[name]), name
+    spent = PopulationTrainer(gs[:1], small_problem, dataclasses.replace(hot, retries=len(restarts) - 1)).run()[0]
+    n = len(restarts) - 1
+    assert spent.status == "failed" and (f"after {n} restart" in spent.reason) == (n > 0)
+    with pytest.raises(NasdunError, match=r"retries=-1; expected an integer >= 0"):
+        dataclasses.replace(hot, retries=-1)
+
+
 def test_stage_one_moves_only_the_new_layer(small_problem):
     tr = PopulationTrainer([preset("3no", 4), preset("dense", 4)], small_problem, SMOKE)
     tr.jump_to(3, 0)

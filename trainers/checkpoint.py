@@ -27,7 +27,7 @@ from nasdun.core.errors import NasdunError
 from search_spaces.genotype import Genotype
 from trainers.scoring import CandidateResult
 
-VERSION = 1
+VERSION = 2  # 2: the candidates' restart counts (retries_h)
 _NUMPY = "__numpy__"
 
 
@@ -94,7 +94,9 @@ def restore_checkpoint(trainer: Any, path: Path) -> float:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: torch raises several types
         raise NasdunError(f"checkpoint {str(path)!r} cannot be read ({str(err).splitlines()[0][:120]}); delete it to start afresh") from None
-    if blob.get("version") != VERSION or blob.get("fingerprint") != fingerprint(trainer):
+    if blob.get("version") != VERSION:
+        raise NasdunError(f"checkpoint {str(path)!r} is of format {blob.get('version')}, this nasdun reads {VERSION}; delete it to start afresh")
+    if blob.get("fingerprint") != fingerprint(trainer):
         raise NasdunError(f"checkpoint {str(path)!r} belongs to another run (other networks, data, protocol or precision); delete it or use its run")
     trainer.results = [CandidateResult(**{**r, "genotype": Genotype.from_json(r["genotype"])}) for r in blob["results"]]
     state = {k: _unpack(v, dev) for k, v in blob["state"].items()}

@@ -15,7 +15,9 @@ alone. Adam is applied per element with per-candidate step counts, learning rate
 trainable mask (the parameters its stage may move), and is reset at each stage start (the
 reference code builds a fresh optimizer per stage). At each stage start and every
 ``val_every`` iterations the candidate's x(t[p]) is scored on the validation set
-(``nmse_db``); the best parameters of a stage are restored when the stage ends.
+(``nmse_db``); the best parameters of a stage are restored when the stage ends. A candidate
+that diverges fails, or, under a protocol with ``retries``, first restarts the stage from
+those parameters at half its rate.
 
 **Successive halving** (a protocol with ``rungs``): a candidate that finishes the last stage
 of a rung layer waits; when every live candidate waits, the best ``ceil(n / eta)`` (at least
@@ -116,6 +118,7 @@ class PopulationTrainer:
             it_h=np.zeros(P, dtype=np.int64),
             active_h=np.ones(P, dtype=bool),
             waiting_h=np.zeros(P, dtype=bool),
+            retries_h=np.zeros(P, dtype=np.int64),
         )
         self.results = [CandidateResult(g) for g in genotypes]
         self.iteration = 0  # steps taken by the cohort
@@ -273,7 +276,18 @@ class PopulationTrainer:
             r, t, s = self.results[self.c.ids[p]], int(self.c.t_h[p]), int(self.c.s_h[p])
             if host[0][p]:
                 why = "non-finite training loss" if host[2][p] else f"validation nmse_db {val_h[p]:.4g} (limit {proto.diverge_db})"
-                r.status, r.reason = "failed", f"diverged at layer {t} stage {s + 1}: {why}"
+                tries = int(self.c.retries_h[p])
+                if tries < proto.retries:  # restart the stage from its best parameters (restored above) at half the rate
+                    r.stages.append({"layer": t, "stage": s + 1, "iters": int(host[3][p]), "best_val_nmse_db": float(best_h[p]),
+                                     "diverged": why, "lr_scale": float(self.c.lr_scale[p])})  # fmt: skip
+                    self.c.retries_h[p] = tries + 1
+                    r.reason = f"{tries + 1} restart{'s' * (tries > 0)} at half the rate, the last at layer {t} stage {s + 1} ({why})"
+                    self.c.lr_scale[p] *= 0.5
+                    self.c.bad[p] = False
+                    started[p] = True
+                    continue
+                after = f" (after {tries} restart{'s' * (tries > 1)} at half the rate)" if tries else ""
+                r.status, r.reason = "failed", f"diverged at layer {t} stage {s + 1}{after}: {why}"
                 r.iterations = int(self.c.it_h[p])
             else:
                 r.stages.append({"layer": t, "stage": s + 1, "iters": int(host[3][p]), "best_val_nmse_db": float(best_h[p])})

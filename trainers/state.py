@@ -35,6 +35,7 @@ class CandidateState:
     it_h: np.ndarray  # (P,) the candidate's own training iterations
     active_h: np.ndarray  # (P,) still training
     waiting_h: np.ndarray  # (P,) at a halving rung, waiting for the rest of the cohort
+    retries_h: np.ndarray  # (P,) diverged stages restarted at half the rate (the protocol's ``retries``)
 
     def select(self, keep: np.ndarray) -> CandidateState:
         """The state of slots ``keep`` (in that order), every field."""

@@ -129,7 +129,8 @@ def reference_rows(results: pd.DataFrame, run_meta: dict[str, Any], chunk: int, 
             "name": name, "kind": kind.get(name, "random"), "chunk": chunk, "setting": run_meta["setting"]["name"], "layers": K,
             "seed": run_meta["seed"], "genotype_seed": genotype_seed, "protocol": run_meta["protocol"]["name"], "hash": g.hash,
             "neurons": "".join(letter(n) for n in g.neurons), "genotype": g.to_json(), "status": "failed" if failed else "ok",
-            "reason": reason, "diverged_layer": _diverged_layer(reason), "diverged_value_db": _diverged_value(reason),
+            "reason": reason, "diverged_layer": _diverged_layer(reason if failed else ""),
+            "diverged_value_db": _diverged_value(reason if failed else ""),
             "iterations": int(r["iterations"]),
         }  # fmt: skip
         for col in ("val_nmse_db", "test_nmse_db", "val_nmse_db_mean", "test_nmse_db_mean"):

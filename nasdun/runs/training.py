@@ -105,7 +105,7 @@ def holds_run(run_dir: str | Path, archs: list[tuple[str, Genotype]], setting: s
     """Whether ``run_dir`` holds a finished :func:`run_train` of exactly ``archs`` (``subset``: of some of them, each
     as given) on this setting's data, seed and protocol: what may be reused instead of trained again."""
     from trainers.problems.make import get_setting
-    from trainers.protocols import get_protocol
+    from trainers.protocols import Protocol, get_protocol
 
     path = Path(run_dir)
     if not (path / "results.csv").is_file() or not (path / "run.json").is_file():
@@ -115,7 +115,9 @@ def holds_run(run_dir: str | Path, archs: list[tuple[str, Genotype]], setting: s
     same_archs = all(want.get(n) == g for n, g in have.items()) if subset else have == want
     s = get_setting(setting)
     same_data = meta.get("setting", {}).get("name") == s.name and meta.get("setting", {}).get("digest", "") == getattr(s, "digest", "")
-    same_protocol = meta.get("protocol") == json.loads(json.dumps(asdict(get_protocol(protocol))))
+    had = meta.get("protocol")
+    defaults = json.loads(json.dumps(asdict(Protocol())))  # a field added since the run was written holds its default there
+    same_protocol = isinstance(had, dict) and {**defaults, **had} == json.loads(json.dumps(asdict(get_protocol(protocol))))
     return same_archs and same_data and same_protocol and meta.get("seed") == seed
 
 

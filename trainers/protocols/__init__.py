@@ -29,7 +29,9 @@ class Protocol:
     §5: the stage rule reads the subset; the full set scores the parameters each stage keeps and the final result;
     a validation set of at most ``val_subset`` samples is used whole); a stage ends when its best validation NMSE is
     ``patience`` iterations old or after ``max_iters``; a candidate whose validation NMSE is non-finite or above
-    ``diverge_db`` (or whose training loss is non-finite) fails. With ``rungs``, successive
+    ``diverge_db`` (or whose training loss is non-finite) fails; with ``retries`` > 0 it first restarts the stage from
+    the stage's best parameters with its learning rates halved, up to ``retries`` times (the rates stay halved for its
+    later stages), and fails only when they are spent. With ``rungs``, successive
     halving: after the last stage of each rung layer the cohort keeps its best
     ``ceil(n / eta)`` (at least ``min_survivors``) and stops the rest.
 
@@ -56,6 +58,7 @@ class Protocol:
     lam: float = 0.4
     coef_init: str = "ones"
     diverge_db: float = 20.0
+    retries: int = 0  # restarts of a diverged stage at half the rate before the candidate fails (0: it fails at once)
     rungs: tuple[int, ...] = ()  # successive halving after these layers (empty: off)
     eta: int = 2
     min_survivors: int = 1
@@ -76,6 +79,8 @@ class Protocol:
             raise NasdunError(f"protocol {self.name}: lrs={list(self.lrs)}; expected one or more finite positive learning rates (one per stage)")
         if not 0 <= self.lam < math.inf:
             raise NasdunError(f"protocol {self.name}: lam={self.lam}; expected a finite threshold weight >= 0 (the reference: 0.4)")
+        if self.retries < 0:
+            raise NasdunError(f"protocol {self.name}: retries={self.retries}; expected an integer >= 0 (restarts of a diverged stage)")
         if not math.isfinite(self.diverge_db):
             raise NasdunError(f"protocol {self.name}: diverge_db={self.diverge_db}; expected a finite nmse_db limit (the reference: 20.0)")
         if self.final_iters < 0 or self.final_iters % self.val_every:
