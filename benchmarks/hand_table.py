@@ -8,7 +8,9 @@ not kept; its means and standard deviations are then exact to that rounding.
 Prints a Markdown table: every network, mean ± std over the seeds of test nmse_db (pooled), test nmse_db_mean
 (per sample, the design-space paper's) and validation nmse_db, ranked by mean test nmse_db; its rank at each seed
 (among the networks trained at that seed: the runs of one seed, the table's ``seed`` column, count as one; × failed
-there, – not trained there); and the gap of each network to the best one.
+there, – not trained there; ʳ where it trained to the end after a restart at half the rate: the protocol's ``retries``);
+and the gap of each network to the best one. A network that appears at one seed in several RUNs (a rerun) takes its
+row from the RUN given last.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def table(runs: list[str]) -> str:
         else:
             df = read_table(path)
         frames.append(df.assign(run=path.stem if path.is_file() else path.name))
-    df = pd.concat(frames)
+    df = pd.concat(frames).drop_duplicates(["name", "seed"], keep="last")  # a network rerun at a seed: the later RUN's row
+    restarted = {(n, sd) for n, sd, st, why in zip(df["name"], df["seed"], df["status"], df.get("reason", [""] * len(df)), strict=True)
+                 if st == "ok" and " restart" in str(why)}  # fmt: skip
     ok = df[df["status"] == "ok"]
     failed = df[df["status"] != "ok"]
     g = ok.groupby("name")
@@ -62,9 +66,11 @@ def table(runs: list[str]) -> str:
     seeds = sorted(df["seed"].unique())
     tried = set(zip(df["name"], df["seed"], strict=True))
 
-    def cell(name: str, seed: int) -> str:  # the rank at that seed; × failed there, – not trained there
+    def cell(name: str, seed: int) -> str:  # the rank at that seed (ʳ: after a restart); × failed there, – not trained there
         rank = ranks.loc[name].get(seed)
-        return str(int(rank)) if rank is not None and not pd.isna(rank) else ("×" if (name, seed) in tried else "–")
+        if rank is not None and not pd.isna(rank):
+            return f"{int(rank)}ʳ" if (name, seed) in restarted else str(int(rank))
+        return "×" if (name, seed) in tried else "–"
 
     def pm(mean: float, sd: float) -> str:
         return f"{mean:.2f}" if pd.isna(sd) else f"{mean:.2f} ± {sd:.2f}"

@@ -762,3 +762,12 @@ def test_the_hand_table_counts_the_runs_of_one_seed_as_one_seed(tmp_path):
     rounded.drop(columns="val_nmse_db").to_csv(tmp_path / "bad-rounded.csv", index=False)
     with pytest.raises(SystemExit, match="missing val_nmse_db"):
         hand_table.table([str(tmp_path / "bad-rounded.csv")])
+    # a network rerun at a seed (here LISTA-CPSS, failed at seed 0, trained again with a restart): the later RUN's row
+    rerun = df[df["name"] == "lista_cpss"].assign(status="ok", test_nmse_db=-40.0, test_nmse_db_mean=-41.0, val_nmse_db=-40.5,
+                                                  reason="1 restart at half the rate, the last at layer 16 stage 2 (...)")  # fmt: skip
+    rerun.to_csv(tmp_path / "rerun.csv", index=False)
+    got = hand_table.table([str(whole), str(tmp_path / "rerun.csv")])
+    cpss = [line for line in got.splitlines() if "LISTA-CPSS" in line]
+    assert len(cpss) == 1 and "| -40.00 | -41.00 | -40.50 |" in cpss[0] and cpss[0].endswith(" 1ʳ |")
+    before = hand_table.table([str(tmp_path / "rerun.csv"), str(whole)])  # given first, the rerun is replaced by the failure
+    assert [line for line in before.splitlines() if "LISTA-CPSS" in line][0].startswith("| – | LISTA-CPSS (seed 0) | failed: diverged")
