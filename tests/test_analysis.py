@@ -771,3 +771,37 @@ def test_the_hand_table_counts_the_runs_of_one_seed_as_one_seed(tmp_path):
     assert len(cpss) == 1 and "| -40.00 | -41.00 | -40.50 |" in cpss[0] and cpss[0].endswith(" 1ʳ |")
     before = hand_table.table([str(tmp_path / "rerun.csv"), str(whole)])  # given first, the rerun is replaced by the failure
     assert [line for line in before.splitlines() if "LISTA-CPSS" in line][0].startswith("| – | LISTA-CPSS (seed 0) | failed: diverged")
+
+
+def test_paired_runs_reports_each_network_s_move_and_the_ranking(tmp_path):
+    """benchmarks/paired_runs.py: B − A per network, the median and largest |B − A| and the rank correlations, over the
+    networks that finished in both; a network failed in either is listed apart."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("paired_runs", root / "benchmarks" / "paired_runs.py")
+    assert spec is not None and spec.loader is not None
+    paired_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paired_runs)
+    a = pd.read_csv(root / "benchmarks" / "data" / "hand-k16-small-seed0.csv")
+    b = a.copy()
+    b.loc[b["name"] == "lista", "test_nmse_db"] -= 10.0  # LISTA, last of the 12 on test, becomes first
+    b.loc[b["name"] == "alista", "test_nmse_db"] += 0.02
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    out = paired_runs.paired(str(tmp_path / "a.csv"), str(tmp_path / "b.csv"))
+    assert "| LISTA | " in out and "| -10.000 |" in [line for line in out.splitlines() if line.startswith("| LISTA |")][0]
+    assert "| LISTA-CPSS | A: failed diverged at layer 16" in out
+    ok = a[a["status"] == "ok"]
+    rho = spearmanr_of(ok["test_nmse_db"], b.loc[ok.index, "test_nmse_db"])
+    summary = out.splitlines()[-1]
+    assert summary.startswith("12 networks in both: median |B − A| 0.000 dB test") and "largest 10.000 dB test (LISTA)" in summary
+    assert f"Spearman {rho:.3f}" in summary and rho < 1
+    with pytest.raises(SystemExit, match="must hold the same networks at one seed"):
+        paired_runs.paired(str(tmp_path / "a.csv"), str(root / "benchmarks" / "data" / "hand-k16-small-seed1.csv"))
+
+
+def spearmanr_of(x, y) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y)[0])
