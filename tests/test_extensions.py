@@ -193,3 +193,7 @@ def test_a_toy_setting_and_protocol_are_usable_by_name_with_no_other_edit(toy_se
     drive_search(Experiment.open(tmp_path / "s", cfg), steps=6)
     rows = pd.read_csv(tmp_path / "s" / "results.csv")
     assert len(rows) == 4 and (rows["setting"] == "toy").all() and (rows["status"] == "ok").all()
+    capsys.readouterr()
+    assert main(["protocols"]) == 0
+    line = [line for line in capsys.readouterr().out.splitlines() if line.startswith("toy ")][0]
+    assert "patience=20" in line and "max_iters=40" in line and "val_every=10" in line and "retries" not in line

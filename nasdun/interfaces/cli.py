@@ -605,7 +605,9 @@ def _protocols(args: argparse.Namespace) -> int:
     from nasdun.interfaces import api
 
     for name, pr in api.protocols().items():
-        print(f"{name:8s} patience={pr.patience:<5d} max_iters={pr.max_iters:<6d} batch={pr.batch_size:<4d} {pr.description}")
+        extra = f" retries={pr.retries}" if pr.retries else ""
+        rule = f"patience={pr.patience:<5d} max_iters={pr.max_iters:<6d} val_every={pr.val_every:<3d} batch={pr.batch_size:<4d}{extra}"
+        print(f"{name:8s} {rule} {pr.description}")
     return 0
 
 
