@@ -1,12 +1,15 @@
 """A trainer switch on and off, side by side in one process: time per training step and the bits after the same steps.
 
     python benchmarks/trainer_ab.py FLAG [K] [STAGE ...] [--random P] [--device D] [--steps N] [--reps R]
-    # FLAG: prune, compact_masks or wide_mix; default K = 8, stages 0 1, the 15 hand designs, cpu, N = 20, R = 5
+    # FLAG: prune, compact_masks, wide_mix or cuda_graphs (--device cuda); default K = 8, stages 0 1, the 15 hand designs,
+    # cpu, N = 20, R = 5
 
 ``prune``: stage-0 steps without the frozen layers' graph; ``compact_masks``: Adam's masks per (candidate, layer),
 broadcast, instead of full-size (trainers/population.py). Each is the same maths, so the parameters must be bit-equal.
 ``wide_mix``: the LWA pre-mixes as one batched matmul over a history buffer instead of one kernel per origin
 (trainers/model.py, switched on the trainer): the same sums in another order, so the parameters are compared by their largest relative gap.
+``cuda_graphs``: each stage's step captured once and replayed as one CUDA graph (a CUDA device): the same kernels, so
+bit-equal; the first steps of each side include the warm-up and capture.
 Times R rounds of N training steps of one cohort (the hand designs distinct at K, or with ``--random P`` P random
 genotypes of the classic space, as ``nasdun bench`` draws them) at the given stages of layer K on ``small``'s data,
 the switch on and off alternately (one intra-op thread on a CPU), and prints the medians and their ratio.
@@ -31,7 +34,7 @@ from trainers.population import PopulationTrainer  # noqa: E402
 from trainers.problems.make import make_problem  # noqa: E402
 from trainers.protocols import get_protocol  # noqa: E402
 
-FLAGS = ("prune", "compact_masks", "wide_mix")
+FLAGS = ("prune", "compact_masks", "wide_mix", "cuda_graphs")
 
 
 def trainer(gs: list, problem: object, flag: str, on: bool, layer: int, stage: int) -> PopulationTrainer:
@@ -52,6 +55,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5, help="timed rounds per side")
     a = ap.parse_args()
     flag, K, stages = a.flag, a.K, a.stages or [0, 1]
+    if flag == "cuda_graphs" and not a.device.startswith("cuda"):
+        raise SystemExit(f"cuda_graphs on device {a.device}; expected --device cuda (CUDA graphs replay GPU kernels)")
     if a.random:
         space, rng = classic_space(K), np.random.default_rng(0)
         gs = [space.decode({d.name: d.choices[rng.integers(len(d.choices))] for d in space.decisions()}) for _ in range(a.random)]

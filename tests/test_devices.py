@@ -181,3 +181,33 @@ def test_bf16_training_is_close_to_fp32_and_restores_the_matmul_setting(device):
         assert b.status == "ok" and all(v.dtype == torch.float32 for v in b.params.values())
         assert abs(a.test_nmse_db - b.test_nmse_db) < 1.0  # bfloat16 matmuls: ~3 significant digits
         assert a.test_nmse_db != b.test_nmse_db  # the option reached the arithmetic
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_graphs_train_to_the_eager_bits():
+    """``cuda_graphs``: every stage's step replayed as one CUDA graph gives the eager run's results bit for bit, for a
+    cohort of every weight kind, neuron family and connection (stage changes, restarts and a compaction recapture it)."""
+    hand = ["lista", "2no", "meng2021", "lista_cpss", "tilista", "alista", "glista", "2no_cpss", "dense"]
+    gs = [preset(n, 4) for n in hand]
+    problem = problem_on("cuda")
+    proto = replace(SMOKE, retries=1)
+    eager = train_population(gs, problem, proto, lr_scale=[1.0] * 8 + [1e4], options=RunOptions(device="cuda"))
+    graphed = train_population(gs, problem, proto, lr_scale=[1.0] * 8 + [1e4], options=RunOptions(device="cuda", cuda_graphs=True))
+    assert eager[-1].stages and any("diverged" in s for s in eager[-1].stages)  # the restart path ran under the graphs too
+    for name, a, b in zip(hand, eager, graphed, strict=True):
+        assert (a.status, a.reason, a.iterations, a.stages) == (b.status, b.reason, b.iterations, b.stages), name
+        assert a.params.keys() == b.params.keys() and all(torch.equal(a.params[k], b.params[k]) for k in a.params), name
+
+
+def test_cuda_graphs_are_refused_where_they_cannot_run():
+    """On a CPU, and with torch.compile or bf16 autocast (which keep their own caches), one line naming the option."""
+    from nasdun.core.errors import NasdunError
+    from trainers.population import PopulationTrainer
+
+    with pytest.raises(NasdunError, match=r"cuda_graphs on device cpu; expected a CUDA device"):
+        PopulationTrainer([preset("lista", 3)], problem_on("cpu"), SMOKE, options=RunOptions(device="cpu", cuda_graphs=True))
+    with pytest.raises(NasdunError, match=r"cuda_graphs with compile; expected cuda_graphs alone"):
+        RunOptions(cuda_graphs=True, compile=True)
+    with pytest.raises(NasdunError, match=r"cuda_graphs with precision bf16; expected cuda_graphs alone"):
+        RunOptions(cuda_graphs=True, precision="bf16")

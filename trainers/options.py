@@ -1,6 +1,7 @@
 """How a run trains, apart from what it trains: one frozen record passed whole from the interfaces to the trainer.
 
-:class:`RunOptions` holds the device, the arithmetic precision, torch.compile, the time box and the checkpoint interval.
+:class:`RunOptions` holds the device, the arithmetic precision, torch.compile, CUDA graphs, the time box and the checkpoint
+interval.
 Every layer that trains (``nasdun train``, the promotion, ``retrain``, ``confirm``, ``fidelity``, ``bench``, a search's
 workers) takes it as one argument instead of threading its fields through each signature; a field added here reaches
 all of them. It is checked when it is made (one line naming the field), so a bad value never reaches a folder or a
@@ -28,6 +29,7 @@ class RunOptions:
     device: str = "auto"  # cpu, cuda, cuda:N, or auto (cuda when torch sees one)
     precision: str = "fp32"  # fp32, tf32 or bf16 (trainers.precision)
     compile: bool = False  # fuse each layer's pointwise work with torch.compile (same maths)
+    cuda_graphs: bool = False  # replay each stage's training step as one CUDA graph (a CUDA device; same kernels, same bits)
     minutes: float = 0.0  # stop every network still training after this long (0: no limit)
     checkpoint_every_s: float = 300.0  # seconds between checkpoints of the whole trainer state (0: every validation)
 
@@ -38,6 +40,13 @@ class RunOptions:
             raise NasdunError(f"precision={self.precision!r}; expected one of {', '.join(PRECISIONS)}", ("precision",))
         if not isinstance(self.compile, bool):
             raise NasdunError(f"compile={self.compile!r}; expected True or False", ("compile",))
+        if not isinstance(self.cuda_graphs, bool):
+            raise NasdunError(f"cuda_graphs={self.cuda_graphs!r}; expected True or False", ("cuda_graphs",))
+        if self.cuda_graphs and (self.compile or self.precision == "bf16"):
+            raise NasdunError(
+                f"cuda_graphs with {'compile' if self.compile else 'precision bf16'}; expected cuda_graphs alone (fp32 or tf32, eager layers)",
+                ("cuda_graphs",),
+            )
         for name in ("minutes", "checkpoint_every_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:

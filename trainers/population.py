@@ -35,6 +35,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,6 +56,7 @@ from trainers.threads import check_threads, thread_scope
 __all__ = ["CandidateResult", "PopulationTrainer", "Progress", "evaluate", "train_population"]
 
 COMPACT_FRACTION = 0.25  # compact once this share of the slots no longer trains
+GRAPH_WARMUP = 1  # eager steps on a side stream before a CUDA graph is captured (more before a run's first capture)
 
 
 class PopulationTrainer:
@@ -84,8 +86,14 @@ class PopulationTrainer:
         self.threads = check_threads(threads)  # on a CPU, the run's fixed intra-op thread count (trainers/threads.py)
         self.prune = True  # stage-0 steps without the frozen layers' graph (False: the whole graph, for the equality test)
         self.compact_masks = True  # Adam's masks per (candidate, layer), broadcast (False: full-size, for the equality test)
+        self.cuda_graphs = options.cuda_graphs  # each stage's step replayed as one CUDA graph (_graphed_step; a CUDA device)
+        self._graph: tuple[tuple[int, ...], Any, torch.Tensor, torch.Tensor] | None = None  # (batch shapes, graph, static b, x)
+        self._graph_warm = 0  # eager steps since the graph was dropped (a capture follows GRAPH_WARMUP of them)
+        self._captures = 0  # graphs captured in this run
         if problem.D.device.type == "cpu":
             keep_freed_memory()
+        if options.cuda_graphs and problem.D.device.type != "cuda":
+            raise NasdunError(f"cuda_graphs on device {problem.D.device}; expected a CUDA device (CUDA graphs replay GPU kernels)", ("cuda_graphs",))
         self.model = UnrolledLISTA(genotypes, problem.D, lam=protocol.lam, coef_init=protocol.coef_init, compile=options.compile)  # on D's device
         K, P, dev = self.model.K, self.model.P, problem.D.device
         bad_rungs = [r for r in protocol.rungs if not 1 <= r < K]
@@ -129,6 +137,7 @@ class PopulationTrainer:
         self.layer_of = self.model.param_layers()
 
     def _sync_state(self) -> None:
+        self._drop_graph()  # the step reads what is rebuilt here
         dev = self.c.step.device
         self.t = torch.as_tensor(self.c.t_h, device=dev)
         self.s = torch.as_tensor(self.c.s_h, device=dev)
@@ -185,6 +194,16 @@ class PopulationTrainer:
 
     def train_step(self) -> None:
         b, x = self._batch()
+        if self.cuda_graphs:
+            self._graphed_step(b, x)
+        else:
+            self._step(b, x)
+        self.iteration += 1
+        self.c.it_h += self.c.active_h
+
+    def _step(self, b: torch.Tensor, x: torch.Tensor) -> None:
+        """One iteration's device work on batch (b, x): forward, loss, gradients, Adam, the device counters. No host
+        synchronisation and no host state, so a CUDA graph can replay it (:meth:`_graphed_step`)."""
         with autocast(self.options.precision, self.c.step.device):
             outs = self.model(b, self._T, frozen=self._frozen)
         loss_p = torch.zeros_like(self.c.step)
@@ -194,9 +213,40 @@ class PopulationTrainer:
         self.c.bad |= self.active & ~torch.isfinite(loss_p)
         grads = torch.autograd.grad(loss_p.sum(), list(self._moving_params.values()), materialize_grads=True)
         self._adam(grads)
-        self.iteration += 1
-        self.c.it_h += self.c.active_h
         self.c.stage_iter += self.active.long()
+
+    def _graphed_step(self, b: torch.Tensor, x: torch.Tensor) -> None:
+        """:meth:`_step` as one CUDA graph: captured once the stage's state is settled (after GRAPH_WARMUP eager steps on a
+        side stream, as CUDA graphs require), then replayed on static copies of each batch; the same kernels on the same
+        tensors, so the same bits. Whatever the step reads from the host (the stage's masks, rates, moving parameters, the
+        model after a compaction, the state tensors rebound at a stage start) is rebuilt only in :meth:`_sync_state`,
+        :meth:`_reset_moments` and :meth:`_start_stage`, which drop the graph; a batch of another shape (candidates at
+        other iterations) is captured afresh."""
+        key = (*b.shape, *x.shape)
+        if self._graph is not None and self._graph[0] == key:
+            _, graph, sb, sx = self._graph
+            sb.copy_(b)
+            sx.copy_(x)
+            graph.replay()
+            return
+        self._graph = None
+        if self._graph_warm < (GRAPH_WARMUP if self._captures else GRAPH_WARMUP + 2):  # a run's first capture warms up longer
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._step(b, x)
+            torch.cuda.current_stream().wait_stream(side)
+            self._graph_warm += 1
+            return
+        sb, sx = b.clone(), x.clone()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):  # recorded, not run: the replay below takes this iteration's step
+            self._step(sb, sx)
+        graph.replay()
+        self._graph, self._captures = (key, graph, sb, sx), self._captures + 1
+
+    def _drop_graph(self) -> None:
+        self._graph, self._graph_warm = None, 0
 
     def _adam(self, grads: Sequence[torch.Tensor]) -> None:
         """The masked per-candidate Adam update (:mod:`trainers.adam`) of the active candidates, on the parameters some
@@ -239,6 +289,7 @@ class PopulationTrainer:
                 torch.where(per_candidate(improved, p), p, best, out=best)  # in place: no parameter-sized temporary
 
     def _reset_moments(self, mask: torch.Tensor) -> None:
+        self._drop_graph()
         self.c.step = torch.where(mask, 0, self.c.step)
         for name in self.params:
             keep = ~per_candidate(mask, self.c.m[name])
@@ -247,6 +298,7 @@ class PopulationTrainer:
 
     def _start_stage(self, mask: torch.Tensor) -> None:
         """Fresh optimizer and patience for the candidates in ``mask``; score their starting point."""
+        self._drop_graph()
         self.c.stage_iter = torch.where(mask, 0, self.c.stage_iter)
         self.c.best_val = torch.where(mask, math.inf, self.c.best_val)
         self.c.best_at = torch.where(mask, 0, self.c.best_at)

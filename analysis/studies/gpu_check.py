@@ -221,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
           "--device", a.device, *(["--steps", "2", "--reps", "1"] if a.quick else [])]  # fmt: skip
     steps["ab_wide_mix"] = run_step(log, "ab_wide_mix", ab, box(90))
     summary["wide_mix"] = [line for line in steps["ab_wide_mix"]["output"].splitlines() if line.startswith("wide_mix:")]
+    # each stage's step as one CUDA graph against eager launches (a CUDA device only: on a CPU there is nothing to replay)
+    if a.device.startswith("cuda"):
+        ab = [py, str(ROOT / "benchmarks" / "trainer_ab.py"), "cuda_graphs", "3" if a.quick else "16", "0", "1", "--random",
+              "4" if a.quick else "16", "--device", a.device, *(["--steps", "4", "--reps", "1"] if a.quick else ["--steps", "40"])]  # fmt: skip
+        steps["ab_cuda_graphs"] = run_step(log, "ab_cuda_graphs", ab, box(90))
+        summary["cuda_graphs"] = [line for line in steps["ab_cuda_graphs"]["output"].splitlines() if line.startswith("cuda_graphs:")]
 
     # d. time-boxed training with the paper's constants
     left_min = (deadline - time.perf_counter() - 45) / 60  # keep ~45 s for the final evaluation and the summary
@@ -372,6 +378,8 @@ def markdown(s: dict[str, Any]) -> str:
 
         lines += ["", "What a whole protocol runs (`nasdun bench --protocol`, fp32): " + format_protocol(rec).replace("\n", ";")]
     lines += ["", "The wide LWA pre-mix (`benchmarks/trainer_ab.py wide_mix`, on = wide): " + ("; ".join(s.get("wide_mix", [])) or "not measured")]
+    lines += ["", "Each stage's step as one CUDA graph (`benchmarks/trainer_ab.py cuda_graphs`, on = graphs): "
+              + ("; ".join(s.get("cuda_graphs", [])) or "not measured (no CUDA device)")]  # fmt: skip
     lines += [
         "",
         "## Goals",

@@ -73,6 +73,7 @@ def _device_options() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     d.add_argument("--compile", action="store_true", help="fuse each layer's pointwise work with torch.compile (same maths)")
     d.add_argument("--precision", default="fp32", choices=PRECISIONS, help="matmul precision (docs/gpu.md)")
+    d.add_argument("--cuda-graphs", action="store_true", help="replay each stage's training step as one CUDA graph (a CUDA device; same bits)")
     return d
 
 
@@ -81,7 +82,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
     from trainers.options import RunOptions
 
     extra = {"minutes": args.minutes, "checkpoint_every_s": args.checkpoint_every} if hasattr(args, "checkpoint_every") else {}
-    return RunOptions(device=args.device, precision=args.precision, compile=args.compile, **extra)
+    return RunOptions(device=args.device, precision=args.precision, compile=args.compile, cuda_graphs=args.cuda_graphs, **extra)
 
 
 def _force_option() -> argparse.ArgumentParser:
