@@ -8,9 +8,9 @@ not kept; its means and standard deviations are then exact to that rounding.
 Prints a Markdown table: every network, mean ± std over the seeds of test nmse_db (pooled), test nmse_db_mean
 (per sample, the design-space paper's) and validation nmse_db, ranked by mean test nmse_db; its rank at each seed
 (among the networks trained at that seed: the runs of one seed, the table's ``seed`` column, count as one; × failed
-there, – not trained there; ʳ where it trained to the end after a restart at half the rate: the protocol's ``retries``);
-and the gap of each network to the best one. A network that appears at one seed in several RUNs (a rerun) takes its
-row from the RUN given last.
+there, – not trained there; ʳ where it trained to the end after a restart at half the rate, the protocol's
+``retries``); the gap of each network to the best one; on an image setting, the mean test PSNR of its images. A
+network that appears at one seed in several RUNs (a rerun) takes its row from the RUN given last.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def table(runs: list[str]) -> str:
             "val": g["val_nmse_db"].mean(), "val_sd": g["val_nmse_db"].std(ddof=1),
         }
     ).sort_values("test")  # fmt: skip
+    psnr = "test_psnr" in ok.columns and bool(ok["test_psnr"].notna().all())  # an image setting: the 4 test images' mean PSNR
+    if psnr:
+        stats["psnr"], stats["psnr_sd"] = g["test_psnr"].mean(), g["test_psnr"].std(ddof=1)
     ok = ok.assign(rank=ok.groupby("seed")["test_nmse_db"].rank(method="min").astype(int))
     ranks = ok.pivot(index="name", columns="seed", values="rank")
     best = stats["test"].iloc[0]
@@ -75,18 +78,17 @@ def table(runs: list[str]) -> str:
     def pm(mean: float, sd: float) -> str:
         return f"{mean:.2f}" if pd.isna(sd) else f"{mean:.2f} ± {sd:.2f}"
 
-    lines = [
-        "| rank | network | seeds | test nmse_db (pooled) | test nmse_db_mean | val nmse_db | gap to best (test) | rank per seed |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    head = "| rank | network | seeds | test nmse_db (pooled) | test nmse_db_mean | val nmse_db | gap to best (test) | rank per seed |"
+    lines = [head + (" test PSNR (dB) |" if psnr else ""), "|---" * (8 + psnr) + "|"]
     for i, (name, r) in enumerate(stats.iterrows(), start=1):
         per_seed = ", ".join(cell(name, seed) for seed in seeds)
         lines.append(
             f"| {i} | {display_name(name)} | {int(r['seeds'])} | {pm(r['test'], r['test_sd'])}"
             f" | {pm(r['test_mean'], r['test_mean_sd'])} | {pm(r['val'], r['val_sd'])} | {r['test'] - best:+.2f} | {per_seed} |"
+            + (f" {pm(r['psnr'], r['psnr_sd'])} |" if psnr else "")
         )
     for _, r in failed.iterrows():
-        lines.append(f"| – | {display_name(str(r['name']))} (seed {r['seed']}) | failed: {r['reason']} | | | | | |")
+        lines.append(f"| – | {display_name(str(r['name']))} (seed {r['seed']}) | failed: {r['reason']} | | | | | |" + (" |" if psnr else ""))
     return "\n".join(lines)
 
 

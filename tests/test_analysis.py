@@ -769,6 +769,13 @@ def test_the_hand_table_counts_the_runs_of_one_seed_as_one_seed(tmp_path):
     got = hand_table.table([str(whole), str(tmp_path / "rerun.csv")])
     cpss = [line for line in got.splitlines() if "LISTA-CPSS" in line]
     assert len(cpss) == 1 and "| -40.00 | -41.00 | -40.50 |" in cpss[0] and cpss[0].endswith(" 1ʳ |")
+    # an image setting's table: the mean test PSNR of its images as a last column, mean ± std over the seeds
+    imgs = [df.assign(test_psnr=30.0 + 0.1 * i, seed=i) for i in (0, 1)]
+    for i, d in enumerate(imgs):
+        d.to_csv(tmp_path / f"img{i}.csv", index=False)
+    got = hand_table.table([str(tmp_path / "img0.csv"), str(tmp_path / "img1.csv")])
+    assert got.splitlines()[0].endswith("| rank per seed | test PSNR (dB) |") and got.splitlines()[1] == "|---" * 9 + "|"
+    assert [line for line in got.splitlines() if "| LISTA |" in line][0].endswith(f"| 30.05 ± {pd.Series([30.0, 30.1]).std():.2f} |")
     before = hand_table.table([str(tmp_path / "rerun.csv"), str(whole)])  # given first, the rerun is replaced by the failure
     assert [line for line in before.splitlines() if "LISTA-CPSS" in line][0].startswith("| – | LISTA-CPSS (seed 0) | failed: diverged")
 
