@@ -38,6 +38,19 @@ def test_train_writes_table_curves_params(trained):
     assert run["protocol"]["name"] == "smoke" and run["seed"] == 0
 
 
+def test_train_says_which_networks_finished_only_after_a_restart(tmp_path, capsys):
+    """A protocol file with ``retries``: a network that diverged and restarted at half the rate is ok, and both the
+    printed table and results.csv's ``reason`` say how many restarts it took; a network that never diverged says nothing."""
+    proto = tmp_path / "hot.yaml"
+    proto.write_text("description: too hot for LISTA\nlrs: [0.5, 0.5]\npatience: 20\nmax_iters: 20\nbatch_size: 64\nretries: 8\n")
+    assert main(["train", "--arch", "lista,alista", "--layers", "3", "--protocol", str(proto), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    df = pd.read_csv(tmp_path / "r" / "results.csv").set_index("name")
+    assert (df["status"] == "ok").all() and pd.isna(df.loc["alista", "reason"])
+    assert df.loc["lista", "reason"].split()[1:5] == ["restarts", "at", "half", "the"] or df.loc["lista", "reason"].startswith("1 restart at")
+    assert f"lista: ok: {df.loc['lista', 'reason']}" in out and "alista: ok" not in out
+
+
 def test_saved_parameters_reload_to_the_same_nmse(trained):
     out, _ = trained
     df = pd.read_csv(out / "results.csv").set_index("name")

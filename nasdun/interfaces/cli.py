@@ -328,7 +328,7 @@ def _print_train(df: Any, out: str, layers: int) -> int:
     cols = ["name", "status", "test_nmse_db", "test_nmse_db_mean", "val_nmse_db", "iterations", "n_extra"]
     cols += [c for c in ("test_psnr",) if c in df.columns and df[c].notna().any()]  # image settings: the test images' mean PSNR (dB)
     print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    for rec in df[df["status"] != "ok"].to_dict("records"):
+    for rec in df[(df["status"] != "ok") | df["reason"].fillna("").astype(bool)].to_dict("records"):  # and an ok row's restarts
         print(f"{rec['name']}: {rec['status']}: {rec['reason']}")
     ista = df.attrs["ista"]
     print(f"ISTA, {layers} iterations (untrained LISTA): test_nmse_db {ista['test_nmse_db']:.2f}")
