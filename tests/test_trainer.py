@@ -311,3 +311,32 @@ def test_the_trainer_s_shortcuts_give_the_same_bits(flag):
     assert tr._frozen == 2 and not tr._moving["Wb"] and not tr._moving["Wx"] and tr._moving["theta"]
     tr.jump_to(3, 1)
     assert tr._frozen == 0 and all(tr._moving.values())
+
+
+@pytest.mark.parametrize("stage", [0, 1])
+def test_a_training_step_never_reads_a_value_back_to_the_host(small_problem, stage):
+    """The device work of a step (:meth:`PopulationTrainer._step`) dispatches no operation that makes the host wait for a
+    value (``item``, ``nonzero``, a boolean mask index, ...): what a CUDA graph needs, checked on the CPU through the
+    dispatcher, for a cohort of every weight kind, neuron family and connection, at stage 0 (pruned) and a later stage."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from nasdun.runs.verdict import hand_designs
+
+    readback = ("_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "aten.equal", "allclose", "unique", "masked_scatter")
+    seen: list[str] = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            name = str(func)
+            bool_index = name.startswith("aten.index") and any(getattr(i, "dtype", None) == torch.bool for i in args[1] or [])
+            if bool_index or any(r in name for r in readback):
+                seen.append(name)
+            return func(*args, **(kwargs or {}))
+
+    tr = PopulationTrainer(list(hand_designs(4, 2).values()), small_problem, SMOKE)
+    tr.jump_to(4, stage)
+    b, x = tr._batch()
+    tr._step(b, x)  # warm
+    with Watch():
+        tr._step(b, x)
+    assert seen == []
