@@ -339,8 +339,9 @@ def test_promotion_phase_trains_the_top_k_and_resume_reads_it_back(ray_local, tm
     chosen = df.set_index("name").loc[list(prom.index)]
     finalists = [(n, Genotype.from_json(g)) for n, g in zip(chosen.index, chosen["genotype"], strict=True)]
     alone = run_train(finalists, "small", str(longer), 0, tmp_path / "alone", options=RunOptions("cpu", "bf16")).set_index("name")
-    for n in prom.index:  # the promotion keeps the search's precision (bf16) and data
-        assert prom.loc[n, "val_nmse_db"] == pytest.approx(float(alone.loc[n, "val_nmse_db"]), abs=1e-6)
+    for n in prom.index:  # the promotion keeps the search's precision (bf16) and data; bf16 GEMMs of another cohort size
+        # may round otherwise on a CPU without native bf16 (3e-4 dB seen on an EPYC without AVX-512): a bf16 tolerance
+        assert prom.loc[n, "val_nmse_db"] == pytest.approx(float(alone.loc[n, "val_nmse_db"]), abs=1e-2)
     assert (pd.read_csv(out / "promoted" / "results.csv")["precision"] == "bf16").all()
     # trained as the search's cohorts were: two cohorts side by side on the two Ray workers; nothing of them left behind
     assert json.loads((out / "promoted" / "run.json").read_text())["workers"] == 2

@@ -29,9 +29,9 @@ class RunOptions:
     device: str = "auto"  # cpu, cuda, cuda:N, or auto (cuda when torch sees one)
     precision: str = "fp32"  # fp32, tf32 or bf16 (trainers.precision)
     compile: bool = False  # fuse each layer's pointwise work with torch.compile (same maths)
-    cuda_graphs: bool = False  # replay each stage's training step as one CUDA graph (a CUDA device; same kernels, same bits)
     minutes: float = 0.0  # stop every network still training after this long (0: no limit)
     checkpoint_every_s: float = 300.0  # seconds between checkpoints of the whole trainer state (0: every validation)
+    cuda_graphs: bool = False  # replay each stage's training step as one CUDA graph (a CUDA device; same kernels, same bits)
 
     def __post_init__(self) -> None:
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):

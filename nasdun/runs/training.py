@@ -157,7 +157,8 @@ def resume_train(out: str | Path, checkpoint_every_s: float = 300.0) -> Any:
         check_problem_record(spec["problem"], get_setting(spec["setting"]), path)
     archs = [(name, Genotype.from_dict(g)) for name, g in spec["archs"]]
     proto = from_mapping(Protocol, spec["protocol"], f"{path / SPEC}: protocol")
-    options = RunOptions(spec["device"], spec["precision"], spec["compile"], spec["minutes"], checkpoint_every_s)
+    options = RunOptions(spec["device"], spec["precision"], spec["compile"], spec["minutes"], checkpoint_every_s,
+                         cuda_graphs=spec.get("cuda_graphs", False))  # fmt: skip
     return run_train(archs, spec["setting"], proto, spec["seed"], path, options, lr_scale=spec["lr_scale"])
 
 
