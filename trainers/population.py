@@ -219,8 +219,8 @@ class PopulationTrainer:
         """:meth:`_step` as one CUDA graph: captured once the stage's state is settled (after GRAPH_WARMUP eager steps on a
         side stream, as CUDA graphs require), then replayed on static copies of each batch; the same kernels on the same
         tensors, so the same bits. Whatever the step reads from the host (the stage's masks, rates, moving parameters, the
-        model after a compaction, the state tensors rebound at a stage start) is rebuilt only in :meth:`_sync_state`,
-        :meth:`_reset_moments` and :meth:`_start_stage`, which drop the graph; a batch of another shape (candidates at
+        model after a compaction, the state tensors rebound at a stage start) is rebuilt only in :meth:`_sync_state` and
+        :meth:`_reset_moments` (which every stage start calls), and they drop the graph; a batch of another shape (candidates at
         other iterations) is captured afresh."""
         key = (*b.shape, *x.shape)
         if self._graph is not None and self._graph[0] == key:
@@ -298,7 +298,6 @@ class PopulationTrainer:
 
     def _start_stage(self, mask: torch.Tensor) -> None:
         """Fresh optimizer and patience for the candidates in ``mask``; score their starting point."""
-        self._drop_graph()
         self.c.stage_iter = torch.where(mask, 0, self.c.stage_iter)
         self.c.best_val = torch.where(mask, math.inf, self.c.best_val)
         self.c.best_at = torch.where(mask, 0, self.c.best_at)
