@@ -1,18 +1,21 @@
 """A trainer switch on and off, side by side in one process: time per training step and the bits after the same steps.
 
     python benchmarks/trainer_ab.py FLAG [K] [STAGE ...] [--random P] [--device D] [--steps N] [--reps R]
-    # FLAG: prune, compact_masks, wide_mix or cuda_graphs (--device cuda); default K = 8, stages 0 1, the 15 hand designs,
-    # cpu, N = 20, R = 5
+    # FLAG: prune, compact_masks, wide_mix, tied_grads or cuda_graphs (--device cuda); default K = 8, stages 0 1,
+    # the 15 hand designs, cpu, N = 20, R = 5
 
 ``prune``: stage-0 steps without the frozen layers' graph; ``compact_masks``: Adam's masks per (candidate, layer),
 broadcast, instead of full-size (trainers/population.py). Each is the same maths, so the parameters must be bit-equal.
 ``wide_mix``: the LWA pre-mixes as one batched matmul over a history buffer instead of one kernel per origin
 (trainers/model.py, switched on the trainer): the same sums in another order, so the parameters are compared by their largest relative gap.
+``tied_grads``: W_x's (and a shared W's) gradient as one matmul over the layers' uses instead of one per layer and
+their sum (trainers/model.py): likewise the same sums in another order.
 ``cuda_graphs``: each stage's step captured once and replayed as one CUDA graph (a CUDA device): the same kernels, so
 bit-equal; the first steps of each side include the warm-up and capture.
 Times R rounds of N training steps of one cohort (the hand designs distinct at K, or with ``--random P`` P random
 genotypes of the classic space, as ``nasdun bench`` draws them) at the given stages of layer K on ``small``'s data,
-the switch on and off alternately (one intra-op thread on a CPU), and prints the medians and their ratio.
+the switch on and off alternately (one intra-op thread on a CPU), and prints the medians, their ratio and the aten
+compute operations of one step each way (what becomes a kernel launch on a GPU; ``nasdun.runs.bench.count_ops``).
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from nasdun.runs.bench import count_ops  # noqa: E402
 from nasdun.runs.verdict import hand_designs  # noqa: E402
 from search_spaces.genotype import classic_space  # noqa: E402
 from trainers.population import PopulationTrainer  # noqa: E402
 from trainers.problems.make import make_problem  # noqa: E402
 from trainers.protocols import get_protocol  # noqa: E402
 
-FLAGS = ("prune", "compact_masks", "wide_mix", "cuda_graphs")
+FLAGS = ("prune", "compact_masks", "wide_mix", "tied_grads", "cuda_graphs")
 
 
 def trainer(gs: list, problem: object, flag: str, on: bool, layer: int, stage: int) -> PopulationTrainer:
@@ -84,11 +88,14 @@ def main() -> None:
                 sync()
                 times[on].append((time.perf_counter() - t0) / a.steps)
         same = all(torch.equal(trs[True].params[k], trs[False].params[k]) for k in trs[True].params)
-        gap = max(float((p - trs[False].params[k]).abs().max() / p.abs().max().clamp(min=1e-30)) for k, p in trs[True].params.items())
+        with torch.no_grad():
+            gap = max(float((p - trs[False].params[k]).abs().max() / p.abs().max().clamp(min=1e-30)) for k, p in trs[True].params.items())
         on_s, off_s = statistics.median(times[True]), statistics.median(times[False])
+        ops = {on: count_ops(tr.train_step)["compute"] for on, tr in trs.items()}  # one more step each, after the comparison
         print(
             f"{flag}: K={K}, {len(gs)} networks, stage {stage} of layer {K}, {a.device}: on {1e3 * on_s:.1f} ms/step, off {1e3 * off_s:.1f}"
-            f" ms/step, off/on {off_s / on_s:.2f}x; parameters bit-equal: {same} (largest relative gap {gap:.1e})",
+            f" ms/step, off/on {off_s / on_s:.2f}x; parameters bit-equal: {same} (largest relative gap {gap:.1e});"
+            f" compute ops per step on / off {ops[True]:,} / {ops[False]:,}",
             flush=True,
         )
 

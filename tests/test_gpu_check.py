@@ -53,9 +53,10 @@ def test_gpu_check_dress_rehearsal_produces_every_figure(no_ray_no_optuna, tmp_p
     assert sorted(p.name for p in out.iterdir()) == ["bench.jsonl", "check.log", "pytest.txt", "summary.json", "summary.md", "train_results.csv"]
     s = json.loads((out / "summary.json").read_text())
     assert {k: v["status"] for k, v in s["steps"].items()} == dict.fromkeys(
-        ["env", "tests", "bench_fp32", "bench_tf32", "bench_fp32_compiled", "bench_final_protocol", "ab_wide_mix", "train"], "ok"
+        ["env", "tests", "bench_fp32", "bench_tf32", "bench_fp32_compiled", "bench_final_protocol", "ab_wide_mix", "ab_tied_grads", "train"], "ok"
     )
     assert len(s["wide_mix"]) == 1 and s["wide_mix"][0].startswith("wide_mix: K=3, 4 networks, stage 1 of layer 3, cpu: on ")
+    assert len(s["tied_grads"]) == 1 and s["tied_grads"][0].startswith("tied_grads: K=3, 4 networks, stage 1 of layer 3, cpu: on ")
     final = s["bench"]["protocol"]["final"]  # what `final` runs, in its proportions (nasdun bench --protocol)
     assert final["iterations_per_candidate"] == 3 * 500 + 2 * 500 + 15_000 and final["share"]["end-to-end pass"] > 0
     assert s["env"]["matmul_tflops_fp32"] > 0 and s["env"]["matmul_tflops_tf32"] > 0 and s["env"]["matmul_tflops_bf16"] > 0
@@ -77,6 +78,7 @@ def test_gpu_check_dress_rehearsal_produces_every_figure(no_ray_no_optuna, tmp_p
     assert s["train"]["candidate_steps_per_s"] > 0
     md = (out / "summary.md").read_text()
     assert "The wide LWA pre-mix (`benchmarks/trainer_ab.py wide_mix`, on = wide): wide_mix: K=3" in md
+    assert "W_x's gradient as one matmul over the layers (`benchmarks/trainer_ab.py tied_grads`, on = one matmul): tied_grads: K=3" in md
     assert "## Goals" in md and "| lista |" in md and "candidate-steps/s" in md and "protocol final, P=4: 17,500 iterations" in md
 
 

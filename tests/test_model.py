@@ -228,6 +228,57 @@ def test_the_wide_pre_mix_backward_passes_gradcheck():
             torch.testing.assert_close(g1, g0, rtol=1e-10, atol=1e-12, msg=n)
 
 
+@pytest.mark.parametrize(
+    "kinds",
+    [("free", "free"), ("coupled", "tied_step"), ("free", "coupled", "tied_step"), ("free", "coupled_untied", "tied_step", "analytic")],
+    ids=["free", "residual-tied", "mixed", "with-untied-and-analytic"],
+)
+def test_the_tied_weights_gradient_as_one_matmul(kinds):
+    """``tied_grads``: W_x's and a shared W's gradients as one matmul over the layers' uses (``_TiedGather``),
+    float64: against finite differences (gradcheck, which also runs the backward twice on one graph), equal to
+    autograd's per-layer sum with and without frozen layers, and gathered only where the weight is one trainable
+    matrix (a cohort with an untied or analytic W keeps autograd's sum for W, and gathers W_x)."""
+    from torch.func import functional_call
+
+    gen = torch.Generator().manual_seed(4)
+    dense = {k: list(range(1, k - 1)) for k in range(3, 6)}
+    gs = [Genotype.build(5, dense if i % 2 else None, neurons=("gain_ss" if i == 2 else "soft"), lags={4: [1]} if i else None, weights=w)
+          for i, w in enumerate(kinds)]  # fmt: skip
+    D = torch.randn(4, 6, dtype=torch.float64, generator=gen)
+    b = torch.randn(3, 4, dtype=torch.float64, generator=gen)
+    model = UnrolledLISTA(gs, D)
+    names = [n for n, _ in model.named_parameters()]
+    start = tuple((p.detach() + 0.1 * torch.randn(p.shape, dtype=p.dtype, generator=gen)).requires_grad_() for p in model.parameters())
+
+    def loss(*params, frozen=0):
+        outs = functional_call(model, dict(zip(names, params, strict=True)), (b,), {"frozen": frozen})
+        return sum((o * o).sum() * (k + 1) for k, o in enumerate(outs))
+
+    def nodes(fn, seen):  # the backward graph's nodes
+        if fn is not None and fn not in seen:
+            seen.add(fn)
+            for nxt, _ in fn.next_functions:
+                nodes(nxt, seen)
+        return seen
+
+    model.tied_grads = True
+    if len(kinds) == 3:  # (the costly check once, on a cohort that gathers both weights)
+        assert torch.autograd.gradcheck(loss, start, atol=1e-6, rtol=1e-5)
+    gathers = [f for f in nodes(loss(*start).grad_fn, set()) if type(f).__name__ == "_TiedGatherBackward"]
+    shared_w = any(k in ("coupled", "tied_step") for k in kinds) and not any(k in ("coupled_untied", "analytic") for k in kinds)
+    assert len(gathers) == ("free" in kinds) + shared_w
+    for frozen in (0, 2):
+        grads = {}
+        for on in (False, True):
+            model.tied_grads = on
+            grads[on] = torch.autograd.grad(loss(*start, frozen=frozen), start, allow_unused=True)
+        for n, g0, g1 in zip(names, grads[False], grads[True], strict=True):
+            assert (g0 is None) == (g1 is None), n
+            if g0 is not None:
+                torch.testing.assert_close(g1, g0, rtol=1e-10, atol=1e-12, msg=f"{n}, frozen {frozen}")
+    model.tied_grads = False
+
+
 def test_the_wide_pre_mix_changes_only_the_order_of_sums(small_problem):
     """float32, the hand designs at K = 8 (Dense-LISTA opens every origin, so every layer goes wide): the outputs of the
     networks that read one earlier output per layer are bit-equal (their other weights are exact zeros); the rest, and

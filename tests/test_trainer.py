@@ -169,15 +169,18 @@ def test_compaction_carries_every_state_field_even_one_added_later(small_problem
         broken.select(np.array([0, 1]))
 
 
-def test_the_wide_mix_switch_outlives_the_compaction_that_rebuilds_the_model(small_problem):
-    """A trainer switched to the wide pre-mix keeps it when a rung drops candidates and the model is rebuilt."""
+def test_the_model_switches_outlive_the_compaction_that_rebuilds_the_model(small_problem):
+    """A trainer switched to the wide pre-mix and the gathered tied gradients keeps both when a rung drops candidates
+    and the model is rebuilt."""
     gs = [preset(n, 3) for n in ("lista", "2no", "dense", "3no", "lfista")]
     tr = PopulationTrainer(gs, small_problem, halving((1,)))
     model = tr.model
-    tr.wide_mix = True
+    tr.wide_mix = tr.tied_grads = True
     res = tr.run()
     assert tr.model is not model and len(tr.c.ids) < 5 and sum(r.status == "stopped" for r in res) == 2  # compacted
-    assert tr.wide_mix and tr.model.wide_mix and not PopulationTrainer(gs, small_problem, halving((1,))).wide_mix
+    fresh = PopulationTrainer(gs, small_problem, halving((1,)))
+    assert tr.wide_mix and tr.model.wide_mix and not fresh.wide_mix
+    assert tr.tied_grads and tr.model.tied_grads and not fresh.tied_grads
 
 
 def test_a_rung_that_every_candidate_survives_trains_on(small_problem):
@@ -311,6 +314,31 @@ def test_the_trainer_s_shortcuts_give_the_same_bits(flag):
     assert tr._frozen == 2 and not tr._moving["Wb"] and not tr._moving["Wx"] and tr._moving["theta"]
     tr.jump_to(3, 1)
     assert tr._frozen == 0 and all(tr._moving.values())
+
+
+def test_validation_takes_its_layers_from_the_host(small_problem):
+    """Validation scores each candidate at its own layer; the distinct layers come from the host's mirror of the stage
+    state (no read-back from the device before the evaluation is queued): at every validation of a run with stage ends
+    and a compaction, they are the device's own, and the values are those of a validation that reads them back."""
+    from trainers.scoring import evaluate
+
+    seen: list[list[int]] = []
+
+    class Checked(PopulationTrainer):
+        def _validate(self) -> torch.Tensor:
+            device_layers = self.t.clamp(max=self._T)
+            assert self._val_layers == sorted(set(device_layers.tolist()))
+            val = super()._validate()
+            again = evaluate(self.model, self.val_rule, self._T, layer=device_layers, psi=self.problem.psi).nmse_db()
+            assert torch.equal(val, again)
+            seen.append(self._val_layers)
+            return val
+
+    gs = [preset(n, 3) for n in ("lista", "2no", "dense", "3no", "lfista")]
+    tr = Checked(gs, small_problem, halving((1,)))
+    res = tr.run()
+    assert sum(r.status == "stopped" for r in res) == 2 and len(tr.c.ids) < 5  # compacted at the rung
+    assert {tuple(v) for v in seen} >= {(1,), (2,), (3,)}
 
 
 @pytest.mark.parametrize("stage", [0, 1])

@@ -172,6 +172,62 @@ class _WideMix(torch.autograd.Function):
         return (gc, None, None, *([None] * (k - 1)))
 
 
+class _Tied:
+    """The uses of one tied weight (the same matrix in every layer: W_x, a shared W) in a forward pass, gathered by
+    :class:`_TiedUse` so that :class:`_TiedGather` makes the weight's gradient one matmul over the layers' uses."""
+
+    def __init__(self) -> None:
+        self.uses: list[tuple[torch.Tensor, torch.Tensor]] = []  # (input, output gradient) of each use, in backward order
+
+
+class _TiedGather(torch.autograd.Function):
+    """The tied weight ``WT`` itself; backward: ``sum_k a_k^T g_k`` over its uses as one batched matmul of the
+    concatenated inputs and gradients (autograd: one matmul per use and a sum). Autograd runs this node after every use
+    (each takes its output as an input), so every use has been gathered when it runs."""
+
+    @staticmethod
+    def forward(ctx, WT: torch.Tensor, tied: _Tied) -> torch.Tensor:  # type: ignore[override]
+        ctx.set_materialize_grads(False)  # the uses hand back no gradient: no zero-filled one is made for it
+        ctx.tied = tied
+        return WT.view_as(WT)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        uses, ctx.tied.uses = ctx.tied.uses, []  # a second backward (retain_graph) gathers afresh
+        if uses:
+            a = torch.cat([u for u, _ in uses], dim=1)  # (P, sum of batches, rows)
+            gu = torch.cat([v for _, v in uses], dim=1)
+            gw = torch.bmm(a.transpose(1, 2), gu)
+            g = gw if g is None else g + gw
+        return g, None
+
+
+class _TiedUse(torch.autograd.Function):
+    """``add + a @ WT`` (``add`` None: ``a @ WT``) for a gathered tied weight ``WT`` (the output of :class:`_TiedGather`):
+    the gradients of ``add`` and ``a`` as autograd makes them; ``WT``'s is left to the gather, which gets (a, g)."""
+
+    @staticmethod
+    def forward(ctx, add: torch.Tensor | None, a: torch.Tensor, WT: torch.Tensor, tied: _Tied) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(a, WT)
+        ctx.tied = tied
+        return torch.bmm(a, WT) if add is None else torch.baddbmm(add, a, WT)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        a, WT = ctx.saved_tensors
+        if ctx.needs_input_grad[2]:
+            ctx.tied.uses.append((a, g))
+        ga = torch.bmm(g, WT.transpose(1, 2)) if ctx.needs_input_grad[1] else None
+        return (g if ctx.needs_input_grad[0] else None), ga, None, None
+
+
+def tied_matmul(add: torch.Tensor | None, a: torch.Tensor, WT: torch.Tensor, tied: _Tied | None) -> torch.Tensor:
+    """``add + a @ WT`` (batched; ``add`` None: no addend), through the gather ``tied`` where there is one."""
+    if tied is None:
+        return torch.matmul(a, WT) if add is None else torch.baddbmm(add, a, WT)
+    return _TiedUse.apply(add, a, WT, tied)  # type: ignore[no-any-return]
+
+
 class UnrolledLISTA(nn.Module):
     """P unrolled networks in stacked tensors; see the module docstring for the update rule."""
 
@@ -193,6 +249,7 @@ class UnrolledLISTA(nn.Module):
     kind_inv: torch.Tensor
 
     wide_mix = False  # the LWA pre-mixes through a history buffer, one batched matmul each (False: one kernel per origin)
+    tied_grads = False  # the tied weights' gradients (W_x, a shared W) as one matmul over the layers (False: one per layer, summed)
 
     def __init__(self, genotypes: Sequence[Genotype], D: torch.Tensor, lam: float = 0.4, coef_init: str = "ones", compile: bool = False) -> None:
         super().__init__()
@@ -335,12 +392,18 @@ class UnrolledLISTA(nn.Module):
             free = self.kind_perm[: self._n_free]
             WbT, WxT = WbT.index_select(0, free), WxT.index_select(0, free)
         Bb = torch.matmul(b, WbT) if self._n_free else None  # (P_free, B, n), the free kind's W_b b
+        # tied_grads: a tied weight's gradient as one matmul over its uses (_TiedGather), fp32/fp64 training only (under
+        # autocast each layer's matmul runs in its own precision, which the gathered product would not reproduce)
+        gather = self.tied_grads and grad and not torch.is_autocast_enabled(b.device.type)
+        wx_tied = _Tied() if gather and not frozen and self._n_free else None
+        if wx_tied is not None:
+            WxT = _TiedGather.apply(WxT, wx_tied)
         zero = b.new_zeros(()).expand(self.P, b.shape[0], self.Wx.shape[-1])  # x(0) = 0 as a broadcast view: no memory, no fill
         xs = [zero]  # xs[i] = x(i)
         w = self.coef * self.gate * self.inv_count[..., None]  # (P, K, K) LWA weights
         hk = torch.where(self.has_lag, self.h, torch.ones_like(self.h))
         qb = self.lag * self.beta  # (P, K, J)
-        residual = self._residual_weights(frozen)
+        residual = self._residual_weights(frozen, gather)
         # The compiled kernel serves training only: evaluation (no grad) is a second set of
         # compiled variants, and with the shapes and requires-grad patterns of a protocol they
         # exceed torch.compile's recompile limit, past which it runs the kernel's Python
@@ -366,7 +429,7 @@ class UnrolledLISTA(nn.Module):
                     if self._gain_layers[k - 1]:
                         gated = gain_gate(xt, self.kappa[:, k - 1, None, None], self.nu[:, k - 1, None, None])
                         xt = torch.where(self.gained[:, k - 1, None, None], gated, xt)
-                z = self.linear_step(k, xt, b, Bb, WxT, residual)
+                z = self.linear_step(k, xt, b, Bb, WxT, residual, wx_tied)
                 if fused is not None:
                     lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
                     coefs = lm_coefficients(hk[:, k - 1], qb[:, k - 1], range(1, self.J + 1))
@@ -391,31 +454,36 @@ class UnrolledLISTA(nn.Module):
         b: torch.Tensor,
         Bb: torch.Tensor | None,
         WxT: torch.Tensor,
-        residual: tuple[list[torch.Tensor], list[torch.Tensor | None]],
+        residual: tuple[list[torch.Tensor], list[torch.Tensor | None], _Tied | None],
+        wx_tied: _Tied | None = None,
     ) -> torch.Tensor:
         """z(k) of every candidate from its layer input ``xt`` (None: x(0) = 0) and ``b`` (B, m), by its weight kind:
         ``free``: W_b b + W_x xt (``Bb`` = W_b b, ``WxT``: the free candidates' only, when kinds are mixed); the residual
         kinds: xt + gamma_k W_k (b - D xt) (``residual``: their effective W_k^T and gamma_k per layer,
-        :meth:`_residual_weights`). Mixed kinds: each family computed on its own candidates, then put back in order."""
+        :meth:`_residual_weights`). Mixed kinds: each family computed on its own candidates, then put back in order.
+        ``wx_tied``, ``residual[2]``: the gathers of W_x's and a shared W's gradients (``tied_grads``; None: autograd's)."""
         n_free = self._n_free
+        Ws, steps, w_tied = residual
         if n_free == self.P:
             assert Bb is not None
-            return Bb if xt is None else torch.baddbmm(Bb, xt, WxT)
+            return Bb if xt is None else tied_matmul(Bb, xt, WxT, wx_tied)
         if n_free == 0:
-            return self._residual_step(xt, b, residual[0][k - 1], residual[1][k - 1])
+            return self._residual_step(xt, b, Ws[k - 1], steps[k - 1], w_tied)
         assert Bb is not None
         free, rest = self.kind_perm[:n_free], self.kind_perm[n_free:]
-        zf = Bb if xt is None else torch.baddbmm(Bb, xt.index_select(0, free), WxT)
-        zr = self._residual_step(None if xt is None else xt.index_select(0, rest), b, residual[0][k - 1], residual[1][k - 1])
+        zf = Bb if xt is None else tied_matmul(Bb, xt.index_select(0, free), WxT, wx_tied)
+        zr = self._residual_step(None if xt is None else xt.index_select(0, rest), b, Ws[k - 1], steps[k - 1], w_tied)
         return torch.cat([zf, zr]).index_select(0, self.kind_inv)
 
-    def _residual_weights(self, frozen: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    def _residual_weights(self, frozen: int = 0, gather: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor | None], _Tied | None]:
         """Per layer, the residual candidates' W_k^T (R, m, n) and step gamma_k (R, 1, 1) (None: 1 for every one): the
         effective weights of the residual kinds, built once per forward (``unbind``: no per-layer zero-filled gradient).
         R is every candidate, or where kinds are mixed the residual ones (``kind_perm``'s tail), in that order.
-        ``frozen`` = f: the slots of layers 1..f (slot 0 is layer 1's, shared or untied) as constants for autograd."""
+        ``frozen`` = f: the slots of layers 1..f (slot 0 is layer 1's, shared or untied) as constants for autograd.
+        ``gather``: where every residual candidate reads one trainable W (no untied or analytic one), its gradient is
+        gathered into one matmul (the third value, :class:`_Tied`; else None)."""
         if self._n_free == self.P:
-            return [], []
+            return [], [], None
         K = self.K
         W: torch.Tensor = self.W
         gamma: torch.Tensor = self.gamma
@@ -425,9 +493,12 @@ class UnrolledLISTA(nn.Module):
             W, gamma, untied, analytic, step = (t.index_select(0, rest) for t in (W, gamma, untied, analytic, step))
         P = W.shape[0]
         slots = [w.detach() if i < frozen else w for i, w in enumerate(W.unbind(1))]  # (R, n, m) each
-        (all_untied, _), (all_analytic, any_analytic), (all_step, any_step) = (self._mix[f] for f in ("untied", "analytic", "step"))
-        Ws = []
-        for k in range(K):
+        (all_untied, any_untied), (all_analytic, any_analytic), (all_step, any_step) = (self._mix[f] for f in ("untied", "analytic", "step"))
+        tied = _Tied() if gather and not frozen and len(slots) == 1 and not any_untied and not any_analytic else None
+        Ws: list[torch.Tensor] = []
+        if tied is not None:  # one trainable W for every residual candidate: each layer reads it through the gather
+            Ws = [_TiedGather.apply(slots[0].transpose(1, 2), tied)] * K
+        for k in range(K if tied is None else 0):
             Wk = slots[k] if len(slots) > 1 else slots[0]
             if len(slots) > 1 and not all_untied:  # a one-W candidate in a cohort with untied ones reads slot 0
                 Wk = torch.where(untied[:, None, None], Wk, slots[0])
@@ -437,15 +508,18 @@ class UnrolledLISTA(nn.Module):
                 Wk = torch.where(analytic[:, None, None], self.Wbar, Wk)
             Ws.append(Wk.transpose(1, 2))
         if not any_step:
-            return Ws, [None] * K
+            return Ws, [None] * K, tied
         gammas = gamma.unbind(1)
         steps: list[torch.Tensor | None] = [(g if all_step else torch.where(step, g, torch.ones_like(g)))[:, None, None] for g in gammas]
-        return Ws, steps
+        return Ws, steps, tied
 
-    def _residual_step(self, xt: torch.Tensor | None, b: torch.Tensor, WkT: torch.Tensor, step: torch.Tensor | None) -> torch.Tensor:
-        """xt + gamma_k W_k (b - D xt) for the residual candidates (``WkT`` (R, m, n), ``xt`` (R, B, n) or None: x(0) = 0)."""
+    def _residual_step(
+        self, xt: torch.Tensor | None, b: torch.Tensor, WkT: torch.Tensor, step: torch.Tensor | None, tied: _Tied | None = None
+    ) -> torch.Tensor:
+        """xt + gamma_k W_k (b - D xt) for the residual candidates (``WkT`` (R, m, n), ``xt`` (R, B, n) or None: x(0) = 0;
+        ``tied``: W's gradient gathered, :class:`_Tied`)."""
         r = b.expand(WkT.shape[0], *b.shape) if xt is None else b - torch.matmul(xt, self.D.T)  # (R, B, m)
-        z = torch.matmul(r if step is None else r * step, WkT)  # (P, B, n)
+        z = tied_matmul(None, r if step is None else r * step, WkT, tied)  # (P, B, n)
         return z if xt is None else z + xt
 
     def _neuron(self, k: int, z: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,7 @@ __all__ = ["CandidateResult", "PopulationTrainer", "Progress", "evaluate", "trai
 
 COMPACT_FRACTION = 0.25  # compact once this share of the slots no longer trains
 GRAPH_WARMUP = 1  # eager steps on a side stream before a CUDA graph is captured (more before a run's first capture)
+MODEL_SWITCHES = ("wide_mix", "tied_grads")  # the model's switches (class attributes of UnrolledLISTA), kept when a compaction rebuilds it
 
 
 class PopulationTrainer:
@@ -148,6 +149,7 @@ class PopulationTrainer:
         self._cap = torch.tensor(caps, dtype=torch.long, device=dev)  # each candidate's current stage cap
         live = self.c.t_h[self.c.active_h]
         self._T = int(live.max()) if live.size else 1
+        self._val_layers = sorted({int(t) for t in np.minimum(self.c.t_h, self._T)})  # the validated layers, on the host
         self._loss_layers = {int(k): (self.active & (self.t == int(k))) for k in np.unique(live)}
         self._wm, self._wv = {}, {}
         for name, p in self.params.items():
@@ -172,6 +174,16 @@ class PopulationTrainer:
     @wide_mix.setter
     def wide_mix(self, on: bool) -> None:
         self.model.wide_mix = on
+
+    @property
+    def tied_grads(self) -> bool:
+        """The tied weights' gradients (W_x, a shared W) as one matmul over the layers
+        (:attr:`trainers.model.UnrolledLISTA.tied_grads`; off by default: not faster on CPU), kept across compactions."""
+        return bool(self.model.tied_grads)
+
+    @tied_grads.setter
+    def tied_grads(self, on: bool) -> None:
+        self.model.tied_grads = on
 
     def jump_to(self, layer: int, stage: int) -> None:
         """Put every active candidate at (layer, stage) with fresh moments (benchmarks, tests)."""
@@ -271,12 +283,14 @@ class PopulationTrainer:
     def _validate(self) -> torch.Tensor:
         """Validation nmse_db of each candidate's x(t[p]), shape (P,)."""
         with autocast(self.options.precision, self.c.step.device):
-            return evaluate(self.model, self.val_rule, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi).nmse_db()
+            return evaluate(
+                self.model, self.val_rule, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi, layers=self._val_layers
+            ).nmse_db()
 
     def _validate_full(self) -> np.ndarray:
         """Validation nmse_db of each candidate's x(t[p]) on the whole validation set (the kept parameters' score)."""
         with autocast(self.options.precision, self.c.step.device):
-            acc = evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi)
+            acc = evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi, layers=self._val_layers)
         return acc.nmse_db().cpu().numpy()
 
     def _record_best(self, val: torch.Tensor, mask: torch.Tensor) -> None:
@@ -396,11 +410,12 @@ class PopulationTrainer:
             return False
         self._store(drop)
         idx = torch.as_tensor(keep, device=self.c.step.device)
-        old, wide = self.params, self.wide_mix
+        old, switches = self.params, {name: getattr(self.model, name) for name in MODEL_SWITCHES}
         self.model = UnrolledLISTA(
             [self.results[i].genotype for i in self.c.ids[keep]], self.problem.D, self.protocol.lam, self.protocol.coef_init, self.options.compile
         )
-        self.wide_mix = wide
+        for name, on in switches.items():
+            setattr(self.model, name, on)
         with torch.no_grad():
             for name, p in self.model.named_parameters():
                 p.copy_(_fit_slots(name, old[name].index_select(0, idx), p))

@@ -111,16 +111,26 @@ def _chunks(model: UnrolledLISTA, split: Split, T: int) -> Iterator[tuple[int, i
 
 
 def evaluate(
-    model: UnrolledLISTA, split: Split, upto: int | None = None, layer: torch.Tensor | None = None, psi: torch.Tensor | None = None
+    model: UnrolledLISTA,
+    split: Split,
+    upto: int | None = None,
+    layer: torch.Tensor | None = None,
+    psi: torch.Tensor | None = None,
+    layers: Sequence[int] | None = None,
 ) -> NmseAccumulator:
     """Both NMSE sums for every layer 1..upto and every candidate: shapes (upto, P).
 
-    With ``layer`` (P,) of 1-based layers, only candidate p's x(layer[p]) is scored: shapes (P,).
+    With ``layer`` (P,) of 1-based layers, only candidate p's x(layer[p]) is scored: shapes (P,); ``layers``, its
+    distinct values where the caller has them on the host (the trainer's validation: then nothing is read back from
+    the device before the evaluation is queued; else they are read from ``layer``).
     With a synthesis basis ``psi`` (n_f, n), what is scored is psi x against the split's signals.
     """
     T = (model.K if layer is None else int(layer.max())) if upto is None else upto
     acc = NmseAccumulator()
-    layers = sorted({int(v) for v in layer.tolist()}) if layer is not None else []
+    if layer is None:
+        layers = []
+    else:
+        layers = sorted({int(v) for v in (layer.tolist() if layers is None else layers)})
     if layers and layers[-1] != T:
         raise NasdunError(f"evaluate: the deepest selected layer is {layers[-1]}, but upto={T}")
     with torch.no_grad():

@@ -216,11 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [py, me, "_protocol", a.device, str(int(a.quick)), "final", "4" if a.quick else "128", "0.5" if a.quick else "20", str(jsonl)]
     steps["bench_final_protocol"] = run_step(log, "bench_final_protocol", cmd, box(60))
     summary["bench"] = _bench_summary(jsonl)
-    # the wide LWA pre-mix against one kernel per origin, side by side on the device (off by default: no faster on CPU)
-    ab = [py, str(ROOT / "benchmarks" / "trainer_ab.py"), "wide_mix", "3" if a.quick else "16", "1", "--random", "4" if a.quick else "16",
-          "--device", a.device, *(["--steps", "2", "--reps", "1"] if a.quick else [])]  # fmt: skip
-    steps["ab_wide_mix"] = run_step(log, "ab_wide_mix", ab, box(90))
-    summary["wide_mix"] = [line for line in steps["ab_wide_mix"]["output"].splitlines() if line.startswith("wide_mix:")]
+    # the wide LWA pre-mix against one kernel per origin, and W_x's gradient as one matmul against one per layer, each side
+    # by side on the device (both off by default: no faster on CPU)
+    for flag in ("wide_mix", "tied_grads"):
+        ab = [py, str(ROOT / "benchmarks" / "trainer_ab.py"), flag, "3" if a.quick else "16", "1", "--random", "4" if a.quick else "16",
+              "--device", a.device, *(["--steps", "2", "--reps", "1"] if a.quick else [])]  # fmt: skip
+        steps[f"ab_{flag}"] = run_step(log, f"ab_{flag}", ab, box(90 if flag == "wide_mix" else 60))
+        summary[flag] = [line for line in steps[f"ab_{flag}"]["output"].splitlines() if line.startswith(f"{flag}:")]
     # each stage's step as one CUDA graph against eager launches (a CUDA device only: on a CPU there is nothing to replay)
     if a.device.startswith("cuda"):
         ab = [py, str(ROOT / "benchmarks" / "trainer_ab.py"), "cuda_graphs", "3" if a.quick else "16", "0", "1", "--random",
@@ -378,6 +380,8 @@ def markdown(s: dict[str, Any]) -> str:
 
         lines += ["", "What a whole protocol runs (`nasdun bench --protocol`, fp32): " + format_protocol(rec).replace("\n", ";")]
     lines += ["", "The wide LWA pre-mix (`benchmarks/trainer_ab.py wide_mix`, on = wide): " + ("; ".join(s.get("wide_mix", [])) or "not measured")]
+    lines += ["", "W_x's gradient as one matmul over the layers (`benchmarks/trainer_ab.py tied_grads`, on = one matmul): "
+              + ("; ".join(s.get("tied_grads", [])) or "not measured")]  # fmt: skip
     lines += ["", "Each stage's step as one CUDA graph (`benchmarks/trainer_ab.py cuda_graphs`, on = graphs): "
               + ("; ".join(s.get("cuda_graphs", [])) or "not measured (no CUDA device)")]  # fmt: skip
     lines += [
