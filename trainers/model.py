@@ -498,15 +498,16 @@ class UnrolledLISTA(nn.Module):
         Ws: list[torch.Tensor] = []
         if tied is not None:  # one trainable W for every residual candidate: each layer reads it through the gather
             Ws = [_TiedGather.apply(slots[0].transpose(1, 2), tied)] * K
-        for k in range(K if tied is None else 0):
-            Wk = slots[k] if len(slots) > 1 else slots[0]
-            if len(slots) > 1 and not all_untied:  # a one-W candidate in a cohort with untied ones reads slot 0
-                Wk = torch.where(untied[:, None, None], Wk, slots[0])
-            if all_analytic:
-                Wk = self.Wbar.expand(P, *self.Wbar.shape)
-            elif any_analytic:
-                Wk = torch.where(analytic[:, None, None], self.Wbar, Wk)
-            Ws.append(Wk.transpose(1, 2))
+        else:
+            for k in range(K):
+                Wk = slots[k] if len(slots) > 1 else slots[0]
+                if len(slots) > 1 and not all_untied:  # a one-W candidate in a cohort with untied ones reads slot 0
+                    Wk = torch.where(untied[:, None, None], Wk, slots[0])
+                if all_analytic:
+                    Wk = self.Wbar.expand(P, *self.Wbar.shape)
+                elif any_analytic:
+                    Wk = torch.where(analytic[:, None, None], self.Wbar, Wk)
+                Ws.append(Wk.transpose(1, 2))
         if not any_step:
             return Ws, [None] * K, tied
         gammas = gamma.unbind(1)

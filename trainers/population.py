@@ -47,7 +47,7 @@ from trainers.host_memory import keep_freed_memory
 from trainers.model import UnrolledLISTA
 from trainers.options import RunOptions
 from trainers.precision import autocast, precision_scope
-from trainers.problems.make import Problem
+from trainers.problems.make import Problem, Split
 from trainers.protocols import Protocol
 from trainers.scoring import CandidateResult, Progress, evaluate, image_psnr
 from trainers.state import CandidateState
@@ -58,6 +58,19 @@ __all__ = ["CandidateResult", "PopulationTrainer", "Progress", "evaluate", "trai
 COMPACT_FRACTION = 0.25  # compact once this share of the slots no longer trains
 GRAPH_WARMUP = 1  # eager steps on a side stream before a CUDA graph is captured (more before a run's first capture)
 MODEL_SWITCHES = ("wide_mix", "tied_grads")  # the model's switches (class attributes of UnrolledLISTA), kept when a compaction rebuilds it
+
+
+def _model_switch(name: str, what: str) -> property:
+    """A switch of the model (one of MODEL_SWITCHES, a class attribute of :class:`UnrolledLISTA`, off by default: not
+    faster on CPU) set on the trainer, which keeps it across the compactions that rebuild the model."""
+
+    def get(self: PopulationTrainer) -> bool:
+        return bool(getattr(self.model, name))
+
+    def set_(self: PopulationTrainer, on: bool) -> None:
+        setattr(self.model, name, on)
+
+    return property(get, set_, doc=f"{what} (:attr:`trainers.model.UnrolledLISTA.{name}`).")
 
 
 class PopulationTrainer:
@@ -165,25 +178,8 @@ class PopulationTrainer:
         self._moving = dict(zip(self.params, moving, strict=True))
         self._moving_params = {name: p for name, p in self.params.items() if self._moving[name]}  # what a step differentiates and steps
 
-    @property
-    def wide_mix(self) -> bool:
-        """The model's LWA pre-mix in one pass per layer (:attr:`trainers.model.UnrolledLISTA.wide_mix`; off by default:
-        not faster on CPU), kept across the compactions that rebuild the model."""
-        return bool(self.model.wide_mix)
-
-    @wide_mix.setter
-    def wide_mix(self, on: bool) -> None:
-        self.model.wide_mix = on
-
-    @property
-    def tied_grads(self) -> bool:
-        """The tied weights' gradients (W_x, a shared W) as one matmul over the layers
-        (:attr:`trainers.model.UnrolledLISTA.tied_grads`; off by default: not faster on CPU), kept across compactions."""
-        return bool(self.model.tied_grads)
-
-    @tied_grads.setter
-    def tied_grads(self, on: bool) -> None:
-        self.model.tied_grads = on
+    wide_mix = _model_switch("wide_mix", "The model's LWA pre-mix in one pass per layer")
+    tied_grads = _model_switch("tied_grads", "The tied weights' gradients (W_x, a shared W) as one matmul over the layers")
 
     def jump_to(self, layer: int, stage: int) -> None:
         """Put every active candidate at (layer, stage) with fresh moments (benchmarks, tests)."""
@@ -281,17 +277,18 @@ class PopulationTrainer:
 
     # -- validation and stage logic ----------------------------------------------------------
     def _validate(self) -> torch.Tensor:
-        """Validation nmse_db of each candidate's x(t[p]), shape (P,)."""
-        with autocast(self.options.precision, self.c.step.device):
-            return evaluate(
-                self.model, self.val_rule, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi, layers=self._val_layers
-            ).nmse_db()
+        """Validation nmse_db of each candidate's x(t[p]) on the stage rule's set, shape (P,)."""
+        return self._score(self.val_rule)
 
     def _validate_full(self) -> np.ndarray:
         """Validation nmse_db of each candidate's x(t[p]) on the whole validation set (the kept parameters' score)."""
+        return self._score(self.problem.val).cpu().numpy()
+
+    def _score(self, split: Split) -> torch.Tensor:
+        """nmse_db of each candidate's x(t[p]) on ``split``, the layers taken from the host (no read-back before it runs)."""
         with autocast(self.options.precision, self.c.step.device):
-            acc = evaluate(self.model, self.problem.val, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi, layers=self._val_layers)
-        return acc.nmse_db().cpu().numpy()
+            acc = evaluate(self.model, split, self._T, layer=self.t.clamp(max=self._T), psi=self.problem.psi, layers=self._val_layers)
+        return acc.nmse_db()
 
     def _record_best(self, val: torch.Tensor, mask: torch.Tensor) -> None:
         improved = mask & (val < self.c.best_val)

@@ -218,10 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     summary["bench"] = _bench_summary(jsonl)
     # the wide LWA pre-mix against one kernel per origin, and W_x's gradient as one matmul against one per layer, each side
     # by side on the device (both off by default: no faster on CPU)
-    for flag in ("wide_mix", "tied_grads"):
+    for flag, limit in (("wide_mix", 90), ("tied_grads", 60)):
         ab = [py, str(ROOT / "benchmarks" / "trainer_ab.py"), flag, "3" if a.quick else "16", "1", "--random", "4" if a.quick else "16",
               "--device", a.device, *(["--steps", "2", "--reps", "1"] if a.quick else [])]  # fmt: skip
-        steps[f"ab_{flag}"] = run_step(log, f"ab_{flag}", ab, box(90 if flag == "wide_mix" else 60))
+        steps[f"ab_{flag}"] = run_step(log, f"ab_{flag}", ab, box(limit))
         summary[flag] = [line for line in steps[f"ab_{flag}"]["output"].splitlines() if line.startswith(f"{flag}:")]
     # each stage's step as one CUDA graph against eager launches (a CUDA device only: on a CPU there is nothing to replay)
     if a.device.startswith("cuda"):
