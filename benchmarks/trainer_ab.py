@@ -1,11 +1,12 @@
 """A trainer switch on and off, side by side in one process: time per training step and the bits after the same steps.
 
     python benchmarks/trainer_ab.py FLAG [K] [STAGE ...] [--random P] [--device D] [--steps N] [--reps R]
-    # FLAG: prune, compact_masks, wide_mix, tied_grads or cuda_graphs (--device cuda); default K = 8, stages 0 1,
+    # FLAG: prune, compact_masks, foreach_adam, wide_mix, tied_grads or cuda_graphs (--device cuda); default K = 8, stages 0 1,
     # the 15 hand designs, cpu, N = 20, R = 5
 
 ``prune``: stage-0 steps without the frozen layers' graph; ``compact_masks``: Adam's masks per (candidate, layer),
-broadcast, instead of full-size (trainers/population.py). Each is the same maths, so the parameters must be bit-equal.
+broadcast, instead of full-size; ``foreach_adam``: Adam's update as one foreach operation per step of it over every
+parameter instead of one per parameter (trainers/population.py, trainers/adam.py). Each is the same maths, so the parameters must be bit-equal.
 ``wide_mix``: the LWA pre-mixes as one batched matmul over a history buffer instead of one kernel per origin
 (trainers/model.py, switched on the trainer): the same sums in another order, so the parameters are compared by their largest relative gap.
 ``tied_grads``: W_x's (and a shared W's) gradient as one matmul over the layers' uses instead of one per layer and
@@ -38,7 +39,7 @@ from trainers.population import PopulationTrainer  # noqa: E402
 from trainers.problems.make import make_problem  # noqa: E402
 from trainers.protocols import get_protocol  # noqa: E402
 
-FLAGS = ("prune", "compact_masks", "wide_mix", "tied_grads", "cuda_graphs")
+FLAGS = ("prune", "compact_masks", "foreach_adam", "wide_mix", "tied_grads", "cuda_graphs")
 
 
 def trainer(gs: list, problem: object, flag: str, on: bool, layer: int, stage: int) -> PopulationTrainer:

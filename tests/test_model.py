@@ -193,6 +193,16 @@ def test_combine_and_whole_model_gradients_pass_gradcheck():
         return sum((o * o).sum() * (k + 1) for k, o in enumerate(outs))
 
     assert torch.autograd.gradcheck(loss, start, atol=1e-6, rtol=1e-5)
+    # each layer's row of a per-layer parameter is taken once per forward (unbind, or one gather for the neuron groups'
+    # order): its gradient is one stack of the rows, not a zero-filled full-size tensor per layer and their sum
+    seen, todo = set(), [loss(*start).grad_fn]
+    while todo:
+        fn = todo.pop()
+        if fn is not None and fn not in seen:
+            seen.add(fn)
+            todo += [nxt for nxt, _ in fn.next_functions]
+    kinds = {type(f).__name__ for f in seen}
+    assert "SelectBackward0" not in kinds and {"UnbindBackward0", "GatherBackward0"} <= kinds, sorted(kinds)
 
 
 def test_the_wide_pre_mix_backward_passes_gradcheck():

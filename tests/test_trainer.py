@@ -282,10 +282,11 @@ def test_the_stage_rule_reads_a_validation_subset_and_the_whole_set_scores_what_
         assert float(first) == pytest.approx(last["best_val_nmse_db"], abs=1e-5)
 
 
-@pytest.mark.parametrize("flag", ["prune", "compact_masks"])
+@pytest.mark.parametrize("flag", ["prune", "compact_masks", "foreach_adam"])
 def test_the_trainer_s_shortcuts_give_the_same_bits(flag):
     """``prune``: in a stage 0 only layer t's new parameters move: layers below it run without a graph and Adam skips
     what no candidate may move. ``compact_masks``: Adam's masks kept per (candidate, layer) and broadcast, not full-size.
+    ``foreach_adam``: each of Adam's eight operations once over all parameters, not once per parameter.
     The whole protocol, for a cohort mixing every weight kind, support selection, gain gates, LWA connections and lags,
     trains to the same bits either way."""
     from dataclasses import replace
@@ -309,6 +310,17 @@ def test_the_trainer_s_shortcuts_give_the_same_bits(flag):
         assert whole.params.keys() == pruned.params.keys()
         assert all(torch.equal(whole.params[k], pruned.params[k]) for k in whole.params), whole.genotype
         assert whole.val_nmse_db == pruned.val_nmse_db and whole.test_nmse_db == pruned.test_nmse_db
+    if flag == "foreach_adam":  # the update's operations per step: eight, not eight per moving parameter
+        from nasdun.runs.bench import count_ops
+
+        ops = {}
+        for on in (False, True):
+            tr = PopulationTrainer([preset(n, 4) for n in names], problem, proto)
+            tr.foreach_adam = on
+            tr.jump_to(4, 1)
+            grads = [torch.ones_like(p) for p in tr._moving_params.values()]
+            ops[on] = count_ops(lambda: tr._adam(grads))["compute"]  # noqa: B023 (called at once)
+        assert ops[False] - ops[True] == 8 * (len(grads) - 1) and len(grads) == 10, ops
     tr = PopulationTrainer([preset(n, 4) for n in names], problem, proto)
     tr.jump_to(3, 0)
     assert tr._frozen == 2 and not tr._moving["Wb"] and not tr._moving["Wx"] and tr._moving["theta"]

@@ -38,15 +38,28 @@ def masked_adam_step(
     lr: torch.Tensor,
     wm: Mapping[str, torch.Tensor],
     wv: Mapping[str, torch.Tensor],
+    foreach: bool = True,
 ) -> None:
     """One update, in place. ``step`` (P,) counts this update already; ``lr`` (P,) is α_p;
-    ``wm`` / ``wv`` are the masks times (1 - β1) / (1 - β2), precomputed once per stage."""
+    ``wm`` / ``wv`` are the masks times (1 - β1) / (1 - β2), precomputed once per stage. ``foreach``: each of the
+    update's eight operations once over every parameter (torch's ``_foreach`` kernels; one launch per operation on a GPU
+    where the shapes allow) instead of once per parameter; the same per-tensor arithmetic, so the same bits."""
     t = step.clamp(min=1)
     lr_t = lr / (1 - BETAS[0] ** t)
     corr2 = 1 - BETAS[1] ** t
+    names = list(params)
+    ps, ms, vs, gs = list(params.values()), [m[n] for n in names], [v[n] for n in names], list(grads)
     with torch.no_grad():
-        for (name, p), g in zip(params.items(), grads, strict=True):
-            m[name].lerp_(g, wm[name])
-            v[name].lerp_(g * g, wv[name])
-            denom = (v[name] / per_candidate(corr2, p)).sqrt_().add_(EPS)
-            p.addcdiv_(m[name] * per_candidate(lr_t, p), denom, value=-1.0)
+        if foreach:
+            torch._foreach_lerp_(ms, gs, [wm[n] for n in names])
+            torch._foreach_lerp_(vs, torch._foreach_mul(gs, gs), [wv[n] for n in names])
+            denom = torch._foreach_div(vs, [per_candidate(corr2, p) for p in ps])
+            torch._foreach_sqrt_(denom)
+            torch._foreach_add_(denom, EPS)
+            torch._foreach_addcdiv_(ps, torch._foreach_mul(ms, [per_candidate(lr_t, p) for p in ps]), denom, value=-1.0)
+        else:
+            for name, p, g in zip(names, ps, gs, strict=True):
+                m[name].lerp_(g, wm[name])
+                v[name].lerp_(g * g, wv[name])
+                d = (v[name] / per_candidate(corr2, p)).sqrt_().add_(EPS)
+                p.addcdiv_(m[name] * per_candidate(lr_t, p), d, value=-1.0)

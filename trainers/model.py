@@ -39,11 +39,12 @@ def lipschitz(D: torch.Tensor) -> float:
     return 1.001 * float(torch.linalg.matrix_norm(D.double(), ord=2)) ** 2
 
 
-def lm_coefficients(hk: torch.Tensor, q: torch.Tensor, lags: Sequence[int]) -> torch.Tensor:
-    """Layer k's LM post-mix as coefficients (P, 2 + len(lags)) on [u(k), x(k-1), x(k-1-j) for j in ``lags``]:
-    h_k, 1 - h_k - sum_j q_kj beta_kj (over every lag, x(0)'s included) and q_kj beta_kj (``hk`` (P,), ``q`` = q_k * beta_k
-    (P, J)). The post-mix of the module docstring, stated once: the eager path, the compiled kernel and so the export read it."""
-    return torch.stack([hk, 1.0 - hk - q.sum(-1), *(q[:, j - 1] for j in lags)], dim=1)
+def lm_coefficients(h: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The LM post-mix of every layer as coefficients (..., 2 + J) on [u(k), x(k-1), x(k-2), ..., x(k-1-J)]:
+    h_k, 1 - h_k - sum_j q_kj beta_kj (over every lag, x(0)'s included) and q_kj beta_kj (``h`` (...,) = h_k, ``q`` (..., J) =
+    q_k * beta_k; a closed lag's q is 0). The post-mix of the module docstring, stated once: the eager path, the compiled
+    kernel and so the export read it."""
+    return torch.cat([h[..., None], (1.0 - h - q.sum(-1))[..., None], q], dim=-1)
 
 
 def fused_layer(names: tuple[str, ...]) -> Callable[..., torch.Tensor]:
@@ -403,12 +404,21 @@ class UnrolledLISTA(nn.Module):
         w = self.coef * self.gate * self.inv_count[..., None]  # (P, K, K) LWA weights
         hk = torch.where(self.has_lag, self.h, torch.ones_like(self.h))
         qb = self.lag * self.beta  # (P, K, J)
+        # Each layer's row of the per-layer parameters, taken once per forward (``unbind``): their gradients are one stack
+        # of the rows, where a row selected in every layer has a zero-filled full-size gradient per layer and their sum
+        # (the same values: each element of a row's gradient comes from one layer).
+        rows, lm = w.unbind(1), lm_coefficients(hk, qb).unbind(1)  # (P, K) and (P, 2 + J) per layer
+        thetas: Sequence[torch.Tensor] = self.theta[:, :, None, None].unbind(1)  # (P, 1, 1) per layer
+        gains = (self.kappa[:, :, None, None].unbind(1), self.nu[:, :, None, None].unbind(1)) if any(self._gain_layers[:T]) else None
         residual = self._residual_weights(frozen, gather)
         # The compiled kernel serves training only: evaluation (no grad) is a second set of
         # compiled variants, and with the shapes and requires-grad patterns of a protocol they
         # exceed torch.compile's recompile limit, past which it runs the kernel's Python
         # unfused - slower than the eager path (NOTES row 13).
         fused = self._fused if torch.is_grad_enabled() else None
+        if fused is None and any(len(g) > 1 for g in self._neuron_groups[:T]):  # a layer's neuron groups read its thresholds
+            grouped = self.theta.gather(0, self.neuron_perm.T)[:, :, None, None].unbind(1)  # in their order: one gather
+            thetas = [grouped[k] if len(g) > 1 else thetas[k] for k, g in enumerate(self._neuron_groups)]
         # The wide pre-mix (:class:`_WideMix`) where some layer reads two or more earlier outputs.
         wide = self.wide_mix and any(len(o) > 1 for o in self._layer_inputs[:T])
         hist: _History | None = None
@@ -421,21 +431,20 @@ class UnrolledLISTA(nn.Module):
                 else:
                     origins = self._layer_inputs[k - 1]  # closed for every candidate: no work
                     if hist is not None and len(origins) > 1:  # every x(i), i < k, in one pass (a closed one's weight is 0)
-                        c = w[:, k - 1, : k - 1]
+                        c = rows[k - 1][:, : k - 1]
                         xt = _WideMix.apply(c, hist, k, *xs[1:k]) if torch.is_grad_enabled() else wide_mix(c, hist.H, k).view_as(xs[1])
                     else:
                         cols = slice(0, k - 1) if len(origins) == k - 1 else [i - 1 for i in origins]  # a view when all are open
-                        xt = combine(w[:, k - 1, cols], [xs[i] for i in origins])  # (P, B, n)
-                    if self._gain_layers[k - 1]:
-                        gated = gain_gate(xt, self.kappa[:, k - 1, None, None], self.nu[:, k - 1, None, None])
+                        xt = combine(rows[k - 1][:, cols], [xs[i] for i in origins])  # (P, B, n)
+                    if gains is not None and self._gain_layers[k - 1]:
+                        gated = gain_gate(xt, gains[0][k - 1], gains[1][k - 1])
                         xt = torch.where(self.gained[:, k - 1, None, None], gated, xt)
                 z = self.linear_step(k, xt, b, Bb, WxT, residual, wx_tied)
                 if fused is not None:
                     lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
-                    coefs = lm_coefficients(hk[:, k - 1], qb[:, k - 1], range(1, self.J + 1))
-                    xs.append(fused(z, self.theta[:, k - 1, None, None], self.neuron_kind[:, k - 1], coefs, xs[k - 1], *lags))
+                    xs.append(fused(z, thetas[k - 1], self.neuron_kind[:, k - 1], lm[k - 1], xs[k - 1], *lags))
                 else:
-                    xs.append(self._lm_mix(k, self._neuron(k, z), xs, hk, qb))
+                    xs.append(self._lm_mix(k, self._neuron(k, z, thetas[k - 1]), xs, lm[k - 1]))
                 if wide and k < T:  # the history buffer holds every output a later pre-mix reads
                     hist = hist or _History(self.P, T, xs[k], torch.promote_types(xs[k].dtype, w.dtype))
                     if torch.is_grad_enabled():
@@ -523,13 +532,14 @@ class UnrolledLISTA(nn.Module):
         z = tied_matmul(None, r if step is None else r * step, WkT, tied)  # (P, B, n)
         return z if xt is None else z + xt
 
-    def _neuron(self, k: int, z: torch.Tensor) -> torch.Tensor:
-        theta = self.theta[:, k - 1, None, None]
+    def _neuron(self, k: int, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """Layer k's neurons on z, each candidate its own type; ``theta`` (P, 1, 1): the layer's thresholds, in the order
+        of its neuron groups (``neuron_perm[k - 1]``) where it has several."""
         groups = self._neuron_groups[k - 1]
         if len(groups) == 1:
             return self._threshold(groups[0][0], k, z, theta)
         perm = self.neuron_perm[k - 1]
-        zs, ths = z.index_select(0, perm).split([n for _, n in groups]), theta.index_select(0, perm).split([n for _, n in groups])
+        zs, ths = z.index_select(0, perm).split([n for _, n in groups]), theta.split([n for _, n in groups])
         parts = [self._threshold(t, k, zg, tg) for (t, _), zg, tg in zip(groups, zs, ths, strict=True)]
         return torch.cat(parts).index_select(0, self.neuron_inv[k - 1])
 
@@ -540,12 +550,14 @@ class UnrolledLISTA(nn.Module):
             return support_select(z, theta, support_count(k, z.shape[-1]), fn)
         return fn(z, theta)
 
-    def _lm_mix(self, k: int, u: torch.Tensor, xs: list[torch.Tensor], hk: torch.Tensor, qb: torch.Tensor) -> torch.Tensor:
+    def _lm_mix(self, k: int, u: torch.Tensor, xs: list[torch.Tensor], coefs: torch.Tensor) -> torch.Tensor:
+        """Layer k's LM post-mix of u(k) with the earlier outputs; ``coefs`` (P, 2 + J): the layer's :func:`lm_coefficients`."""
         lags = self._layer_lags[k - 1]
         if not lags:
             return u  # order 1 for every candidate: the forward-Euler step x(k) = u(k)
         used = [j for j in lags if k - 1 - j > 0]  # x(0) = 0 adds nothing (its beta still enters x(k-1)'s coefficient)
-        return combine(lm_coefficients(hk[:, k - 1], qb[:, k - 1], used), [u, xs[k - 1], *(xs[k - 1 - j] for j in used)])
+        cols = slice(0, 2 + len(used)) if used == list(range(1, len(used) + 1)) else [0, 1, *(1 + j for j in used)]  # a view where it can be
+        return combine(coefs[:, cols], [u, xs[k - 1], *(xs[k - 1 - j] for j in used)])
 
     def candidate_state(self, p: int) -> dict[str, torch.Tensor]:
         """Parameters of candidate p (no P axis), on the CPU: W as the candidate uses it (one slot unless untied), so a

@@ -100,6 +100,7 @@ class PopulationTrainer:
         self.threads = check_threads(threads)  # on a CPU, the run's fixed intra-op thread count (trainers/threads.py)
         self.prune = True  # stage-0 steps without the frozen layers' graph (False: the whole graph, for the equality test)
         self.compact_masks = True  # Adam's masks per (candidate, layer), broadcast (False: full-size, for the equality test)
+        self.foreach_adam = True  # Adam's update as one foreach operation per step of it over every parameter (False: per parameter)
         self.cuda_graphs = options.cuda_graphs  # each stage's step replayed as one CUDA graph (_graphed_step; a CUDA device)
         self._graph: tuple[tuple[int, ...], Any, torch.Tensor, torch.Tensor] | None = None  # (batch shapes, graph, static b, x)
         self._graph_warm = 0  # eager steps since the graph was dropped (a capture follows GRAPH_WARMUP of them)
@@ -262,7 +263,7 @@ class PopulationTrainer:
         self.c.step += self._active_f
         factor = self.protocol.lr_factor(self.c.stage_iter, self._cap)  # the schedule inside the stage (None: constant)
         lr = self._lr if factor is None else self._lr * factor.to(self._lr.dtype)
-        masked_adam_step(self._moving_params, grads, self.c.m, self.c.v, self.c.step, lr, self._wm, self._wv)
+        masked_adam_step(self._moving_params, grads, self.c.m, self.c.v, self.c.step, lr, self._wm, self._wv, foreach=self.foreach_adam)
 
     def _trainable(self, name: str, p: torch.Tensor) -> torch.Tensor:
         """Elements candidate q may move: its layer t's new parameters in stage 0, else layers <= t. A mask depends on the
