@@ -7,8 +7,8 @@ compare (the change is not a switch).
 
 Builds the cohort (the hand designs distinct at K, or ``--random P`` random genotypes of the classic space drawn as
 ``trainer_ab.py`` draws them) on ``small``'s data under ``final``, jumps to the stage, runs three warm-up steps and N
-timed ones, and prints the time per step, the compute operations of one more step (``nasdun.runs.bench.count_ops``'s
-rule, counted here so that an older commit without it counts the same way) and a checksum of the parameters (equal
+timed ones, and prints the time per step, the compute operations of one more step (``nasdun.runs.bench.count_ops``)
+and a checksum of the parameters (equal
 checksums: the same bits on both commits).
 """
 
@@ -22,8 +22,7 @@ import torch
 
 
 def main() -> None:
-    from torch.utils._python_dispatch import TorchDispatchMode
-
+    from nasdun.runs.bench import count_ops
     from nasdun.runs.verdict import hand_designs
     from search_spaces.genotype import classic_space
     from trainers.population import PopulationTrainer
@@ -50,17 +49,9 @@ def main() -> None:
     for _ in range(a.steps):
         tr.train_step()
     per_step = (time.perf_counter() - t0) / a.steps
-    ops = [0]
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            ops[0] += not getattr(func, "is_view", False)
-            return func(*args, **(kwargs or {}))
-
-    with Count():
-        tr.train_step()
+    ops = count_ops(tr.train_step)["compute"]
     checksum = sum(float(p.detach().double().sum()) for p in tr.params.values())
-    print(f"K={a.K} stage {a.stage}, {len(gs)} networks: {1e3 * per_step:.1f} ms/step, {ops[0]:,} compute ops/step, checksum {checksum:.17g}")
+    print(f"K={a.K} stage {a.stage}, {len(gs)} networks: {1e3 * per_step:.1f} ms/step, {ops:,} compute ops/step, checksum {checksum:.17g}")
 
 
 if __name__ == "__main__":
