@@ -407,7 +407,9 @@ class UnrolledLISTA(nn.Module):
         # Each layer's row of the per-layer parameters, taken once per forward (``unbind``): their gradients are one stack
         # of the rows, where a row selected in every layer has a zero-filled full-size gradient per layer and their sum
         # (the same values: each element of a row's gradient comes from one layer).
-        rows, lm = w.unbind(1), lm_coefficients(hk, qb).unbind(1)  # (P, K) and (P, 2 + J) per layer
+        rows = w.unbind(1)  # (P, K) per layer
+        # (P, 2 + J) per layer, where some layer mixes its history (the compiled kernel always reads them)
+        lm = lm_coefficients(hk, qb).unbind(1) if self._fused is not None or any(self._layer_lags[:T]) else ()
         thetas: Sequence[torch.Tensor] = self.theta[:, :, None, None].unbind(1)  # (P, 1, 1) per layer
         gains = (self.kappa[:, :, None, None].unbind(1), self.nu[:, :, None, None].unbind(1)) if any(self._gain_layers[:T]) else None
         residual = self._residual_weights(frozen, gather)
@@ -444,7 +446,7 @@ class UnrolledLISTA(nn.Module):
                     lags = [xs[k - 1 - j] if k - 1 - j > 0 else zero for j in range(1, self.J + 1)]
                     xs.append(fused(z, thetas[k - 1], self.neuron_kind[:, k - 1], lm[k - 1], xs[k - 1], *lags))
                 else:
-                    xs.append(self._lm_mix(k, self._neuron(k, z, thetas[k - 1]), xs, lm[k - 1]))
+                    xs.append(self._lm_mix(k, self._neuron(k, z, thetas[k - 1]), xs, lm[k - 1] if lm else None))
                 if wide and k < T:  # the history buffer holds every output a later pre-mix reads
                     hist = hist or _History(self.P, T, xs[k], torch.promote_types(xs[k].dtype, w.dtype))
                     if torch.is_grad_enabled():
@@ -550,10 +552,11 @@ class UnrolledLISTA(nn.Module):
             return support_select(z, theta, support_count(k, z.shape[-1]), fn)
         return fn(z, theta)
 
-    def _lm_mix(self, k: int, u: torch.Tensor, xs: list[torch.Tensor], coefs: torch.Tensor) -> torch.Tensor:
-        """Layer k's LM post-mix of u(k) with the earlier outputs; ``coefs`` (P, 2 + J): the layer's :func:`lm_coefficients`."""
+    def _lm_mix(self, k: int, u: torch.Tensor, xs: list[torch.Tensor], coefs: torch.Tensor | None) -> torch.Tensor:
+        """Layer k's LM post-mix of u(k) with the earlier outputs; ``coefs`` (P, 2 + J): the layer's :func:`lm_coefficients`
+        (None where no layer of the cohort has a lag)."""
         lags = self._layer_lags[k - 1]
-        if not lags:
+        if not lags or coefs is None:
             return u  # order 1 for every candidate: the forward-Euler step x(k) = u(k)
         used = [j for j in lags if k - 1 - j > 0]  # x(0) = 0 adds nothing (its beta still enters x(k-1)'s coefficient)
         cols = slice(0, 2 + len(used)) if used == list(range(1, len(used) + 1)) else [0, 1, *(1 + j for j in used)]  # a view where it can be
